@@ -1,0 +1,29 @@
+"""The Typer app. Commands live in one module per area; none imports TensorFlow or docker at import time."""
+
+from __future__ import annotations
+
+import typer
+
+from envlock import __version__
+from envlock.cli import build, capture, verify, watch  # noqa: F401  (registers commands)
+from envlock.cli.common import app
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"envlock {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Make TensorFlow results reproducible across machines."""
+
+
+def main() -> None:
+    app(prog_name="envlock")
+
+
+__all__ = ["app", "main"]

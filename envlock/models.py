@@ -1,0 +1,209 @@
+"""The manifest: a versioned, typed fingerprint of a machine and its software stack.
+
+Unknown is ``None`` -- never a crash and never the string "unknown"; the display layer
+decides how to say it. Every list is sorted before it is stored. Volatile fields
+(timestamps, hostname, paths) are listed in ``VOLATILE_FIELDS`` and kept out of the digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MANIFEST_KIND = "envlock.manifest"
+MANIFEST_SCHEMA_VERSION = 1
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HostInfo(_Model):
+    os: str | None = None
+    distro: str | None = None
+    distro_version: str | None = None
+    kernel: str | None = None
+    architecture: str | None = None
+    glibc: str | None = None
+    container_runtime: Literal["docker", "kubernetes", "podman", "containerd", "lxc", "none"] | None = None
+    hostname: str | None = None
+
+
+class IsaSummary(_Model):
+    """ISA features that change which numeric kernels oneDNN/Eigen/XLA/numpy pick."""
+
+    sse4_1: bool | None = None
+    sse4_2: bool | None = None
+    avx: bool | None = None
+    avx2: bool | None = None
+    fma: bool | None = None
+    f16c: bool | None = None
+    avx512f: bool | None = None
+    avx512dq: bool | None = None
+    avx512bw: bool | None = None
+    avx512vl: bool | None = None
+    avx512cd: bool | None = None
+    avx512_vnni: bool | None = None
+    avx512_bf16: bool | None = None
+    avx512_fp16: bool | None = None
+    avx_vnni: bool | None = None
+    amx_tile: bool | None = None
+    amx_bf16: bool | None = None
+    amx_int8: bool | None = None
+    neon: bool | None = None
+    sve: bool | None = None
+
+
+class CpuInfo(_Model):
+    vendor: str | None = None
+    model_name: str | None = None
+    family: int | None = None
+    model: int | None = None
+    stepping: int | None = None
+    microcode: str | None = None
+    logical_cores: int | None = None
+    physical_cores: int | None = None
+    affinity: list[int] | None = None
+    flags: list[str] = Field(default_factory=list)
+    isa: IsaSummary = Field(default_factory=IsaSummary)
+
+
+class MemoryInfo(_Model):
+    total_bytes: int | None = None
+    numa_nodes: int | None = None
+
+
+class BlasLibrary(_Model):
+    user_api: str | None = None
+    internal_api: str | None = None
+    filename: str | None = None
+    version: str | None = None
+    architecture: str | None = None
+    threading_layer: str | None = None
+    num_threads: int | None = None
+
+
+class NumericInfo(_Model):
+    numpy_version: str | None = None
+    blas: list[BlasLibrary] = Field(default_factory=list)
+    simd_baseline: list[str] | None = None
+    simd_dispatch: list[str] | None = None
+
+
+class GpuDevice(_Model):
+    index: int
+    name: str | None = None
+    compute_capability: str | None = None
+    memory_total_bytes: int | None = None
+    uuid_sha256: str | None = None
+    mig_mode: Literal["enabled", "disabled", "unsupported"] | None = None
+    ecc_mode: Literal["enabled", "disabled", "unsupported"] | None = None
+
+
+class GpuInfo(_Model):
+    status: Literal["ok", "no_gpu", "no_driver", "nvml_unavailable", "error"]
+    detail: str | None = None
+    driver_version: str | None = None
+    cuda_driver_version: str | None = None
+    devices: list[GpuDevice] = Field(default_factory=list)
+
+
+class LoadedLibrary(_Model):
+    name: str
+    version: str | None = None
+    path: str | None = None
+
+
+class TensorflowInfo(_Model):
+    status: Literal["present", "absent", "not_captured", "error"]
+    detail: str | None = None
+    version: str | None = None
+    git_version: str | None = None
+    compiler: str | None = None
+    is_cuda_build: bool | None = None
+    is_rocm_build: bool | None = None
+    built_cuda_version: str | None = None
+    built_cudnn_version: str | None = None
+    build_info: dict[str, Any] | None = None
+    onednn_enabled: bool | None = None
+    xla_jit: str | None = None
+    op_determinism: bool | None = None
+    intra_op_threads: int | None = None
+    inter_op_threads: int | None = None
+    physical_devices: list[str] | None = None
+    keras_version: str | None = None
+    loaded_libraries: list[LoadedLibrary] = Field(default_factory=list)
+
+
+class Distribution(_Model):
+    name: str
+    version: str
+    record_sha256: str | None = None
+
+
+class PythonInfo(_Model):
+    version: str | None = None
+    implementation: str | None = None
+    compiler: str | None = None
+    executable: str | None = None
+    distributions: list[Distribution] = Field(default_factory=list)
+
+
+class Manifest(_Model):
+    kind: Literal["envlock.manifest"] = MANIFEST_KIND
+    schema_version: int = MANIFEST_SCHEMA_VERSION
+    envlock_version: str
+    captured_at: str
+    host: HostInfo
+    cpu: CpuInfo
+    memory: MemoryInfo
+    numeric: NumericInfo
+    gpu: GpuInfo
+    tensorflow: TensorflowInfo
+    python: PythonInfo
+    environment: dict[str, str] = Field(default_factory=dict)
+    digest: str = ""
+
+
+# Fields that change between two captures of the same machine and environment, or that
+# say where rather than what: kept in the file, left out of the digest and of ``diff``.
+VOLATILE_FIELDS: dict[str, Any] = {
+    "digest": True,
+    "captured_at": True,
+    "envlock_version": True,
+    "host": {"hostname": True},
+    "python": {"executable": True},
+    "tensorflow": {"loaded_libraries": {"__all__": {"path"}}, "detail": True},
+    "gpu": {"detail": True},
+}
+
+
+def identity_dict(manifest: Manifest) -> dict[str, Any]:
+    """The identity fields of a manifest as plain JSON data (what the digest covers)."""
+    return manifest.model_dump(mode="json", exclude=VOLATILE_FIELDS)
+
+
+def compute_digest(manifest: Manifest) -> str:
+    canonical = json.dumps(identity_dict(manifest), sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def with_digest(manifest: Manifest) -> Manifest:
+    return manifest.model_copy(update={"digest": compute_digest(manifest)})
+
+
+class LockdownSettings(_Model):
+    """The controls envlock applies before running probes or a user's job.
+
+    ``environment`` is the allow-listed determinism environment in force when the golden
+    was recorded (see ``envlock.fingerprint.environ``); ``--golden-env`` reproduces it exactly.
+    """
+
+    seed: int = 42
+    op_determinism: bool = True
+    intra_op_threads: int | None = None
+    inter_op_threads: int | None = None
+    environment: dict[str, str] = Field(default_factory=dict)

@@ -1,0 +1,79 @@
+"""The one seam for side effects on the outside world: subprocesses and reading system files.
+
+Collectors take a ``Runner``; unit tests pass a ``FakeRunner`` fed with real captured outputs
+from ``tests/data`` so parsing is tested on what real machines print.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class Runner:
+    """Real side effects. Every method returns ``None`` on failure instead of raising."""
+
+    def run(self, argv: list[str], *, timeout: float = 10.0, env: dict[str, str] | None = None) -> CommandResult | None:
+        try:
+            proc = subprocess.run(  # noqa: S603 - argv lists only, never a shell
+                argv, capture_output=True, text=True, timeout=timeout, env=env, check=False
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return CommandResult(proc.returncode, proc.stdout, proc.stderr)
+
+    def read_text(self, path: str | Path) -> str | None:
+        try:
+            return Path(path).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+
+    def read_bytes(self, path: str | Path) -> bytes | None:
+        try:
+            return Path(path).read_bytes()
+        except OSError:
+            return None
+
+    def exists(self, path: str | Path) -> bool:
+        return Path(path).exists()
+
+    def listdir(self, path: str | Path) -> list[str] | None:
+        try:
+            return sorted(p.name for p in Path(path).iterdir())
+        except OSError:
+            return None
+
+
+@dataclass
+class FakeRunner(Runner):
+    """Replays recorded outputs: ``files`` maps path -> content, ``commands`` maps argv tuple -> result."""
+
+    files: dict[str, str] = field(default_factory=dict)
+    commands: dict[tuple[str, ...], CommandResult] = field(default_factory=dict)
+
+    def run(self, argv: list[str], *, timeout: float = 10.0, env: dict[str, str] | None = None) -> CommandResult | None:
+        return self.commands.get(tuple(argv))
+
+    def read_text(self, path: str | Path) -> str | None:
+        return self.files.get(str(path))
+
+    def read_bytes(self, path: str | Path) -> bytes | None:
+        text = self.files.get(str(path))
+        return None if text is None else text.encode()
+
+    def exists(self, path: str | Path) -> bool:
+        p = str(path)
+        return p in self.files or any(k.startswith(p.rstrip("/") + "/") for k in self.files)
+
+    def listdir(self, path: str | Path) -> list[str] | None:
+        prefix = str(path).rstrip("/") + "/"
+        names = {k[len(prefix):].split("/")[0] for k in self.files if k.startswith(prefix)}
+        return sorted(names) if names else None
