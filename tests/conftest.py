@@ -1,0 +1,56 @@
+"""Shared test fixtures.
+
+Components a test needs (TensorFlow, a Docker daemon) are *required* in CI: when missing
+there the test fails loudly instead of skipping. Locally (CI unset) it skips with a reason.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(__file__).resolve().parent / "data"
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def require(available: bool, what: str) -> None:
+    """Skip locally, fail loudly in CI, when a component a test needs is missing."""
+    if available:
+        return
+    if IN_CI:
+        pytest.fail(f"{what} is required in CI but is missing", pytrace=False)
+    pytest.skip(f"{what} is not available on this machine")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def tensorflow_required() -> None:
+    require(importlib.util.find_spec("tensorflow") is not None, "TensorFlow")
+
+
+def envlock_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600,
+                cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a fresh process (the way a user runs it)."""
+    return subprocess.run(
+        [sys.executable, "-m", "envlock", *args],
+        capture_output=True, text=True, env=env, timeout=timeout, cwd=cwd, check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def golden_path(tensorflow_required: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One golden recorded on this machine for the whole session (one TF process)."""
+    path = tmp_path_factory.mktemp("golden") / "golden.json"
+    proc = envlock_cli("capture", "--golden", "-o", str(path))
+    assert proc.returncode == 0, f"recording the session golden failed:\n{proc.stdout}\n{proc.stderr}"
+    return path
