@@ -7,6 +7,7 @@ same directory, fsync, then ``os.replace``), so a crash never leaves a half-writ
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -33,10 +34,8 @@ def atomic_write_text(path: Path | str, text: str) -> None:
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
         raise
 
 
@@ -65,11 +64,14 @@ def read_json_file(path: Path | str) -> Any:
     if not raw.strip():
         raise BadFileError(path, "file is empty")
     try:
-        return json.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise BadFileError(path, "not a text file (not UTF-8)") from None
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as exc:
-        if exc.pos >= len(raw.rstrip()) - 1:
+        # The parser ran off the end (or into an unterminated string): the file was cut short.
+        if exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string"):
             raise BadFileError(path, f"truncated JSON (ends at line {exc.lineno})") from None
         raise BadFileError(path, f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
 
