@@ -1,0 +1,170 @@
+"""``envlock.lockdown()``: lock what can be locked in a user's own training script.
+
+What can be locked from inside Python: the Python/numpy/TF/Keras seeds, TF op determinism,
+TF's intra/inter-op thread counts (while TF's runtime is not yet initialised). What cannot be
+locked once the process or TensorFlow has started: ``PYTHONHASHSEED`` (read at interpreter
+start) and the variables TF reads at import (``TF_ENABLE_ONEDNN_OPTS``, ``TF_XLA_FLAGS``, ...).
+Those are reported -- as warnings, or with ``strict=True`` as a ``DriftFound`` error.
+
+With ``golden=``, the golden's lockdown settings are used (seed, thread counts), its
+allow-listed determinism environment is applied when TF is not imported yet, and
+``strict=True`` refuses to run on a machine whose fingerprint differs critically.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from envlock.errors import DriftFound
+
+
+class LockdownWarning(RuntimeWarning):
+    """Something that could not be locked (see ``LockdownReport.problems``)."""
+
+
+@dataclass
+class LockdownReport:
+    seed: int
+    op_determinism: bool
+    intra_op_threads: int | None
+    inter_op_threads: int | None
+    environment_changes: dict[str, str | None] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+def default_thread_count() -> int:
+    """The CPUs this process may run on: what TF would pick by default, made explicit."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def apply_tf_controls(tf: Any, *, seed: int, op_determinism: bool, intra_op_threads: int | None,
+                      inter_op_threads: int | None) -> dict[str, Any]:
+    """Seeds, op determinism and thread counts on an imported TF; returns what is in force.
+
+    Shared by the probe child and ``lockdown()`` so probes run exactly as users' jobs do.
+    """
+    problems: list[str] = []
+    threading = tf.config.threading
+    for label, wanted, setter, getter in (
+        ("intra-op", intra_op_threads, threading.set_intra_op_parallelism_threads,
+         threading.get_intra_op_parallelism_threads),
+        ("inter-op", inter_op_threads, threading.set_inter_op_parallelism_threads,
+         threading.get_inter_op_parallelism_threads),
+    ):
+        if wanted is None or getter() == wanted:
+            continue
+        try:
+            setter(wanted)
+        except RuntimeError:
+            problems.append(
+                f"TF {label} threads could not be set to {wanted}: TensorFlow's runtime is already "
+                f"initialised (call envlock.lockdown() before running any TF op)"
+            )
+    if op_determinism:
+        tf.config.experimental.enable_op_determinism()
+    tf.keras.utils.set_random_seed(seed)  # python random, numpy, TF and Keras' global generator
+    return {
+        "seed": seed,
+        "op_determinism": op_determinism,
+        "intra_op_threads": threading.get_intra_op_parallelism_threads() or None,
+        "inter_op_threads": threading.get_inter_op_parallelism_threads() or None,
+        "problems": problems,
+    }
+
+
+def golden_environment_changes(current: dict[str, str], golden_env: dict[str, str]) -> dict[str, str | None]:
+    """What makes the allow-listed environment exactly the golden's: name -> value (None = unset)."""
+    from envlock.fingerprint.environ import is_allowed
+
+    changes: dict[str, str | None] = {n: None for n in current if is_allowed(n) and n not in golden_env}
+    changes.update({n: v for n, v in golden_env.items() if current.get(n) != v})
+    return dict(sorted(changes.items()))
+
+
+def _environment_problems(golden_env: dict[str, str] | None) -> list[str]:
+    problems: list[str] = []
+    if sys.flags.hash_randomization and not os.environ.get("PYTHONHASHSEED"):
+        problems.append("PYTHONHASHSEED is not set: Python randomises str hashing (set iteration order) per "
+                        "process; export PYTHONHASHSEED=0 before starting Python")
+    if golden_env is None and "TF_ENABLE_ONEDNN_OPTS" not in os.environ:
+        problems.append("TF_ENABLE_ONEDNN_OPTS is not set: TensorFlow turns oneDNN on by default only on CPUs "
+                        "with AVX512_VNNI/AVX512_BF16/AVX_VNNI/AMX, so matmul/conv bits depend on the CPU; set it "
+                        "explicitly before TensorFlow is imported")
+    return problems
+
+
+def _apply_golden_environment(golden_env: dict[str, str], report: LockdownReport) -> None:
+    changes = golden_environment_changes(dict(os.environ), golden_env)
+    if "tensorflow" in sys.modules:
+        for name, value in changes.items():
+            now = os.environ.get(name)
+            report.problems.append(
+                f"{name}={now!r} differs from the golden's {value!r} and TensorFlow is already imported; "
+                f"set it before importing TensorFlow (or import envlock and call lockdown() first)")
+        return
+    for name, value in changes.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    report.environment_changes = changes
+
+
+def _critical_differences(golden: Any) -> list[str]:
+    from envlock.capture import capture_manifest
+    from envlock.diff import diff_manifests
+    from envlock.fingerprint.tf import collect_tensorflow_info
+    from envlock.models import with_digest
+
+    here = capture_manifest(include_tf=False)
+    here = with_digest(here.model_copy(update={"tensorflow": collect_tensorflow_info()}))
+    return [f"{d.path}: {d.old!r} -> {d.new!r} ({d.reason})"
+            for d in diff_manifests(golden.manifest, here) if d.severity == "critical"]
+
+
+def lockdown(seed: int | None = None, *, golden: str | Path | None = None, strict: bool = False,
+             intra_op_threads: int | None = None, inter_op_threads: int | None = None,
+             op_determinism: bool = True) -> LockdownReport:
+    """Seed Python/numpy/TF, enable op determinism, fix thread counts; report what could not be locked.
+
+    Call it at the top of a training script, before building models or running TF ops.
+    Raises ``DriftFound`` (``strict=True``) instead of warning; ``BadFileError`` for a bad golden.
+    """
+    loaded = None
+    if golden is not None:
+        from envlock.golden import load_golden
+
+        loaded = load_golden(golden)
+        seed = loaded.lockdown.seed if seed is None else seed
+        intra_op_threads = intra_op_threads or loaded.lockdown.intra_op_threads
+        inter_op_threads = inter_op_threads or loaded.lockdown.inter_op_threads
+    seed = 42 if seed is None else seed
+    report = LockdownReport(seed, op_determinism, intra_op_threads or default_thread_count(),
+                            inter_op_threads or default_thread_count())
+    report.problems.extend(_environment_problems(loaded.lockdown.environment if loaded else None))
+    if loaded is not None:
+        _apply_golden_environment(loaded.lockdown.environment, report)
+    import tensorflow as tf
+
+    applied = apply_tf_controls(tf, seed=seed, op_determinism=op_determinism,
+                                intra_op_threads=report.intra_op_threads, inter_op_threads=report.inter_op_threads)
+    report.intra_op_threads, report.inter_op_threads = applied["intra_op_threads"], applied["inter_op_threads"]
+    report.problems.extend(applied["problems"])
+    if loaded is not None and strict:
+        critical = _critical_differences(loaded)
+        if critical:
+            raise DriftFound("this machine differs critically from the golden: " + "; ".join(critical))
+    if report.problems:
+        if strict:
+            raise DriftFound("envlock.lockdown could not lock: " + "; ".join(report.problems))
+        for problem in report.problems:
+            warnings.warn(f"envlock.lockdown: {problem}", LockdownWarning, stacklevel=2)
+    return report

@@ -1,0 +1,111 @@
+"""The child process that runs probes: ``python -m envlock.probes.child REQUEST.json RESULT.json``.
+
+The parent (``envlock verify`` / ``capture --golden``) never imports TensorFlow: environment
+variables such as TF_ENABLE_ONEDNN_OPTS are read when TF is imported, so the only faithful way
+to run under a given environment is a fresh process started with it. This process imports TF
+once, applies the lockdown controls, collects TensorflowInfo, runs the probes ``repeat`` times
+and writes a JSON result file (TF logs go to stderr, which the parent keeps for errors only).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+TF_MISSING_EXIT = 3
+
+
+def _configure_devices(tf: Any) -> None:
+    # Two logical CPUs let MirroredStrategy run on a CPU-only box; this must happen before
+    # anything initialises TF's devices, hence first thing after the import.
+    cpus = tf.config.list_physical_devices("CPU")
+    if cpus:
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
+        )
+
+
+def _collect_tf_info() -> tuple[dict[str, Any] | None, str | None]:
+    try:
+        from envlock.fingerprint.tf import collect_tensorflow_info
+
+        return collect_tensorflow_info().model_dump(mode="json"), None
+    except Exception as exc:  # a fingerprinting failure must not lose the probe results
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def _run_probe(probe: Any, ctx: Any, tf: Any) -> dict[str, Any]:
+    from envlock.probes.compare import summarize_array
+    from envlock.probes.registry import ProbeSkipped
+
+    # Reseed before every probe so a probe's result does not depend on which probes ran
+    # before it: `--probes` subsets must reproduce the full suite's bits.
+    tf.keras.utils.set_random_seed(ctx.seed)
+    start = time.perf_counter()
+    try:
+        outputs = probe.fn(ctx)
+    except ProbeSkipped as exc:
+        return {"status": "skipped", "reason": str(exc), "seconds": time.perf_counter() - start}
+    except Exception as exc:
+        last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        return {"status": "error", "reason": f"probe failed: {last}", "seconds": time.perf_counter() - start}
+    records = [summarize_array(name, outputs[name]) for name in sorted(outputs)]
+    return {"status": "ok", "outputs": records, "seconds": time.perf_counter() - start}
+
+
+def run_request(request: dict[str, Any]) -> dict[str, Any]:
+    import_start = time.perf_counter()
+    try:
+        import numpy as np
+        import tensorflow as tf
+    except ImportError as exc:
+        return {"ok": False, "error": "tensorflow_missing", "detail": str(exc)}
+    import_seconds = time.perf_counter() - import_start
+
+    from envlock.lockdown import apply_tf_controls
+    from envlock.probes.registry import ProbeContext, select_probes
+
+    _configure_devices(tf)
+    applied = apply_tf_controls(
+        tf, seed=request["seed"], op_determinism=request["op_determinism"],
+        intra_op_threads=request.get("intra_op_threads"), inter_op_threads=request.get("inter_op_threads"),
+    )
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    tf_info, tf_info_error = _collect_tf_info() if request.get("collect_tf_info", True) else (None, None)
+    ctx = ProbeContext(tf=tf, np=np, seed=request["seed"], gpu_available=gpu)
+    probes = select_probes(request["probes"])
+    runs: dict[str, list[dict[str, Any]]] = {p.name: [] for p in probes}
+    suite_start = time.perf_counter()
+    for _ in range(max(1, int(request.get("repeat", 1)))):
+        for p in probes:
+            runs[p.name].append(_run_probe(p, ctx, tf))
+    return {
+        "ok": True,
+        "import_seconds": import_seconds,
+        "suite_seconds": time.perf_counter() - suite_start,
+        "applied": applied,
+        "gpu_available": gpu,
+        "tf_info": tf_info,
+        "tf_info_error": tf_info_error,
+        "runs": runs,
+    }
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m envlock.probes.child REQUEST.json RESULT.json", file=sys.stderr)
+        return 2
+    request = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    result = run_request(request)
+    Path(argv[1]).write_text(json.dumps(result), encoding="utf-8")
+    if not result["ok"]:
+        return TF_MISSING_EXIT
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

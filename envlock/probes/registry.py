@@ -1,0 +1,139 @@
+"""The probe registry: small seeded computations, each tagged with what it depends on.
+
+A probe is a function ``fn(ctx) -> dict[str, numpy.ndarray]``. It never imports TensorFlow
+at module import time (``envlock verify --list-probes`` and the parent process stay
+TF-free); the child process hands it ``ctx.tf`` and ``ctx.np`` instead.
+
+Each probe belongs to a *group*, taken from the field notes (shared/determinism-notes.md):
+
+* ``stable`` -- RNG streams, tf.data order, weight init, TF elementwise ops, row reductions.
+  They never moved under any configuration or hardware perturbation, only under version
+  (or seed) changes. If one of them drifts, suspect versions or seeds first.
+* ``canary`` -- matmul, conv gradients, big reductions, oneDNN-routed ops, XLA, training.
+  They move with hardware, thread counts, oneDNN and XLA settings.
+
+Tags name the components a probe depends on; ``envlock.diff.Difference.components`` uses
+the same vocabulary, which is how verify matches a drift to its likely causes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Group = Literal["stable", "canary"]
+
+# The tag vocabulary (documented in --list-probes and shared with envlock.diff).
+KNOWN_TAGS: frozenset[str] = frozenset(
+    {
+        "rng", "tf.data", "init", "matmul", "blas", "numpy", "onednn", "eigen", "reduction",
+        "conv", "elementwise", "xla", "tf.function", "eager", "training", "distribute",
+        "threads", "gpu", "keras",
+    }
+)
+
+
+class ProbeSkipped(Exception):
+    """Raised by a probe that cannot run here (e.g. no GPU); the message says why."""
+
+
+@dataclass
+class ProbeContext:
+    """What a probe gets: the modules, the seed, and a per-process cache for compiled functions."""
+
+    tf: Any
+    np: Any
+    seed: int
+    gpu_available: bool = False
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    def cached(self, key: str, build: Callable[[], Any]) -> Any:
+        """Build once per process: repeats must not pay tracing/XLA compilation twice."""
+        if key not in self.cache:
+            self.cache[key] = build()
+        return self.cache[key]
+
+
+ProbeFn = Callable[[ProbeContext], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Probe:
+    name: str
+    tags: tuple[str, ...]
+    group: Group
+    dtype: str
+    description: str
+    fn: ProbeFn
+    needs_gpu: bool = False
+
+
+_REGISTRY: dict[str, Probe] = {}
+
+
+def probe(name: str, *, tags: list[str], group: Group, dtype: str, description: str,
+          needs_gpu: bool = False) -> Callable[[ProbeFn], ProbeFn]:
+    """Register ``fn`` as a probe (decorator)."""
+    unknown = set(tags) - KNOWN_TAGS
+    if unknown:
+        raise ValueError(f"probe {name}: unknown tags {sorted(unknown)}")
+
+    def register(fn: ProbeFn) -> ProbeFn:
+        if name in _REGISTRY:
+            raise ValueError(f"probe {name} registered twice")
+        _REGISTRY[name] = Probe(name, tuple(sorted(tags)), group, dtype, description, fn, needs_gpu)
+        return fn
+
+    return register
+
+
+# Suite order: stable controls first, then canaries, then the GPU probes.
+SUITE_MODULES: tuple[str, ...] = (
+    "envlock.probes.suite_rng",
+    "envlock.probes.suite_linalg",
+    "envlock.probes.suite_compile",
+    "envlock.probes.suite_training",
+    "envlock.probes.suite_gpu",
+)
+
+
+def _load_suites() -> None:
+    # Importing a suite module registers its probes; none of them imports TF at import time.
+    import importlib
+
+    for module in SUITE_MODULES:
+        importlib.import_module(module)
+
+
+def all_probes() -> dict[str, Probe]:
+    """Every registered probe by name, in suite order."""
+    _load_suites()
+    return dict(_REGISTRY)
+
+
+def default_probe_names() -> list[str]:
+    return list(all_probes())
+
+
+def select_probes(names: list[str] | None) -> list[Probe]:
+    """The probes called ``names`` (all when None); an unknown name is a ``BadInputError``."""
+    from envlock.errors import BadInputError
+
+    registry = all_probes()
+    if not names:
+        return list(registry.values())
+    unknown = [n for n in names if n not in registry]
+    if unknown:
+        raise BadInputError(
+            f"unknown probe(s): {', '.join(unknown)} (see `envlock verify --list-probes`)"
+        )
+    return [registry[n] for n in dict.fromkeys(names)]
+
+
+def parse_probe_list(text: str | None) -> list[str] | None:
+    """``"a,b c"`` -> ``["a", "b", "c"]``; None or blank -> None (the whole suite)."""
+    if text is None:
+        return None
+    names = [part for chunk in text.split(",") for part in chunk.split()]
+    return names or None
