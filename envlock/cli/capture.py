@@ -1,1 +1,105 @@
-"""CLI commands (placeholder until implemented)."""
+"""`envlock capture`, `envlock diff`, `envlock schema`: thin commands over envlock.capture/diff."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from envlock.cli.common import app, handles_errors
+from envlock.errors import DRIFT, OK, BadInputError
+
+
+@app.command()
+@handles_errors
+def capture(
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the manifest (or golden) to FILE, "
+                                                "atomically, as JSON with sorted keys.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON instead of a summary.")] = False,
+    no_tf: Annotated[bool, typer.Option("--no-tf", help="Skip TensorFlow: never import it.")] = False,
+    golden: Annotated[bool, typer.Option("--golden", help="Also run the probe suite and write a golden file "
+                                         "(needs -o and TensorFlow).")] = False,
+    probes: Annotated[str | None, typer.Option("--probes", help="With --golden: comma-separated probe names.")] = None,
+    repeat: Annotated[int, typer.Option("--repeat", min=1, help="With --golden: runs per probe.")] = 2,
+) -> None:
+    """Fingerprint this machine and its software stack as a versioned manifest.
+
+    Exit codes: 0 ok; 2 bad usage; 3 environment problem (e.g. --golden without TensorFlow).
+    """
+    if golden:
+        _capture_golden(output, probes, repeat, as_json=as_json, no_tf=no_tf)
+        return
+    if probes is not None:
+        raise BadInputError("--probes only makes sense with --golden")
+    from envlock.capture import capture_manifest
+    from envlock.render import render_manifest
+    from envlock.store import dumps_canonical, save_model
+
+    manifest = capture_manifest(include_tf=not no_tf)
+    if output is not None:
+        save_model(output, manifest)
+    if as_json:
+        typer.echo(dumps_canonical(manifest.model_dump(mode="json")), nl=False)
+    else:
+        typer.echo(render_manifest(manifest))
+        if output is not None:
+            typer.echo(f"manifest written to {output}")
+
+
+def _capture_golden(output: Path | None, probes: str | None, repeat: int, *, as_json: bool, no_tf: bool) -> None:
+    if output is None:
+        raise BadInputError("--golden needs -o FILE (where to write the golden)")
+    if no_tf:
+        raise BadInputError("--golden runs TensorFlow probes; it cannot be combined with --no-tf")
+    from envlock.golden import capture_golden, save_golden
+    from envlock.store import dumps_canonical
+
+    names = [name.strip() for name in probes.split(",") if name.strip()] if probes else None
+    result = capture_golden(probe_names=names, repeat=repeat)
+    save_golden(output, result)
+    if as_json:
+        typer.echo(dumps_canonical(result.model_dump(mode="json")), nl=False)
+    else:
+        count = len(getattr(result, "probes", []) or [])
+        typer.echo(f"golden written to {output}: {count} probes, manifest {result.manifest.digest}")
+
+
+@app.command()
+@handles_errors
+def diff(
+    old: Annotated[Path, typer.Argument(help="Manifest (or golden) file A.", show_default=False)],
+    new: Annotated[Path, typer.Argument(help="Manifest (or golden) file B.", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the differences as JSON.")] = False,
+) -> None:
+    """Show every identity difference between two manifests, with severity and reason.
+
+    Exit codes: 0 identical in identity; 1 different; 2 bad input file.
+    """
+    from envlock.capture import load_any_manifest
+    from envlock.diff import diff_manifests
+    from envlock.models import compute_digest
+    from envlock.render import render_differences
+
+    a, b = load_any_manifest(old), load_any_manifest(new)
+    differences = diff_manifests(a, b)
+    if as_json:
+        report = {
+            "identical": not differences,
+            "old": {"path": str(old), "digest": compute_digest(a)},
+            "new": {"path": str(new), "digest": compute_digest(b)},
+            "differences": [d.model_dump(mode="json") for d in differences],
+        }
+        typer.echo(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        typer.echo(render_differences(differences))
+    raise typer.Exit(DRIFT if differences else OK)
+
+
+@app.command()
+def schema() -> None:
+    """Print the manifest's JSON Schema."""
+    from envlock.models import Manifest
+
+    typer.echo(json.dumps(Manifest.model_json_schema(), indent=2, sort_keys=True))

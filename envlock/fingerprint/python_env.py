@@ -1,0 +1,56 @@
+"""The Python interpreter and every installed distribution, each with a RECORD digest.
+
+Two wheels of the same version built differently (another compiler, another BLAS) have
+different RECORD files -- RECORD lists every installed file with its own hash -- so a sha256
+over RECORD tells them apart where the version string cannot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import re
+import sys
+from collections.abc import Iterable
+from importlib import metadata
+from typing import Any
+
+from envlock.models import Distribution, PythonInfo
+
+# envlock itself is left out: its version is recorded separately and kept out of the digest,
+# so upgrading the tool does not make the same machine look different.
+_EXCLUDED = {"envlock"}
+
+
+def normalize_name(name: str) -> str:
+    """PEP 503 normalised project name ("Typing_Extensions" -> "typing-extensions")."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def record_digest(record_text: str | None) -> str | None:
+    return None if record_text is None else hashlib.sha256(record_text.encode("utf-8")).hexdigest()
+
+
+def distributions_from(dists: Iterable[Any]) -> list[Distribution]:
+    """Distribution list from importlib.metadata distributions; first on sys.path wins, as at import."""
+    found: dict[str, Distribution] = {}
+    for dist in dists:
+        name = dist.metadata["Name"] if dist.metadata else None
+        if not name:
+            continue
+        key = normalize_name(name)
+        if key in found or key in _EXCLUDED:
+            continue
+        record = record_digest(dist.read_text("RECORD"))
+        found[key] = Distribution(name=key, version=str(dist.version), record_sha256=record)
+    return [found[key] for key in sorted(found)]
+
+
+def collect_python() -> PythonInfo:
+    return PythonInfo(
+        version=platform.python_version() or None,
+        implementation=platform.python_implementation() or None,
+        compiler=platform.python_compiler() or None,
+        executable=sys.executable or None,
+        distributions=distributions_from(metadata.distributions()),
+    )

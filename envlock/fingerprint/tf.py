@@ -1,0 +1,183 @@
+"""TensorFlow as this process (or a child that imported it) really sees it.
+
+Importing TensorFlow costs seconds, so ``envlock capture`` runs ``python -m
+envlock.fingerprint.tf`` in a child *first* and collects everything else while the child
+imports TF (see ``start_tensorflow_child``). The child imports TF before anything else, then
+prints one marked line of TensorflowInfo JSON, with the libraries from *its own*
+/proc/self/maps -- the process that has TF loaded.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from envlock.models import TensorflowInfo
+
+RESULT_MARKER = "ENVLOCK-TENSORFLOW-INFO "
+CHILD_TIMEOUT_S = 300.0
+
+
+def _as_version(value: Any) -> str | None:
+    return None if value in (None, "") else str(value)
+
+
+def parse_build_info(raw: dict[str, Any]) -> dict[str, Any]:
+    """The typed fields of ``tf.sysconfig.get_build_info()``; the raw dict is kept beside them."""
+    return {
+        "is_cuda_build": raw.get("is_cuda_build") if isinstance(raw.get("is_cuda_build"), bool) else None,
+        "is_rocm_build": raw.get("is_rocm_build") if isinstance(raw.get("is_rocm_build"), bool) else None,
+        "built_cuda_version": _as_version(raw.get("cuda_version")),
+        "built_cudnn_version": _as_version(raw.get("cudnn_version")),
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def _safe(fn: Any) -> Any:
+    """Call a TF introspection function; an API missing in this TF version means unknown."""
+    try:
+        return fn()
+    except Exception:  # noqa: BLE001 - any failure of an optional probe is "unknown", never a crash
+        return None
+
+
+def _onednn_enabled() -> bool | None:
+    # TF turns oneDNN on by default only on CPUs with AVX512_VNNI/BF16, AVX_VNNI or AMX
+    # (determinism-notes trap 1), so the effective state, not TF_ENABLE_ONEDNN_OPTS, is what
+    # decides the bits. IsMklEnabled() reports that effective state.
+    from tensorflow.python.util import _pywrap_util_port
+
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
+def _op_determinism() -> bool | None:
+    import tensorflow as tf
+
+    public = getattr(tf.config.experimental, "is_op_determinism_enabled", None)
+    if public is not None:
+        return bool(public())
+    from tensorflow.python.framework import config as tf_config
+
+    return bool(tf_config.is_op_determinism_enabled())
+
+
+def _xla_jit() -> str | None:
+    import tensorflow as tf
+
+    jit = tf.config.optimizer.get_jit()
+    # get_jit() returns "" when auto-clustering is off; older TFs returned a bool.
+    if isinstance(jit, bool):
+        return "autoclustering" if jit else "off"
+    return str(jit) or "off"
+
+
+def _keras_version() -> str | None:
+    import keras
+
+    return _as_version(getattr(keras, "__version__", None))
+
+
+def collect_tensorflow_info() -> TensorflowInfo:
+    """Everything about the TF in this process. Imports TF (safe if already imported)."""
+    try:
+        import tensorflow as tf
+    except ImportError as exc:
+        return TensorflowInfo(status="absent", detail=f"tensorflow is not importable: {exc}")
+    from envlock.fingerprint.loaded_libs import parse_proc_maps
+
+    raw_build = _safe(lambda: dict(tf.sysconfig.get_build_info())) or {}
+    devices = _safe(lambda: sorted(d.name for d in tf.config.list_physical_devices()))
+    maps_text = _safe(lambda: Path("/proc/self/maps").read_text(encoding="utf-8", errors="replace"))
+    return TensorflowInfo(
+        status="present",
+        version=_as_version(getattr(tf, "__version__", None)),
+        git_version=_as_version(_safe(lambda: tf.version.GIT_VERSION)),
+        compiler=_as_version(_safe(lambda: tf.version.COMPILER_VERSION)),
+        build_info=_jsonable(raw_build) if raw_build else None,
+        onednn_enabled=_safe(_onednn_enabled),
+        xla_jit=_safe(_xla_jit),
+        op_determinism=_safe(_op_determinism),
+        intra_op_threads=_safe(tf.config.threading.get_intra_op_parallelism_threads),
+        inter_op_threads=_safe(tf.config.threading.get_inter_op_parallelism_threads),
+        physical_devices=devices,
+        keras_version=_safe(_keras_version),
+        loaded_libraries=parse_proc_maps(maps_text) if maps_text else [],
+        **parse_build_info(raw_build),
+    )
+
+
+def tensorflow_installed() -> bool:
+    return importlib.util.find_spec("tensorflow") is not None
+
+
+class TensorflowChild:
+    """A child process importing TF and reporting TensorflowInfo; started early, joined late."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        # Same interpreter, same environment: the child must see exactly what a user's job sees.
+        self._proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+            [sys.executable, "-m", "envlock.fingerprint.tf"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=dict(os.environ),
+        )
+
+    def result(self, timeout: float = CHILD_TIMEOUT_S) -> TensorflowInfo:
+        try:
+            stdout, stderr = self._proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.communicate()
+            return TensorflowInfo(status="error", detail=f"TensorFlow child timed out after {timeout:.0f} s")
+        return parse_child_output(stdout, stderr, self._proc.returncode)
+
+    def kill(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.communicate()
+
+
+def parse_child_output(stdout: str, stderr: str, returncode: int) -> TensorflowInfo:
+    """The child's marked JSON line as TensorflowInfo; anything else becomes status "error"."""
+    for line in reversed(stdout.splitlines()):
+        if line.startswith(RESULT_MARKER):
+            try:
+                return TensorflowInfo.model_validate_json(line[len(RESULT_MARKER):])
+            except ValueError as exc:
+                return TensorflowInfo(status="error", detail=f"unreadable TensorFlow report: {exc}".splitlines()[0])
+    last = next((ln.strip() for ln in reversed(stderr.splitlines()) if ln.strip()), "")
+    return TensorflowInfo(status="error", detail=f"TensorFlow child exited {returncode}: {last[:300]}")
+
+
+def start_tensorflow_child() -> TensorflowChild | None:
+    """Start the TF child now; None when TF is not installed (nothing to wait for)."""
+    if not tensorflow_installed():
+        return None
+    return TensorflowChild()
+
+
+def _child_main() -> None:
+    info = collect_tensorflow_info()
+    sys.stdout.write(RESULT_MARKER + info.model_dump_json() + "\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    _child_main()
