@@ -1,1 +1,125 @@
-"""CLI commands (placeholder until implemented)."""
+"""`envlock watch`: keep checking this machine against a golden; report over HTTP, Prometheus, NFD."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperCommand
+
+from envlock.cli.common import app, handles_errors
+from envlock.errors import BAD_INPUT, BadInputError
+
+WATCH_HELP = """Keep checking this machine against GOLDEN and report its health.
+
+\b
+Two checks:
+  fingerprint  every --fingerprint-every: capture this machine WITHOUT TensorFlow (in the daemon)
+               and diff it against the golden's manifest (the tensorflow section is left to verify).
+  verify       every --verify-every: run `envlock verify GOLDEN --json` in a child process with a
+               time limit; a hang is killed with its process group and recorded as a timeout, a crash
+               as an error. TensorFlow is never imported into the daemon. --verify-every 0 disables it.
+
+\b
+HTTP (loopback by default; --listen 0.0.0.0:9109 inside a container or pod):
+  /healthz  200 "ok" when the last fingerprint check passed and the last verify (if one has run for
+            this golden) passed; 503 with the reason otherwise, and "no check yet" until the first
+            fingerprint check finishes (that happens at start-up).
+  /livez    200 while the daemon serves (for a liveness probe; /healthz is for readiness).
+  /status   JSON: last results, current drift, history summary.
+  /metrics  Prometheus text format.
+
+\b
+History (checks, drift events) is kept in SQLite in --state-dir and survives restarts; a verify from
+before a restart is reused while it is fresher than --verify-every and for the same golden.
+The golden file is re-read when it changes on disk (replace it atomically); a new golden triggers
+a verify. One JSON log line per check on stderr. SIGTERM/SIGINT: kill a running verify, exit 0.
+
+\b
+Exit codes: 0 stopped by SIGTERM/SIGINT (or --once and healthy); 1 --once and not healthy;
+2 bad flags, unreadable/invalid golden or unusable state dir (before the port is bound);
+3 the listen address is in use or cannot be bound.
+"""
+
+
+# click's UsageError, whether typer vendors click (>= 0.29) or depends on it: BadParameter's base.
+_UsageError: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+
+class _OneLineUsageErrors(TyperCommand):
+    """Bad flags must give one line and exit 2, like every other bad input (not click's usage box)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except _UsageError as exc:
+            typer.echo(f"envlock: error: {exc.format_message()}", err=True)
+            raise typer.Exit(BAD_INPUT) from None
+
+
+@app.command(cls=_OneLineUsageErrors, help=WATCH_HELP, no_args_is_help=False)
+@handles_errors
+def watch(
+    golden: Annotated[
+        str | None,
+        typer.Option("--golden", envvar="ENVLOCK_GOLDEN", show_envvar=True, help="The golden file to check against."),
+    ] = None,
+    listen: Annotated[str, typer.Option(help="HOST:PORT to serve HTTP on (port 0: any free port).")] = "127.0.0.1:9109",
+    fingerprint_every: Annotated[str, typer.Option(help="Interval of the cheap fingerprint check.")] = "60s",
+    verify_every: Annotated[str, typer.Option(help="Interval of the full verify check (0 disables it).")] = "6h",
+    verify_timeout: Annotated[str, typer.Option(help="Kill a verify child running longer than this.")] = "15m",
+    state_dir: Annotated[
+        str | None,
+        typer.Option(
+            envvar="ENVLOCK_STATE_DIR", show_envvar=True,
+            help="Where the history database lives [default: /var/lib/envlock as root, else "
+            "$XDG_STATE_HOME/envlock or ~/.local/state/envlock].",
+        ),
+    ] = None,
+    nfd_features_file: Annotated[
+        str | None,
+        typer.Option(help="Write Node Feature Discovery labels here after every check, e.g. "
+                     "/etc/kubernetes/node-feature-discovery/features.d/envlock."),
+    ] = None,
+    verify_command: Annotated[
+        str | None,
+        typer.Option(help="Command to run as the verify check instead of `python -m envlock verify GOLDEN --json`; "
+                     "split like a shell would (no shell runs it), {golden} is replaced by the golden's path. "
+                     "It must print a VerifyReport JSON object and exit 0 (reproduces) or 1 (drift)."),
+    ] = None,
+    once: Annotated[
+        bool, typer.Option(help="Run each check once (no HTTP), then exit 0 if healthy, 1 if not.")
+    ] = False,
+) -> None:
+    code = _watch(
+        golden=golden, listen=listen, fingerprint_every=fingerprint_every, verify_every=verify_every,
+        verify_timeout=verify_timeout, state_dir=state_dir, nfd_features_file=nfd_features_file,
+        verify_command=verify_command, once=once,
+    )
+    raise typer.Exit(code)
+
+
+def _watch(*, golden: str | None, listen: str, fingerprint_every: str, verify_every: str, verify_timeout: str,
+           state_dir: str | None, nfd_features_file: str | None, verify_command: str | None, once: bool) -> int:
+    from envlock.daemon.http import parse_listen
+    from envlock.daemon.watch import WatchConfig, default_state_dir, parse_duration, run_watch, verify_argv
+
+    if not golden:
+        raise BadInputError("no golden given: pass --golden FILE or set ENVLOCK_GOLDEN")
+    config: dict[str, Any] = {
+        "golden_path": Path(golden),
+        "listen": None if once else parse_listen(listen),
+        "fingerprint_every": parse_duration(fingerprint_every, option="--fingerprint-every"),
+        "verify_every": parse_duration(verify_every, option="--verify-every"),
+        "verify_timeout": parse_duration(verify_timeout, option="--verify-timeout"),
+        "state_dir": Path(state_dir) if state_dir else default_state_dir(),
+        "nfd_features_file": Path(nfd_features_file) if nfd_features_file else None,
+        "verify_command": verify_argv(Path(golden), verify_command),
+        "once": once,
+    }
+    if config["fingerprint_every"] <= 0:
+        raise BadInputError(f"--fingerprint-every {fingerprint_every!r}: must be more than 0")
+    if config["verify_timeout"] <= 0:
+        raise BadInputError(f"--verify-timeout {verify_timeout!r}: must be more than 0")
+    return run_watch(WatchConfig(**config))

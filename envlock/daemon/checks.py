@@ -1,0 +1,253 @@
+"""The two checks the daemon runs.
+
+* fingerprint: re-capture this machine WITHOUT TensorFlow (in-process, ~a second) and diff it
+  against the golden's manifest. The ``tensorflow`` section is skipped: only a process that
+  imports TensorFlow can know it, and that is the verify check's job.
+* verify: ``envlock verify GOLDEN --json`` in a CHILD process, in its own process group, with a
+  time limit. A hang is killed (the whole group, so grandchildren go too) and recorded as a
+  timeout; a crash or unparsable output is recorded as an error with the exit code and the last
+  stderr line. TensorFlow is therefore never loaded into the daemon.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import IO, Any
+
+from envlock.daemon.results import CheckResult, DriftItem, ProbeSummary
+
+# Manifest sections a capture without TensorFlow cannot know (left to the verify check).
+TF_ONLY_PREFIXES = ("tensorflow",)
+FAILING_SEVERITIES = ("critical", "warning")
+DRIFTING_PROBE_STATUSES = ("drift", "nondeterministic")
+_MAX_OUTPUT_BYTES = 16 * 1024 * 1024
+
+
+def _is_tf_only(path: str) -> bool:
+    return any(path == p or path.startswith(p + ".") for p in TF_ONLY_PREFIXES)
+
+
+def _with_more(first: str, total: int) -> str:
+    return first if total <= 1 else f"{first} (and {total - 1} more)"
+
+
+# The daemon's environment cannot change after it starts, but the capture's own imports write to
+# os.environ (threadpoolctl sets KMP_DUPLICATE_LIB_OK), so a second capture in the same process
+# would report a variable the user never set. Snapshot it before any capture runs.
+_STARTUP_ENVIRON = dict(os.environ)
+
+
+def _capture_without_tf() -> Any:
+    from envlock.capture import capture_manifest  # lazy: keeps `envlock --help` fast
+
+    return capture_manifest(include_tf=False, environ=_STARTUP_ENVIRON)
+
+
+def _diff(old: Any, new: Any) -> list[Any]:
+    from envlock.diff import diff_manifests
+
+    return diff_manifests(old, new)
+
+
+def fingerprint_check(
+    golden_manifest: Any,
+    *,
+    golden_digest: str | None,
+    capture: Callable[[], Any] = _capture_without_tf,
+    diff: Callable[[Any, Any], list[Any]] = _diff,
+    clock: Callable[[], float] = time.time,
+) -> CheckResult:
+    """Capture this machine without TensorFlow and compare it with the golden manifest."""
+    started = clock()
+    t0 = time.monotonic()
+    try:
+        current = capture()
+        differences = diff(golden_manifest, current)
+    except Exception as exc:  # noqa: BLE001 - a failed capture is a failed check, never a dead daemon
+        return CheckResult(
+            kind="fingerprint", started_at=started, duration_s=time.monotonic() - t0, outcome="error",
+            reason=f"fingerprint capture failed: {type(exc).__name__}: {exc}".splitlines()[0],
+            golden_digest=golden_digest,
+        )
+    drift = [
+        DriftItem(path=d.path, severity=d.severity, reason=d.reason)
+        for d in differences
+        if d.severity in FAILING_SEVERITIES and not _is_tf_only(d.path)
+    ]
+    return CheckResult(
+        kind="fingerprint", started_at=started, duration_s=time.monotonic() - t0,
+        outcome="drift" if drift else "pass",
+        reason=_with_more(drift[0].reason, len(drift)) if drift else None,
+        golden_digest=golden_digest, fingerprint_digest=getattr(current, "digest", None) or None,
+        drift=drift,
+    )
+
+
+# ---- verify in a child process -----------------------------------------------------------
+
+
+def _read_tail(handle: IO[bytes]) -> str:
+    handle.seek(0, os.SEEK_END)
+    size = handle.tell()
+    handle.seek(max(0, size - _MAX_OUTPUT_BYTES))
+    return handle.read().decode("utf-8", errors="replace")
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def parse_report(stdout: str) -> dict[str, Any] | None:
+    """The VerifyReport object from the child's stdout (the whole output, or its last JSON line)."""
+    candidates = [stdout.strip()] + [line.strip() for line in reversed(stdout.splitlines()) if line.startswith("{")]
+    for text in candidates:
+        try:
+            data = json.loads(text)
+        except ValueError:
+            continue
+        if isinstance(data, dict) and "reproduces" in data:
+            return data
+    return None
+
+
+def _exit_description(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+def _probe_summaries(report: dict[str, Any]) -> list[ProbeSummary]:
+    out = []
+    for probe in report.get("probes") or []:
+        if isinstance(probe, dict) and isinstance(probe.get("name"), str):
+            out.append(ProbeSummary(
+                name=probe["name"], status=str(probe.get("status")),
+                max_ulp=_float_or_none(probe.get("max_ulp")), max_rel_error=_float_or_none(probe.get("max_rel_error")),
+            ))
+    return sorted(out, key=lambda p: p.name)
+
+
+def _float_or_none(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _verify_drift(report: dict[str, Any], probes: list[ProbeSummary]) -> list[DriftItem]:
+    """Drifted probes, plus manifest differences only a TF process sees (the rest is the fingerprint check's)."""
+    reasons = {p.get("name"): p.get("reason") for p in report.get("probes") or [] if isinstance(p, dict)}
+    items = [
+        DriftItem(
+            path=f"probes.{p.name}", severity="critical", reason=f"probe {p.name}: {reasons.get(p.name) or p.status}",
+        )
+        for p in probes
+        if p.status in DRIFTING_PROBE_STATUSES
+    ]
+    for diff in report.get("differences") or []:
+        path = diff.get("path") if isinstance(diff, dict) else None
+        if isinstance(path, str) and _is_tf_only(path) and diff.get("severity") in FAILING_SEVERITIES:
+            items.append(DriftItem(path=path, severity=diff["severity"], reason=str(diff.get("reason"))))
+    return items
+
+
+def interpret_verify(
+    *, returncode: int, stdout: str, stderr: str, started: float, duration: float, golden_digest: str | None
+) -> CheckResult:
+    """Turn what the verify child did into a check result."""
+    report = parse_report(stdout)
+    base: dict[str, Any] = {"kind": "verify", "started_at": started, "duration_s": duration, "exit_code": returncode}
+    if report is None or returncode not in (0, 1):
+        detail = _last_line(stderr) or _last_line(stdout) or "no output"
+        what = "printed no JSON report" if report is None and returncode in (0, 1) else _exit_description(returncode)
+        return CheckResult(**base, outcome="error", reason=f"verify {what}: {detail}", golden_digest=golden_digest)
+    probes = _probe_summaries(report)
+    drift = _verify_drift(report, probes)
+    reproduces = bool(report.get("reproduces")) and returncode == 0
+    reason = None
+    if not reproduces:
+        if drift:
+            reason = _with_more(drift[0].reason, len(drift))
+        else:
+            diffs = [d for d in report.get("differences") or [] if isinstance(d, dict)]
+            reason = str(diffs[0].get("reason")) if diffs else "verify reports the golden does not reproduce"
+    return CheckResult(
+        **base, outcome="pass" if reproduces else "drift", reason=reason,
+        golden_digest=golden_digest,  # the daemon's view of the golden it asked about
+        fingerprint_digest=report.get("manifest_digest"), drift=drift, probes=probes,
+    )
+
+
+class VerifyRunner:
+    """Runs the verify command in a child process group; ``cancel()`` kills it from another thread."""
+
+    def __init__(self, argv: Sequence[str], *, timeout_s: float, golden_digest: str | None) -> None:
+        self.argv = list(argv)
+        self.timeout_s = timeout_s
+        self.golden_digest = golden_digest
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._cancelled = False
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+            proc = self._proc
+        if proc is not None:
+            _kill_group(proc)
+
+    def run(self) -> CheckResult | None:
+        """Run once. Returns None when cancelled (the daemon is stopping: nothing was learned)."""
+        started = time.time()
+        t0 = time.monotonic()
+        # files, not pipes: a grandchild that escaped the group cannot keep us waiting for EOF
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            try:
+                with self._lock:
+                    if self._cancelled:
+                        return None
+                    self._proc = subprocess.Popen(  # noqa: S603 - argv list, never a shell
+                        self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
+                    )
+            except OSError as exc:
+                return CheckResult(
+                    kind="verify", started_at=started, duration_s=time.monotonic() - t0, outcome="error",
+                    reason=f"cannot start verify command {self.argv[0]!r}: {exc.strerror or exc}",
+                    golden_digest=self.golden_digest,
+                )
+            proc = self._proc
+            timed_out = False
+            try:
+                proc.wait(timeout=self.timeout_s)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+            _kill_group(proc)  # on timeout the hung child; otherwise any leftover grandchildren
+            proc.wait()
+            duration = time.monotonic() - t0
+            with self._lock:
+                self._proc = None
+                if self._cancelled:
+                    return None
+            if timed_out:
+                return CheckResult(
+                    kind="verify", started_at=started, duration_s=duration, outcome="timeout",
+                    reason=f"verify timed out after {self.timeout_s:g} s (killed)", golden_digest=self.golden_digest,
+                )
+            return interpret_verify(
+                returncode=proc.returncode, stdout=_read_tail(out), stderr=_read_tail(err),
+                started=started, duration=duration, golden_digest=self.golden_digest,
+            )
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)  # the child leads its own group (start_new_session)

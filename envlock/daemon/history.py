@@ -1,0 +1,206 @@
+"""Check history and drift events in SQLite, under the daemon's state directory.
+
+WAL journal + ``synchronous=FULL``: each check and the drift events it opens or resolves are
+written in ONE transaction, so a crash (or a kill -9, or a power cut) mid-write loses at most
+the check being written, never one already recorded. One connection shared by the loop,
+the verify worker and HTTP threads, serialised by a lock (writes are a few per minute).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from envlock.daemon.results import CheckResult
+from envlock.errors import BadFileError
+
+DB_NAME = "history.sqlite3"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS checks (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    duration_s REAL NOT NULL,
+    ok INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    reason TEXT,
+    golden_digest TEXT,
+    summary TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS checks_kind_time ON checks(kind, started_at);
+CREATE INDEX IF NOT EXISTS checks_time ON checks(started_at);
+CREATE TABLE IF NOT EXISTS drift_events (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    path TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    started_check INTEGER NOT NULL REFERENCES checks(id),
+    resolved_at REAL,
+    resolved_check INTEGER REFERENCES checks(id)
+);
+-- at most one open event per thing that drifted
+CREATE UNIQUE INDEX IF NOT EXISTS drift_open_path ON drift_events(path) WHERE resolved_at IS NULL;
+"""
+
+
+class History:
+    """The daemon's memory across restarts. Thread-safe."""
+
+    def __init__(self, path: Path, *, retention_s: float | None = 90 * 86400.0) -> None:
+        self.path = path
+        self.retention_s = retention_s
+        self._lock = threading.Lock()
+        try:
+            self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=10)
+            self._conn.row_factory = sqlite3.Row
+            self._setup()
+        except sqlite3.DatabaseError as exc:
+            raise BadFileError(path, f"cannot use as the history database ({exc})") from None
+
+    def _setup(self) -> None:
+        conn = self._conn
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise BadFileError(
+                self.path, f"history schema {version} is newer than this envlock understands ({SCHEMA_VERSION})"
+            )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.executescript(_SCHEMA)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def record(self, result: CheckResult) -> int:
+        """Store one check and reconcile drift events of its kind, atomically. Returns the check id."""
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                cur = conn.execute(
+                    "INSERT INTO checks (kind, started_at, duration_s, ok, outcome, reason, golden_digest, summary)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (result.kind, result.started_at, result.duration_s, int(result.ok), result.outcome,
+                     result.reason, result.golden_digest, json.dumps(result.to_dict(), sort_keys=True)),
+                )
+                check_id = int(cur.lastrowid or 0)
+                if result.conclusive:
+                    self._reconcile_drift(result, check_id)
+                self._prune(result.started_at)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return check_id
+
+    def _reconcile_drift(self, result: CheckResult, check_id: int) -> None:
+        """Open events for newly drifted paths, resolve open ones of this kind that no longer drift."""
+        now = result.started_at + result.duration_s
+        current = {item.path: item for item in result.drift}
+        open_rows = self._conn.execute(
+            "SELECT id, path FROM drift_events WHERE kind = ? AND resolved_at IS NULL", (result.kind,)
+        ).fetchall()
+        open_paths = {row["path"] for row in open_rows}
+        for row in open_rows:
+            if row["path"] not in current:
+                self._conn.execute(
+                    "UPDATE drift_events SET resolved_at = ?, resolved_check = ? WHERE id = ?",
+                    (now, check_id, row["id"]),
+                )
+        for path, item in sorted(current.items()):
+            if path not in open_paths:
+                # a path can move between kinds only if the golden changed; close it there first
+                self._conn.execute(
+                    "UPDATE drift_events SET resolved_at = ?, resolved_check = ?"
+                    " WHERE path = ? AND resolved_at IS NULL",
+                    (now, check_id, path),
+                )
+                self._conn.execute(
+                    "INSERT INTO drift_events (kind, path, severity, reason, started_at, started_check)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (result.kind, path, item.severity, item.reason, now, check_id),
+                )
+
+    def _prune(self, now: float) -> None:
+        if self.retention_s is None:
+            return
+        # drift events keep their checks (foreign keys); everything else ages out
+        self._conn.execute(
+            "DELETE FROM checks WHERE started_at < ? AND id NOT IN (SELECT started_check FROM drift_events)"
+            " AND id NOT IN (SELECT resolved_check FROM drift_events WHERE resolved_check IS NOT NULL)",
+            (now - self.retention_s,),
+        )
+
+    # ---- reading -------------------------------------------------------------------------
+
+    def last(self, kind: str) -> CheckResult | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT summary FROM checks WHERE kind = ? ORDER BY id DESC LIMIT 1", (kind,)
+            ).fetchone()
+        return CheckResult.from_dict(json.loads(row["summary"])) if row else None
+
+    def checks(self, limit: int = 20) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, kind, started_at, duration_s, ok, outcome, reason FROM checks ORDER BY id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [{**dict(row), "ok": bool(row["ok"])} for row in rows]
+
+    def drift_events(self, *, open_only: bool = False, limit: int = 50) -> list[dict[str, Any]]:
+        where = "WHERE resolved_at IS NULL" if open_only else ""
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT id, kind, path, severity, reason, started_at, resolved_at FROM drift_events {where}"  # noqa: S608
+                " ORDER BY id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [dict(row) for row in rows]
+
+    def summary(self) -> dict[str, Any]:
+        """What /status shows: counts by kind and outcome, time span, drift events."""
+        with self._lock:
+            counts: dict[str, dict[str, int]] = {}
+            for row in self._conn.execute("SELECT kind, outcome, COUNT(*) AS n FROM checks GROUP BY kind, outcome"):
+                counts.setdefault(row["kind"], {})[row["outcome"]] = row["n"]
+            span = self._conn.execute("SELECT MIN(started_at) AS first, MAX(started_at) AS last FROM checks").fetchone()
+            total_events = self._conn.execute("SELECT COUNT(*) FROM drift_events").fetchone()[0]
+        return {
+            "database": str(self.path),
+            "checks_by_kind": counts,
+            "first_check_at": span["first"],
+            "last_check_at": span["last"],
+            "drift_events_total": total_events,
+            "open_drift_events": self.drift_events(open_only=True),
+            "recent_drift_events": self.drift_events(limit=10),
+            "recent_checks": self.checks(limit=10),
+        }
+
+
+def open_history(state_dir: Path) -> History:
+    """Create the state directory if needed and open its history database."""
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadFileError(state_dir, f"cannot create the state directory ({exc.strerror or exc})") from None
+    if not state_dir.is_dir():
+        raise BadFileError(state_dir, "state directory is not a directory")
+    probe = state_dir / f".envlock-write-test-{time.monotonic_ns()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise BadFileError(state_dir, f"state directory is not writable ({exc.strerror or exc})") from None
+    return History(state_dir / DB_NAME)

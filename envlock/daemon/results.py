@@ -1,0 +1,81 @@
+"""What one check found: the value the loop, the history, the HTTP endpoints and NFD share.
+
+Plain dataclasses (not pydantic) on purpose: they are built every few seconds, stored as JSON
+in SQLite and read back after a restart, and must stay cheap and free of TensorFlow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+CheckKind = Literal["fingerprint", "verify"]
+KINDS: tuple[CheckKind, ...] = ("fingerprint", "verify")
+
+# pass: checked and matches; drift: checked and differs; error: could not check (crash, bad
+# output, golden unreadable); timeout: the verify child ran past its limit and was killed.
+Outcome = Literal["pass", "drift", "error", "timeout"]
+OUTCOMES: tuple[Outcome, ...] = ("pass", "drift", "error", "timeout")
+
+
+@dataclass(frozen=True)
+class DriftItem:
+    """One thing that differs from the golden. ``path`` is stable across checks so drift events
+    can be opened and resolved: a manifest field's dotted path (``environment.TF_ENABLE_ONEDNN_OPTS``)
+    or ``probes.<name>`` for a probe whose results moved."""
+
+    path: str
+    severity: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ProbeSummary:
+    name: str
+    status: str
+    max_ulp: float | None = None
+    max_rel_error: float | None = None
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    kind: CheckKind
+    started_at: float  # epoch seconds
+    duration_s: float
+    outcome: Outcome
+    reason: str | None = None  # one line a person understands; None when the check passed
+    golden_digest: str | None = None
+    fingerprint_digest: str | None = None
+    exit_code: int | None = None  # verify child's exit code (negative: killed by that signal)
+    drift: list[DriftItem] = field(default_factory=list)
+    probes: list[ProbeSummary] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "pass"
+
+    @property
+    def conclusive(self) -> bool:
+        """True when the check actually compared something (pass or drift), so its drift list
+        is the truth for its kind; errors and timeouts say nothing about drift."""
+        return self.outcome in ("pass", "drift")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ok"] = self.ok
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CheckResult:
+        return cls(
+            kind=data["kind"],
+            started_at=float(data["started_at"]),
+            duration_s=float(data["duration_s"]),
+            outcome=data["outcome"],
+            reason=data.get("reason"),
+            golden_digest=data.get("golden_digest"),
+            fingerprint_digest=data.get("fingerprint_digest"),
+            exit_code=data.get("exit_code"),
+            drift=[DriftItem(**item) for item in data.get("drift", [])],
+            probes=[ProbeSummary(**item) for item in data.get("probes", [])],
+        )

@@ -1,0 +1,374 @@
+"""The watch loop: schedule the two checks, publish results (history, metrics, NFD, log), stop cleanly.
+
+Threads: the main thread runs the schedule and the cheap fingerprint check; a verify check runs
+on a worker thread that only waits for its child process, so fingerprint checks and HTTP keep
+going during a long verify. Signal handlers only set an event; the main thread then kills a
+running verify child's process group, stops HTTP, closes the database and returns 0.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shlex
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, TextIO
+
+from envlock.daemon import nfd
+from envlock.daemon.checks import VerifyRunner, fingerprint_check
+from envlock.daemon.history import History, open_history
+from envlock.daemon.metrics import Metrics
+from envlock.daemon.results import CheckResult
+from envlock.daemon.state import DaemonState
+from envlock.errors import BadInputError, EnvlockError
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str, *, option: str) -> float:
+    """``30s``, ``5m``, ``6h``, ``1h30m``, ``500ms`` or plain seconds (``0.5``) -> seconds."""
+    value = text.strip().lower()
+    try:
+        seconds = float(value)
+    except ValueError:
+        parts = _DURATION_PART.findall(value)
+        if not parts or "".join(n + u for n, u in parts) != value:
+            raise BadInputError(f"{option} {text!r}: expected a duration like 30s, 5m, 6h or 1h30m") from None
+        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    if seconds < 0 or seconds != seconds or seconds == float("inf"):
+        raise BadInputError(f"{option} {text!r}: must be a finite duration >= 0")
+    return seconds
+
+
+def default_state_dir() -> Path:
+    if os.environ.get("ENVLOCK_STATE_DIR"):
+        return Path(os.environ["ENVLOCK_STATE_DIR"])
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Path("/var/lib/envlock")
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "envlock"
+
+
+def verify_argv(golden: Path, command: str | None) -> list[str]:
+    """The verify child's argv. A custom command is split like a shell would (no shell runs it);
+    ``{golden}`` anywhere in it is replaced by the golden's path."""
+    if command is None:
+        return [sys.executable, "-m", "envlock", "verify", str(golden), "--json"]
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        raise BadInputError(f"--verify-command: {exc}") from None
+    if not argv:
+        raise BadInputError("--verify-command: empty command")
+    return [part.replace("{golden}", str(golden)) for part in argv]
+
+
+@dataclass
+class WatchConfig:
+    golden_path: Path
+    state_dir: Path
+    fingerprint_every: float = 60.0
+    verify_every: float = 6 * 3600.0  # 0 disables the verify check
+    verify_timeout: float = 15 * 60.0
+    listen: tuple[str, int] | None = ("127.0.0.1", 9109)  # None: no HTTP (--once)
+    nfd_features_file: Path | None = None
+    verify_command: list[str] = field(default_factory=list)
+    once: bool = False
+
+
+@dataclass(frozen=True)
+class LoadedGolden:
+    manifest: Any
+    digest: str
+    stat_key: tuple[int, int, int]
+
+
+def load_golden_file(path: Path) -> LoadedGolden:
+    """Load and integrity-check the golden (BadFileError -> exit 2 at start)."""
+    from envlock.golden import load_golden
+
+    stat = path.stat() if path.exists() else None
+    golden = load_golden(path)
+    digest = getattr(golden, "digest", None) or "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    key = (stat.st_mtime_ns, stat.st_size, stat.st_ino) if stat else (0, 0, 0)
+    return LoadedGolden(manifest=golden.manifest, digest=str(digest), stat_key=key)
+
+
+def _stat_key(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+class JsonLog:
+    """One JSON object per line on stderr: what a log shipper wants."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self._lock = threading.Lock()
+
+    def __call__(self, event: str, **fields: Any) -> None:
+        record = {"ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "event": event, **fields}
+        with self._lock:
+            self.stream.write(json.dumps(record, sort_keys=False, default=str) + "\n")
+            self.stream.flush()
+
+
+class Watcher:
+    """Runs the checks on schedule until stopped. ``capture``/``diff`` are replaceable for unit tests."""
+
+    def __init__(
+        self, config: WatchConfig, *, log: JsonLog | None = None,
+        capture: Callable[[], Any] | None = None, diff: Callable[[Any, Any], list[Any]] | None = None,
+    ) -> None:
+        self.config = config
+        self.log = log or JsonLog()
+        self._check_hooks: dict[str, Any] = {k: v for k, v in (("capture", capture), ("diff", diff)) if v}
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._publish_lock = threading.Lock()
+        self._verify_thread: threading.Thread | None = None
+        self._verify_runner: VerifyRunner | None = None
+        self._verify_rerun = False
+        self._next_fingerprint = 0.0
+        self._next_verify: float | None = None
+        # Everything that can fail on bad input fails here, before a port is bound.
+        self.golden = load_golden_file(config.golden_path)
+        self.history: History = open_history(config.state_dir)
+        self.metrics = Metrics()
+        self.state = DaemonState(
+            history=self.history, metrics=self.metrics, golden_path=str(config.golden_path),
+            golden_digest=self.golden.digest,
+        )
+        self.http: Any = None
+
+    # ---- lifecycle -----------------------------------------------------------------------
+
+    def request_stop(self, signum: int | None = None, _frame: Any = None) -> None:
+        """Signal-handler safe: only sets events; the main thread does the work."""
+        self._stop.set()
+        self._wake.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+
+    def start_http(self) -> None:
+        if self.config.listen is None:
+            return
+        from envlock.daemon.http import HttpServer
+
+        self.http = HttpServer(self.state, *self.config.listen)  # EnvironmentProblem when the port is busy
+        self.http.start()
+
+    def run(self) -> int:
+        """Serve until SIGTERM/SIGINT (returns 0) or, with ``once``, run each check once (0 healthy, 1 not)."""
+        self._restore_verify()
+        self.start_http()
+        host, port = self.http.address if self.http else (None, None)
+        self.log(
+            "started", pid=os.getpid(), golden=str(self.config.golden_path), golden_digest=self.golden.digest,
+            state_db=str(self.history.path), listen=f"{host}:{port}" if host else None,
+            fingerprint_every_s=self.config.fingerprint_every,
+            verify_every_s=self.config.verify_every or None, verify_timeout_s=self.config.verify_timeout,
+        )
+        try:
+            if self.config.once:
+                self._run_once()
+            else:
+                self._loop()
+        finally:
+            self._shutdown()
+        healthy, _ = self.state.health()
+        return 0 if healthy or not self.config.once else 1
+
+    def _verify_enabled(self) -> bool:
+        return self.config.verify_every > 0
+
+    def _restore_verify(self) -> None:
+        """After a restart, adopt the last verify if it was for this golden and is still fresh,
+        so a restart does not cost a full TF verify (nor hide a failing one)."""
+        if not self._verify_enabled():
+            return
+        last = self.history.last("verify")
+        now = time.monotonic()
+        if last is not None and last.golden_digest == self.golden.digest:
+            age = time.time() - (last.started_at + last.duration_s)
+            if 0 <= age < self.config.verify_every:
+                self.state.restore(last)
+                self._next_verify = now + self.config.verify_every - age
+                self.log("restored", kind="verify", outcome=last.outcome, age_s=round(age, 3))
+                return
+        self._next_verify = now  # due right after the first fingerprint check
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if now >= self._next_fingerprint:
+                self._fingerprint_tick()
+                self._next_fingerprint = time.monotonic() + self.config.fingerprint_every
+            self._maybe_start_verify()
+            self._publish_schedule()
+            self._wake.wait(timeout=max(0.0, self._next_wakeup() - time.monotonic()))
+            self._wake.clear()
+
+    def _next_wakeup(self) -> float:
+        with self._lock:
+            candidates = [self._next_fingerprint]
+            if self._next_verify is not None and self._verify_thread is None:
+                candidates.append(self._next_verify)
+        return min(candidates)
+
+    def _publish_schedule(self) -> None:
+        offset = time.time() - time.monotonic()
+        self.state.set_next_due("fingerprint", self._next_fingerprint + offset)
+        with self._lock:
+            nv = self._next_verify if self._verify_thread is None else None
+        self.state.set_next_due("verify", nv + offset if nv is not None else None)
+
+    def _run_once(self) -> None:
+        self._fingerprint_tick()
+        if self._verify_enabled() and not self._stop.is_set() and self.state.last("verify") is None:
+            self._next_verify = time.monotonic()
+            self._maybe_start_verify()
+            while not self._stop.is_set():
+                with self._lock:
+                    thread = self._verify_thread
+                if thread is None:
+                    break
+                self._wake.wait(timeout=0.5)
+                self._wake.clear()
+
+    def _shutdown(self) -> None:
+        self.log("stopping")
+        with self._lock:
+            runner, thread = self._verify_runner, self._verify_thread
+        if runner is not None:
+            runner.cancel()  # kills the child's whole process group
+        if thread is not None:
+            thread.join(timeout=30)
+        if self.http is not None:
+            self.http.stop()
+        self.history.close()
+        self.log("stopped")
+
+    # ---- checks --------------------------------------------------------------------------
+
+    def _reload_golden_if_changed(self) -> CheckResult | None:
+        """Reload the golden when its file changed. Returns an error result when it cannot."""
+        path = self.config.golden_path
+        key = _stat_key(path)
+        if key == self.golden.stat_key:
+            return None
+        started = time.time()
+        try:
+            golden = load_golden_file(path)
+        except (EnvlockError, OSError) as exc:
+            return CheckResult(
+                kind="fingerprint", started_at=started, duration_s=time.time() - started, outcome="error",
+                reason=f"cannot reload the golden: {exc}", golden_digest=self.golden.digest,
+            )
+        changed = golden.digest != self.golden.digest
+        self.golden = golden
+        if changed:
+            self.state.set_golden(golden.digest)
+            self.log("golden_reloaded", golden=str(path), golden_digest=golden.digest)
+            with self._lock:
+                runner = self._verify_runner
+                self._verify_rerun = runner is not None
+                if self._verify_enabled():
+                    self._next_verify = time.monotonic()
+            if runner is not None:
+                runner.cancel()  # it is checking the old golden
+        return None
+
+    def _fingerprint_tick(self) -> None:
+        result = self._reload_golden_if_changed() or fingerprint_check(
+            self.golden.manifest, golden_digest=self.golden.digest, **self._check_hooks
+        )
+        self._publish(result)
+
+    def _maybe_start_verify(self) -> None:
+        with self._lock:
+            due = self._next_verify
+            if self._verify_thread is not None or due is None or time.monotonic() < due or self._stop.is_set():
+                return
+            runner = VerifyRunner(
+                self.config.verify_command, timeout_s=self.config.verify_timeout, golden_digest=self.golden.digest,
+            )
+            thread = threading.Thread(target=self._verify_worker, args=(runner,), name="envlock-verify", daemon=True)
+            self._verify_runner, self._verify_thread = runner, thread
+            self._next_verify = None
+        self.state.set_verify_running(True)
+        thread.start()
+
+    def _verify_worker(self, runner: VerifyRunner) -> None:
+        try:
+            result = runner.run()
+        except Exception as exc:  # noqa: BLE001 - never let a verify bug kill the daemon's worker silently
+            result = CheckResult(
+                kind="verify", started_at=time.time(), duration_s=0.0, outcome="error",
+                reason=f"verify runner failed: {type(exc).__name__}: {exc}", golden_digest=runner.golden_digest,
+            )
+        if result is None:
+            self.log("verify_abandoned", reason="stopping" if self._stop.is_set() else "golden changed")
+        elif not self._stop.is_set():
+            self._publish(result)
+        with self._lock:
+            self._verify_runner = self._verify_thread = None
+            rerun, self._verify_rerun = self._verify_rerun, False
+            if self._verify_enabled():
+                self._next_verify = time.monotonic() + (0.0 if rerun else self.config.verify_every)
+        self.state.set_verify_running(False)
+        self._wake.set()
+
+    def _publish(self, result: CheckResult) -> None:
+        """History (durable first), then metrics/state, the log line and the NFD file."""
+        with self._publish_lock:
+            check_id = self.state.apply(result)
+            healthy, health_reason = self.state.health()
+            self.log(
+                "check", check_id=check_id, kind=result.kind, outcome=result.outcome, ok=result.ok,
+                duration_s=round(result.duration_s, 4), reason=result.reason,
+                drift=[item.path for item in result.drift], exit_code=result.exit_code,
+                fingerprint_digest=result.fingerprint_digest, healthy=healthy, health_reason=health_reason,
+            )
+            self._write_nfd(healthy)
+
+    def _write_nfd(self, healthy: bool) -> None:
+        path = self.config.nfd_features_file
+        if path is None:
+            return
+        fingerprint = self.state.last("fingerprint")
+        verify = self.state.last("verify")
+        features = nfd.feature_lines(
+            reproduces=self.state.reproduces(), healthy=healthy,
+            fingerprint_digest=fingerprint.fingerprint_digest if fingerprint else None,
+            golden_digest=self.state.golden_digest, verify_outcome=verify.outcome if verify else None,
+        )
+        # labels outlive a dead daemon by at most a few check periods
+        ttl = max(5 * self.config.fingerprint_every, 300.0)
+        try:
+            nfd.write_features(path, features, expires_at=datetime.now(timezone.utc) + timedelta(seconds=ttl))
+        except OSError as exc:
+            self.log("nfd_write_failed", path=str(path), error=str(exc))
+
+
+def run_watch(config: WatchConfig, *, log: JsonLog | None = None) -> int:
+    """Entry point for the CLI: set up (bad golden/state dir -> exit 2, busy port -> exit 3), run, exit code."""
+    watcher = Watcher(config, log=log)
+    watcher.install_signal_handlers()
+    return watcher.run()
