@@ -48,6 +48,10 @@ def _make_handler(state: DaemonState) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "envlock-watch"
+        # Headers and body in ONE send: with the default unbuffered writes, Nagle's algorithm
+        # holds the small body back until the client's delayed ACK, ~40 ms per keep-alive request.
+        wbufsize = -1
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
             pass  # one log line per CHECK, not per scrape
@@ -94,7 +98,10 @@ class HttpServer:
             if exc.errno == errno.EADDRINUSE:
                 raise EnvironmentProblem(f"cannot listen on {host}:{port}: address already in use") from None
             raise EnvironmentProblem(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-        self._thread = threading.Thread(target=self._server.serve_forever, name="envlock-http", daemon=True)
+        # a short poll interval only bounds how long stop() waits; requests never wait on it
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="envlock-http", daemon=True
+        )
 
     @property
     def address(self) -> tuple[str, int]:

@@ -1,0 +1,212 @@
+"""The two checks: fingerprint diff filtering, and verify children that pass, drift, hang or crash."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from envlock.daemon.checks import VerifyRunner, fingerprint_check, interpret_verify, parse_report
+
+
+def _diff(path: str, severity: str = "critical", reason: str | None = None) -> SimpleNamespace:
+    return SimpleNamespace(path=path, severity=severity, reason=reason or f"{path}: changed")
+
+
+def _fingerprint(differences: list[SimpleNamespace]):
+    return fingerprint_check(
+        object(), golden_digest="sha256:g",
+        capture=lambda: SimpleNamespace(digest="sha256:now"), diff=lambda old, new: differences,
+    )
+
+
+def test_fingerprint_passes_without_failing_differences() -> None:
+    result = _fingerprint([_diff("host.kernel", "info")])
+    assert result.outcome == "pass" and result.reason is None and result.drift == []
+    assert result.fingerprint_digest == "sha256:now" and result.golden_digest == "sha256:g"
+
+
+def test_fingerprint_ignores_the_tensorflow_section_it_cannot_see() -> None:
+    result = _fingerprint([_diff("tensorflow.status"), _diff("tensorflow"), _diff("tensorflowx.y", "warning")])
+    assert [d.path for d in result.drift] == ["tensorflowx.y"]
+
+
+def test_fingerprint_drift_reason_is_the_first_difference() -> None:
+    result = _fingerprint([_diff("environment.TF_ENABLE_ONEDNN_OPTS", reason="oneDNN switched"),
+                           _diff("cpu.isa.avx2", "warning")])
+    assert result.outcome == "drift"
+    assert result.reason == "oneDNN switched (and 1 more)"
+    assert [(d.path, d.severity) for d in result.drift] == [
+        ("environment.TF_ENABLE_ONEDNN_OPTS", "critical"), ("cpu.isa.avx2", "warning")]
+
+
+def test_fingerprint_capture_failure_is_an_error_result() -> None:
+    def boom():
+        raise RuntimeError("cannot read /proc/cpuinfo\nsecond line")
+
+    result = fingerprint_check(object(), golden_digest=None, capture=boom, diff=lambda a, b: [])
+    assert result.outcome == "error"
+    assert result.reason == "fingerprint capture failed: RuntimeError: cannot read /proc/cpuinfo"
+
+
+def test_real_fingerprint_check_never_imports_tensorflow() -> None:
+    """In a fresh process: import every daemon module, capture and diff for real, then look.
+
+    Two captures in one process also prove the daemon's environment snapshot works: the first
+    capture's imports set KMP_DUPLICATE_LIB_OK in os.environ, which must not show up as drift."""
+    script = textwrap.dedent("""
+        import sys
+        import envlock.daemon.watch, envlock.daemon.http, envlock.daemon.nfd, envlock.cli.watch
+        from envlock.capture import capture_manifest
+        from envlock.daemon.checks import fingerprint_check
+        golden_manifest = capture_manifest(include_tf=False)
+        result = fingerprint_check(golden_manifest, golden_digest=None)
+        print(result.outcome, result.reason, "tensorflow" in sys.modules, "keras" in sys.modules)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["pass", "None", "False", "False"]
+
+
+# ---- verify ------------------------------------------------------------------------------
+
+REPORT = {
+    "reproduces": False, "exit_code": 1, "golden_digest": "sha256:g", "manifest_digest": "sha256:m",
+    "probes": [
+        {"name": "rng", "status": "identical", "max_ulp": 0, "max_rel_error": 0.0, "mismatched": 0,
+         "reason": None, "causes": []},
+        {"name": "matmul", "status": "drift", "max_ulp": 812.0, "max_rel_error": 3e-7, "mismatched": 40,
+         "reason": "40 elements differ, up to 812 ULP", "causes": []},
+    ],
+    "differences": [
+        {"path": "tensorflow.onednn_enabled", "old": False, "new": True, "severity": "critical",
+         "reason": "tensorflow.onednn_enabled: False -> True", "components": ["matmul"]},
+        {"path": "environment.X", "old": None, "new": "1", "severity": "critical", "reason": "x", "components": []},
+    ],
+}
+
+
+def _interpret(returncode: int, stdout: str = "", stderr: str = ""):
+    return interpret_verify(returncode=returncode, stdout=stdout, stderr=stderr, started=1.0, duration=2.0,
+                            golden_digest="sha256:daemon")
+
+
+def test_verify_drift_keeps_probes_and_tf_only_differences() -> None:
+    result = _interpret(1, json.dumps(REPORT))
+    assert result.outcome == "drift"
+    assert [d.path for d in result.drift] == ["probes.matmul", "tensorflow.onednn_enabled"]
+    assert result.reason == "probe matmul: 40 elements differ, up to 812 ULP (and 1 more)"
+    assert [(p.name, p.max_ulp) for p in result.probes] == [("matmul", 812.0), ("rng", 0.0)]
+    assert result.golden_digest == "sha256:daemon" and result.fingerprint_digest == "sha256:m"
+
+
+def test_verify_pass() -> None:
+    report = {**REPORT, "reproduces": True, "exit_code": 0, "differences": [],
+              "probes": [{**REPORT["probes"][0]}]}
+    result = _interpret(0, "some log line\n" + json.dumps(report) + "\n")
+    assert result.outcome == "pass" and result.reason is None and result.exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("returncode", "stdout", "stderr", "expected"),
+    [
+        (3, "", "envlock: error: TensorFlow is not importable\n", "verify exited with code 3: envlock: error: TensorF"),
+        (-11, "", "Fatal Python error: Segmentation fault\n\nCurrent thread", "verify was killed by SIGSEGV: Current"),
+        (0, "not json at all\n", "", "verify printed no JSON report: not json at all"),
+        (1, "", "", "verify printed no JSON report: no output"),
+        (2, json.dumps(REPORT), "envlock: error: golden.json: truncated JSON", "verify exited with code 2: envlock"),
+    ],
+)
+def test_verify_failures_are_errors_with_exit_code_and_last_stderr_line(returncode, stdout, stderr, expected) -> None:
+    result = _interpret(returncode, stdout, stderr)
+    assert result.outcome == "error"
+    assert result.reason.startswith(expected)
+    assert result.exit_code == returncode
+
+
+def test_parse_report_needs_a_verify_report_object() -> None:
+    assert parse_report('{"a": 1}') is None
+    assert parse_report("[1, 2]") is None
+    assert parse_report('noise\n{"reproduces": true}\n')["reproduces"] is True
+
+
+def _py(code: str) -> list[str]:
+    return [sys.executable, "-c", textwrap.dedent(code)]
+
+
+def test_verify_child_that_hangs_is_killed_with_its_grandchildren(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    child = _py(f"""
+        import subprocess, sys, time
+        grandchild = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+        open({str(pids)!r}, "w").write(str(grandchild.pid))
+        time.sleep(300)
+    """)
+    t0 = time.monotonic()
+    result = VerifyRunner(child, timeout_s=1.5, golden_digest="g").run()
+    elapsed = time.monotonic() - t0
+    assert result is not None and result.outcome == "timeout"
+    assert result.reason == "verify timed out after 1.5 s (killed)"
+    assert elapsed < 30
+    grandchild = int(pids.read_text())
+    deadline = time.monotonic() + 10
+    while _alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(grandchild)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_verify_child_that_crashes_is_an_error() -> None:
+    child = _py("""
+        import os, sys
+        sys.stderr.write("probe matmul: about to crash\\n"); sys.stderr.flush()
+        os.abort()
+    """)
+    result = VerifyRunner(child, timeout_s=60, golden_digest="g").run()
+    assert result is not None and result.outcome == "error"
+    assert result.reason == "verify was killed by SIGABRT: probe matmul: about to crash"
+    assert result.exit_code == -6
+
+
+def test_verify_child_report_is_read_from_stdout() -> None:
+    child = _py(f"""
+        import sys
+        print({json.dumps(json.dumps(REPORT))})
+        sys.exit(1)
+    """)
+    result = VerifyRunner(child, timeout_s=60, golden_digest="g").run()
+    assert result is not None and result.outcome == "drift" and result.exit_code == 1
+
+
+def test_missing_verify_command_is_an_error_not_an_exception() -> None:
+    result = VerifyRunner(["/nonexistent/envlock-verify"], timeout_s=5, golden_digest="g").run()
+    assert result is not None and result.outcome == "error"
+    assert "cannot start verify command" in result.reason
+
+
+def test_cancel_kills_a_running_child_and_returns_none() -> None:
+    runner = VerifyRunner(_py("import time; time.sleep(300)"), timeout_s=300, golden_digest="g")
+    out: list[object] = []
+    thread = threading.Thread(target=lambda: out.append(runner.run()))
+    thread.start()
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    runner.cancel()
+    thread.join(timeout=20)
+    assert not thread.is_alive()
+    assert out == [None]
+    assert time.monotonic() - t0 < 10

@@ -1,0 +1,150 @@
+"""History: one transaction per check, drift events opened and resolved, survives restarts and crashes."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from envlock.daemon.history import DB_NAME, SCHEMA_VERSION, History, open_history
+from envlock.daemon.results import CheckResult, DriftItem, ProbeSummary
+from envlock.errors import BadFileError
+
+
+def _check(kind: str = "fingerprint", outcome: str = "pass", at: float = 1000.0, drift: list[str] = (), **kw):
+    items = [DriftItem(path=p, severity="critical", reason=f"{p} moved") for p in drift]
+    return CheckResult(kind=kind, started_at=at, duration_s=0.5, outcome=outcome,
+                       reason=items[0].reason if items else kw.pop("reason", None), drift=items, **kw)
+
+
+@pytest.fixture()
+def history(tmp_path: Path):
+    h = open_history(tmp_path / "state")
+    yield h
+    h.close()
+
+
+def test_record_round_trips_the_full_result(history: History) -> None:
+    result = CheckResult(
+        kind="verify", started_at=1234.5, duration_s=12.0, outcome="drift", reason="probe matmul: drift",
+        golden_digest="sha256:aa", fingerprint_digest="sha256:bb", exit_code=1,
+        drift=[DriftItem("probes.matmul", "critical", "probe matmul: drift")],
+        probes=[ProbeSummary("matmul", "drift", 12.0, 3e-7)],
+    )
+    check_id = history.record(result)
+    assert check_id == 1
+    assert history.last("verify") == result
+    assert history.last("fingerprint") is None
+
+
+def test_drift_events_open_once_and_resolve_when_gone(history: History) -> None:
+    history.record(_check(at=1, drift=["environment.A"]))
+    history.record(_check(at=2, drift=["environment.A", "cpu.isa.avx2"]))
+    open_paths = {e["path"] for e in history.drift_events(open_only=True)}
+    assert open_paths == {"environment.A", "cpu.isa.avx2"}
+    assert len(history.drift_events()) == 2  # A was not opened twice
+    history.record(_check(at=3, drift=["cpu.isa.avx2"]))
+    events = {e["path"]: e for e in history.drift_events()}
+    assert events["environment.A"]["resolved_at"] == pytest.approx(3.5)
+    assert events["cpu.isa.avx2"]["resolved_at"] is None
+
+
+def test_errors_and_timeouts_leave_drift_events_alone(history: History) -> None:
+    history.record(_check(kind="verify", at=1, outcome="drift", drift=["probes.matmul"]))
+    history.record(_check(kind="verify", at=2, outcome="timeout", reason="verify timed out"))
+    history.record(_check(kind="verify", at=3, outcome="error", reason="verify was killed by SIGSEGV"))
+    assert [e["path"] for e in history.drift_events(open_only=True)] == ["probes.matmul"]
+
+
+def test_each_kind_resolves_only_its_own_events(history: History) -> None:
+    history.record(_check(kind="verify", at=1, outcome="drift", drift=["probes.matmul"]))
+    history.record(_check(kind="fingerprint", at=2, outcome="pass"))
+    assert [e["path"] for e in history.drift_events(open_only=True)] == ["probes.matmul"]
+
+
+def test_summary_counts_by_kind_and_outcome(history: History) -> None:
+    for i, outcome in enumerate(["pass", "pass", "drift", "error"]):
+        history.record(_check(at=10 + i, outcome=outcome, drift=["x.y"] if outcome == "drift" else []))
+    history.record(_check(kind="verify", at=20, outcome="timeout", reason="t"))
+    summary = history.summary()
+    assert summary["checks_by_kind"] == {"fingerprint": {"pass": 2, "drift": 1, "error": 1}, "verify": {"timeout": 1}}
+    assert summary["first_check_at"] == 10 and summary["last_check_at"] == 20
+    assert summary["drift_events_total"] == 1
+    assert [c["id"] for c in summary["recent_checks"]] == [5, 4, 3, 2, 1]
+
+
+def test_history_survives_reopening(tmp_path: Path) -> None:
+    h = open_history(tmp_path)
+    h.record(_check(at=1, outcome="drift", drift=["environment.A"]))
+    h.close()
+    h = open_history(tmp_path)
+    assert h.last("fingerprint").drift[0].path == "environment.A"
+    assert h.drift_events(open_only=True)[0]["path"] == "environment.A"
+    h.record(_check(at=2))
+    assert h.summary()["checks_by_kind"]["fingerprint"] == {"drift": 1, "pass": 1}
+    h.close()
+
+
+def test_old_checks_are_pruned_but_drift_event_checks_are_kept(tmp_path: Path) -> None:
+    h = History(tmp_path / DB_NAME, retention_s=100)
+    h.record(_check(at=1, outcome="drift", drift=["a.b"]))  # kept: a drift event starts here
+    h.record(_check(at=2, outcome="error", reason="capture failed"))  # aged out
+    h.record(_check(at=3))  # kept: resolves the event
+    h.record(_check(at=500))
+    assert [c["started_at"] for c in h.checks()] == [500, 3, 1]
+    h.close()
+
+
+def test_database_is_in_wal_mode(history: History) -> None:
+    conn = sqlite3.connect(history.path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+
+
+def test_a_crash_mid_write_loses_nothing_already_recorded(tmp_path: Path) -> None:
+    """A real process records 3 checks, then dies by SIGKILL inside a 4th write's transaction."""
+    script = textwrap.dedent("""
+        import os, signal, sys
+        from envlock.daemon.history import open_history
+        from envlock.daemon.results import CheckResult
+        from pathlib import Path
+        h = open_history(Path(sys.argv[1]))
+        for i in range(3):
+            h.record(CheckResult(kind="fingerprint", started_at=float(i), duration_s=0.1, outcome="pass"))
+        conn = h._conn
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO checks (kind, started_at, duration_s, ok, outcome, summary)"
+                     " VALUES ('fingerprint', 9, 0, 1, 'pass', '{}')")
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -9, proc.stderr
+    h = open_history(tmp_path)
+    assert [c["started_at"] for c in h.checks()] == [2.0, 1.0, 0.0]
+    assert h._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    h.record(_check(at=10))  # and it is still writable
+    h.close()
+
+
+def test_not_a_database_is_one_line_bad_file(tmp_path: Path) -> None:
+    (tmp_path / DB_NAME).write_text("this is not sqlite " * 100)
+    with pytest.raises(BadFileError, match="cannot use as the history database"):
+        open_history(tmp_path)
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / DB_NAME)
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(BadFileError, match="newer than this envlock"):
+        open_history(tmp_path)
+
+
+def test_state_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(BadFileError, match="state directory"):
+        open_history(tmp_path / "file")

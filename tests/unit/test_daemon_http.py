@@ -1,0 +1,167 @@
+"""HTTP endpoints, health rule and metrics, on a real loopback server with a real history."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from envlock.daemon.history import open_history
+from envlock.daemon.http import HttpServer, parse_listen
+from envlock.daemon.metrics import Metrics
+from envlock.daemon.results import CheckResult, DriftItem, ProbeSummary
+from envlock.daemon.state import DaemonState
+from envlock.errors import BadInputError, EnvironmentProblem
+
+
+@pytest.fixture()
+def served(tmp_path: Path):
+    history = open_history(tmp_path)
+    state = DaemonState(history=history, metrics=Metrics(), golden_path="/g.json", golden_digest="sha256:g0")
+    server = HttpServer(state, "127.0.0.1", 0)
+    server.start()
+    yield state, server.address[1]
+    server.stop()
+    history.close()
+
+
+def _get(port: int, path: str) -> tuple[int, str, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", path)
+    response = conn.getresponse()
+    body = response.read().decode()
+    conn.close()
+    return response.status, response.getheader("Content-Type") or "", body
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text) for s in family.samples
+    }
+
+
+def _fp(outcome: str = "pass", drift: tuple[str, ...] = (), at: float = 100.0) -> CheckResult:
+    items = [DriftItem(p, "critical", f"{p}: 1 -> absent") for p in drift]
+    return CheckResult(kind="fingerprint", started_at=at, duration_s=0.25, outcome=outcome,
+                       reason=items[0].reason if items else None, drift=items, fingerprint_digest="sha256:f")
+
+
+def test_no_check_yet_is_503(served) -> None:
+    _, port = served
+    assert _get(port, "/healthz")[0::2] == (503, "no check yet\n")
+    assert _get(port, "/livez")[0] == 200
+
+
+def test_health_follows_the_last_checks(served) -> None:
+    state, port = served
+    state.apply(_fp())
+    assert _get(port, "/healthz")[0::2] == (200, "ok\n")
+    state.apply(_fp("drift", ("environment.TF_ENABLE_ONEDNN_OPTS",)))
+    assert _get(port, "/healthz")[0::2] == (
+        503, "fingerprint drift: environment.TF_ENABLE_ONEDNN_OPTS: 1 -> absent\n")
+    state.apply(_fp())
+    state.apply(CheckResult(kind="verify", started_at=200, duration_s=900, outcome="timeout",
+                            reason="verify timed out after 900 s (killed)"))
+    assert _get(port, "/healthz")[0::2] == (503, "verify timeout: verify timed out after 900 s (killed)\n")
+    state.set_golden("sha256:g1")  # a new golden forgets the old verify
+    assert _get(port, "/healthz")[0] == 200
+
+
+def test_metrics_parse_and_carry_check_results(served) -> None:
+    state, port = served
+    state.apply(_fp("drift", ("environment.X",), at=123.0))
+    state.apply(CheckResult(
+        kind="verify", started_at=130.0, duration_s=20.0, outcome="drift", reason="probe matmul: drift",
+        drift=[DriftItem("probes.matmul", "critical", "probe matmul: drift")],
+        probes=[ProbeSummary("matmul", "drift", 812.0, 3e-7), ProbeSummary("rng", "identical", 0.0, 0.0)],
+    ))
+    status, ctype, body = _get(port, "/metrics")
+    assert status == 200 and ctype.startswith("text/plain")
+    samples = _samples(body)
+    assert samples[("envlock_check_ok", (("kind", "fingerprint"),))] == 0
+    assert samples[("envlock_check_last_timestamp_seconds", (("kind", "fingerprint"),))] == 123.0
+    assert samples[("envlock_check_last_duration_seconds", (("kind", "verify"),))] == 20.0
+    assert samples[("envlock_checks_total", (("kind", "fingerprint"), ("outcome", "drift")))] == 1
+    assert samples[("envlock_checks_total", (("kind", "verify"), ("outcome", "pass")))] == 0
+    assert samples[("envlock_probe_max_ulp", (("probe", "matmul"),))] == 812.0
+    assert samples[("envlock_probe_ok", (("probe", "rng"),))] == 1
+    assert samples[("envlock_drifted_field", (("kind", "fingerprint"), ("path", "environment.X"),
+                                               ("severity", "critical")))] == 1
+    assert samples[("envlock_drifted_field", (("kind", "verify"), ("path", "probes.matmul"),
+                                               ("severity", "critical")))] == 1
+    assert samples[("envlock_healthy", ())] == 0
+    assert samples[("envlock_golden_info", (("digest", "sha256:g0"),))] == 1
+    state.apply(_fp())  # resolved: the drifted series for that field disappears
+    assert not any(name == "envlock_drifted_field" and ("kind", "fingerprint") in labels
+                   for name, labels in _samples(_get(port, "/metrics")[2]))
+
+
+def test_status_is_json_with_history(served) -> None:
+    state, port = served
+    state.apply(_fp("drift", ("cpu.isa.avx2",)))
+    state.apply(_fp())
+    status, ctype, body = _get(port, "/status")
+    data = json.loads(body)
+    assert status == 200 and ctype == "application/json"
+    assert data["healthy"] is True and data["golden"] == {"path": "/g.json", "digest": "sha256:g0"}
+    assert data["last"]["fingerprint"]["outcome"] == "pass" and data["last"]["verify"] is None
+    assert data["history"]["checks_by_kind"] == {"fingerprint": {"drift": 1, "pass": 1}}
+    [event] = data["history"]["recent_drift_events"]
+    assert event["path"] == "cpu.isa.avx2" and event["resolved_at"] is not None
+
+
+def test_unknown_path_is_404(served) -> None:
+    assert _get(served[1], "/nope")[0] == 404
+
+
+def test_keep_alive_serves_many_requests_on_one_connection(served) -> None:
+    _, port = served
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    for _ in range(20):
+        conn.request("GET", "/metrics")
+        response = conn.getresponse()
+        assert response.status == 200 and response.read()
+    conn.close()
+
+
+def test_busy_port_is_an_environment_problem(served) -> None:
+    state, port = served
+    with pytest.raises(EnvironmentProblem, match=f"cannot listen on 127.0.0.1:{port}: address already in use"):
+        HttpServer(state, "127.0.0.1", port)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("127.0.0.1:9109", ("127.0.0.1", 9109)), ("0.0.0.0:0", ("0.0.0.0", 0)), ("[::1]:80", ("::1", 80)),  # noqa: S104
+])
+def test_parse_listen(text: str, expected: tuple[str, int]) -> None:
+    assert parse_listen(text) == expected
+
+
+@pytest.mark.parametrize("text", ["9109", ":9109", "localhost:http", "127.0.0.1:70000", "host:"])
+def test_parse_listen_rejects(text: str) -> None:
+    with pytest.raises(BadInputError, match="--listen"):
+        parse_listen(text)
+
+
+def test_ipv6_loopback_when_available(tmp_path: Path) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    history = open_history(tmp_path)
+    state = DaemonState(history=history, metrics=Metrics(), golden_path="g", golden_digest=None)
+    try:
+        server = HttpServer(state, "::1", 0)
+    except EnvironmentProblem:
+        history.close()
+        pytest.skip("IPv6 loopback is not configured")
+    server.start()
+    conn = http.client.HTTPConnection("::1", server.address[1], timeout=10)
+    conn.request("GET", "/livez")
+    assert conn.getresponse().status == 200
+    conn.close()
+    server.stop()
+    history.close()

@@ -1,0 +1,210 @@
+"""The watch loop in-process: scheduling, golden reload, restore after restart, stop, --once.
+
+The golden loader and the manifest diff are replaced by tiny stand-ins (a JSON file holding a
+digest and an "environment"); the verify checks are REAL child processes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from envlock.daemon import watch as watch_mod
+from envlock.daemon.watch import (
+    JsonLog,
+    LoadedGolden,
+    WatchConfig,
+    Watcher,
+    default_state_dir,
+    parse_duration,
+    verify_argv,
+)
+from envlock.errors import BadFileError, BadInputError
+
+PASS_REPORT = {"reproduces": True, "exit_code": 0, "probes": [], "differences": [],
+               "golden_digest": None, "manifest_digest": None}
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("30s", 30), ("5m", 300), ("6h", 21600), ("1h30m", 5400), ("500ms", 0.5), ("0.5", 0.5), ("0", 0),
+    ("2d", 172800), (" 15M ", 900), ("1.5s", 1.5),
+])
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text, option="--x") == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "5q", "h", "-5s", "5s5", "inf", "nan", "1 h", "s5"])
+def test_parse_duration_rejects(text: str) -> None:
+    with pytest.raises(BadInputError, match="--x"):
+        parse_duration(text, option="--x")
+
+
+def test_verify_argv_default_and_custom() -> None:
+    assert verify_argv(Path("/g.json"), None) == [sys.executable, "-m", "envlock", "verify", "/g.json", "--json"]
+    assert verify_argv(Path("/g.json"), "probe --golden={golden} 'a b'") == ["probe", "--golden=/g.json", "a b"]
+    with pytest.raises(BadInputError, match="--verify-command"):
+        verify_argv(Path("/g.json"), "unbalanced 'quote")
+
+
+def test_default_state_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("ENVLOCK_STATE_DIR", str(tmp_path / "s"))
+    assert default_state_dir() == tmp_path / "s"
+    monkeypatch.delenv("ENVLOCK_STATE_DIR")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    expected = Path("/var/lib/envlock") if os.geteuid() == 0 else tmp_path / "xdg" / "envlock"
+    assert default_state_dir() == expected
+
+
+# ---- the loop with stand-in golden/diff ----------------------------------------------------
+
+
+def _fake_loader(path: Path) -> LoadedGolden:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise BadFileError(path, "unreadable stand-in golden") from exc
+    st = path.stat()
+    return LoadedGolden(manifest=data["environment"], digest=data["digest"],
+                        stat_key=(st.st_mtime_ns, st.st_size, st.st_ino))
+
+
+def _write_golden(path: Path, digest: str, environment: dict[str, str]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"digest": digest, "environment": environment}))
+    os.replace(tmp, path)
+
+
+MACHINE_ENV = {"TF_ENABLE_ONEDNN_OPTS": "0"}
+
+
+def _diff(golden_env: dict[str, str], current: dict[str, str]) -> list[SimpleNamespace]:
+    keys = sorted(set(golden_env) | set(current))
+    return [SimpleNamespace(path=f"environment.{k}", severity="critical",
+                            reason=f"environment.{k}: {golden_env.get(k)} -> {current.get(k)}")
+            for k in keys if golden_env.get(k) != current.get(k)]
+
+
+def _py_command(code: str) -> list[str]:
+    return [sys.executable, "-c", textwrap.dedent(code)]
+
+
+PASSING_VERIFY = _py_command(f"print({json.dumps(json.dumps(PASS_REPORT))})")
+HANGING_VERIFY = _py_command("import time; time.sleep(300)")
+
+
+@pytest.fixture()
+def make_watcher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(watch_mod, "load_golden_file", _fake_loader)
+    golden = tmp_path / "golden.json"
+    _write_golden(golden, "sha256:g1", MACHINE_ENV)
+    logs = io.StringIO()
+
+    def make(**overrides) -> tuple[Watcher, Path]:
+        config = WatchConfig(golden_path=golden, state_dir=tmp_path / "state", listen=None,
+                             fingerprint_every=0.1, verify_every=0, verify_timeout=60,
+                             nfd_features_file=tmp_path / "features", verify_command=PASSING_VERIFY)
+        for key, value in overrides.items():
+            setattr(config, key, value)
+        return Watcher(config, log=JsonLog(logs), capture=lambda: dict(MACHINE_ENV), diff=_diff), golden
+
+    make.logs = logs  # type: ignore[attr-defined]
+    return make
+
+
+def _events(logs: io.StringIO) -> list[dict]:
+    return [json.loads(line) for line in logs.getvalue().splitlines()]
+
+
+def _run_in_thread(watcher: Watcher) -> tuple[threading.Thread, list[int]]:
+    codes: list[int] = []
+    thread = threading.Thread(target=lambda: codes.append(watcher.run()))
+    thread.start()
+    return thread, codes
+
+
+def _wait_for(predicate, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
+
+
+def test_once_healthy_runs_both_checks_and_writes_nfd(make_watcher, tmp_path: Path) -> None:
+    watcher, _ = make_watcher(once=True, verify_every=3600)
+    assert watcher.run() == 0
+    checks = [e for e in _events(make_watcher.logs) if e["event"] == "check"]
+    assert [(c["kind"], c["outcome"]) for c in checks] == [("fingerprint", "pass"), ("verify", "pass")]
+    features = (tmp_path / "features").read_text()
+    assert "envlock.reproduces=true" in features and "envlock.golden-digest=g1" in features
+
+
+def test_once_with_drift_exits_1_and_labels_the_node(make_watcher, tmp_path: Path) -> None:
+    watcher, golden = make_watcher(once=True)
+    _write_golden(golden, "sha256:g2", {"TF_ENABLE_ONEDNN_OPTS": "1"})
+    watcher.golden = _fake_loader(golden)
+    assert watcher.run() == 1
+    assert "envlock.reproduces=false" in (tmp_path / "features").read_text()
+    [check] = [e for e in _events(make_watcher.logs) if e["event"] == "check"]
+    assert check["reason"] == "environment.TF_ENABLE_ONEDNN_OPTS: 1 -> 0"
+
+
+def test_golden_change_is_picked_up_and_drift_resolves(make_watcher) -> None:
+    watcher, golden = make_watcher()
+    thread, codes = _run_in_thread(watcher)
+    try:
+        _wait_for(lambda: watcher.state.health() == (True, "ok"))
+        _write_golden(golden, "sha256:g2", {"TF_ENABLE_ONEDNN_OPTS": "1"})
+        _wait_for(lambda: not watcher.state.health()[0])
+        assert watcher.state.health()[1] == "fingerprint drift: environment.TF_ENABLE_ONEDNN_OPTS: 1 -> 0"
+        assert watcher.state.golden_digest == "sha256:g2"
+        _write_golden(golden, "sha256:g3", MACHINE_ENV)
+        _wait_for(lambda: watcher.state.health()[0])
+    finally:
+        watcher.request_stop()
+        thread.join(timeout=30)
+    assert codes == [0]
+    assert any(e["event"] == "golden_reloaded" for e in _events(make_watcher.logs))
+
+
+def test_unreadable_golden_on_reload_is_a_failed_check(make_watcher) -> None:
+    watcher, golden = make_watcher()
+    thread, _ = _run_in_thread(watcher)
+    try:
+        _wait_for(lambda: watcher.state.health()[0])
+        golden.write_text("{ truncated")
+        _wait_for(lambda: not watcher.state.health()[0])
+        assert "cannot reload the golden" in watcher.state.health()[1]
+    finally:
+        watcher.request_stop()
+        thread.join(timeout=30)
+
+
+def test_stop_kills_a_running_verify_and_returns_0(make_watcher) -> None:
+    watcher, _ = make_watcher(verify_every=3600, verify_command=HANGING_VERIFY)
+    thread, codes = _run_in_thread(watcher)
+    _wait_for(lambda: watcher.state.status()["verify_running_since"] is not None)
+    t0 = time.monotonic()
+    watcher.request_stop()
+    thread.join(timeout=30)
+    assert codes == [0] and time.monotonic() - t0 < 10
+    events = [e["event"] for e in _events(make_watcher.logs)]
+    assert "verify_abandoned" in events and events[-1] == "stopped"
+
+
+def test_a_fresh_verify_is_reused_after_restart_for_the_same_golden(make_watcher) -> None:
+    first, _ = make_watcher(once=True, verify_every=3600)
+    assert first.run() == 0
+    second, _ = make_watcher(once=True, verify_every=3600, verify_command=HANGING_VERIFY)
+    assert second.run() == 0  # would hang (and time out) if it ran verify again
+    restored = [e for e in _events(make_watcher.logs) if e["event"] == "restored"]
+    assert restored and restored[0]["kind"] == "verify"
+    assert second.history.path.exists()
