@@ -1,0 +1,161 @@
+"""diff_manifests: severity as data, readable reasons, and digest stability/sensitivity."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import pytest
+
+from envlock.capture import capture_manifest
+from envlock.diff import SEVERITY_RULES, Difference, diff_manifests, flatten, rule_for
+from envlock.models import GpuDevice, GpuInfo, LoadedLibrary, Manifest, compute_digest, identity_dict, with_digest
+
+
+@pytest.fixture(scope="module")
+def base() -> Manifest:
+    # A real capture of this machine without TF (fast, no TF import), with a fixed environment.
+    return capture_manifest(include_tf=False, environ={"TF_ENABLE_ONEDNN_OPTS": "0", "HOME": "/root"})
+
+
+def _set(manifest: Manifest, path: str, value: Any) -> Manifest:
+    """A copy of ``manifest`` with the dotted ``path`` set to ``value``."""
+    data = manifest.model_dump(mode="json")
+    *parents, last = path.split(".")
+    node = data
+    for part in parents:
+        node = node[part]
+    node[last] = value
+    return with_digest(Manifest.model_validate(data))
+
+
+def test_capture_is_stable_and_does_not_import_tf(base: Manifest) -> None:
+    again = capture_manifest(include_tf=False, environ={"TF_ENABLE_ONEDNN_OPTS": "0", "HOME": "/elsewhere"})
+    assert again.digest == base.digest
+    assert diff_manifests(base, again) == []
+    assert "tensorflow" not in sys.modules
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [("host.kernel", "5.15.0"), ("cpu.microcode", "0xdeadbeef"), ("numeric.numpy_version", "1.26.4"),
+     ("cpu.isa.avx512f", False), ("environment", {"TF_ENABLE_ONEDNN_OPTS": "1"}), ("memory.total_bytes", 1)],
+)
+def test_changing_one_identity_field_changes_the_digest(base: Manifest, path: str, value: Any) -> None:
+    assert _set(base, path, value).digest != base.digest
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [("host.hostname", "another-host"), ("captured_at", "1999-01-01T00:00:00+00:00"), ("envlock_version", "9.9"),
+     ("python.executable", "/somewhere/else/python")],
+)
+def test_volatile_fields_do_not_change_the_digest(base: Manifest, path: str, value: Any) -> None:
+    changed = _set(base, path, value)
+    assert changed.digest == base.digest
+    assert diff_manifests(base, changed) == []
+
+
+def _only(differences: list[Difference], path: str) -> Difference:
+    matching = [d for d in differences if d.path == path]
+    assert len(matching) == 1, [d.path for d in differences]
+    return matching[0]
+
+
+def test_isa_flag_loss_is_critical_with_components(base: Manifest) -> None:
+    flags = [f for f in base.cpu.flags if f != "avx2"] if "avx2" in base.cpu.flags else base.cpu.flags + ["avx2"]
+    cpu = base.cpu.model_copy(update={"flags": flags, "isa": base.cpu.isa.model_copy(update={"avx2": "avx2" in flags})})
+    other = with_digest(base.model_copy(update={"cpu": cpu}))
+    diffs = diff_manifests(base, other)
+    assert {d.path for d in diffs} == {"cpu.flags.avx2", "cpu.isa.avx2"}
+    assert all(d.severity == "critical" for d in diffs)
+    assert "matmul" in _only(diffs, "cpu.isa.avx2").components
+
+
+def test_non_isa_flag_is_info(base: Manifest) -> None:
+    cpu = base.cpu.model_copy(update={"flags": sorted(set(base.cpu.flags) ^ {"hypervisor"})})
+    d = _only(diff_manifests(base, with_digest(base.model_copy(update={"cpu": cpu}))), "cpu.flags.hypervisor")
+    assert d.severity == "info"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "severity", "component"),
+    [
+        ("environment", {"TF_ENABLE_ONEDNN_OPTS": "1"}, "critical", "onednn"),
+        ("environment", {"TF_ENABLE_ONEDNN_OPTS": "0", "OMP_NUM_THREADS": "1"}, "warning", "threads"),
+        ("environment", {"TF_ENABLE_ONEDNN_OPTS": "0", "TF_XLA_FLAGS": "--tf_xla_auto_jit=2"}, "critical", "xla"),
+        ("numeric.numpy_version", "1.26.4", "critical", "blas"),
+        ("cpu.logical_cores", 64, "warning", "threads"),
+        ("cpu.microcode", "0x1", "warning", "onednn"),
+        ("host.container_runtime", "none", "info", None),
+        ("host.kernel", "5.15.0", "warning", None),
+        ("memory.total_bytes", 1, "info", None),
+    ],
+)
+def test_severity_rules(base: Manifest, path: str, value: Any, severity: str, component: str | None) -> None:
+    diffs = diff_manifests(base, _set(base, path, value))
+    assert diffs, "a changed identity field must produce a difference"
+    top = diffs[0]
+    assert top.severity == severity
+    if component is not None:
+        assert component in top.components
+    assert "\n" not in top.reason and top.path in top.reason
+
+
+def test_tensorflow_fields(base: Manifest) -> None:
+    tf_a = base.tensorflow.model_copy(update={"status": "present", "version": "2.21.0", "onednn_enabled": False,
+                                              "xla_jit": "off", "intra_op_threads": 0,
+                                              "loaded_libraries": [LoadedLibrary(name="libcudnn", version="9",
+                                                                                 path="/a/libcudnn.so.9")]})
+    tf_b = tf_a.model_copy(update={"onednn_enabled": True, "intra_op_threads": 1,
+                                   "loaded_libraries": [LoadedLibrary(name="libcudnn", version="8",
+                                                                      path="/b/libcudnn.so.8")]})
+    a = with_digest(base.model_copy(update={"tensorflow": tf_a}))
+    b = with_digest(base.model_copy(update={"tensorflow": tf_b}))
+    diffs = diff_manifests(a, b)
+    assert [d.path for d in diffs] == ["tensorflow.loaded_libraries.libcudnn", "tensorflow.onednn_enabled",
+                                      "tensorflow.intra_op_threads"]
+    assert [d.severity for d in diffs] == ["critical", "critical", "warning"]
+    assert _only(diffs, "tensorflow.onednn_enabled").old is False
+
+
+def test_only_a_library_path_change_is_no_difference(base: Manifest) -> None:
+    lib = [LoadedLibrary(name="libgomp", version="1.0.0", path="/x/libgomp.so.1.0.0")]
+    moved = [LoadedLibrary(name="libgomp", version="1.0.0", path="/y/libgomp.so.1.0.0")]
+    a = base.model_copy(update={"tensorflow": base.tensorflow.model_copy(update={"loaded_libraries": lib})})
+    b = base.model_copy(update={"tensorflow": base.tensorflow.model_copy(update={"loaded_libraries": moved})})
+    assert diff_manifests(a, b) == []
+    assert compute_digest(a) == compute_digest(b)
+
+
+def test_gpu_compute_capability_is_critical_and_driver_a_warning(base: Manifest) -> None:
+    dev = GpuDevice(index=0, name="NVIDIA A100-SXM4-80GB", compute_capability="8.0", uuid_sha256="aa")
+    gpu_a = GpuInfo(status="ok", driver_version="535.216.01", devices=[dev])
+    gpu_b = GpuInfo(status="ok", driver_version="570.86.15",
+                    devices=[dev.model_copy(update={"compute_capability": "8.9", "uuid_sha256": "bb"})])
+    diffs = diff_manifests(base.model_copy(update={"gpu": gpu_a}), base.model_copy(update={"gpu": gpu_b}))
+    by_path = {d.path: d.severity for d in diffs}
+    assert by_path == {"gpu.devices.0.compute_capability": "critical", "gpu.driver_version": "warning",
+                       "gpu.devices.0.uuid_sha256": "info"}
+    assert diffs[0].path == "gpu.devices.0.compute_capability"  # most severe first
+
+
+def test_distribution_rebuilt_with_same_version(base: Manifest) -> None:
+    dists = base.python.distributions
+    assert dists, "this machine has installed distributions"
+    first = dists[0]
+    rebuilt = [first.model_copy(update={"record_sha256": "0" * 64}), *dists[1:]]
+    other = base.model_copy(update={"python": base.python.model_copy(update={"distributions": rebuilt})})
+    d = _only(diff_manifests(base, other), f"python.distributions.{first.name}")
+    assert first.version in str(d.old) and first.version in str(d.new) and d.old != d.new
+
+
+def test_every_identity_path_of_a_real_manifest_has_a_rule(base: Manifest) -> None:
+    for path in flatten(identity_dict(base)):
+        assert rule_for(path) in SEVERITY_RULES
+
+
+def test_rules_are_data() -> None:
+    assert len(SEVERITY_RULES) > 30
+    assert SEVERITY_RULES[-1].pattern == "*"
+    assert {r.severity for r in SEVERITY_RULES} == {"critical", "warning", "info"}
