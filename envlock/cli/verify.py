@@ -1,1 +1,69 @@
-"""CLI commands (placeholder until implemented)."""
+"""`envlock verify`: does this machine reproduce a golden? (thin: parse, call envlock.verify, print)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from envlock.cli.common import app, handles_errors
+from envlock.errors import BadInputError
+
+
+def _list_probes() -> str:
+    from envlock.probes.registry import all_probes
+
+    rows = [f"{'probe':28} {'group':7} {'dtype':8} tags"]
+    rows += [f"{p.name:28} {p.group:7} {p.dtype:8} {','.join(p.tags)}\n{'':28} {p.description}"
+             for p in all_probes().values()]
+    return "\n".join(rows)
+
+
+@app.command()
+@handles_errors
+def verify(
+    golden: Annotated[Path | None, typer.Argument(help="Golden file (from `envlock capture --golden`); "
+                                                  "defaults to $ENVLOCK_GOLDEN.", show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
+    report: Annotated[Path | None, typer.Option("--report", help="Also write the JSON report to FILE (atomically).")]
+    = None,
+    tolerance: Annotated[str, typer.Option(
+        "--tolerance", help="'bitwise' (default), or 'ulp:N': an element passes when it is within N ULPs of the "
+        "golden value or within N ULPs of the output's largest magnitude (protects near-zero elements).")]
+    = "bitwise",
+    probes: Annotated[str | None, typer.Option("--probes", help="Comma-separated probe names (default: all the "
+                                               "golden's probes).")] = None,
+    repeat: Annotated[int | None, typer.Option("--repeat", min=1, help="Runs per probe here (default: the golden's "
+                                               "repeat count); differing runs mean 'nondeterministic'.")] = None,
+    golden_env: Annotated[bool, typer.Option(
+        "--golden-env", help="Run the probes with the golden's allow-listed determinism environment variables "
+        "exactly (set those it had, unset the others): would this hardware reproduce if configured like the "
+        "golden?")] = False,
+    list_probes: Annotated[bool, typer.Option("--list-probes", help="List the probes with their group, dtype and "
+                                              "tags, and exit.")] = False,
+) -> None:
+    """Run the probe suite here and compare it with a golden: identical, within tolerance, drift
+    (with likely causes), nondeterministic or skipped, per probe.
+
+    Exit codes: 0 reproduces; 1 drift or nondeterminism; 2 bad golden or bad usage;
+    3 cannot run the probes (e.g. TensorFlow missing).
+    """
+    if list_probes:
+        typer.echo(_list_probes())
+        return
+    from envlock.probes.compare import Tolerance
+    from envlock.probes.registry import parse_probe_list
+    from envlock.store import atomic_write_text, dumps_canonical
+    from envlock.verify import render_report, verify_golden
+
+    policy = Tolerance.parse(tolerance)
+    names = parse_probe_list(probes)
+    if probes is not None and not names:
+        raise BadInputError("--probes needs at least one probe name")
+    result = verify_golden(golden, probe_names=names, tolerance=policy, repeat=repeat, golden_env=golden_env)
+    text = dumps_canonical(result.model_dump(mode="json"))
+    if report is not None:
+        atomic_write_text(report, text)
+    typer.echo(text if as_json else render_report(result), nl=not as_json)
+    raise typer.Exit(result.exit_code)

@@ -17,6 +17,42 @@ from pathlib import Path
 from typing import Any
 
 TF_MISSING_EXIT = 3
+CHILD_TIMEOUT_SECONDS = 900.0
+
+
+def run_child(*, probe_names: list[str], repeat: int, settings: Any, env: dict[str, str],
+              runner: Any = None, timeout: float = CHILD_TIMEOUT_SECONDS) -> dict[str, Any]:
+    """Parent side: run the probes in a fresh process with ``env``; return the parsed result.
+
+    Raises ``TensorflowMissing`` when the child cannot import TF and ``EnvironmentProblem``
+    when it dies; both mean "this machine cannot run the probes" (exit 3).
+    """
+    import tempfile
+
+    from envlock.errors import EnvironmentProblem, TensorflowMissing
+    from envlock.runner import Runner
+
+    request = {
+        "probes": probe_names, "repeat": repeat, "seed": settings.seed, "op_determinism": settings.op_determinism,
+        "intra_op_threads": settings.intra_op_threads, "inter_op_threads": settings.inter_op_threads,
+        "collect_tf_info": True,
+    }
+    with tempfile.TemporaryDirectory(prefix="envlock-probes-") as tmp:
+        request_path, result_path = Path(tmp) / "request.json", Path(tmp) / "result.json"
+        request_path.write_text(json.dumps(request), encoding="utf-8")
+        argv = [sys.executable, "-m", "envlock.probes.child", str(request_path), str(result_path)]
+        proc = (runner or Runner()).run(argv, timeout=timeout, env=env)
+        if result_path.exists():
+            result: dict[str, Any] = json.loads(result_path.read_text(encoding="utf-8"))
+            if not result.get("ok") and result.get("error") == "tensorflow_missing":
+                raise TensorflowMissing(str(result.get("detail", "")))
+            if result.get("ok"):
+                return result
+    if proc is None:
+        raise EnvironmentProblem(f"the probe process did not finish within {timeout:.0f} s or could not start")
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    last = lines[-1].strip() if lines else "no error output"
+    raise EnvironmentProblem(f"the probe process failed (exit {proc.returncode}): {last}")
 
 
 def _configure_devices(tf: Any) -> None:

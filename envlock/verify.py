@@ -1,0 +1,271 @@
+"""verify: does this machine reproduce a golden, by how much not, and why.
+
+Flow: load the golden (integrity-checked) -> build the child's environment (this machine's,
+or with ``golden_env`` the golden's allow-listed determinism variables exactly) -> capture
+this machine's manifest -> run the probes in a child under the golden's lockdown settings,
+``repeat`` times -> a verdict per probe -> causes for each drifting probe.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from envlock.errors import DRIFT, OK, BadInputError
+from envlock.golden import Golden, ProbeRecord, load_golden, manifest_with_tf, repeat_hashes
+from envlock.probes.attribution import Cause, explain
+from envlock.probes.compare import Tolerance, compare_output
+
+Status = Literal["identical", "within_tolerance", "drift", "nondeterministic", "skipped"]
+
+GOLDEN_ENV_HINT = (
+    "an environment difference is the likely cause: re-run with --golden-env to check whether this machine "
+    "reproduces the golden when configured like it"
+)
+
+
+class ProbeVerdict(BaseModel):
+    name: str
+    group: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    status: Status
+    max_ulp: float | None = None
+    max_rel_error: float | None = None  # max|diff| / max|golden| over the compared values
+    mismatched: int | None = None  # differing elements among those compared (sampled for large outputs)
+    compared: int | None = None
+    outputs_differing: list[str] = Field(default_factory=list)
+    reason: str | None = None
+    causes: list[Cause] = Field(default_factory=list)
+
+
+class VerifyReport(BaseModel):
+    reproduces: bool
+    exit_code: int
+    golden: str
+    golden_digest: str
+    manifest_digest: str
+    golden_manifest_digest: str
+    tolerance: str
+    repeat: int
+    golden_env: bool
+    counts: dict[str, int]
+    probes: list[ProbeVerdict]
+    differences: list[Any]  # envlock.diff.Difference, as recorded
+    notes: list[str] = Field(default_factory=list)
+    suggestion: str | None = None
+    timings: dict[str, float] = Field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- verdicts
+
+
+def _skipped(record: ProbeRecord, reason: str) -> ProbeVerdict:
+    return ProbeVerdict(name=record.name, group=record.group, tags=record.tags, status="skipped", reason=reason)
+
+
+def judge_probe(record: ProbeRecord, runs: list[dict[str, Any]], tolerance: Tolerance) -> ProbeVerdict:
+    """Verdict for one probe: its golden record against this machine's repeated runs."""
+    if record.status != "ok":
+        return _skipped(record, f"not recorded in the golden ({record.status}: {record.reason})")
+    first = runs[0]
+    if first["status"] == "skipped":
+        return _skipped(record, first.get("reason") or "skipped")
+    base = ProbeVerdict(name=record.name, group=record.group, tags=record.tags, status="drift")
+    if first["status"] == "error":
+        return base.model_copy(update={"reason": f"ran in the golden but fails here: {first.get('reason')}"})
+    hashes = [repeat_hashes(r) for r in runs]
+    if len(set(hashes)) > 1:
+        return base.model_copy(update={
+            "status": "nondeterministic",
+            "reason": f"outputs differed between the {len(runs)} repeats on this machine: run-to-run "
+                      "nondeterminism here, a different problem from drift against the golden"})
+    return _compare_outputs(base, record, first["outputs"], tolerance)
+
+
+def _compare_outputs(base: ProbeVerdict, record: ProbeRecord, outputs: list[dict[str, Any]],
+                     tolerance: Tolerance) -> ProbeVerdict:
+    current = {o["name"]: o for o in outputs}
+    golden = {o.name: o.model_dump() for o in record.outputs}
+    if set(current) != set(golden):
+        return base.model_copy(update={"reason": f"outputs changed: golden {sorted(golden)}, here {sorted(current)}"})
+    results = {name: compare_output(golden[name], current[name], tolerance) for name in sorted(golden)}
+    differing = [name for name, r in results.items() if not r.identical]
+    if not differing:
+        return base.model_copy(update={"status": "identical", "max_ulp": 0.0, "max_rel_error": 0.0,
+                                       "mismatched": 0})
+    ulps = [r.max_ulp for r in results.values() if r.max_ulp is not None]
+    rels = [r.max_rel_error for r in results.values() if r.max_rel_error is not None]
+    mismatched = [r.mismatched for r in results.values() if r.mismatched is not None]
+    notes = sorted({r.note for r in results.values() if r.note})
+    within = all(r.within_tolerance for r in results.values())
+    reason = f"{len(differing)} of {len(results)} outputs differ ({', '.join(differing)})"
+    if notes:
+        reason += "; " + "; ".join(notes)
+    return base.model_copy(update={
+        "status": "within_tolerance" if within else "drift",
+        "max_ulp": max(ulps) if ulps else None,
+        "max_rel_error": max(rels) if rels else None,
+        "mismatched": sum(mismatched) if mismatched else None,
+        "compared": sum(r.compared for r in results.values()),
+        "outputs_differing": differing,
+        "reason": reason,
+    })
+
+
+def attribute(verdicts: list[ProbeVerdict], differences: list[Any]) -> bool:
+    """Fill ``causes`` of every drifting probe; return whether a stable probe drifted."""
+    stable_drifted = any(v.status == "drift" and v.group == "stable" for v in verdicts)
+    for verdict in verdicts:
+        if verdict.status == "drift":
+            verdict.causes = explain(set(verdict.tags), differences, stable_drifted=stable_drifted)
+    return stable_drifted
+
+
+# ---------------------------------------------------------------- the verify run
+
+
+def resolve_golden_path(path: Path | str | None) -> Path:
+    """GOLDEN, else $ENVLOCK_GOLDEN (how `docker run IMAGE envlock verify` finds its golden)."""
+    if path:
+        return Path(path)
+    from_env = os.environ.get("ENVLOCK_GOLDEN")
+    if from_env:
+        return Path(from_env)
+    raise BadInputError("no golden given: pass GOLDEN or set ENVLOCK_GOLDEN")
+
+
+def child_environment(golden: Golden, environ: dict[str, str], *, golden_env: bool) -> dict[str, str]:
+    """The probes' environment: this machine's, or with the golden's determinism variables exactly."""
+    env = dict(environ)
+    if golden_env:
+        from envlock.lockdown import golden_environment_changes
+
+        for name, value in golden_environment_changes(env, golden.lockdown.environment).items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
+    return env
+
+
+def _select(golden: Golden, probe_names: list[str] | None) -> list[ProbeRecord]:
+    if not probe_names:
+        return list(golden.probes)
+    missing = [n for n in probe_names if golden.probe(n) is None]
+    if missing:
+        raise BadInputError(f"probe(s) not in the golden: {', '.join(missing)}")
+    return [p for p in (golden.probe(n) for n in dict.fromkeys(probe_names)) if p is not None]
+
+
+def verify_golden(golden_path: Path | str | None, *, probe_names: list[str] | None = None,
+                  tolerance: Tolerance | None = None, repeat: int | None = None,
+                  golden_env: bool = False) -> VerifyReport:
+    """Run the golden's probes here and judge them. Raises BadFileError/IntegrityError (exit 2),
+    BadInputError (exit 2), TensorflowMissing/EnvironmentProblem (exit 3)."""
+    started = time.perf_counter()
+    tolerance = tolerance or Tolerance()
+    path = resolve_golden_path(golden_path)
+    golden = load_golden(path)
+    records = _select(golden, probe_names)
+    repeat = repeat or golden.repeat
+    environ = child_environment(golden, dict(os.environ), golden_env=golden_env)
+
+    from envlock.capture import capture_manifest
+    from envlock.diff import diff_manifests
+    from envlock.probes.child import run_child
+    from envlock.probes.registry import all_probes
+
+    known = all_probes()
+    runnable = [r.name for r in records if r.status == "ok" and r.name in known]
+    manifest = capture_manifest(include_tf=False, environ=environ)
+    result = run_child(probe_names=runnable, repeat=repeat, settings=golden.lockdown, env=environ) if runnable \
+        else {"runs": {}, "tf_info": None, "tf_info_error": "no probes to run"}
+    manifest = manifest_with_tf(manifest, result)
+    differences = diff_manifests(golden.manifest, manifest)
+
+    verdicts = []
+    for record in records:
+        if record.status == "ok" and record.name not in known:
+            verdicts.append(_skipped(record, "this envlock version does not know this probe"))
+        elif record.name in result["runs"]:
+            verdicts.append(judge_probe(record, result["runs"][record.name], tolerance))
+        else:
+            verdicts.append(judge_probe(record, [{"status": "skipped"}], tolerance))
+    stable_drifted = attribute(verdicts, differences)
+    return _report(path, golden, manifest.digest, verdicts, differences, tolerance=tolerance, repeat=repeat,
+                   golden_env=golden_env, stable_drifted=stable_drifted,
+                   timings={"import_seconds": result.get("import_seconds", 0.0),
+                            "suite_seconds": result.get("suite_seconds", 0.0),
+                            "total_seconds": time.perf_counter() - started})
+
+
+def _report(path: Path, golden: Golden, manifest_digest: str, verdicts: list[ProbeVerdict], differences: list[Any],
+            *, tolerance: Tolerance, repeat: int, golden_env: bool, stable_drifted: bool,
+            timings: dict[str, float]) -> VerifyReport:
+    counts = {s: sum(v.status == s for v in verdicts)
+              for s in ("identical", "within_tolerance", "drift", "nondeterministic", "skipped")}
+    reproduces = counts["drift"] == 0 and counts["nondeterministic"] == 0
+    notes: list[str] = []
+    if stable_drifted:
+        notes.append("stable probes (RNG, tf.data order, init, elementwise) moved: these only move with "
+                     "TensorFlow/numpy/Keras versions or seeds, so suspect a version or seed difference first")
+    elif counts["drift"]:
+        notes.append("only canary probes moved (stable probes held): suspect hardware, thread counts, "
+                     "oneDNN or XLA settings rather than versions")
+    if counts["nondeterministic"]:
+        notes.append("some probes are nondeterministic on this machine: results differ run to run here, "
+                     "independently of the golden")
+    top_causes = [v.causes[0] for v in verdicts if v.status == "drift" and v.causes]
+    suggestion = GOLDEN_ENV_HINT if not golden_env and any(c.environment for c in top_causes) else None
+    return VerifyReport(
+        reproduces=reproduces, exit_code=OK if reproduces else DRIFT, golden=str(path), golden_digest=golden.digest,
+        manifest_digest=manifest_digest, golden_manifest_digest=golden.manifest.digest, tolerance=tolerance.label,
+        repeat=repeat, golden_env=golden_env, counts=counts, probes=verdicts,
+        differences=[d.model_dump(mode="json") for d in differences], notes=notes, suggestion=suggestion,
+        timings={k: round(v, 3) for k, v in timings.items()},
+    )
+
+
+# ---------------------------------------------------------------- display
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def render_report(report: VerifyReport) -> str:
+    """The human table: one row per probe, then causes for each drifting probe."""
+    lines = [f"golden  {report.golden} ({report.golden_digest[:19]})",
+             f"policy  {report.tolerance}, {report.repeat} repeat(s)"
+             + (", golden environment" if report.golden_env else ", this machine's environment"), ""]
+    header = f"{'probe':28} {'status':17} {'max ULP':>10} {'max rel err':>12} {'differing':>10}"
+    lines += [header, "-" * len(header)]
+    for v in report.probes:
+        if v.status == "skipped":
+            lines.append(f"{v.name:28} {v.status:17} {v.reason or ''}")
+            continue
+        differing = "-" if v.mismatched is None else str(v.mismatched)
+        if v.compared:
+            differing += f"/{v.compared}"
+        lines.append(f"{v.name:28} {v.status:17} {_fmt(v.max_ulp, '.0f'):>10} {_fmt(v.max_rel_error, '.2e'):>12} "
+                     f"{differing:>10}")
+    for v in report.probes:
+        if v.status in ("drift", "nondeterministic"):
+            lines.append("")
+            lines.append(f"{v.name}: {v.status}: {v.reason}")
+            for rank, cause in enumerate(v.causes[:3], 1):
+                lines.append(f"  {rank}. {cause.reason}")
+    lines.append("")
+    lines += [f"note: {n}" for n in report.notes]
+    if report.suggestion:
+        lines.append(f"hint: {report.suggestion}")
+    c = report.counts
+    verdict = "REPRODUCES" if report.reproduces else "DOES NOT REPRODUCE"
+    lines.append(f"{verdict}: {c['identical']} identical, {c['within_tolerance']} within tolerance, "
+                 f"{c['drift']} drift, {c['nondeterministic']} nondeterministic, {c['skipped']} skipped "
+                 f"({len(report.differences)} manifest differences)")
+    return "\n".join(lines)
