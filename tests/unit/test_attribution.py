@@ -1,0 +1,120 @@
+"""Cause attribution: the notes' traps, the stable-vs-canary rule, and the probe registry's tags."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from envlock.diff import Difference, rule_for
+from envlock.probes.attribution import ATTRIBUTION_RULES, UNEXPLAINED, explain
+from envlock.probes.registry import KNOWN_TAGS, all_probes, parse_probe_list, select_probes
+
+
+def _diff(path: str, old: Any, new: Any) -> Difference:
+    # Severity and components come from envlock.diff's real rules, as in a real verify.
+    rule = rule_for(path)
+    return Difference(path=path, old=old, new=new, severity=rule.severity, reason=f"{path}: {rule.why}",
+                      components=list(rule.components))
+
+
+def _tags(name: str) -> set[str]:
+    return set(all_probes()[name].tags)
+
+
+def test_onednn_flag_explains_matmul_but_not_xla() -> None:
+    diffs = [_diff("environment.TF_ENABLE_ONEDNN_OPTS", None, "0"), _diff("tensorflow.onednn_enabled", True, False)]
+    causes = explain(_tags("matmul.f32"), diffs, stable_drifted=False)
+    assert causes[0].path == "environment.TF_ENABLE_ONEDNN_OPTS" and causes[0].environment
+    assert "oneDNN" in causes[0].reason
+    assert explain(_tags("compile.xla"), diffs, stable_drifted=False)[0].reason == UNEXPLAINED
+
+
+def test_onednn_default_by_cpu_trap() -> None:
+    # Same environment, yet oneDNN differs: the CPU (VNNI/BF16/AMX) decided TF's default.
+    diffs = [_diff("tensorflow.onednn_enabled", True, False), _diff("cpu.isa.avx512_vnni", True, False),
+             _diff("cpu.vendor", "GenuineIntel", "AuthenticAMD")]
+    causes = explain(_tags("conv2d.grad"), diffs, stable_drifted=False)
+    assert causes[0].rule == "onednn-default-by-cpu"
+    assert "AVX512_VNNI" in causes[0].reason and "TF_ENABLE_ONEDNN_OPTS" in causes[0].reason
+    assert not causes[0].environment
+
+
+def test_isa_ceiling_explains_matmul_even_with_onednn_off() -> None:
+    diffs = [_diff("environment.ONEDNN_MAX_CPU_ISA", None, "AVX2"), _diff("host.kernel", "6.1", "6.2")]
+    causes = explain(_tags("matmul.f64") | _tags("training.keras_fit"), diffs, stable_drifted=False)
+    assert causes[0].path == "environment.ONEDNN_MAX_CPU_ISA"
+
+
+def test_xla_flags_only_explain_xla_probes() -> None:
+    diffs = [_diff("environment.XLA_FLAGS", None, "--xla_backend_optimization_level=0")]
+    assert explain(_tags("compile.xla"), diffs, stable_drifted=False)[0].rule == "xla-flags"
+    for name in ("compile.function", "matmul.f32", "training.keras_fit"):
+        assert explain(_tags(name), diffs, stable_drifted=False)[0].reason == UNEXPLAINED
+
+
+def test_auto_jit_explains_tf_function_and_training() -> None:
+    diffs = [_diff("environment.TF_XLA_FLAGS", None, "--tf_xla_auto_jit=2")]
+    for name in ("compile.function", "training.keras_fit", "distribute.mirrored_step"):
+        assert explain(_tags(name), diffs, stable_drifted=False)[0].rule == "xla-autojit"
+    assert explain(_tags("compile.eager"), diffs, stable_drifted=False)[0].reason == UNEXPLAINED
+
+
+def test_affinity_explains_numpy_matmul() -> None:
+    diffs = [_diff("cpu.affinity", [0, 1], [0]), _diff("numeric.blas.openblas.num_threads", 2, 1)]
+    causes = explain(_tags("numpy.matmul"), diffs, stable_drifted=False)
+    assert {c.rule for c in causes[:2]} == {"affinity", "blas-threads"}
+
+
+def test_numpy_simd_explains_numpy_elementwise_not_tf_elementwise() -> None:
+    diffs = [_diff("numeric.simd_dispatch", ["AVX512F"], ["AVX2"])]
+    assert explain(_tags("numpy.elementwise"), diffs, stable_drifted=False)[0].rule == "numpy-simd"
+    assert explain(_tags("elementwise.tf"), diffs, stable_drifted=False)[0].reason == UNEXPLAINED
+
+
+def test_measured_harmless_differences_are_never_blamed() -> None:
+    diffs = [_diff("environment.PYTHONHASHSEED", None, "1"), _diff("tensorflow.inter_op_threads", 2, 8),
+             _diff("environment.TF_ENABLE_ZENDNN_OPTS", None, "1")]
+    assert explain(_tags("matmul.f32"), diffs, stable_drifted=False)[0].reason == UNEXPLAINED
+
+
+def test_nothing_recorded_says_so_exactly() -> None:
+    causes = explain(_tags("matmul.f32"), [], stable_drifted=False)
+    assert [c.reason for c in causes] == [
+        "no recorded difference explains this: an unrecorded hardware or firmware difference"]
+
+
+@pytest.mark.parametrize(("stable_drifted", "top"), [(True, "tensorflow.version"), (False, "cpu.isa.avx512f")])
+def test_stable_vs_canary_rule(stable_drifted: bool, top: str) -> None:
+    # Both a TF release and an ISA change can move a matmul; which is likelier depends on
+    # whether the stable controls moved too.
+    diffs = [_diff("tensorflow.version", "2.18.0", "2.21.0"), _diff("cpu.isa.avx512f", True, False)]
+    assert explain(_tags("matmul.f32"), diffs, stable_drifted=stable_drifted)[0].path == top
+
+
+def test_rules_use_known_tags_and_have_reasons() -> None:
+    for rule in ATTRIBUTION_RULES:
+        assert rule.tags <= KNOWN_TAGS, rule.id
+        assert rule.reason.strip() and rule.paths
+
+
+def test_registry_covers_the_issue_and_tags_are_known() -> None:
+    probes = all_probes()
+    for probe in probes.values():
+        assert set(probe.tags) <= KNOWN_TAGS and probe.description
+    required = ["rng.global_seed", "rng.op_seed", "rng.generator", "rng.numpy_legacy", "rng.numpy_default_rng",
+                "data.shuffle", "data.parallel_map", "init.keras", "matmul.f32", "matmul.f64", "reduce.sum_large",
+                "conv2d.forward", "conv2d.grad", "elementwise.tf", "elementwise.softmax", "compile.eager",
+                "compile.function", "compile.xla", "training.keras_fit", "distribute.mirrored_step",
+                "numpy.matmul", "gpu.matmul", "gpu.conv2d", "gpu.cpu_vs_gpu"]
+    assert not [name for name in required if name not in probes]
+    # Stable controls must not depend on what moves between machines (the notes' finding).
+    movers = {"onednn", "threads", "matmul", "conv", "xla", "blas"}
+    assert not [p.name for p in probes.values() if p.group == "stable" and movers & set(p.tags)]
+
+
+def test_probe_selection() -> None:
+    assert parse_probe_list("a, b c") == ["a", "b", "c"] and parse_probe_list("  ") is None
+    assert [p.name for p in select_probes(["matmul.f32", "matmul.f32"])] == ["matmul.f32"]
+    with pytest.raises(Exception, match="unknown probe"):
+        select_probes(["matmul.f32", "no.such.probe"])
