@@ -107,8 +107,12 @@ def _last_line(text: str) -> str:
 
 
 def parse_report(stdout: str) -> dict[str, Any] | None:
-    """The VerifyReport object from the child's stdout (the whole output, or its last JSON line)."""
-    candidates = [stdout.strip()] + [line.strip() for line in reversed(stdout.splitlines()) if line.startswith("{")]
+    """The VerifyReport object from the child's stdout: the whole output, or the last JSON object
+    starting at the beginning of a line (compact or indented), after any stray log lines."""
+    lines = stdout.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("{")]
+    candidates = [stdout.strip()] + ["\n".join(lines[i:]) for i in reversed(starts)]
+    candidates += [lines[i] for i in reversed(starts)]  # a one-line report followed by more output
     for text in candidates:
         try:
             data = json.loads(text)

@@ -61,6 +61,8 @@ class Metrics:
             for gauge in (self.probe_max_ulp, self.probe_max_rel_error, self.probe_ok):
                 gauge.clear()
             for probe in result.probes:
+                if probe.status == "skipped":
+                    continue  # not run here (e.g. a GPU probe on a CPU node): neither pass nor fail
                 reproduced = probe.status in ("identical", "within_tolerance")
                 self.probe_ok.labels(probe=probe.name).set(1 if reproduced else 0)
                 if probe.max_ulp is not None:

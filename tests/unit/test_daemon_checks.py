@@ -135,6 +135,9 @@ def test_parse_report_needs_a_verify_report_object() -> None:
     assert parse_report('{"a": 1}') is None
     assert parse_report("[1, 2]") is None
     assert parse_report('noise\n{"reproduces": true}\n')["reproduces"] is True
+    assert parse_report('noise\n{"reproduces": true}\ntrailing noise\n')["reproduces"] is True
+    indented = json.dumps({"reproduces": False, "probes": [{"name": "a"}]}, indent=2)
+    assert parse_report("warning: something\n" + indented + "\n")["probes"] == [{"name": "a"}]
 
 
 def _py(code: str) -> list[str]:
