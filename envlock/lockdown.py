@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+import types
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,9 @@ from envlock.errors import DriftFound
 
 class LockdownWarning(RuntimeWarning):
     """Something that could not be locked (see ``LockdownReport.problems``)."""
+
+
+_WARNED: set[str] = set()
 
 
 @dataclass
@@ -130,6 +134,15 @@ def _critical_differences(golden: Any) -> list[str]:
             for d in diff_manifests(golden.manifest, here) if d.severity == "critical"]
 
 
+def _caller_stacklevel() -> int:
+    """Point warnings at the user's line, however many envlock frames (wrappers) are in between."""
+    package_dir = str(Path(__file__).resolve().parent)
+    frame, level = sys._getframe(1), 1
+    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(package_dir):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def lockdown(seed: int | None = None, *, golden: str | Path | None = None, strict: bool = False,
              intra_op_threads: int | None = None, inter_op_threads: int | None = None,
              op_determinism: bool = True) -> LockdownReport:
@@ -166,5 +179,20 @@ def lockdown(seed: int | None = None, *, golden: str | Path | None = None, stric
         if strict:
             raise DriftFound("envlock.lockdown could not lock: " + "; ".join(report.problems))
         for problem in report.problems:
-            warnings.warn(f"envlock.lockdown: {problem}", LockdownWarning, stacklevel=2)
+            if problem in _WARNED:
+                continue  # calling lockdown() again (e.g. to reseed) should not repeat the same warnings
+            _WARNED.add(problem)
+            warnings.warn(f"envlock.lockdown: {problem}", LockdownWarning, stacklevel=_caller_stacklevel())
     return report
+
+
+class _CallableModule(types.ModuleType):
+    """Importing ``envlock.lockdown`` (the module) rebinds the package attribute ``envlock.lockdown``
+    from the lazy function in ``envlock/__init__.py`` to this module; making the module callable
+    keeps ``envlock.lockdown(seed=42)`` working whichever of the two the attribute holds."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> LockdownReport:
+        return lockdown(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
