@@ -34,10 +34,11 @@ def capture(
     if probes is not None:
         raise BadInputError("--probes only makes sense with --golden")
     from envlock.capture import capture_manifest
+
+    manifest = capture_manifest(include_tf=not no_tf)  # starts the TF child before anything heavy is imported
     from envlock.render import render_manifest
     from envlock.store import dumps_canonical, save_model
 
-    manifest = capture_manifest(include_tf=not no_tf)
     if output is not None:
         save_model(output, manifest)
     if as_json:

@@ -7,8 +7,10 @@ What TF was *built* against (build info) and what the dynamic loader *found* can
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING, Any
 
-from envlock.models import LoadedLibrary
+if TYPE_CHECKING:
+    from envlock.models import LoadedLibrary
 
 # Library families that decide which numeric kernels run. Matched on the file name's stem
 # (the part before ".so"), longest names first so "libcublasLt" is not taken for "libcublas".
@@ -74,19 +76,25 @@ def parse_library_filename(filename: str) -> tuple[str, str | None] | None:
     return stem, version.rstrip(".") if version else None
 
 
-def parse_proc_maps(text: str) -> list[LoadedLibrary]:
-    """Numeric libraries mapped in a process, one entry per file, sorted by name then path."""
-    seen: dict[str, LoadedLibrary] = {}
+def loaded_library_records(text: str) -> list[dict[str, Any]]:
+    """Numeric libraries mapped in a process as plain dicts (no pydantic: the TF child uses this
+    and must not pay for importing it), one per file, sorted by name, version, then path."""
+    seen: dict[str, dict[str, Any]] = {}
     for line in text.splitlines():
         parts = line.split(maxsplit=5)
         if len(parts) < 6:
             continue
         path = parts[5].strip()
-        if not path.startswith("/") or ".so" not in path:
+        if not path.startswith("/") or ".so" not in path or path in seen:
             continue
         parsed = parse_library_filename(path.rsplit("/", 1)[-1])
-        if parsed is None or path in seen:
-            continue
-        name, version = parsed
-        seen[path] = LoadedLibrary(name=name, version=version, path=path)
-    return sorted(seen.values(), key=lambda lib: (lib.name, lib.version or "", lib.path or ""))
+        if parsed is not None:
+            seen[path] = {"name": parsed[0], "version": parsed[1], "path": path}
+    return sorted(seen.values(), key=lambda lib: (lib["name"], lib["version"] or "", lib["path"]))
+
+
+def parse_proc_maps(text: str) -> list[LoadedLibrary]:
+    """Numeric libraries mapped in a process (text of /proc/<pid>/maps), one entry per file."""
+    from envlock.models import LoadedLibrary
+
+    return [LoadedLibrary(**record) for record in loaded_library_records(text)]

@@ -15,9 +15,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from envlock.models import TensorflowInfo
+if TYPE_CHECKING:
+    from envlock.models import TensorflowInfo
 
 RESULT_MARKER = "ENVLOCK-TENSORFLOW-INFO "
 CHILD_TIMEOUT_S = 300.0
@@ -91,33 +92,40 @@ def _keras_version() -> str | None:
     return _as_version(getattr(keras, "__version__", None))
 
 
-def collect_tensorflow_info() -> TensorflowInfo:
-    """Everything about the TF in this process. Imports TF (safe if already imported)."""
+def tensorflow_info_fields() -> dict[str, Any]:
+    """TensorflowInfo's fields as plain JSON data. Imports TF; does not import pydantic, so
+    the child's critical path is the TF import alone."""
     try:
         import tensorflow as tf
     except ImportError as exc:
-        return TensorflowInfo(status="absent", detail=f"tensorflow is not importable: {exc}")
-    from envlock.fingerprint.loaded_libs import parse_proc_maps
+        return {"status": "absent", "detail": f"tensorflow is not importable: {exc}"}
+    from envlock.fingerprint.loaded_libs import loaded_library_records
 
     raw_build = _safe(lambda: dict(tf.sysconfig.get_build_info())) or {}
-    devices = _safe(lambda: sorted(d.name for d in tf.config.list_physical_devices()))
     maps_text = _safe(lambda: Path("/proc/self/maps").read_text(encoding="utf-8", errors="replace"))
-    return TensorflowInfo(
-        status="present",
-        version=_as_version(getattr(tf, "__version__", None)),
-        git_version=_as_version(_safe(lambda: tf.version.GIT_VERSION)),
-        compiler=_as_version(_safe(lambda: tf.version.COMPILER_VERSION)),
-        build_info=_jsonable(raw_build) if raw_build else None,
-        onednn_enabled=_safe(_onednn_enabled),
-        xla_jit=_safe(_xla_jit),
-        op_determinism=_safe(_op_determinism),
-        intra_op_threads=_safe(tf.config.threading.get_intra_op_parallelism_threads),
-        inter_op_threads=_safe(tf.config.threading.get_inter_op_parallelism_threads),
-        physical_devices=devices,
-        keras_version=_safe(_keras_version),
-        loaded_libraries=parse_proc_maps(maps_text) if maps_text else [],
+    return {
+        "status": "present",
+        "version": _as_version(getattr(tf, "__version__", None)),
+        "git_version": _as_version(_safe(lambda: tf.version.GIT_VERSION)),
+        "compiler": _as_version(_safe(lambda: tf.version.COMPILER_VERSION)),
+        "build_info": _jsonable(raw_build) if raw_build else None,
+        "onednn_enabled": _safe(_onednn_enabled),
+        "xla_jit": _safe(_xla_jit),
+        "op_determinism": _safe(_op_determinism),
+        "intra_op_threads": _safe(tf.config.threading.get_intra_op_parallelism_threads),
+        "inter_op_threads": _safe(tf.config.threading.get_inter_op_parallelism_threads),
+        "physical_devices": _safe(lambda: sorted(d.name for d in tf.config.list_physical_devices())),
+        "keras_version": _safe(_keras_version),
+        "loaded_libraries": loaded_library_records(maps_text) if maps_text else [],
         **parse_build_info(raw_build),
-    )
+    }
+
+
+def collect_tensorflow_info() -> TensorflowInfo:
+    """Everything about the TF in this process. Imports TF (safe if already imported)."""
+    from envlock.models import TensorflowInfo
+
+    return TensorflowInfo.model_validate(tensorflow_info_fields())
 
 
 def tensorflow_installed() -> bool:
@@ -145,6 +153,8 @@ class TensorflowChild:
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.communicate()
+            from envlock.models import TensorflowInfo
+
             return TensorflowInfo(status="error", detail=f"TensorFlow child timed out after {timeout:.0f} s")
         return parse_child_output(stdout, stderr, self._proc.returncode)
 
@@ -156,6 +166,8 @@ class TensorflowChild:
 
 def parse_child_output(stdout: str, stderr: str, returncode: int) -> TensorflowInfo:
     """The child's marked JSON line as TensorflowInfo; anything else becomes status "error"."""
+    from envlock.models import TensorflowInfo
+
     for line in reversed(stdout.splitlines()):
         if line.startswith(RESULT_MARKER):
             try:
@@ -174,8 +186,9 @@ def start_tensorflow_child() -> TensorflowChild | None:
 
 
 def _child_main() -> None:
-    info = collect_tensorflow_info()
-    sys.stdout.write(RESULT_MARKER + info.model_dump_json() + "\n")
+    import json
+
+    sys.stdout.write(RESULT_MARKER + json.dumps(tensorflow_info_fields()) + "\n")
     sys.stdout.flush()
 
 
