@@ -10,6 +10,7 @@ change them; info = cannot. Component tags are the probe tags of the verify suit
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -200,7 +201,7 @@ def _keyed_flags(items: list[str]) -> dict[str, Any]:
     return dict.fromkeys(items, True)
 
 
-_KEYED_LISTS = {
+_KEYED_LISTS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "numeric.blas": _keyed_blas,
     "gpu.devices": _keyed_devices,
     "tensorflow.loaded_libraries": _keyed_libraries,

@@ -85,9 +85,10 @@ def collect_gpu(nvml: Any | None = None) -> GpuInfo:
     """GPU section via NVML; ``nvml`` defaults to the real ``pynvml`` module."""
     if nvml is None:
         try:
-            import pynvml as nvml
+            import pynvml
         except ImportError:
             return GpuInfo(status="nvml_unavailable", detail="nvidia-ml-py (pynvml) is not installed")
+        nvml = pynvml
     try:
         nvml.nvmlInit()
     except Exception as exc:  # noqa: BLE001

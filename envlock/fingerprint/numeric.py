@@ -37,9 +37,9 @@ def simd_in_use(baseline: list[str] | None, dispatch: list[str] | None, features
     return (sorted(baseline) if baseline is not None else None, sorted(dispatch) if dispatch is not None else None)
 
 
-def _numpy_simd(np: Any) -> tuple[list[str] | None, list[str] | None]:
+def _numpy_simd() -> tuple[list[str] | None, list[str] | None]:
     try:
-        from numpy._core import _multiarray_umath as umath  # numpy >= 2
+        from numpy._core import _multiarray_umath as umath  # type: ignore[attr-defined]  # numpy >= 2
     except ImportError:
         try:
             from numpy.core import _multiarray_umath as umath  # numpy 1.x
@@ -57,7 +57,7 @@ def collect_numeric() -> NumericInfo:
         import numpy as np
     except ImportError:
         return NumericInfo()
-    baseline, dispatch = _numpy_simd(np)
+    baseline, dispatch = _numpy_simd()
     try:
         import threadpoolctl
 
