@@ -1,0 +1,209 @@
+"""`envlock build`: golden -> package set -> wheelhouse -> build context -> (Docker) image.
+
+Every step but the last is plain files; ``--context-only`` stops there, for people who build
+elsewhere. Docker is reached only through ``envlock.image.docker_engine``.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from envlock import __version__
+from envlock.errors import BadInputError
+from envlock.image import compat as compat_table
+from envlock.image import data, wheelhouse
+from envlock.image.data import BaseImage
+from envlock.image.render import DOCKERIGNORE, render
+from envlock.image.spec import ImageSpec, Variant, spec_from_golden
+from envlock.store import atomic_write_text
+
+Progress = Callable[[str], None]
+
+
+def default_cache_dir() -> Path:
+    root = os.environ.get("ENVLOCK_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "envlock")
+    return Path(root)
+
+
+@dataclass
+class BuildOptions:
+    golden: Path
+    variant: Variant = "cpu"
+    tag: str | None = None
+    base_image: str | None = None
+    wheelhouse: Path | None = None
+    context_only: Path | None = None
+    no_cache: bool = False
+    requirements: Path | None = None
+    cache_dir: Path = field(default_factory=default_cache_dir)
+
+
+@dataclass
+class BuildResult:
+    context_dir: Path
+    spec: ImageSpec
+    tag: str | None = None
+    image_id: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _requirements_file(path: Path) -> list[str]:
+    """Requirement lines from a requirements/lock file (hash options and comments dropped)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BadInputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    lines = []
+    for raw in text.replace("\\\n", " ").splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if line and not line.startswith("-"):
+            lines.append(line.split(" --hash", 1)[0].strip())
+    if not lines:
+        raise BadInputError(f"{path}: no requirements in it")
+    return lines
+
+
+def _arch(golden_arch: str | None) -> str:
+    arch = golden_arch or platform.machine()
+    return {"amd64": "x86_64", "arm64": "aarch64"}.get(arch.lower(), arch)
+
+
+def _resolve_base(options: BuildOptions, python_version: str | None, client: object | None) -> BaseImage:
+    """The pinned base: from images/base-images.cfg, or --base-image pinned to its local image ID."""
+    if options.base_image is None:
+        return data.base_for_python(python_version)
+    ref = options.base_image
+    if "@sha256:" in ref or ref.startswith("sha256:") or client is None:
+        return BaseImage(name="command-line", image=ref, tag=ref, python=None)
+    from envlock.image import docker_engine
+
+    image = docker_engine.image_id(client, ref)
+    if image is None:
+        raise BadInputError(f"base image {ref} is not on this Docker host (no registry is used); "
+                            "make it with images/make-base.sh")
+    return BaseImage(name="command-line", image=image, tag=ref, python=None)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    if dst.exists():
+        if dst.stat().st_size == src.stat().st_size and dst.stat().st_mtime_ns == src.stat().st_mtime_ns:
+            return
+        dst.unlink()
+    try:
+        os.link(src, dst)  # same file system: instant, and no second copy of a 500 MB wheel
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _sync_wheels(directory: Path, wheels: list[Path]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    keep = {w.name for w in wheels}
+    for old in directory.glob("*.whl"):
+        if old.name not in keep:
+            old.unlink()  # a stale wheel would change the layer (and could shadow a locked one)
+    for wheel in wheels:
+        _link_or_copy(wheel, directory / wheel.name)
+
+
+def write_context(context: Path, *, dockerfile: str, lock_text: str, wheels: list[Path], own_lock_text: str,
+                  own_wheel: Path, golden: Path) -> None:
+    """The complete build context; files are rewritten only when their content changed."""
+    _sync_wheels(context / "wheelhouse", wheels)
+    _sync_wheels(context / "envlock", [own_wheel])
+    texts = (("Dockerfile", dockerfile), ("requirements.lock", lock_text), (".dockerignore", DOCKERIGNORE),
+             ("envlock/self.lock", own_lock_text))
+    for name, text in texts:
+        if not (context / name).is_file() or (context / name).read_text() != text:
+            atomic_write_text(context / name, text)
+    golden_bytes = golden.read_bytes()
+    target = context / "envlock" / "golden.json"
+    if not target.is_file() or target.read_bytes() != golden_bytes:
+        target.write_bytes(golden_bytes)
+    entry = context / "envlock" / "entrypoint.sh"
+    script = data.entrypoint_script()
+    if not entry.is_file() or entry.read_bytes() != script:
+        entry.write_bytes(script)
+    entry.chmod(0o755)
+
+
+def run_build(options: BuildOptions, progress: Progress = lambda _: None) -> BuildResult:
+    """Prepare the context and, unless ``context_only``, build the image."""
+    from envlock.golden import load_golden
+
+    start = time.monotonic()
+    golden = load_golden(options.golden)
+    manifest = golden.manifest
+    row = compat_table.lookup(manifest.tensorflow.version)
+    warnings: list[str] = []
+    client = None
+    if options.context_only is None:
+        from envlock.image import docker_engine
+
+        client = docker_engine.connect()  # fail fast (exit 3) before minutes of downloads
+    if options.variant == "gpu":
+        warnings += _gpu_warnings(row, manifest.tensorflow.version, manifest.python.version,
+                                  manifest.gpu.driver_version)
+    base = _resolve_base(options, manifest.python.version, client)
+    spec = spec_from_golden(manifest, golden.lockdown, variant=options.variant, base=base, golden_digest=golden.digest,
+                            envlock_version=__version__, compat=row)
+    cache = options.cache_dir
+    house = options.wheelhouse or cache / "wheelhouse"
+    python_minor = ".".join((manifest.python.version or "3.11").split(".")[:2])
+    arch = _arch(manifest.host.architecture)
+    glibc = "2.36"
+    if options.requirements is not None:
+        packages = wheelhouse.PackageSet(requirements=_requirements_file(options.requirements)
+                                         + wheelhouse.envlock_runtime_requirements(), constraints=[])
+    else:
+        packages = wheelhouse.package_set(manifest, variant=options.variant, compat=row,
+                                          envlock_requirements=wheelhouse.envlock_runtime_requirements())
+    warnings += packages.notes
+    for line in warnings:
+        progress(f"warning: {line}")
+    lock = wheelhouse.resolve(packages, python_version=python_minor, arch=arch, glibc=glibc, cache_dir=cache,
+                              progress=progress)
+    wheelhouse.download(lock, house, python_version=python_minor, arch=arch, glibc=glibc, progress=progress)
+    own = wheelhouse.envlock_wheel(__version__, cache_dir=cache, wheelhouse=house, progress=progress)
+    own_locked = wheelhouse.LockedWheel(name="envlock", version=__version__, filename=own.name, url=own.as_uri(),
+                                        sha256=wheelhouse.file_sha256(own))
+    context = options.context_only or cache / "contexts" / f"{options.variant}-{golden.digest.split(':')[-1][:16]}"
+    write_context(context, dockerfile=render(spec), lock_text=wheelhouse.lock_text(lock),
+                  wheels=[house / w.filename for w in lock], own_lock_text=wheelhouse.lock_text([own_locked]),
+                  own_wheel=own, golden=options.golden)
+    progress(f"context: {context} ({len(lock) + 1} wheels)")
+    result = BuildResult(context_dir=context, spec=spec, warnings=warnings)
+    if client is not None:
+        from envlock.image import docker_engine
+
+        tag = options.tag or default_tag(spec, golden.digest)
+        result.image_id = docker_engine.build(client, context, tag=tag, nocache=options.no_cache, progress=progress)
+        result.tag = tag
+    result.seconds = time.monotonic() - start
+    return result
+
+
+def default_tag(spec: ImageSpec, golden_digest: str) -> str:
+    tf = spec.labels.get("io.envlock.tensorflow.version", "none")
+    return f"envlock/tf{tf}-{spec.variant}:{golden_digest.split(':')[-1][:12]}"
+
+
+def _gpu_warnings(row: compat_table.TfCompat | None, tf_version: str | None, python_version: str | None,
+                  driver: str | None) -> list[str]:
+    if row is None:
+        return [f"TensorFlow {tf_version} is not in images/tf-compat.json; CUDA/cuDNN/driver needs unknown "
+                "(refresh it with images/refresh.py compat)"]
+    warnings = []
+    problem = compat_table.driver_problem(row, driver)
+    if problem:
+        warnings.append(problem)
+    if compat_table.python_supported(row, python_version) is False:
+        warnings.append(f"TensorFlow {row.tensorflow} is tested with Python {row.python}, not {python_version}")
+    return warnings

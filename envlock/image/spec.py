@@ -1,0 +1,112 @@
+"""What goes into an image, decided from a golden: environment, labels, base. Pure functions."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from envlock.image.compat import TfCompat
+from envlock.image.data import BaseImage
+from envlock.models import LockdownSettings, Manifest
+
+Variant = Literal["cpu", "gpu"]
+
+# Baked into every image whatever the golden says: they only remove sources of run-to-run
+# nondeterminism (and TF32 rounding on Ampere+), they never pick a different numeric path on CPU.
+DETERMINISM_ENV: dict[str, str] = {
+    "TF_DETERMINISTIC_OPS": "1",
+    "TF_CUDNN_DETERMINISTIC": "1",
+    "TF_CUDNN_USE_AUTOTUNE": "0",
+    "PYTHONHASHSEED": "0",
+    "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
+    "NVIDIA_TF32_OVERRIDE": "0",
+}
+
+# Allow-listed variables that describe the recording host's devices, not its numerics: baking
+# them would hide or renumber the GPUs of whoever runs the image.
+HOST_ONLY_ENV: frozenset[str] = frozenset(
+    {"CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES"}
+)
+
+VENV = "/opt/venv"
+GOLDEN_IN_IMAGE = "/etc/envlock/golden.json"
+
+
+class ImageSpec(BaseModel):
+    """Everything ``render`` needs; JSON-serialisable so reference specs can be committed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    variant: Variant
+    base: BaseImage
+    envlock_version: str
+    environment: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
+    venv: str = VENV
+    user: str = "envlock"
+    uid: int = 1000
+    cuda: str | None = None
+    minimum_driver: str | None = None
+
+
+def image_environment(manifest: Manifest, lockdown: LockdownSettings) -> dict[str, str]:
+    """The golden's own numerics environment plus the fixed determinism settings, sorted."""
+    env = {k: v for k, v in {**manifest.environment, **lockdown.environment}.items() if k not in HOST_ONLY_ENV}
+    env.update(DETERMINISM_ENV)
+    # oneDNN's default depends on the CPU (on for AVX512_VNNI/BF16, AMX...): pin what the golden
+    # actually ran with, so the image takes the same path on any CPU.
+    if "TF_ENABLE_ONEDNN_OPTS" not in env and manifest.tensorflow.onednn_enabled is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = "1" if manifest.tensorflow.onednn_enabled else "0"
+    # Fixed thread counts make TF's results independent of the container's CPU count.
+    if lockdown.intra_op_threads is not None:
+        env.setdefault("TF_NUM_INTRAOP_THREADS", str(lockdown.intra_op_threads))
+    if lockdown.inter_op_threads is not None:
+        env.setdefault("TF_NUM_INTEROP_THREADS", str(lockdown.inter_op_threads))
+    env["ENVLOCK_GOLDEN"] = GOLDEN_IN_IMAGE
+    env["PATH"] = f"{VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    return dict(sorted(env.items()))
+
+
+def image_labels(
+    manifest: Manifest, *, variant: Variant, base: BaseImage, golden_digest: str, envlock_version: str,
+    compat: TfCompat | None,
+) -> dict[str, str]:
+    """OCI labels plus envlock's. No creation time: it would make every render and build differ."""
+    tf = manifest.tensorflow.version or "none"
+    labels = {
+        "org.opencontainers.image.title": f"envlock TensorFlow {tf} ({variant})",
+        "org.opencontainers.image.description": "Reproduces an envlock golden; the entrypoint verifies it first.",
+        "org.opencontainers.image.version": f"tf{tf}-{variant}",
+        "org.opencontainers.image.licenses": "Apache-2.0",
+        "org.opencontainers.image.base.name": base.tag,
+        "org.opencontainers.image.base.digest": base.image,
+        "io.envlock.version": envlock_version,
+        "io.envlock.variant": variant,
+        "io.envlock.golden.digest": golden_digest,
+        "io.envlock.manifest.digest": manifest.digest,
+        "io.envlock.tensorflow.version": tf,
+        "io.envlock.python.version": manifest.python.version or "none",
+    }
+    if variant == "gpu" and compat is not None:
+        labels["io.envlock.cuda.version"] = compat.cuda
+        labels["io.envlock.cudnn.version"] = compat.cudnn
+        if compat.minimum_driver:
+            labels["io.envlock.nvidia.minimum-driver"] = compat.minimum_driver
+    return dict(sorted(labels.items()))
+
+
+def spec_from_golden(
+    manifest: Manifest, lockdown: LockdownSettings, *, variant: Variant, base: BaseImage, golden_digest: str,
+    envlock_version: str, compat: TfCompat | None,
+) -> ImageSpec:
+    return ImageSpec(
+        variant=variant,
+        base=base,
+        envlock_version=envlock_version,
+        environment=image_environment(manifest, lockdown),
+        labels=image_labels(manifest, variant=variant, base=base, golden_digest=golden_digest,
+                            envlock_version=envlock_version, compat=compat),
+        cuda=compat.cuda if (variant == "gpu" and compat) else None,
+        minimum_driver=compat.minimum_driver if (variant == "gpu" and compat) else None,
+    )

@@ -1,0 +1,265 @@
+"""The package set of an image, resolved on the host and downloaded into a wheelhouse.
+
+Resolution asks pip for a report (``pip install --dry-run --report``) for the image's Python
+and platform, with every distribution of the golden as a constraint, so each package lands at
+the golden's exact version and only TensorFlow's dependency closure (plus envlock's runtime
+dependencies) is installed -- not the golden venv's dev tools. Wheels are fetched with
+``pip download --require-hashes`` and re-checked against their sha256 before use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+from envlock.errors import BadInputError, EnvironmentProblem
+from envlock.image.compat import TfCompat
+from envlock.models import Manifest
+from envlock.runner import Runner
+from envlock.store import atomic_write_text
+
+Progress = Callable[[str], None]
+
+TF_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-intel", "tensorflow-aarch64", "tf-nightly",
+                    "tf-nightly-cpu")
+# Reproducible envlock wheels: setuptools/wheel take zip timestamps from SOURCE_DATE_EPOCH, so the
+# same source gives the same bytes, the same sha256 and a cached Docker layer.
+SOURCE_DATE_EPOCH = "315532800"
+
+
+def normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@dataclass(frozen=True)
+class PackageSet:
+    requirements: list[str]
+    constraints: list[str]
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LockedWheel:
+    name: str
+    version: str
+    filename: str
+    url: str
+    sha256: str
+
+
+def envlock_runtime_requirements() -> list[str]:
+    """envlock's own runtime dependencies (no extras): the image must be able to run ``envlock verify``."""
+    try:
+        requires = metadata.requires("envlock") or []
+    except metadata.PackageNotFoundError:
+        return []
+    return sorted(r for r in requires if "extra ==" not in r)
+
+
+def package_set(manifest: Manifest, *, variant: str, compat: TfCompat | None,
+                envlock_requirements: Iterable[str]) -> PackageSet:
+    """What to install: the golden's TensorFlow (+ CUDA wheels for gpu) and envlock's runtime deps."""
+    dists = {normalize(d.name): d for d in manifest.python.distributions}
+    tf_name = next((n for n in TF_DISTRIBUTIONS if n in dists), None)
+    tf_version = manifest.tensorflow.version or (dists[tf_name].version if tf_name else None)
+    if tf_version is None:
+        raise BadInputError("the golden records no TensorFlow version; capture it where TensorFlow is installed")
+    notes: list[str] = []
+    if variant == "gpu":
+        requirements = [f"tensorflow[and-cuda]=={tf_version}"]
+        if tf_name not in (None, "tensorflow"):
+            notes.append(f"the golden ran {tf_name}; the GPU image uses tensorflow[and-cuda]=={tf_version} "
+                         "(same version, different wheel: CPU results may differ in the last bits)")
+    else:
+        requirements = [f"{tf_name or 'tensorflow-cpu'}=={tf_version}"]
+    skip = {"envlock"} | ({tf_name} if variant == "gpu" and tf_name and tf_name != "tensorflow" else set())
+    constraints = [f"{d.name}=={d.version}" for n, d in sorted(dists.items()) if n not in skip]
+    if variant == "gpu" and compat is not None:
+        # CUDA wheels the golden does not pin: the versions TensorFlow was built and tested with.
+        for name, version in sorted(compat.and_cuda.items()):
+            if normalize(name) not in dists:
+                constraints.append(f"{name}=={version}")
+    requirements.extend(envlock_requirements)
+    return PackageSet(requirements=requirements, constraints=constraints, notes=notes)
+
+
+def platform_tags(arch: str = "x86_64", glibc: str = "2.36") -> list[str]:
+    """manylinux tags a base with this glibc accepts, newest first (pip does not expand them itself)."""
+    major, minor = (int(x) for x in glibc.split(".")[:2])
+    tags = [f"manylinux_{major}_{m}_{arch}" for m in range(minor, 4, -1)]
+    legacy = {"manylinux2014": 17, "manylinux2010": 12, "manylinux1": 5}
+    return tags + [f"{name}_{arch}" for name, needs in legacy.items() if needs <= minor]
+
+
+def _pip_target_args(python_version: str, arch: str, glibc: str) -> list[str]:
+    minor = "".join(python_version.split(".")[:2])
+    args = ["--only-binary=:all:", "--python-version", python_version, "--implementation", "cp", "--abi", f"cp{minor}"]
+    for tag in platform_tags(arch, glibc):
+        args += ["--platform", tag]
+    return args
+
+
+def resolve(packages: PackageSet, *, python_version: str, arch: str, glibc: str, cache_dir: Path,
+            runner: Runner | None = None, progress: Progress = lambda _: None) -> list[LockedWheel]:
+    """Exact wheels (name, version, file, sha256) for ``packages``; cached by the inputs' hash."""
+    runner = runner or Runner()
+    target = _pip_target_args(python_version, arch, glibc)
+    key_text = json.dumps([packages.requirements, packages.constraints, target], sort_keys=True)
+    cache_file = cache_dir / "locks" / (hashlib.sha256(key_text.encode()).hexdigest()[:32] + ".json")
+    if cache_file.is_file():
+        progress(f"package set: cached resolution {cache_file.name}")
+        return [LockedWheel(**row) for row in json.loads(cache_file.read_text())]
+    progress(f"package set: resolving {len(packages.requirements)} requirements for Python {python_version} {arch}")
+    with tempfile.TemporaryDirectory(prefix="envlock-resolve-") as tmp:
+        req, cons, report = Path(tmp, "requirements.in"), Path(tmp, "constraints.txt"), Path(tmp, "report.json")
+        req.write_text("\n".join(packages.requirements) + "\n")
+        cons.write_text("\n".join(packages.constraints) + "\n")
+        argv = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+                "--disable-pip-version-check", "--report", str(report), "--target", str(Path(tmp, "t")),
+                *target, "-c", str(cons), "-r", str(req)]
+        result = runner.run(argv, timeout=1800)
+        if result is None or result.returncode != 0 or not report.is_file():
+            detail = (result.stderr.strip().splitlines() or ["pip failed"])[-1] if result else "pip did not run"
+            raise EnvironmentProblem(f"cannot resolve the image's package set: {detail}")
+        lock = _parse_report(json.loads(report.read_text()))
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(cache_file, json.dumps([asdict(w) for w in lock], indent=1) + "\n")
+    return lock
+
+
+def _parse_report(report: dict) -> list[LockedWheel]:  # type: ignore[type-arg]
+    lock = []
+    for item in report.get("install", []):
+        info = item["download_info"]
+        sha = (info.get("archive_info", {}).get("hashes") or {}).get("sha256")
+        if not sha:
+            raise EnvironmentProblem(f"the index gave no sha256 for {info['url']}; cannot pin it")
+        lock.append(LockedWheel(name=item["metadata"]["name"], version=item["metadata"]["version"],
+                                filename=info["url"].rsplit("/", 1)[-1], url=info["url"], sha256=sha))
+    return sorted(lock, key=lambda w: normalize(w.name))
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class _HashCache:
+    """sha256 of wheelhouse files, re-hashed only when size or mtime change (keeps rebuilds fast)."""
+
+    def __init__(self, wheelhouse: Path) -> None:
+        self.path = wheelhouse / ".envlock-sha256.json"
+        self.entries: dict[str, list] = json.loads(self.path.read_text()) if self.path.is_file() else {}  # type: ignore[type-arg]
+
+    def sha256(self, file: Path) -> str:
+        stat = file.stat()
+        entry = self.entries.get(file.name)
+        if entry and entry[0] == stat.st_size and entry[1] == stat.st_mtime_ns:
+            return str(entry[2])
+        sha = file_sha256(file)
+        self.entries[file.name] = [stat.st_size, stat.st_mtime_ns, sha]
+        return sha
+
+    def save(self) -> None:
+        atomic_write_text(self.path, json.dumps(self.entries, indent=0, sort_keys=True))
+
+
+def lock_text(lock: Iterable[LockedWheel]) -> str:
+    lines = ["# envlock requirements.lock: the exact wheels in ./wheelhouse and their sha256.",
+             "# pip install --no-index --require-hashes --find-links wheelhouse -r requirements.lock"]
+    for wheel in sorted(lock, key=lambda w: normalize(w.name)):
+        lines.append(f"{normalize(wheel.name)}=={wheel.version} \\\n    --hash=sha256:{wheel.sha256}")
+    return "\n".join(lines) + "\n"
+
+
+def stream(argv: list[str], progress: Progress, *, env: dict[str, str] | None = None) -> int:
+    """Run ``argv`` and hand each output line to ``progress`` as it comes (downloads take minutes)."""
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:  # noqa: S603
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.strip():
+                progress("  " + line.rstrip())
+        return proc.wait()
+
+
+def download(lock: list[LockedWheel], wheelhouse: Path, *, python_version: str, arch: str, glibc: str,
+             progress: Progress = lambda _: None) -> None:
+    """Make sure every locked wheel is in ``wheelhouse`` with the right sha256 (downloading what is missing)."""
+    wheelhouse.mkdir(parents=True, exist_ok=True)
+    hashes = _HashCache(wheelhouse)
+    missing = [w for w in lock if not (wheelhouse / w.filename).is_file()
+               or hashes.sha256(wheelhouse / w.filename) != w.sha256]
+    if missing:
+        progress(f"wheelhouse: downloading {len(missing)} of {len(lock)} wheels into {wheelhouse}")
+        with tempfile.NamedTemporaryFile("w", suffix=".lock", delete=False) as need:
+            need.write(lock_text(missing))
+        try:
+            argv = [sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes", "--progress-bar", "off",
+                    "--disable-pip-version-check", *_pip_target_args(python_version, arch, glibc),
+                    "-d", str(wheelhouse), "-r", need.name]
+            if stream(argv, progress) != 0:
+                raise EnvironmentProblem("pip download failed for the image's wheels (see the lines above)")
+        finally:
+            os.unlink(need.name)
+    for wheel in lock:
+        path = wheelhouse / wheel.filename
+        if not path.is_file() or hashes.sha256(path) != wheel.sha256:
+            raise EnvironmentProblem(f"{path}: missing or sha256 does not match the lock after download")
+    hashes.save()
+    progress(f"wheelhouse: {len(lock)} wheels present, sha256 checked")
+
+
+def _source_root() -> Path | None:
+    """The repository envlock runs from, if it runs from one (editable install or checkout)."""
+    root = Path(__file__).resolve().parents[2]
+    pyproject = root / "pyproject.toml"
+    if pyproject.is_file() and 'name = "envlock"' in pyproject.read_text(encoding="utf-8"):
+        return root
+    return None
+
+
+def _source_digest(root: Path) -> str:
+    digest = hashlib.sha256()
+    files = [root / "pyproject.toml", *sorted((root / "envlock").rglob("*")), *sorted((root / "images").glob("*"))]
+    for path in files:
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:24]
+
+
+def envlock_wheel(version: str, *, cache_dir: Path, wheelhouse: Path, progress: Progress = lambda _: None) -> Path:
+    """A wheel of this envlock: built from the source tree (cached by its content) or found in the wheelhouse."""
+    root = _source_root()
+    if root is None:
+        found = sorted(wheelhouse.glob(f"envlock-{version}-*.whl"))
+        if not found:
+            raise EnvironmentProblem(f"envlock is not running from a source tree; put envlock-{version}-*.whl "
+                                     f"in the wheelhouse ({wheelhouse})")
+        return found[-1]
+    out = cache_dir / "envlock-wheels" / _source_digest(root)
+    built = sorted(out.glob("envlock-*.whl"))
+    if built:
+        return built[-1]
+    progress(f"envlock: building a wheel from {root}")
+    out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH}
+    argv = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--disable-pip-version-check",
+            "-w", str(out), str(root)]
+    if stream(argv, progress, env=env) != 0:
+        raise EnvironmentProblem(f"could not build an envlock wheel from {root} (see the lines above)")
+    built = sorted(out.glob("envlock-*.whl"))
+    if not built:
+        raise EnvironmentProblem(f"pip wheel left no envlock wheel in {out}")
+    return built[-1]
