@@ -1,7 +1,14 @@
 """Prometheus metrics in a registry of the daemon's own (never the global default one), so
-tests and embedders get exactly envlock's series and nothing registered elsewhere leaks in."""
+tests and embedders get exactly envlock's series and nothing registered elsewhere leaks in.
+
+The check series change a few times a minute but may be scraped many times a second (several
+Prometheus servers, dashboards, a load balancer's probe): their text is rendered once per change
+and cached; only the process series (RSS, CPU) are rendered on every scrape.
+"""
 
 from __future__ import annotations
+
+import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector, generate_latest
 
@@ -14,7 +21,11 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         reg = self.registry
-        ProcessCollector(registry=reg)  # process_resident_memory_bytes etc., for the daemon itself
+        self.process_registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.process_registry)  # process_resident_memory_bytes etc. of the daemon
+        self._lock = threading.Lock()
+        self._version = 0  # bumped on every change; a rendering is cached only if none happened meanwhile
+        self._cached: tuple[int, bytes] | None = None
         self.healthy = Gauge("envlock_healthy", "1 when /healthz answers 200", registry=reg)
         self.check_ok = Gauge("envlock_check_ok", "1 when the last check of this kind passed", ["kind"], registry=reg)
         self.last_time = Gauge(
@@ -47,9 +58,30 @@ class Metrics:
             for outcome in OUTCOMES:
                 self.checks.labels(kind=kind, outcome=outcome)  # export zeros, so rate() works from the start
 
+    def _changed(self) -> None:
+        with self._lock:
+            self._version += 1
+            self._cached = None
+
     def set_golden(self, digest: str | None) -> None:
         self.golden.clear()
         self.golden.labels(digest=digest or "").set(1)
+        self._changed()
+
+    def set_verify_running(self, running: bool) -> None:
+        self.verify_running.set(1 if running else 0)
+        self._changed()
+
+    def set_healthy(self, healthy: bool) -> None:
+        self.healthy.set(1 if healthy else 0)
+        self._changed()
+
+    def restore(self, result: CheckResult) -> None:
+        """A result from before a restart: its state, without counting it as a check of this process."""
+        self.check_ok.labels(kind=result.kind).set(1 if result.ok else 0)
+        self.last_time.labels(kind=result.kind).set(result.started_at)
+        self.last_duration.labels(kind=result.kind).set(result.duration_s)
+        self._changed()
 
     def observe(self, result: CheckResult) -> None:
         kind = result.kind
@@ -69,6 +101,7 @@ class Metrics:
                     self.probe_max_ulp.labels(probe=probe.name).set(probe.max_ulp)
                 if probe.max_rel_error is not None:
                     self.probe_max_rel_error.labels(probe=probe.name).set(probe.max_rel_error)
+        self._changed()  # after the updates: a rendering that overlapped them is never cached
 
     def set_drift(self, by_kind: dict[str, CheckResult]) -> None:
         """Rebuild the drifted-field series from the last conclusive result of each kind."""
@@ -76,6 +109,16 @@ class Metrics:
         for kind, result in by_kind.items():
             for item in result.drift:
                 self.drifted.labels(kind=kind, path=item.path, severity=item.severity).set(1)
+        self._changed()
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        with self._lock:
+            version, cached = self._version, self._cached
+        if cached is None:
+            text = generate_latest(self.registry)
+            with self._lock:
+                if self._version == version:
+                    self._cached = (version, text)
+        else:
+            text = cached[1]
+        return text + generate_latest(self.process_registry)

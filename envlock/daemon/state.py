@@ -54,9 +54,7 @@ class DaemonState:
             self._last[result.kind] = result
             if result.conclusive:
                 self._last_conclusive[result.kind] = result
-            self.metrics.check_ok.labels(kind=result.kind).set(1 if result.ok else 0)
-            self.metrics.last_time.labels(kind=result.kind).set(result.started_at)
-            self.metrics.last_duration.labels(kind=result.kind).set(result.duration_s)
+            self.metrics.restore(result)
             self.metrics.set_drift(self._last_conclusive)
             self._update_health_metric()
 
@@ -75,7 +73,7 @@ class DaemonState:
     def set_verify_running(self, running: bool) -> None:
         with self._lock:
             self._verify_running_since = time.time() if running else None
-        self.metrics.verify_running.set(1 if running else 0)
+        self.metrics.set_verify_running(running)
 
     def set_next_due(self, kind: str, when: float | None) -> None:
         with self._lock:
@@ -104,7 +102,7 @@ class DaemonState:
         return True, "ok"
 
     def _update_health_metric(self) -> None:
-        self.metrics.healthy.set(1 if self._health_locked()[0] else 0)
+        self.metrics.set_healthy(self._health_locked()[0])
 
     def health(self) -> tuple[bool, str]:
         with self._lock:
