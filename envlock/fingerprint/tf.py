@@ -98,7 +98,10 @@ def tensorflow_info_fields() -> dict[str, Any]:
     try:
         import tensorflow as tf
     except ImportError as exc:
-        return {"status": "absent", "detail": f"tensorflow is not importable: {exc}"}
+        # Installed but failing to import (a missing CUDA library, an ABI mismatch) is an error,
+        # not an absence: the user has a TensorFlow, it is just broken.
+        status = "error" if tensorflow_installed() else "absent"
+        return {"status": status, "detail": f"tensorflow is not importable: {exc}"}
     from envlock.fingerprint.loaded_libs import loaded_library_records
 
     raw_build = _safe(lambda: dict(tf.sysconfig.get_build_info())) or {}

@@ -107,3 +107,29 @@ def test_collect_reads_through_the_runner() -> None:
     cpu = collect_cpu(FakeRunner(files={"/proc/cpuinfo": text}))
     assert cpu.model == 60
     assert cpu.affinity is None or cpu.affinity == sorted(cpu.affinity)
+
+
+def test_py_cpuinfo_fallback_on_a_real_reading() -> None:
+    # py-cpuinfo's get_cpu_info() on this machine (takes ~1.4 s there, hence only a fallback).
+    import json
+
+    from envlock.fingerprint.cpu import from_py_cpuinfo
+
+    raw = json.loads((CPUINFO.parent / "py_cpuinfo" / "amd_epyc_zen4_this_machine.json").read_text())
+    cpu = from_py_cpuinfo(raw)
+    proc = _parse("amd_epyc_zen4_avx512_this_machine.txt")
+    assert (cpu.vendor, cpu.family, cpu.model, cpu.stepping) == (proc.vendor, proc.family, proc.model, proc.stepping)
+    assert cpu.flags == sorted(set(raw["flags"]))
+    # py-cpuinfo spells some flags differently ("avx512vnni"); the ISA summary must agree anyway.
+    assert cpu.isa == proc.isa
+
+
+def test_collect_falls_back_to_py_cpuinfo_without_proc(monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+    import sys
+    import types
+
+    raw = json.loads((CPUINFO.parent / "py_cpuinfo" / "amd_epyc_zen4_this_machine.json").read_text())
+    monkeypatch.setitem(sys.modules, "cpuinfo", types.SimpleNamespace(get_cpu_info=lambda: raw))
+    cpu = collect_cpu(FakeRunner())
+    assert cpu.model_name == raw["brand_raw"]

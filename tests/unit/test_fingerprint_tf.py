@@ -50,3 +50,14 @@ def test_child_garbage_becomes_error() -> None:
 
 def test_importing_the_module_does_not_import_tensorflow() -> None:
     assert "tensorflow" not in sys.modules
+
+
+def test_installed_but_unimportable_tensorflow_is_an_error(monkeypatch) -> None:
+    from envlock.fingerprint import tf as tf_fingerprint
+
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # makes `import tensorflow` raise ImportError
+    monkeypatch.setattr(tf_fingerprint, "tensorflow_installed", lambda: True)
+    assert tf_fingerprint.tensorflow_info_fields()["status"] == "error"
+    monkeypatch.setattr(tf_fingerprint, "tensorflow_installed", lambda: False)
+    info = tf_fingerprint.collect_tensorflow_info()
+    assert info.status == "absent" and info.detail
