@@ -2,13 +2,14 @@
 # envlock image entrypoint: check that this container still reproduces the golden baked into
 # the image, then run the user's command. Drift fails fast (the command never runs) unless
 # ENVLOCK_ON_DRIFT=warn, which only warns. `envlock verify` itself is run directly (it *is*
-# the check), so `docker run IMAGE envlock verify [--json]` verifies exactly once.
+# the check), so `docker run IMAGE envlock verify [--json]` verifies exactly once; so is
+# `envlock watch`, which must start (and report drift) even on a node that drifted.
 set -eu
 
 golden="${ENVLOCK_GOLDEN:-/etc/envlock/golden.json}"
 [ "$#" -gt 0 ] || set -- envlock verify
 
-if [ "$1" = "envlock" ] && [ "${2:-}" = "verify" ]; then
+if [ "$1" = "envlock" ] && { [ "${2:-}" = "verify" ] || [ "${2:-}" = "watch" ]; }; then
     exec "$@"
 fi
 
