@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from envlock.cli.common import app, handles_errors
-from envlock.errors import DRIFT, OK, BadInputError
+from envlock.errors import DRIFT, OK, BadFileError, BadInputError
+
+
+def _check_writable(output: Path) -> None:
+    """Refuse an unusable -o before spending seconds capturing (one line, exit 2)."""
+    parent = output.parent if str(output.parent) else Path(".")
+    if output.is_dir():
+        raise BadFileError(output, "is a directory; give a file name")
+    if not parent.is_dir():
+        raise BadFileError(output, f"directory {parent} does not exist")
+
+
+def _save(output: Path, model: object, save: Callable[[Path, object], None]) -> None:
+    try:
+        save(output, model)
+    except OSError as exc:
+        raise BadFileError(output, f"cannot write ({exc.strerror or exc})") from None
 
 
 @app.command()
@@ -33,6 +50,8 @@ def capture(
         return
     if probes is not None:
         raise BadInputError("--probes only makes sense with --golden")
+    if output is not None:
+        _check_writable(output)
     from envlock.capture import capture_manifest
 
     manifest = capture_manifest(include_tf=not no_tf)  # starts the TF child before anything heavy is imported
@@ -40,7 +59,7 @@ def capture(
     from envlock.store import dumps_canonical, save_model
 
     if output is not None:
-        save_model(output, manifest)
+        _save(output, manifest, save_model)  # type: ignore[arg-type]
     if as_json:
         typer.echo(dumps_canonical(manifest.model_dump(mode="json")), nl=False)
     else:
@@ -54,12 +73,13 @@ def _capture_golden(output: Path | None, probes: str | None, repeat: int, *, as_
         raise BadInputError("--golden needs -o FILE (where to write the golden)")
     if no_tf:
         raise BadInputError("--golden runs TensorFlow probes; it cannot be combined with --no-tf")
+    _check_writable(output)
     from envlock.golden import capture_golden, save_golden
     from envlock.store import dumps_canonical
 
     names = [name.strip() for name in probes.split(",") if name.strip()] if probes else None
     result = capture_golden(probe_names=names, repeat=repeat)
-    save_golden(output, result)
+    _save(output, result, save_golden)  # type: ignore[arg-type]
     if as_json:
         typer.echo(dumps_canonical(result.model_dump(mode="json")), nl=False)
     else:

@@ -135,3 +135,12 @@ def test_help_documents_exit_codes() -> None:
         result = runner.invoke(app, [command, "--help"])
         assert result.exit_code == 0
         assert "Exit codes" in result.stdout
+
+
+@pytest.mark.parametrize("target", ["missing-dir/manifest.json", "."])
+def test_unwritable_output_is_exit_2_with_one_line(target: str, tmp_path: Path) -> None:
+    output = tmp_path / target
+    result = runner.invoke(app, ["capture", "--no-tf", "-o", str(output)])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(output) in lines[0]
