@@ -65,7 +65,11 @@ def watch(
         str | None,
         typer.Option("--golden", envvar="ENVLOCK_GOLDEN", show_envvar=True, help="The golden file to check against."),
     ] = None,
-    listen: Annotated[str, typer.Option(help="HOST:PORT to serve HTTP on (port 0: any free port).")] = "127.0.0.1:9109",
+    listen: Annotated[
+        str,
+        typer.Option(envvar="ENVLOCK_LISTEN", show_envvar=True,
+                     help="HOST:PORT to serve HTTP on (port 0: any free port; 0.0.0.0:9109 in a container)."),
+    ] = "127.0.0.1:9109",
     fingerprint_every: Annotated[str, typer.Option(help="Interval of the cheap fingerprint check.")] = "60s",
     verify_every: Annotated[str, typer.Option(help="Interval of the full verify check (0 disables it).")] = "6h",
     verify_timeout: Annotated[str, typer.Option(help="Kill a verify child running longer than this.")] = "15m",
