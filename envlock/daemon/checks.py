@@ -22,7 +22,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
-from envlock.daemon.results import CheckResult, DriftItem, ProbeSummary
+from pydantic_core import to_jsonable_python
+
+from envlock.daemon.results import CheckResult, DriftItem, ProbeSummary, difference_key
 
 # Manifest sections a capture without TensorFlow cannot know (left to the verify check).
 TF_ONLY_PREFIXES = ("tensorflow",)
@@ -57,15 +59,26 @@ def _diff(old: Any, new: Any) -> list[Any]:
     return diff_manifests(old, new)
 
 
+def value_json(value: Any) -> str:
+    """Canonical JSON of a difference's new value, the same whether it comes from a Difference
+    object here or from the JSON report of a verify child."""
+    return json.dumps(to_jsonable_python(value, fallback=str), sort_keys=True)
+
+
 def fingerprint_check(
     golden_manifest: Any,
     *,
     golden_digest: str | None,
+    vouched: frozenset[str] = frozenset(),
     capture: Callable[[], Any] = _capture_without_tf,
     diff: Callable[[Any, Any], list[Any]] = _diff,
     clock: Callable[[], float] = time.time,
 ) -> CheckResult:
-    """Capture this machine without TensorFlow and compare it with the golden manifest."""
+    """Capture this machine without TensorFlow and compare it with the golden manifest.
+
+    A difference in ``vouched`` (same field, same new value) was present during a verify whose
+    probes reproduced, so it is reported as tolerated instead of failing the check: e.g. an image
+    built from the golden deliberately sets determinism variables the recording machine lacked."""
     started = clock()
     t0 = time.monotonic()
     try:
@@ -77,17 +90,18 @@ def fingerprint_check(
             reason=f"fingerprint capture failed: {type(exc).__name__}: {exc}".splitlines()[0],
             golden_digest=golden_digest,
         )
-    drift = [
-        DriftItem(path=d.path, severity=d.severity, reason=d.reason)
+    failing = [
+        DriftItem(path=d.path, severity=d.severity, reason=d.reason, value=value_json(getattr(d, "new", None)))
         for d in differences
         if d.severity in FAILING_SEVERITIES and not _is_tf_only(d.path)
     ]
+    drift = [item for item in failing if item.key not in vouched]
     return CheckResult(
         kind="fingerprint", started_at=started, duration_s=time.monotonic() - t0,
         outcome="drift" if drift else "pass",
         reason=_with_more(drift[0].reason, len(drift)) if drift else None,
         golden_digest=golden_digest, fingerprint_digest=getattr(current, "digest", None) or None,
-        drift=drift,
+        drift=drift, tolerated=[item for item in failing if item.key in vouched],
     )
 
 
@@ -184,10 +198,14 @@ def interpret_verify(
         else:
             diffs = [d for d in report.get("differences") or [] if isinstance(d, dict)]
             reason = str(diffs[0].get("reason")) if diffs else "verify reports the golden does not reproduce"
+    vouched = sorted({
+        difference_key(d["path"], value_json(d.get("new")))
+        for d in report.get("differences") or [] if isinstance(d, dict) and isinstance(d.get("path"), str)
+    }) if reproduces else []
     return CheckResult(
         **base, outcome="pass" if reproduces else "drift", reason=reason,
         golden_digest=golden_digest,  # the daemon's view of the golden it asked about
-        fingerprint_digest=report.get("manifest_digest"), drift=drift, probes=probes,
+        fingerprint_digest=report.get("manifest_digest"), drift=drift, probes=probes, vouched=vouched,
     )
 
 

@@ -151,6 +151,14 @@ class History:
             ).fetchone()
         return CheckResult.from_dict(json.loads(row["summary"])) if row else None
 
+    def last_passing(self, kind: str, golden_digest: str) -> CheckResult | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT summary FROM checks WHERE kind = ? AND ok = 1 AND golden_digest = ? ORDER BY id DESC LIMIT 1",
+                (kind, golden_digest),
+            ).fetchone()
+        return CheckResult.from_dict(json.loads(row["summary"])) if row else None
+
     def checks(self, limit: int = 20) -> list[dict[str, Any]]:
         with self._lock:
             rows = self._conn.execute(

@@ -27,6 +27,15 @@ class DriftItem:
     path: str
     severity: str
     reason: str
+    value: str | None = None  # the new value as canonical JSON: with path, what a verify can vouch for
+
+    @property
+    def key(self) -> str:
+        return difference_key(self.path, self.value)
+
+
+def difference_key(path: str, value_json: str | None) -> str:
+    return f"{path}={value_json}"
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,10 @@ class CheckResult:
     exit_code: int | None = None  # verify child's exit code (negative: killed by that signal)
     drift: list[DriftItem] = field(default_factory=list)
     probes: list[ProbeSummary] = field(default_factory=list)
+    # fingerprint: differences from the golden a passing verify already showed harmless (not failing)
+    tolerated: list[DriftItem] = field(default_factory=list)
+    # verify (when it passed): keys of every manifest difference it saw while the probes reproduced
+    vouched: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -78,4 +91,6 @@ class CheckResult:
             exit_code=data.get("exit_code"),
             drift=[DriftItem(**item) for item in data.get("drift", [])],
             probes=[ProbeSummary(**item) for item in data.get("probes", [])],
+            tolerated=[DriftItem(**item) for item in data.get("tolerated", [])],
+            vouched=list(data.get("vouched", [])),
         )

@@ -122,6 +122,11 @@ class DaemonState:
                 {"kind": kind, "path": item.path, "severity": item.severity, "reason": item.reason}
                 for kind, result in sorted(self._last_conclusive.items()) for item in result.drift
             ]
+            fingerprint = self._last.get("fingerprint")
+            tolerated = [
+                {"path": item.path, "severity": item.severity, "reason": item.reason}
+                for item in (fingerprint.tolerated if fingerprint else [])
+            ]
             verify_since = self._verify_running_since
             next_due = dict(self._next_due)
             golden_digest = self._golden_digest
@@ -134,6 +139,7 @@ class DaemonState:
             "golden": {"path": self.golden_path, "digest": golden_digest},
             "last": last,
             "current_drift": current_drift,
+            "tolerated_drift": tolerated,
             "verify_running_since": verify_since,
             "next_due": next_due,
             "history": self.history.summary(),

@@ -84,6 +84,8 @@ class WatchConfig:
     nfd_features_file: Path | None = None
     verify_command: list[str] = field(default_factory=list)
     once: bool = False
+    # a NEW fingerprint drift brings the next verify forward, but not closer than this to the last
+    reverify_min_interval: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,8 @@ class Watcher:
         self._verify_rerun = False
         self._next_fingerprint = 0.0
         self._next_verify: float | None = None
+        self._last_verify_end = float("-inf")
+        self._last_drift_paths: frozenset[str] = frozenset()
         # Everything that can fail on bad input fails here, before a port is bound.
         self.golden = load_golden_file(config.golden_path)
         self.history: History = open_history(config.state_dir)
@@ -154,6 +158,12 @@ class Watcher:
             golden_digest=self.golden.digest,
         )
         self.http: Any = None
+        self._vouched = self._vouched_for(self.golden.digest)
+
+    def _vouched_for(self, golden_digest: str) -> frozenset[str]:
+        """Differences the last passing verify of this golden saw while its probes reproduced."""
+        last = self.history.last_passing("verify", golden_digest)
+        return frozenset(last.vouched) if last else frozenset()
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -242,6 +252,7 @@ class Watcher:
     def _run_once(self) -> None:
         self._fingerprint_tick()
         if self._verify_enabled() and not self._stop.is_set() and self.state.last("verify") is None:
+            vouched_before = self._vouched
             self._next_verify = time.monotonic()
             self._maybe_start_verify()
             while not self._stop.is_set():
@@ -251,6 +262,9 @@ class Watcher:
                     break
                 self._wake.wait(timeout=0.5)
                 self._wake.clear()
+            last = self.state.last("fingerprint")
+            if self._vouched != vouched_before and last is not None and not last.ok and not self._stop.is_set():
+                self._fingerprint_tick()  # the verify just vouched for differences it failed on
 
     def _shutdown(self) -> None:
         self.log("stopping")
@@ -285,6 +299,7 @@ class Watcher:
         self.golden = golden
         if changed:
             self.state.set_golden(golden.digest)
+            self._vouched = self._vouched_for(golden.digest)
             self.log("golden_reloaded", golden=str(path), golden_digest=golden.digest)
             with self._lock:
                 runner = self._verify_runner
@@ -297,9 +312,25 @@ class Watcher:
 
     def _fingerprint_tick(self) -> None:
         result = self._reload_golden_if_changed() or fingerprint_check(
-            self.golden.manifest, golden_digest=self.golden.digest, **self._check_hooks
+            self.golden.manifest, golden_digest=self.golden.digest, vouched=self._vouched, **self._check_hooks
         )
         self._publish(result)
+        paths = frozenset(item.path for item in result.drift)
+        if paths and paths != self._last_drift_paths:
+            self._bring_verify_forward()
+        self._last_drift_paths = paths
+
+    def _bring_verify_forward(self) -> None:
+        """Something changed: let the full check say whether it matters, soon (rate-limited)."""
+        if not self._verify_enabled():
+            return
+        with self._lock:
+            if self._verify_thread is not None or self._next_verify is None:
+                return
+            due = max(time.monotonic(), self._last_verify_end + self.config.reverify_min_interval)
+            if due < self._next_verify:
+                self._next_verify = due
+                self.log("verify_brought_forward", in_s=round(due - time.monotonic(), 3))
 
     def _maybe_start_verify(self) -> None:
         with self._lock:
@@ -326,8 +357,11 @@ class Watcher:
         if result is None:
             self.log("verify_abandoned", reason="stopping" if self._stop.is_set() else "golden changed")
         elif not self._stop.is_set():
+            if result.ok and result.golden_digest == self.golden.digest:
+                self._vouched = frozenset(result.vouched)
             self._publish(result)
         with self._lock:
+            self._last_verify_end = time.monotonic()
             self._verify_runner = self._verify_thread = None
             rerun, self._verify_rerun = self._verify_rerun, False
             if self._verify_enabled():
@@ -343,7 +377,7 @@ class Watcher:
             self.log(
                 "check", check_id=check_id, kind=result.kind, outcome=result.outcome, ok=result.ok,
                 duration_s=round(result.duration_s, 4), reason=result.reason,
-                drift=[item.path for item in result.drift], exit_code=result.exit_code,
+                drift=[item.path for item in result.drift], tolerated=len(result.tolerated), exit_code=result.exit_code,
                 fingerprint_digest=result.fingerprint_digest, healthy=healthy, health_reason=health_reason,
             )
             self._write_nfd(healthy)

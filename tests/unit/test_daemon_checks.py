@@ -47,6 +47,20 @@ def test_fingerprint_drift_reason_is_the_first_difference() -> None:
         ("environment.TF_ENABLE_ONEDNN_OPTS", "critical"), ("cpu.isa.avx2", "warning")]
 
 
+def test_differences_a_passing_verify_vouched_for_are_tolerated() -> None:
+    from envlock.daemon.checks import value_json
+    from envlock.daemon.results import difference_key
+
+    env = SimpleNamespace(path="environment.TF_DETERMINISTIC_OPS", severity="critical", reason="set", new="1")
+    isa = SimpleNamespace(path="cpu.isa.avx512f", severity="critical", reason="avx512f lost", new=False)
+    vouched = frozenset({difference_key(env.path, value_json("1")), difference_key(isa.path, value_json(True))})
+    result = fingerprint_check(object(), golden_digest="g", vouched=vouched,
+                               capture=lambda: SimpleNamespace(digest="d"), diff=lambda a, b: [env, isa])
+    assert [d.path for d in result.tolerated] == ["environment.TF_DETERMINISTIC_OPS"]
+    assert [d.path for d in result.drift] == ["cpu.isa.avx512f"]  # same field, another value: not vouched
+    assert result.outcome == "drift"
+
+
 def test_fingerprint_capture_failure_is_an_error_result() -> None:
     def boom():
         raise RuntimeError("cannot read /proc/cpuinfo\nsecond line")
@@ -107,11 +121,12 @@ def test_verify_drift_keeps_probes_and_tf_only_differences() -> None:
     assert result.golden_digest == "sha256:daemon" and result.fingerprint_digest == "sha256:m"
 
 
-def test_verify_pass() -> None:
-    report = {**REPORT, "reproduces": True, "exit_code": 0, "differences": [],
-              "probes": [{**REPORT["probes"][0]}]}
+def test_verify_pass_vouches_for_the_differences_it_saw() -> None:
+    report = {**REPORT, "reproduces": True, "exit_code": 0, "probes": [{**REPORT["probes"][0]}]}
     result = _interpret(0, "some log line\n" + json.dumps(report) + "\n")
     assert result.outcome == "pass" and result.reason is None and result.exit_code == 0
+    assert result.vouched == ['environment.X="1"', "tensorflow.onednn_enabled=true"]
+    assert _interpret(1, json.dumps(REPORT)).vouched == []  # a drifting verify vouches for nothing
 
 
 @pytest.mark.parametrize(

@@ -88,7 +88,7 @@ MACHINE_ENV = {"TF_ENABLE_ONEDNN_OPTS": "0"}
 
 def _diff(golden_env: dict[str, str], current: dict[str, str]) -> list[SimpleNamespace]:
     keys = sorted(set(golden_env) | set(current))
-    return [SimpleNamespace(path=f"environment.{k}", severity="critical",
+    return [SimpleNamespace(path=f"environment.{k}", severity="critical", new=current.get(k),
                             reason=f"environment.{k}: {golden_env.get(k)} -> {current.get(k)}")
             for k in keys if golden_env.get(k) != current.get(k)]
 
@@ -114,9 +114,11 @@ def make_watcher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
                              nfd_features_file=tmp_path / "features", verify_command=PASSING_VERIFY)
         for key, value in overrides.items():
             setattr(config, key, value)
-        return Watcher(config, log=JsonLog(logs), capture=lambda: dict(MACHINE_ENV), diff=_diff), golden
+        return Watcher(config, log=JsonLog(logs), capture=lambda: dict(machine), diff=_diff), golden
 
+    machine = dict(MACHINE_ENV)  # tests change it to simulate the node changing under the daemon
     make.logs = logs  # type: ignore[attr-defined]
+    make.machine = machine  # type: ignore[attr-defined]
     return make
 
 
@@ -208,3 +210,38 @@ def test_a_fresh_verify_is_reused_after_restart_for_the_same_golden(make_watcher
     restored = [e for e in _events(make_watcher.logs) if e["event"] == "restored"]
     assert restored and restored[0]["kind"] == "verify"
     assert second.history.path.exists()
+
+
+def _report_with(differences: list[dict]) -> list[str]:
+    return _py_command(f"print({json.dumps(json.dumps({**PASS_REPORT, 'differences': differences}))})")
+
+
+def test_a_passing_verify_vouches_for_differences_the_fingerprint_check_failed_on(make_watcher) -> None:
+    """An image built from a golden sets variables the recording machine lacked: the first
+    fingerprint check fails, the verify reproduces anyway, and from then on those exact
+    differences are tolerated (and survive a restart); a different value fails again."""
+    make_watcher.machine["TF_DETERMINISTIC_OPS"] = "1"
+    seen = [{"path": "environment.TF_DETERMINISTIC_OPS", "old": None, "new": "1", "severity": "critical",
+             "reason": "set", "components": []}]
+    watcher, _ = make_watcher(once=True, verify_every=3600, verify_command=_report_with(seen))
+    assert watcher.run() == 0
+    checks = [(c["kind"], c["outcome"], c["tolerated"]) for c in _events(make_watcher.logs) if c["event"] == "check"]
+    assert checks == [("fingerprint", "drift", 0), ("verify", "pass", 0), ("fingerprint", "pass", 1)]
+    again, _ = make_watcher(once=True, verify_every=0)  # restart: still vouched for
+    assert again.run() == 0
+    make_watcher.machine["TF_DETERMINISTIC_OPS"] = "0"
+    changed, _ = make_watcher(once=True, verify_every=0)
+    assert changed.run() == 1
+
+
+def test_new_fingerprint_drift_brings_the_verify_forward(make_watcher) -> None:
+    watcher, _ = make_watcher(verify_every=3600, reverify_min_interval=0.0)
+    thread, _ = _run_in_thread(watcher)
+    try:
+        _wait_for(lambda: len(watcher.history.checks()) >= 2 and watcher.state.last("verify") is not None)
+        make_watcher.machine["OMP_NUM_THREADS"] = "1"  # the node changes under the daemon
+        _wait_for(lambda: sum(c["kind"] == "verify" for c in watcher.history.checks()) == 2)
+    finally:
+        watcher.request_stop()
+        thread.join(timeout=30)
+    assert any(e["event"] == "verify_brought_forward" for e in _events(make_watcher.logs))
