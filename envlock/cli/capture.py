@@ -43,6 +43,10 @@ def capture(
 ) -> None:
     """Fingerprint this machine and its software stack as a versioned manifest.
 
+    Prints a readable summary (or the manifest as JSON with --json); writes a file only with -o.
+    TensorFlow is inspected in a child process started first, so a full capture costs about one
+    TensorFlow import; --no-tf never imports it.
+
     Exit codes: 0 ok; 2 bad usage; 3 environment problem (e.g. --golden without TensorFlow).
     """
     if golden:
@@ -120,7 +124,7 @@ def diff(
 
 @app.command()
 def schema() -> None:
-    """Print the manifest's JSON Schema."""
+    """Print the manifest's JSON Schema (exit code 0)."""
     from envlock.models import Manifest
 
     typer.echo(json.dumps(Manifest.model_json_schema(), indent=2, sort_keys=True))
