@@ -23,14 +23,14 @@ SEVERITY_ORDER: dict[str, int] = {"critical": 0, "warning": 1, "info": 2}
 
 # Probe tags (issue 3). "Everything" is spelled out so verify can match on plain membership.
 ALL_COMPONENTS: tuple[str, ...] = (
-    "rng", "tf.data", "init", "matmul", "blas", "onednn", "eigen", "reduction", "conv", "elementwise",
-    "xla", "tf.function", "training", "distribute", "threads", "gpu",
+    "rng", "tf.data", "init", "matmul", "blas", "numpy", "onednn", "eigen", "reduction", "conv", "elementwise",
+    "xla", "tf.function", "eager", "training", "distribute", "threads", "gpu", "keras",
 )
 _ONEDNN = ["onednn", "matmul", "conv", "eigen", "training", "tf.function"]
-_THREADS = ["threads", "matmul", "conv", "reduction", "blas", "training"]
-_ISA = ["onednn", "eigen", "matmul", "conv", "xla", "blas", "elementwise", "reduction", "training"]
+_THREADS = ["threads", "matmul", "conv", "reduction", "blas", "numpy", "training"]
+_ISA = ["onednn", "eigen", "matmul", "conv", "xla", "blas", "numpy", "elementwise", "reduction", "training"]
 _GPU = ["gpu", "matmul", "conv", "training", "xla"]
-_NUMPY = ["blas", "elementwise", "reduction", "rng"]
+_NUMPY = ["numpy", "blas", "elementwise", "reduction", "rng"]
 _XLA = ["xla", "tf.function", "training"]
 _ALL = list(ALL_COMPONENTS)
 
@@ -69,7 +69,7 @@ SEVERITY_RULES: tuple[Rule, ...] = (
     Rule("tensorflow.inter_op_threads", "info", ["threads"], "inter-op threads schedule ops but do not split them"),
     Rule("tensorflow.physical_devices", "critical", _GPU + ["distribute"],
          "visible devices decide where ops run (and Keras' jit_compile='auto')"),
-    Rule("tensorflow.keras_version", "critical", ["training", "init", "rng"],
+    Rule("tensorflow.keras_version", "critical", ["keras", "training", "init", "rng"],
          "a Keras release changes layers and training"),
     Rule("tensorflow.loaded_libraries.libcud*", "critical", _GPU, "a different CUDA/cuDNN library is loaded"),
     Rule("tensorflow.loaded_libraries.libcublas*", "critical", _GPU, "a different cuBLAS is loaded"),
@@ -79,10 +79,11 @@ SEVERITY_RULES: tuple[Rule, ...] = (
     Rule("tensorflow.*", "warning", _ALL, "a TensorFlow setting changed"),
     # numpy and BLAS
     Rule("numeric.numpy_version", "critical", _NUMPY, "a numpy release changes SIMD kernels and sums"),
-    Rule("numeric.blas.*.num_threads", "warning", ["blas", "threads"], "BLAS thread count changes numpy matmul sums"),
-    Rule("numeric.blas.*.threading_layer", "warning", ["blas", "threads"], "BLAS threading layer changed"),
-    Rule("numeric.blas*", "critical", ["blas"], "a different BLAS build or kernel set computes numpy matmul"),
-    Rule("numeric.simd_*", "critical", ["elementwise", "reduction", "blas"],
+    Rule("numeric.blas.*.num_threads", "warning", ["blas", "numpy", "threads"],
+         "BLAS thread count changes numpy matmul sums"),
+    Rule("numeric.blas.*.threading_layer", "warning", ["blas", "numpy", "threads"], "BLAS threading layer changed"),
+    Rule("numeric.blas*", "critical", ["blas", "numpy"], "a different BLAS build or kernel set computes numpy matmul"),
+    Rule("numeric.simd_*", "critical", ["numpy", "elementwise", "reduction", "blas"],
          "numpy dispatches to different SIMD kernels (exp/log/tanh move by a few ULP)"),
     # CPU
     Rule("cpu.isa.*", "critical", _ISA, "an instruction-set feature changes oneDNN/Eigen/XLA/numpy kernels"),
@@ -103,12 +104,12 @@ SEVERITY_RULES: tuple[Rule, ...] = (
     Rule("gpu.*", "warning", _GPU, "GPU driver or mode changed"),
     # Python packages
     Rule("python.distributions.tensorflow*", "critical", _ALL, "a different TensorFlow package"),
-    Rule("python.distributions.tf-keras", "critical", ["training", "init"], "a different Keras package"),
-    Rule("python.distributions.keras", "critical", ["training", "init"], "a different Keras package"),
+    Rule("python.distributions.tf-keras", "critical", ["keras", "training", "init"], "a different Keras package"),
+    Rule("python.distributions.keras", "critical", ["keras", "training", "init"], "a different Keras package"),
     Rule("python.distributions.numpy", "critical", _NUMPY, "a different numpy package"),
     Rule("python.distributions.ml-dtypes", "critical", ["elementwise"], "a different ml_dtypes package"),
     Rule("python.distributions.nvidia-*", "critical", _GPU, "a different NVIDIA CUDA library package"),
-    Rule("python.distributions.scipy-openblas*", "critical", ["blas"], "a different OpenBLAS package"),
+    Rule("python.distributions.scipy-openblas*", "critical", ["blas", "numpy"], "a different OpenBLAS package"),
     Rule("python.distributions.*", "warning", [], "another package version may change results through your code"),
     Rule("python.version", "warning", ["rng"], "another Python release"),
     Rule("python.*", "info", [], "interpreter build detail"),
@@ -130,8 +131,11 @@ SEVERITY_RULES: tuple[Rule, ...] = (
     Rule("environment.TF_NUM_INTRAOP_THREADS", "warning", _THREADS, "sets TF's intra-op thread count"),
     Rule("environment.TF_NUM_INTEROP_THREADS", "info", ["threads"],
          "inter-op threads schedule ops but do not split them"),
-    Rule("environment.OMP_NUM_THREADS", "warning", ["blas", "threads"], "sets OpenMP/BLAS thread counts"),
-    Rule("environment.OPENBLAS_*", "warning", ["blas", "threads"], "an OpenBLAS setting"),
+    Rule("environment.OMP_NUM_THREADS", "warning", ["blas", "numpy", "threads"], "sets OpenMP/BLAS thread counts"),
+    Rule("environment.OPENBLAS_*", "warning", ["blas", "numpy", "threads"], "an OpenBLAS setting"),
+    Rule("environment.NPY_*_CPU_FEATURES", "critical", ["numpy", "elementwise"],
+         "changes numpy's runtime SIMD dispatch"),
+    Rule("environment.NPY_*", "warning", ["numpy"], "a numpy setting"),
     Rule("environment.MKL_*", "warning", ["blas", "threads", "onednn"], "an MKL setting"),
     Rule("environment.PYTHONHASHSEED", "warning", ["rng", "tf.data"],
          "changes set/dict ordering your code may rely on"),

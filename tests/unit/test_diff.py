@@ -159,3 +159,12 @@ def test_rules_are_data() -> None:
     assert len(SEVERITY_RULES) > 30
     assert SEVERITY_RULES[-1].pattern == "*"
     assert {r.severity for r in SEVERITY_RULES} == {"critical", "warning", "info"}
+
+
+def test_components_are_probe_tags() -> None:
+    from envlock.diff import ALL_COMPONENTS
+    from envlock.probes.registry import KNOWN_TAGS
+
+    assert set(ALL_COMPONENTS) <= KNOWN_TAGS
+    for rule in SEVERITY_RULES:
+        assert set(rule.components) <= set(ALL_COMPONENTS), rule.pattern
