@@ -61,3 +61,14 @@ def test_installed_but_unimportable_tensorflow_is_an_error(monkeypatch) -> None:
     monkeypatch.setattr(tf_fingerprint, "tensorflow_installed", lambda: False)
     info = tf_fingerprint.collect_tensorflow_info()
     assert info.status == "absent" and info.detail
+
+
+def test_capture_module_and_tf_child_path_stay_light() -> None:
+    # The TF child is spawned right after `import envlock.capture`: nothing heavy may come first,
+    # and the child itself must not import pydantic (its critical path is the TF import alone).
+    import subprocess
+
+    code = ("import sys, envlock.capture, envlock.fingerprint.tf; "
+            "print(sorted(m for m in ('pydantic', 'numpy', 'tensorflow', 'threadpoolctl') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
