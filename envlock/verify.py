@@ -219,8 +219,10 @@ def _report(path: Path, golden: Golden, manifest_digest: str, verdicts: list[Pro
     if counts["nondeterministic"]:
         notes.append("some probes are nondeterministic on this machine: results differ run to run here, "
                      "independently of the golden")
-    top_causes = [v.causes[0] for v in verdicts if v.status == "drift" and v.causes]
-    suggestion = GOLDEN_ENV_HINT if not golden_env and any(c.environment for c in top_causes) else None
+    # The two likeliest causes: an env var is often second to the manifest field it changes
+    # (e.g. NPY_DISABLE_CPU_FEATURES behind numeric.simd_dispatch).
+    likely = [c for v in verdicts if v.status == "drift" for c in v.causes[:2]]
+    suggestion = GOLDEN_ENV_HINT if not golden_env and any(c.environment for c in likely) else None
     return VerifyReport(
         reproduces=reproduces, exit_code=OK if reproduces else DRIFT, golden=str(path), golden_digest=golden.digest,
         manifest_digest=manifest_digest, golden_manifest_digest=golden.manifest.digest, tolerance=tolerance.label,

@@ -3,7 +3,7 @@
 Adapted from shared/seeds: "Are TensorFlow results reproducible?" (train_model with a seeded
 tf.data shuffle and Adam, with and without op determinism), "Why is TensorFlow training
 inconsistent?" (seeded shuffle, seeded Keras init, MirroredStrategy with
-HierarchicalCopyAllReduce) and "Why does TensorFlow prediction output vary?" (fit + predict).
+HierarchicalCopyAllReduce over two logical CPUs) and "Why does TensorFlow prediction output vary?" (fit + predict).
 The originals seed Python, numpy and TF by hand in each function and set TF_DETERMINISTIC_OPS
 after TF is imported; here one ``envlock.lockdown()`` call does all of it, fixes thread
 counts, and warns about what it cannot lock.
@@ -65,6 +65,23 @@ def shuffle_and_init(tf, seed: int):  # type: ignore[no-untyped-def]
     return [order, model.weights[0].numpy()]
 
 
+def mirrored_fit(tf, seed: int):  # type: ignore[no-untyped-def]
+    """Seed doc 000, Example 3: MirroredStrategy with HierarchicalCopyAllReduce, compile + fit.
+
+    On a CPU-only machine the two replicas are two logical CPU devices (configured in main()).
+    """
+    envlock.lockdown(seed=seed)
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+    strategy = tf.distribute.MirroredStrategy(devices, cross_device_ops=tf.distribute.HierarchicalCopyAllReduce())
+    x = np.random.rand(128, 10).astype(np.float32)
+    y = np.random.rand(128, 1).astype(np.float32)
+    with strategy.scope():
+        model = tf.keras.Sequential([tf.keras.Input(shape=(10,)), tf.keras.layers.Dense(10), tf.keras.layers.Dense(1)])
+        model.compile(optimizer="adam", loss="mse")
+    model.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(32), epochs=2, verbose=0)
+    return model.get_weights()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", help="write every weight/prediction array to this .npz file")
@@ -79,9 +96,13 @@ def main() -> int:
           f"threads={report.intra_op_threads}/{report.inter_op_threads} problems={len(report.problems)}")
     import tensorflow as tf
 
+    # Two logical CPUs for the MirroredStrategy example: must happen before any TF op runs.
+    cpus = tf.config.list_physical_devices("CPU")
+    tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+
     arrays = {}
     for label, fn in (("train_model", train_model), ("fit_and_predict", fit_and_predict),
-                      ("shuffle_and_init", shuffle_and_init)):
+                      ("shuffle_and_init", shuffle_and_init), ("mirrored_fit", mirrored_fit)):
         for i, value in enumerate(fn(tf, args.seed)):
             arrays[f"{label}.{i}"] = np.asarray(value)
     digest = hashlib.sha256()
