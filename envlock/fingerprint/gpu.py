@@ -93,7 +93,7 @@ def collect_gpu(nvml: Any | None = None) -> GpuInfo:
         nvml.nvmlInit()
     except Exception as exc:  # noqa: BLE001
         if _error_code(exc) in _NO_DRIVER_CODES:
-            return GpuInfo(status="no_driver", detail=f"NVIDIA driver not available: {exc}")
+            return GpuInfo(status="no_driver", detail=f"NVML: {exc}")
         return GpuInfo(status="error", detail=f"NVML init failed: {exc}")
     try:
         count = nvml.nvmlDeviceGetCount()
