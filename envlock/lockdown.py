@@ -137,7 +137,8 @@ def _critical_differences(golden: Any) -> list[str]:
 def _caller_stacklevel() -> int:
     """Point warnings at the user's line, however many envlock frames (wrappers) are in between."""
     package_dir = str(Path(__file__).resolve().parent)
-    frame, level = sys._getframe(1), 1
+    frame: types.FrameType | None = sys._getframe(1)
+    level = 1
     while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(package_dir):
         frame, level = frame.f_back, level + 1
     return level

@@ -20,7 +20,8 @@ def _inputs(ctx: ProbeContext) -> tuple[Any, Any, Any]:
         w2 = tf.constant((rng.standard_normal((256, 64)) / 16).astype("float32"))
         return x, w1, w2
 
-    return ctx.cached("compile:inputs", build)  # type: ignore[no-any-return]
+    inputs: tuple[Any, Any, Any] = ctx.cached("compile:inputs", build)
+    return inputs
 
 
 def _network(tf: Any, x: Any, w1: Any, w2: Any) -> tuple[Any, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -143,3 +144,10 @@ def test_probe_record_marks_repeat_differences_nondeterministic() -> None:
     assert record.status == "nondeterministic" and not record.outputs
     skipped = probe_record(probe, [{"status": "skipped", "reason": "no GPU visible"}])
     assert skipped.status == "skipped" and skipped.reason == "no GPU visible"
+
+
+def test_saved_golden_follows_the_umask_not_0600(golden_file: Path) -> None:
+    # Images run their jobs as another user: the atomic temp file's 0600 must not stick.
+    umask = os.umask(0)
+    os.umask(umask)
+    assert golden_file.stat().st_mode & 0o777 == 0o666 & ~umask
