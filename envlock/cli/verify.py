@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from envlock.cli.common import app, handles_errors
-from envlock.errors import BadInputError
+from envlock.errors import BadFileError, BadInputError
 
 
 def _list_probes() -> str:
@@ -61,9 +61,15 @@ def verify(
     names = parse_probe_list(probes)
     if probes is not None and not names:
         raise BadInputError("--probes needs at least one probe name")
+    if report is not None and not (report.parent if str(report.parent) else Path(".")).is_dir():
+        # Checked before the probes run: a typo should not cost a TF import to discover.
+        raise BadFileError(report, "--report: the directory does not exist")
     result = verify_golden(golden, probe_names=names, tolerance=policy, repeat=repeat, golden_env=golden_env)
     text = dumps_canonical(result.model_dump(mode="json"))
     if report is not None:
-        atomic_write_text(report, text)
+        try:
+            atomic_write_text(report, text)
+        except OSError as exc:
+            raise BadFileError(report, f"cannot write the report ({exc.strerror or exc})") from None
     typer.echo(text if as_json else render_report(result), nl=not as_json)
     raise typer.Exit(result.exit_code)

@@ -127,3 +127,8 @@ def test_list_probes_does_not_import_tensorflow() -> None:
     result = runner.invoke(app, ["verify", "--list-probes"])
     assert result.exit_code == 0 and "distribute.mirrored_step" in result.output and "canary" in result.output
     assert "tensorflow" not in sys.modules
+
+
+def test_cli_report_into_a_missing_directory_fails_before_running(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["verify", str(tmp_path / "g.json"), "--report", str(tmp_path / "no" / "r.json")])
+    assert result.exit_code == 2 and "directory does not exist" in result.output
