@@ -168,3 +168,31 @@ def test_list_probes() -> None:
     proc = envlock_cli("verify", "--list-probes")
     assert proc.returncode == 0 and "matmul.f32" in proc.stdout and "stable" in proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+def test_onednn_default_by_cpu_trap(golden_path: Path, tmp_path: Path) -> None:
+    # Simulate trap 1 of the notes: a reference CPU on which TF's oneDNN default was the
+    # opposite of this one's, with TF_ENABLE_ONEDNN_OPTS unset on both. Record the reference
+    # bits with the flag flipped, then erase the flag from the golden as if its CPU had chosen.
+    from envlock.golden import save_golden, seal
+    from envlock.models import with_digest
+
+    here_on = bool(load_golden(golden_path).manifest.tensorflow.onednn_enabled)
+    recorded = tmp_path / "other-cpu.json"
+    proc = envlock_cli("capture", "--golden", "--probes", "matmul.f32,rng.op_seed", "--repeat", "1",
+                       "-o", str(recorded), env=_env(TF_ENABLE_ONEDNN_OPTS="0" if here_on else "1"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    golden = load_golden(recorded)
+    manifest = golden.manifest.model_copy(deep=True)
+    manifest.environment.pop("TF_ENABLE_ONEDNN_OPTS", None)
+    manifest.cpu.isa.avx512_vnni = not here_on
+    lockdown = golden.lockdown.model_copy(deep=True)
+    lockdown.environment.pop("TF_ENABLE_ONEDNN_OPTS", None)
+    save_golden(recorded, seal(golden.model_copy(update={"manifest": with_digest(manifest), "lockdown": lockdown})))
+
+    code, report = _verify(recorded, "--repeat", "1", env=_env(TF_ENABLE_ONEDNN_OPTS=None))
+    verdicts = _by_name(report)
+    assert code == 1 and verdicts["rng.op_seed"]["status"] == "identical"
+    top = verdicts["matmul.f32"]["causes"][0]
+    assert top["rule"] == "onednn-default-by-cpu" and "AVX512_VNNI" in top["reason"]
+    assert report["suggestion"] is None  # the environments agree: --golden-env cannot help here
