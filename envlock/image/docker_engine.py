@@ -77,7 +77,7 @@ def build(client: Any, context_dir: Path, *, tag: str, nocache: bool = False, pr
                     if not line.strip():
                         continue
                     if line.startswith("Step "):
-                        step = line
+                        step = " ".join(line.split())  # RUN lines arrive with their continuation spaces
                         tail.clear()
                     tail.append(line)
                     progress(line)
