@@ -134,6 +134,17 @@ def _critical_differences(golden: Any) -> list[str]:
             for d in diff_manifests(golden.manifest, here) if d.severity == "critical"]
 
 
+def reseed(seed: int = 42) -> None:
+    """Reset the Python, numpy, TF and Keras seeds only (the rest of ``lockdown()`` stays in force).
+
+    For code that trains several times in one process and wants each run to start from the
+    same state, as the seed documents' ``train_model(seed)`` does.
+    """
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(seed)
+
+
 def _caller_stacklevel() -> int:
     """Point warnings at the user's line, however many envlock frames (wrappers) are in between."""
     package_dir = str(Path(__file__).resolve().parent)

@@ -6,7 +6,8 @@ inconsistent?" (seeded shuffle, seeded Keras init, MirroredStrategy with
 HierarchicalCopyAllReduce over two logical CPUs) and "Why does TensorFlow prediction output vary?" (fit + predict).
 The originals seed Python, numpy and TF by hand in each function and set TF_DETERMINISTIC_OPS
 after TF is imported; here one ``envlock.lockdown()`` call does all of it, fixes thread
-counts, and warns about what it cannot lock.
+counts, and warns about what it cannot lock; functions that train again in the same process
+reset the seeds with ``envlock.lockdown.reseed(seed)``.
 
 Run it twice and compare: the printed digest (and the --out file) is bitwise identical.
 
@@ -22,11 +23,13 @@ import sys
 import numpy as np
 
 import envlock
+from envlock.errors import EnvlockError
+from envlock.lockdown import reseed
 
 
 def train_model(tf, seed: int):  # type: ignore[no-untyped-def]
     """Seed doc 002, Example 1/3: dummy data, Dense(16)->Dense(1), Adam, seeded shuffle, 2 epochs."""
-    envlock.lockdown(seed=seed)  # replaces tf.random.set_seed(seed); np.random.seed(seed)
+    reseed(seed)  # the original: tf.random.set_seed(seed); np.random.seed(seed)
     num_samples, features = 100, 10
     x = np.random.rand(num_samples, features).astype(np.float32)
     y = np.random.randint(0, 2, num_samples).astype(np.int32)
@@ -43,7 +46,7 @@ def train_model(tf, seed: int):  # type: ignore[no-untyped-def]
 
 def fit_and_predict(tf, seed: int):  # type: ignore[no-untyped-def]
     """Seed doc 004, Example 1: Dense(10, relu)->Dense(1), Adam, MSE, 10 epochs, then predict."""
-    envlock.lockdown(seed=seed)
+    reseed(seed)
     x = np.random.rand(100, 10)
     y = np.random.rand(100, 1)
     model = tf.keras.Sequential([
@@ -58,7 +61,7 @@ def fit_and_predict(tf, seed: int):  # type: ignore[no-untyped-def]
 
 def shuffle_and_init(tf, seed: int):  # type: ignore[no-untyped-def]
     """Seed doc 000, Examples 1-2: a seeded shuffle order and a seeded Dense(10) initialisation."""
-    envlock.lockdown(seed=seed)
+    reseed(seed)
     order = np.array([int(v) for v in tf.data.Dataset.from_tensor_slices(np.arange(100)).shuffle(100, seed=seed)])
     model = tf.keras.Sequential([tf.keras.layers.Dense(10)])
     model.build(input_shape=(None, 1))
@@ -70,7 +73,7 @@ def mirrored_fit(tf, seed: int):  # type: ignore[no-untyped-def]
 
     On a CPU-only machine the two replicas are two logical CPU devices (configured in main()).
     """
-    envlock.lockdown(seed=seed)
+    reseed(seed)
     devices = [d.name for d in tf.config.list_logical_devices("CPU")]
     strategy = tf.distribute.MirroredStrategy(devices, cross_device_ops=tf.distribute.HierarchicalCopyAllReduce())
     x = np.random.rand(128, 10).astype(np.float32)
@@ -91,7 +94,11 @@ def main() -> int:
     args = parser.parse_args()
 
     # First call, before TensorFlow is imported: the one place env-level settings still take effect.
-    report = envlock.lockdown(seed=args.seed, golden=args.golden, strict=args.strict)
+    try:
+        report = envlock.lockdown(seed=args.seed, golden=args.golden, strict=args.strict)
+    except EnvlockError as exc:
+        print(f"refusing to train: {exc}", file=sys.stderr)
+        return exc.exit_code
     print(f"lockdown: seed={report.seed} op_determinism={report.op_determinism} "
           f"threads={report.intra_op_threads}/{report.inter_op_threads} problems={len(report.problems)}")
     import tensorflow as tf
