@@ -54,7 +54,8 @@ class _OneLineUsageErrors(TyperCommand):
         try:
             return super().parse_args(ctx, args)
         except _UsageError as exc:
-            typer.echo(f"envlock: error: {exc.format_message()}", err=True)
+            message = exc.format_message()  # type: ignore[attr-defined]  # click.UsageError
+            typer.echo(f"envlock: error: {message}", err=True)
             raise typer.Exit(BAD_INPUT) from None
 
 

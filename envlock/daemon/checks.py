@@ -212,7 +212,13 @@ def interpret_verify(
 class VerifyRunner:
     """Runs the verify command in a child process group; ``cancel()`` kills it from another thread."""
 
-    def __init__(self, argv: Sequence[str], *, timeout_s: float, golden_digest: str | None) -> None:
+    def __init__(
+        self, argv: Sequence[str], *, timeout_s: float, golden_digest: str | None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        # The daemon's environment as it STARTED: libraries imported since (threadpoolctl) wrote
+        # to os.environ, and the child must not inherit what the user never set.
+        self.env = dict(_STARTUP_ENVIRON if env is None else env)
         self.argv = list(argv)
         self.timeout_s = timeout_s
         self.golden_digest = golden_digest
@@ -238,7 +244,8 @@ class VerifyRunner:
                     if self._cancelled:
                         return None
                     self._proc = subprocess.Popen(  # noqa: S603 - argv list, never a shell
-                        self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
+                        self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=self.env,
+                        start_new_session=True,
                     )
             except OSError as exc:
                 return CheckResult(

@@ -228,3 +228,19 @@ def test_cancel_kills_a_running_child_and_returns_none() -> None:
     assert not thread.is_alive()
     assert out == [None]
     assert time.monotonic() - t0 < 10
+
+
+def test_verify_child_gets_the_environment_the_daemon_started_with(tmp_path: Path) -> None:
+    seen = tmp_path / "env.json"
+    child = _py(f"""
+        import json, os
+        open({str(seen)!r}, "w").write(json.dumps(dict(os.environ)))
+        print(json.dumps({{"reproduces": True, "probes": [], "differences": []}}))
+    """)
+    result = VerifyRunner(child, timeout_s=60, golden_digest="g", env={"ENVLOCK_TEST_A": "1"}).run()
+    assert result is not None and result.outcome == "pass"
+    assert json.loads(seen.read_text()).get("ENVLOCK_TEST_A") == "1"
+    # by default: the snapshot taken when the daemon started, not os.environ as it is now
+    from envlock.daemon import checks
+
+    assert VerifyRunner(child, timeout_s=1, golden_digest=None).env == checks._STARTUP_ENVIRON
