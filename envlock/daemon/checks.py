@@ -259,8 +259,10 @@ class VerifyRunner:
                 proc.wait(timeout=self.timeout_s)
             except subprocess.TimeoutExpired:
                 timed_out = True
+            leftovers = [pid for pid in _group_members(proc.pid) if pid != proc.pid]
             _kill_group(proc)  # on timeout the hung child; otherwise any leftover grandchildren
             proc.wait()
+            _reap_orphans(leftovers)
             duration = time.monotonic() - t0
             with self._lock:
                 self._proc = None
@@ -280,3 +282,45 @@ class VerifyRunner:
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)  # the child leads its own group (start_new_session)
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Processes (zombies included) in process group ``pgid``, from /proc; [] where there is none."""
+    members = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and fields[2] == str(pgid):
+            members.append(int(entry))
+    return members
+
+
+def _reap_orphans(pids: list[int], *, timeout_s: float = 2.0) -> None:
+    """Wait for killed grandchildren that were re-parented to this process.
+
+    As PID 1 of a container (or a subreaper) the daemon inherits the orphans of a killed verify
+    group; nobody else will ever wait for them, so each hung verify would leave a zombie behind.
+    Only these pids are waited for, never -1: that would steal exit statuses from other threads'
+    subprocesses. Elsewhere waitpid says "not my child" and the loop ends when init reaps them.
+    """
+    pending = set(pids)
+    deadline = time.monotonic() + timeout_s
+    while pending and time.monotonic() < deadline:
+        for pid in list(pending):
+            try:
+                reaped, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                reaped = pid if not os.path.exists(f"/proc/{pid}") else 0  # gone, or someone else's
+            if reaped:
+                pending.discard(pid)
+        if pending:
+            time.sleep(0.02)

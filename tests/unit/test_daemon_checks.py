@@ -244,3 +244,26 @@ def test_verify_child_gets_the_environment_the_daemon_started_with(tmp_path: Pat
     from envlock.daemon import checks
 
     assert VerifyRunner(child, timeout_s=1, golden_digest=None).env == checks._STARTUP_ENVIRON
+
+
+def test_killed_grandchildren_are_reaped_when_the_daemon_is_their_reaper(tmp_path: Path) -> None:
+    """In a container the daemon is PID 1 and inherits the orphans of a killed verify group.
+    A child subreaper is the same situation outside a container: no zombie may be left."""
+    script = textwrap.dedent("""
+        import ctypes, json, sys
+        from envlock.daemon.checks import VerifyRunner
+        PR_SET_CHILD_SUBREAPER = 36
+        assert ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+        hang = [sys.executable, "-c",
+                "import subprocess, sys, time; "
+                "g = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)']); "
+                "open(sys.argv[1], 'w').write(str(g.pid)); time.sleep(300)", sys.argv[1]]
+        result = VerifyRunner(hang, timeout_s=1.5, golden_digest=None).run()
+        import os
+        grandchild = int(open(sys.argv[1]).read())
+        print(result.outcome, os.path.exists(f"/proc/{grandchild}"))  # still a zombie of ours?
+    """)
+    pid_file = tmp_path / "grandchild"
+    proc = subprocess.run([sys.executable, "-c", script, str(pid_file)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["timeout", "False"], "the killed grandchild was left as a zombie"
