@@ -46,17 +46,20 @@ def image_size(ref: str) -> int:
 
 
 def bridge_gateway() -> str:
-    out = subprocess.run(["docker", "network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}"],
-                         capture_output=True, text=True, check=True)
-    return out.stdout.strip()
+    """The host's address on docker0, where build containers can reach a server on the host."""
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show", "docker0"], capture_output=True, text=True, check=True)
+    return out.stdout.split(" inet ", 1)[1].split("/", 1)[0]
 
 
 def baseline_image(base_id: str, tf_requirement: str, wheelhouse: Path, tag: str) -> float:
     """FROM <base> + pip install tensorflow-cpu, offline from our wheelhouse served over HTTP."""
     from envlock.image import docker_engine
 
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(wheelhouse))
-    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
+    class QuietHandler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+            pass
+
+    handler = functools.partial(QuietHandler, directory=str(wheelhouse))
     server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), handler)  # noqa: S104 - the build container must reach it
     threading.Thread(target=server.serve_forever, daemon=True).start()
     host, port = bridge_gateway(), server.server_address[1]
@@ -93,6 +96,9 @@ def main() -> None:
         first, _ = timed([*build, "--no-cache"], env)
         second, proc = timed(build, env)
         rebuilt = [line for line in proc.stderr.splitlines() if line.startswith(" ---> Running in")]
+        print(f"first build (--no-cache):            {first:7.1f} s", flush=True)
+        print(f"second build, nothing changed:       {second:7.1f} s  (target < 10 s; ratio to first "
+              f"{second / first:.3f}; {len(rebuilt)} steps re-run)", flush=True)
         manifest = json.loads(golden.read_text())["manifest"]
         dists = {d["name"].lower().replace("_", "-"): d["version"] for d in manifest["python"]["distributions"]}
         tf_name = next(n for n in ("tensorflow-cpu", "tensorflow") if n in dists)
@@ -103,9 +109,6 @@ def main() -> None:
                                         baseline_tag)
     ours, plain, base = image_size(tag), image_size(baseline_tag), image_size(args.base_image)
     mib = 1024 * 1024
-    print(f"first build (--no-cache):            {first:7.1f} s")
-    print(f"second build, nothing changed:       {second:7.1f} s  (target < 10 s; ratio to first {second / first:.3f};"
-          f" {len(rebuilt)} steps re-run)")
     print(f"baseline build (plain pip install):  {baseline_build:7.1f} s  (first envlock build / baseline "
           f"{first / baseline_build:.2f})")
     print(f"image size, envlock:                 {ours / mib:7.0f} MiB")

@@ -111,7 +111,7 @@ def refresh_dockerfiles(golden: Path | None) -> None:
             from envlock.golden import load_golden
 
             g = load_golden(golden)
-            spec = spec_from_golden(g.manifest, g.lockdown, variant=variant,  # type: ignore[arg-type]
+            spec = spec_from_golden(g.manifest, g.lockdown, variant=variant,
                                     base=data.base_for_python(g.manifest.python.version), golden_digest=g.digest,
                                     envlock_version=__version__, compat=compat.lookup(g.manifest.tensorflow.version))
             ref.write_text(spec.model_dump_json(indent=2) + "\n")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from envlock import __version__
-from envlock.errors import BadInputError
+from envlock.errors import BadInputError, EnvironmentProblem
 from envlock.image import compat as compat_table
 from envlock.image import data, wheelhouse
 from envlock.image.data import BaseImage
@@ -79,7 +79,15 @@ def _arch(golden_arch: str | None) -> str:
 def _resolve_base(options: BuildOptions, python_version: str | None, client: object | None) -> BaseImage:
     """The pinned base: from images/base-images.cfg, or --base-image pinned to its local image ID."""
     if options.base_image is None:
-        return data.base_for_python(python_version)
+        base = data.base_for_python(python_version)
+        if client is not None and base.image.startswith("sha256:"):
+            from envlock.image import docker_engine
+
+            if docker_engine.image_id(client, base.image) is None:
+                # A local image ID pins bytes made on one machine; no registry can supply them.
+                raise EnvironmentProblem(f"the pinned base {base.tag} ({base.image[:19]}...) is not on this "
+                                         f"Docker host; make it with images/make-base.sh, use --base-image {base.tag}")
+        return base
     ref = options.base_image
     if "@sha256:" in ref or ref.startswith("sha256:") or client is None:
         return BaseImage(name="command-line", image=ref, tag=ref, python=None)
@@ -87,7 +95,7 @@ def _resolve_base(options: BuildOptions, python_version: str | None, client: obj
 
     image = docker_engine.image_id(client, ref)
     if image is None:
-        raise BadInputError(f"base image {ref} is not on this Docker host (no registry is used); "
+        raise EnvironmentProblem(f"base image {ref} is not on this Docker host (no registry is used); "
                             "make it with images/make-base.sh")
     return BaseImage(name="command-line", image=image, tag=ref, python=None)
 

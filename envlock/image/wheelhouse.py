@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from envlock.errors import BadInputError, EnvironmentProblem
 from envlock.image.compat import TfCompat
@@ -136,7 +137,7 @@ def resolve(packages: PackageSet, *, python_version: str, arch: str, glibc: str,
     return lock
 
 
-def _parse_report(report: dict) -> list[LockedWheel]:  # type: ignore[type-arg]
+def _parse_report(report: dict[str, Any]) -> list[LockedWheel]:
     lock = []
     for item in report.get("install", []):
         info = item["download_info"]
@@ -161,7 +162,7 @@ class _HashCache:
 
     def __init__(self, wheelhouse: Path) -> None:
         self.path = wheelhouse / ".envlock-sha256.json"
-        self.entries: dict[str, list] = json.loads(self.path.read_text()) if self.path.is_file() else {}  # type: ignore[type-arg]
+        self.entries: dict[str, list[Any]] = json.loads(self.path.read_text()) if self.path.is_file() else {}
 
     def sha256(self, file: Path) -> str:
         stat = file.stat()

@@ -55,3 +55,18 @@ def test_report_parsing_keeps_the_index_sha256() -> None:
 
 def test_top_level_dockerignore_is_the_context_allow_list() -> None:
     assert (ROOT / ".dockerignore").read_text() == DOCKERIGNORE
+
+
+def test_requirements_file_pins_are_read_without_hashes_and_comments(tmp_path: Path) -> None:
+    from envlock.errors import BadInputError
+    from envlock.image.build import _requirements_file
+
+    lock = tmp_path / "requirements.lock"
+    lock.write_text("# pinned\nnumpy==2.4.6 \\\n    --hash=sha256:abc\n--index-url https://x\ntensorflow-cpu==2.21.0\n")
+    assert _requirements_file(lock) == ["numpy==2.4.6", "tensorflow-cpu==2.21.0"]
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing\n")
+    import pytest
+
+    with pytest.raises(BadInputError, match="no requirements"):
+        _requirements_file(empty)
