@@ -48,6 +48,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     py = sys.executable
+    wall([py, "-c", "import tensorflow"])  # warm the page cache so the first timing is not an outlier
     with tempfile.TemporaryDirectory() as tmp:
         golden = Path(tmp) / "golden.json"
         capture_s, _ = wall([py, "-m", "envlock", "capture", "--golden", "-o", str(golden)])
