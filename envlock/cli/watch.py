@@ -20,6 +20,9 @@ Two checks:
   verify       every --verify-every: run `envlock verify GOLDEN --json` in a child process with a
                time limit; a hang is killed with its process group and recorded as a timeout, a crash
                as an error. TensorFlow is never imported into the daemon. --verify-every 0 disables it.
+A difference present while a verify of this golden reproduced (same field, same value) is tolerated
+by later fingerprint checks, e.g. the determinism variables an `envlock build` image sets; a NEW
+difference fails the fingerprint check and brings the next verify forward (at most every 10 min).
 
 \b
 HTTP (loopback by default; --listen 0.0.0.0:9109 inside a container or pod):
@@ -78,8 +81,8 @@ def watch(
         str | None,
         typer.Option(
             envvar="ENVLOCK_STATE_DIR", show_envvar=True,
-            help="Where the history database lives [default: /var/lib/envlock as root, else "
-            "$XDG_STATE_HOME/envlock or ~/.local/state/envlock].",
+            help="Where the history database lives (default: /var/lib/envlock as root, else "
+            "$XDG_STATE_HOME/envlock or ~/.local/state/envlock).",
         ),
     ] = None,
     nfd_features_file: Annotated[
@@ -94,7 +97,7 @@ def watch(
                      "It must print a VerifyReport JSON object and exit 0 (reproduces) or 1 (drift)."),
     ] = None,
     once: Annotated[
-        bool, typer.Option(help="Run each check once (no HTTP), then exit 0 if healthy, 1 if not.")
+        bool, typer.Option("--once", help="Run each check once (no HTTP), then exit 0 if healthy, 1 if not.")
     ] = False,
 ) -> None:
     code = _watch(
