@@ -13,6 +13,7 @@ Health rule (documented in ``envlock watch --help`` and the README):
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 import time
 from typing import Any
@@ -35,6 +36,7 @@ class DaemonState:
         self._last_conclusive: dict[str, CheckResult] = {}
         self._verify_running_since: float | None = None
         self._next_due: dict[str, float | None] = {}
+        self.history_error: str | None = None
         metrics.set_golden(golden_digest)
 
     # ---- updates -------------------------------------------------------------------------
@@ -58,10 +60,18 @@ class DaemonState:
             self.metrics.set_drift(self._last_conclusive)
             self._update_health_metric()
 
-    def apply(self, result: CheckResult) -> int:
-        """Record a finished check (history first: what /status shows is already durable)."""
-        check_id = self.history.record(result)
+    def apply(self, result: CheckResult) -> int | None:
+        """Record a finished check (history first: what /status shows is already durable).
+
+        A history that cannot be written (disk full, volume gone) must not stop the checks or
+        the endpoints: the result is still served, and /status says why it is not recorded."""
+        try:
+            check_id: int | None = self.history.record(result)
+            error = None
+        except sqlite3.Error as exc:
+            check_id, error = None, f"cannot record the check in {self.history.path}: {exc}"
         with self._lock:
+            self.history_error = error
             self._last[result.kind] = result
             if result.conclusive:
                 self._last_conclusive[result.kind] = result
@@ -130,6 +140,11 @@ class DaemonState:
             verify_since = self._verify_running_since
             next_due = dict(self._next_due)
             golden_digest = self._golden_digest
+            history_error = self.history_error
+        try:
+            history: dict[str, Any] = self.history.summary()
+        except sqlite3.Error as exc:
+            history = {"error": str(exc)}
         return {
             "envlock_version": __version__,
             "pid": os.getpid(),
@@ -142,5 +157,6 @@ class DaemonState:
             "tolerated_drift": tolerated,
             "verify_running_since": verify_since,
             "next_due": next_due,
-            "history": self.history.summary(),
+            "history": history,
+            "history_error": history_error,
         }

@@ -354,12 +354,18 @@ class Watcher:
                 kind="verify", started_at=time.time(), duration_s=0.0, outcome="error",
                 reason=f"verify runner failed: {type(exc).__name__}: {exc}", golden_digest=runner.golden_digest,
             )
-        if result is None:
-            self.log("verify_abandoned", reason="stopping" if self._stop.is_set() else "golden changed")
-        elif not self._stop.is_set():
-            if result.ok and result.golden_digest == self.golden.digest:
-                self._vouched = frozenset(result.vouched)
-            self._publish(result)
+        try:
+            if result is None:
+                self.log("verify_abandoned", reason="stopping" if self._stop.is_set() else "golden changed")
+            elif not self._stop.is_set():
+                if result.ok and result.golden_digest == self.golden.digest:
+                    self._vouched = frozenset(result.vouched)
+                self._publish(result)
+        finally:
+            self._verify_finished()
+
+    def _verify_finished(self) -> None:
+        """Bookkeeping that must happen however the worker ends, or verify would never run again."""
         with self._lock:
             self._last_verify_end = time.monotonic()
             self._verify_runner = self._verify_thread = None
@@ -373,6 +379,8 @@ class Watcher:
         """History (durable first), then metrics/state, the log line and the NFD file."""
         with self._publish_lock:
             check_id = self.state.apply(result)
+            if check_id is None:
+                self.log("history_write_failed", error=self.state.history_error)
             healthy, health_reason = self.state.health()
             self.log(
                 "check", check_id=check_id, kind=result.kind, outcome=result.outcome, ok=result.ok,

@@ -165,3 +165,21 @@ def test_ipv6_loopback_when_available(tmp_path: Path) -> None:
     conn.close()
     server.stop()
     history.close()
+
+
+def test_a_history_that_cannot_be_written_does_not_stop_serving(served, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    state, port = served
+
+    def disk_full(result: CheckResult) -> int:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(state.history, "record", disk_full)
+    assert state.apply(_fp("drift", ("environment.X",))) is None
+    assert _get(port, "/healthz")[0::2] == (503, "fingerprint drift: environment.X: 1 -> absent\n")
+    status = json.loads(_get(port, "/status")[2])
+    assert "database or disk is full" in status["history_error"]
+    monkeypatch.undo()
+    assert state.apply(_fp()) == 1
+    assert json.loads(_get(port, "/status")[2])["history_error"] is None
