@@ -27,8 +27,29 @@ def normalize_name(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+# Lines of RECORD that the *installer* writes, not the wheel: they differ between two
+# installs of the very same wheel (another pip, another interpreter path in a script's
+# shebang, compiled bytecode), so they are left out of the digest.
+_INSTALLER_WRITTEN = re.compile(
+    r"(^\.\./)"  # console scripts outside site-packages (shebang names the interpreter)
+    r"|(\.dist-info/(INSTALLER|REQUESTED|RECORD|direct_url\.json)$)"
+    r"|(__pycache__/)|(\.pyc$)"
+)
+
+
 def record_digest(record_text: str | None) -> str | None:
-    return None if record_text is None else hashlib.sha256(record_text.encode("utf-8")).hexdigest()
+    """sha256 over the wheel-content lines of RECORD (path and hash), in sorted order."""
+    if record_text is None:
+        return None
+    kept = []
+    for line in record_text.splitlines():
+        path, _, rest = line.partition(",")
+        path = path.strip().strip('"')
+        if not path or _INSTALLER_WRITTEN.search(path):
+            continue
+        file_hash = rest.partition(",")[0]
+        kept.append(f"{path},{file_hash}")
+    return hashlib.sha256("\n".join(sorted(kept)).encode("utf-8")).hexdigest()
 
 
 def distributions_from(dists: Iterable[Any]) -> list[Distribution]:

@@ -12,7 +12,7 @@ from envlock.fingerprint.host import collect_host, detect_container_runtime, par
 from envlock.fingerprint.loaded_libs import parse_library_filename, parse_proc_maps
 from envlock.fingerprint.memory import collect_memory, count_numa_nodes, parse_meminfo_total
 from envlock.fingerprint.numeric import parse_threadpool_info, simd_in_use
-from envlock.fingerprint.python_env import distributions_from, normalize_name
+from envlock.fingerprint.python_env import distributions_from, normalize_name, record_digest
 from envlock.runner import FakeRunner
 
 # /etc/os-release of this machine (Debian 12) and Ubuntu 22.04's (as shipped by base-files).
@@ -155,7 +155,7 @@ def test_distributions_carry_a_record_digest_and_first_wins() -> None:
              _Dist("Typing_Extensions", "4.12", None), _Dist("envlock", "0.1.0", "x")]
     found = distributions_from(dists)
     assert [(d.name, d.version) for d in found] == [("numpy", "2.4.6"), ("typing-extensions", "4.12")]
-    assert found[0].record_sha256 == hashlib.sha256(b"numpy/__init__.py,sha256=abc,100\n").hexdigest()
+    assert found[0].record_sha256 == hashlib.sha256(b"numpy/__init__.py,sha256=abc").hexdigest()
     assert found[1].record_sha256 is None
     assert normalize_name("Foo.Bar_baz") == "foo-bar-baz"
 
@@ -164,6 +164,18 @@ def test_same_version_built_differently_is_told_apart() -> None:
     a = distributions_from([_Dist("numpy", "2.4.6", "numpy/x.so,sha256=AAA,1\n")])
     b = distributions_from([_Dist("numpy", "2.4.6", "numpy/x.so,sha256=BBB,1\n")])
     assert a[0].version == b[0].version and a[0].record_sha256 != b[0].record_sha256
+
+
+def test_same_wheel_installed_twice_gives_the_same_record_digest() -> None:
+    # Real RECORD files of one wheel installed into two venvs (other paths, one without
+    # bytecode): the console script's shebang and the .pyc lines differ, the wheel does not.
+    records = Path(__file__).resolve().parent.parent / "data" / "records"
+    a = (records / "wheel-0.45.1.venv-a.RECORD").read_text()
+    b = (records / "wheel-0.45.1.venv-b-no-compile.RECORD").read_text()
+    assert a != b
+    assert record_digest(a) == record_digest(b)
+    tampered = b.replace("wheel/cli/__init__.py,sha256=", "wheel/cli/__init__.py,sha256=X", 1)
+    assert record_digest(tampered) != record_digest(b)
 
 
 def test_data_dir_exists() -> None:
