@@ -97,15 +97,8 @@ def load_golden(path: Path | str) -> Golden:
 
 
 def save_golden(path: Path | str, golden: Golden) -> None:
-    """Write atomically, sealing the digest if the caller has not.
-
-    The file is made world-readable (within the umask): goldens are shared and baked into
-    images whose jobs run as another user, and the atomic temp file starts out 0600.
-    """
+    """Write atomically, sealing the digest if the caller has not."""
     save_model(path, golden if golden.digest == compute_golden_digest(golden) else seal(golden))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
 
 
 def probe_record(probe: Any, runs: list[dict[str, Any]]) -> ProbeRecord:

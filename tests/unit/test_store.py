@@ -104,3 +104,12 @@ def test_atomic_write_replaces_in_one_step(tmp_path: Path) -> None:
     atomic_write_text(path, "two\n")
     assert path.read_text() == "two\n"
     assert os.stat(path).st_ino != inode_before  # a rename, not an in-place rewrite
+
+
+def test_written_files_follow_the_umask_not_the_temp_files_0600(tmp_path: Path) -> None:
+    old = os.umask(0o027)
+    try:
+        atomic_write_text(tmp_path / "a.json", "{}\n")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o640
