@@ -1,4 +1,8 @@
-"""envlock: fingerprint, pin and prove TensorFlow reproducibility across machines."""
+"""envlock: fingerprint, pin and prove TensorFlow reproducibility across machines.
+
+The implementation of ``lockdown`` lives in ``envlock.locking`` and is imported lazily, so
+``import envlock`` stays cheap and never imports TensorFlow.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,21 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "lockdown"]
+__all__ = ["__version__", "lockdown", "reseed"]
 
 
 def lockdown(*args: Any, **kwargs: Any) -> Any:
-    """Seed everything and lock determinism settings for the user's own training script.
+    """Seed Python, numpy and TensorFlow, enable op determinism and fix thread counts.
 
-    Imported lazily so ``import envlock`` stays cheap and never imports TensorFlow.
+    See ``envlock.locking.lockdown`` for the arguments and the report it returns.
     """
-    from envlock.lockdown import lockdown as _lockdown
+    from envlock.locking import lockdown as _lockdown
 
     return _lockdown(*args, **kwargs)
+
+
+def reseed(seed: int) -> None:
+    """Reset every seed (for code that trains twice in one process)."""
+    from envlock.locking import reseed as _reseed
+
+    _reseed(seed)

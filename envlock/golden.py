@@ -122,7 +122,7 @@ def repeat_hashes(run: dict[str, Any]) -> tuple[str, ...] | None:
 def lockdown_settings_for_this_process(environ: dict[str, str], seed: int = 42) -> LockdownSettings:
     """The controls a golden is recorded under: explicit thread counts and today's determinism env."""
     from envlock.fingerprint.environ import capture_environment
-    from envlock.lockdown import default_thread_count
+    from envlock.locking import default_thread_count
 
     threads = default_thread_count()
     return LockdownSettings(seed=seed, op_determinism=True, intra_op_threads=threads, inter_op_threads=threads,

@@ -7,7 +7,7 @@ HierarchicalCopyAllReduce over two logical CPUs) and "Why does TensorFlow predic
 The originals seed Python, numpy and TF by hand in each function and set TF_DETERMINISTIC_OPS
 after TF is imported; here one ``envlock.lockdown()`` call does all of it, fixes thread
 counts, and warns about what it cannot lock; functions that train again in the same process
-reset the seeds with ``envlock.lockdown.reseed(seed)``.
+reset the seeds with ``envlock.reseed(seed)``.
 
 Run it twice and compare: the printed digest (and the --out file) is bitwise identical.
 
@@ -24,7 +24,7 @@ import numpy as np
 
 import envlock
 from envlock.errors import EnvlockError
-from envlock.lockdown import reseed
+from envlock.locking import reseed
 
 
 def train_model(tf, seed: int):  # type: ignore[no-untyped-def]

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -256,10 +257,21 @@ def envlock_wheel(version: str, *, cache_dir: Path, wheelhouse: Path, progress: 
     progress(f"envlock: building a wheel from {root}")
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH}
-    argv = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--disable-pip-version-check",
-            "-w", str(out), str(root)]
-    if stream(argv, progress, env=env) != 0:
-        raise EnvironmentProblem(f"could not build an envlock wheel from {root} (see the lines above)")
+    # Build from a clean copy of exactly the hashed sources: pip builds in-tree, and a stale
+    # build/lib left in the user's checkout (e.g. a module since renamed) would end up in the wheel.
+    with tempfile.TemporaryDirectory(prefix="envlock-src-") as tmp:
+        src = Path(tmp) / "envlock-src"
+        src.mkdir()
+        for name in ("pyproject.toml", "README.md"):
+            if (root / name).is_file():
+                shutil.copy2(root / name, src / name)
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+        shutil.copytree(root / "envlock", src / "envlock", symlinks=True, ignore=ignore)
+        shutil.copytree(root / "images", src / "images", symlinks=True, ignore=ignore)
+        argv = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--disable-pip-version-check",
+                "-w", str(out), str(src)]
+        if stream(argv, progress, env=env) != 0:
+            raise EnvironmentProblem(f"could not build an envlock wheel from {root} (see the lines above)")
     built = sorted(out.glob("envlock-*.whl"))
     if not built:
         raise EnvironmentProblem(f"pip wheel left no envlock wheel in {out}")

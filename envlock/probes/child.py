@@ -102,7 +102,7 @@ def run_request(request: dict[str, Any]) -> dict[str, Any]:
         return {"ok": False, "error": "tensorflow_missing", "detail": str(exc)}
     import_seconds = time.perf_counter() - import_start
 
-    from envlock.lockdown import apply_tf_controls
+    from envlock.locking import apply_tf_controls
     from envlock.probes.registry import ProbeContext, select_probes
 
     _configure_devices(tf)

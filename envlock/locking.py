@@ -196,15 +196,3 @@ def lockdown(seed: int | None = None, *, golden: str | Path | None = None, stric
             _WARNED.add(problem)
             warnings.warn(f"envlock.lockdown: {problem}", LockdownWarning, stacklevel=_caller_stacklevel())
     return report
-
-
-class _CallableModule(types.ModuleType):
-    """Importing ``envlock.lockdown`` (the module) rebinds the package attribute ``envlock.lockdown``
-    from the lazy function in ``envlock/__init__.py`` to this module; making the module callable
-    keeps ``envlock.lockdown(seed=42)`` working whichever of the two the attribute holds."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> LockdownReport:
-        return lockdown(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
