@@ -7,6 +7,7 @@ import typer
 from envlock import __version__
 from envlock.cli import build, capture, verify, watch  # noqa: F401  (registers commands)
 from envlock.cli.common import app
+from envlock.errors import BAD_INPUT
 
 
 def _version_callback(value: bool) -> None:
@@ -17,11 +18,15 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: bool = typer.Option(
         False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
     """Make TensorFlow results reproducible across machines."""
+    if ctx.invoked_subcommand is None:  # bare `envlock`: the help, and the usage-error code
+        typer.echo(ctx.get_help())
+        raise typer.Exit(BAD_INPUT)
 
 
 def main() -> None:

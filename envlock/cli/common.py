@@ -3,20 +3,52 @@
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
-from envlock.errors import EXIT_CODES_HELP, EnvlockError
+from envlock.errors import BAD_INPUT, EXIT_CODES_HELP, EnvlockError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# click's UsageError and Abort, whether typer vendors click or depends on it.
+_UsageError: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+_Abort: type[BaseException] = next(c for c in typer.Abort.__mro__ if c.__name__ == "Abort")
+
+
+class OneLineUsageGroup(TyperGroup):
+    """Bad flags, unknown commands and missing arguments give one line and exit 2, like every
+    other bad input -- not click's multi-line usage box."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # bare `envlock`: show the help
+                exc.show()  # type: ignore[attr-defined]
+                sys.exit(BAD_INPUT)
+            hint = f" (try '{exc.ctx.command_path} --help')" if getattr(exc, "ctx", None) else ""  # type: ignore[attr-defined]
+            typer.echo(f"envlock: error: {exc.format_message()}{hint}", err=True)  # type: ignore[attr-defined]
+            sys.exit(BAD_INPUT)
+        except _Abort:
+            typer.echo("envlock: interrupted", err=True)
+            sys.exit(130)
+        if not standalone_mode:
+            return rv
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
 app = typer.Typer(
+    cls=OneLineUsageGroup,
     name="envlock",
     help="Make TensorFlow results reproducible across machines: capture, build, verify, watch.\n\n"
     + EXIT_CODES_HELP,
-    no_args_is_help=True,
+    no_args_is_help=False,
+    invoke_without_command=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},

@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperCommand
 
 from envlock.cli.common import app, handles_errors
-from envlock.errors import BAD_INPUT, BadInputError
+from envlock.errors import BadInputError
 
 WATCH_HELP = """Keep checking this machine against GOLDEN and report its health.
 
@@ -46,23 +45,7 @@ Exit codes: 0 stopped by SIGTERM/SIGINT (or --once and healthy); 1 --once and no
 """
 
 
-# click's UsageError, whether typer vendors click (>= 0.29) or depends on it: BadParameter's base.
-_UsageError: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
-
-
-class _OneLineUsageErrors(TyperCommand):
-    """Bad flags must give one line and exit 2, like every other bad input (not click's usage box)."""
-
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except _UsageError as exc:
-            message = exc.format_message()  # type: ignore[attr-defined]  # click.UsageError
-            typer.echo(f"envlock: error: {message}", err=True)
-            raise typer.Exit(BAD_INPUT) from None
-
-
-@app.command(cls=_OneLineUsageErrors, help=WATCH_HELP, no_args_is_help=False)
+@app.command(help=WATCH_HELP, no_args_is_help=False)
 @handles_errors
 def watch(
     golden: Annotated[

@@ -1,0 +1,44 @@
+"""Every command: bad flags, unknown commands and missing arguments are one line on stderr, exit 2."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from envlock.cli import app
+from envlock.errors import BAD_INPUT
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["nope"], "No such command 'nope'"),
+        (["capture", "--nope"], "No such option: --nope"),
+        (["diff", "only-one.json"], "Missing argument"),
+        (["verify", "--tolerance"], "requires an argument"),
+        (["verify", "--repeat", "many"], "Invalid value for '--repeat'"),
+        (["build", "--nope"], "No such option"),
+        (["watch", "--golden"], "requires an argument"),
+        (["schema", "extra"], "unexpected extra argument"),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(argv: list[str], says: str) -> None:
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == BAD_INPUT, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("envlock: error: ") and says.lower() in lines[0].lower()
+    assert "Traceback" not in result.output
+
+
+def test_bare_envlock_shows_help_and_exits_2() -> None:
+    result = CliRunner().invoke(app, [])
+    assert result.exit_code == BAD_INPUT
+    assert "capture" in result.output and "verify" in result.output and "Exit codes" in result.output
+
+
+def test_help_documents_exit_codes_for_every_command() -> None:
+    for command in ["capture", "diff", "verify", "build", "watch"]:
+        result = CliRunner().invoke(app, [command, "--help"])
+        assert result.exit_code == 0, command
+        assert "Exit code" in result.output or "exit code" in result.output, f"{command} --help lacks exit codes"
