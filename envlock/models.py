@@ -153,7 +153,7 @@ class PythonInfo(_Model):
 
 
 class Manifest(_Model):
-    kind: Literal["envlock.manifest"] = MANIFEST_KIND
+    kind: Literal["envlock.manifest"] = "envlock.manifest"
     schema_version: int = MANIFEST_SCHEMA_VERSION
     envlock_version: str
     captured_at: str

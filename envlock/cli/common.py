@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import typer
@@ -23,10 +23,11 @@ class OneLineUsageGroup(TyperGroup):
     """Bad flags, unknown commands and missing arguments give one line and exit 2, like every
     other bad input -- not click's multi-line usage box."""
 
-    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
-             standalone_mode: bool = True, **extra: Any) -> Any:
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             windows_expand_args: bool = True, **extra: Any) -> Any:
         try:
-            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            rv = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
         except _UsageError as exc:
             if type(exc).__name__ == "NoArgsIsHelpError":  # bare `envlock`: show the help
                 exc.show()  # type: ignore[attr-defined]
