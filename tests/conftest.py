@@ -38,6 +38,17 @@ def tensorflow_required() -> None:
     require(importlib.util.find_spec("tensorflow") is not None, "TensorFlow")
 
 
+def env_with(**changes: str | None) -> dict[str, str]:
+    """This process's environment with ``changes`` applied (``None`` removes a variable)."""
+    env = dict(os.environ)
+    for name, value in changes.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
 def envlock_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600,
                 cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run the real CLI in a fresh process (the way a user runs it)."""

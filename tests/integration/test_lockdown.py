@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 
 from envlock.golden import load_golden
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, env_with
 
 pytestmark = [pytest.mark.tf, pytest.mark.slow]
 
@@ -25,20 +24,12 @@ def _python(code_or_path: str | Path, *args: str, env: dict[str, str]) -> subpro
     return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300, check=False)
 
 
-def _env(**changes: str | None) -> dict[str, str]:
-    env = dict(os.environ)
-    for name, value in changes.items():
-        if value is None:
-            env.pop(name, None)
-        else:
-            env[name] = value
-    return env
 
 
 def test_seed_examples_train_bitwise_identical_twice(tensorflow_required: None, tmp_path: Path) -> None:
     outs = [tmp_path / "run1.npz", tmp_path / "run2.npz"]
     for out in outs:
-        proc = _python(EXAMPLE, "--out", str(out), env=_env())
+        proc = _python(EXAMPLE, "--out", str(out), env=env_with())
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert "weights sha256:" in proc.stdout
     first, second = np.load(outs[0]), np.load(outs[1])
@@ -71,7 +62,7 @@ print(json.dumps({"problems": report.problems, "warnings": [str(w.message) for w
 
 def test_lockdown_after_tf_started_reports_what_it_cannot_lock(golden_path: Path) -> None:
     flipped = "0" if load_golden(golden_path).manifest.tensorflow.onednn_enabled else "1"
-    proc = _python(AFTER_TF, str(golden_path), env=_env(PYTHONHASHSEED=None, TF_ENABLE_ONEDNN_OPTS=flipped))
+    proc = _python(AFTER_TF, str(golden_path), env=env_with(PYTHONHASHSEED=None, TF_ENABLE_ONEDNN_OPTS=flipped))
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     problems = " | ".join(result["problems"])
@@ -97,7 +88,7 @@ print(json.dumps({"changes": report.environment_changes, "seed": report.seed,
 def test_lockdown_with_golden_before_tf_applies_the_golden_environment(golden_path: Path) -> None:
     golden = load_golden(golden_path)
     flipped = "0" if golden.manifest.tensorflow.onednn_enabled else "1"
-    proc = _python(BEFORE_TF, str(golden_path), env=_env(PYTHONHASHSEED="0", TF_ENABLE_ONEDNN_OPTS=flipped))
+    proc = _python(BEFORE_TF, str(golden_path), env=env_with(PYTHONHASHSEED="0", TF_ENABLE_ONEDNN_OPTS=flipped))
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["changes"]["TF_ENABLE_ONEDNN_OPTS"] == golden.lockdown.environment.get("TF_ENABLE_ONEDNN_OPTS")

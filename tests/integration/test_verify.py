@@ -13,19 +13,11 @@ from pathlib import Path
 import pytest
 
 from envlock.golden import load_golden
-from tests.conftest import envlock_cli
+from tests.conftest import env_with, envlock_cli
 
 pytestmark = [pytest.mark.tf, pytest.mark.slow]
 
 
-def _env(**changes: str | None) -> dict[str, str]:
-    env = dict(os.environ)
-    for name, value in changes.items():
-        if value is None:
-            env.pop(name, None)
-        else:
-            env[name] = value
-    return env
 
 
 def _verify(golden: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, dict]:
@@ -90,7 +82,7 @@ def test_perturbation_is_drift_with_the_right_cause_and_golden_env_reproduces(
     golden_path: Path, change: object, moved: str, unmoved: str, causes: set[str]
 ) -> None:
     changes = {"TF_ENABLE_ONEDNN_OPTS": _flipped_onednn(golden_path)} if change == "onednn" else dict(change)
-    env = _env(**changes)
+    env = env_with(**changes)
     probes = f"{moved},{unmoved}"
     code, report = _verify(golden_path, "--probes", probes, "--repeat", "1", env=env)
     verdicts = _by_name(report)
@@ -107,7 +99,7 @@ def test_perturbation_is_drift_with_the_right_cause_and_golden_env_reproduces(
 
 
 def test_human_table_names_the_cause(golden_path: Path) -> None:
-    env = _env(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    env = env_with(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     proc = envlock_cli("verify", str(golden_path), "--probes", "numpy.matmul", "--repeat", "1", env=env)
     if proc.returncode == 0:
         pytest.skip("OpenBLAS already runs single-threaded here: nothing to perturb")
@@ -144,7 +136,7 @@ def test_malformed_golden_is_exit_2_with_one_line(tmp_path: Path, content: str, 
 
 def test_golden_from_environment_variable(golden_path: Path) -> None:
     proc = envlock_cli("verify", "--probes", "rng.op_seed", "--repeat", "1",
-                       env=_env(ENVLOCK_GOLDEN=str(golden_path)))
+                       env=env_with(ENVLOCK_GOLDEN=str(golden_path)))
     assert proc.returncode == 0 and "REPRODUCES" in proc.stdout
 
 
@@ -154,7 +146,7 @@ def test_tensorflow_missing_is_exit_3(golden_path: Path, tmp_path: Path) -> None
     fake = tmp_path / "fake" / "tensorflow"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("raise ImportError('simulated: no TensorFlow here')\n")
-    env = _env(PYTHONPATH=os.pathsep.join(filter(None, [str(fake.parent), os.environ.get("PYTHONPATH")])))
+    env = env_with(PYTHONPATH=os.pathsep.join(filter(None, [str(fake.parent), os.environ.get("PYTHONPATH")])))
     proc = envlock_cli("verify", str(golden_path), "--probes", "rng.op_seed", env=env)
     assert proc.returncode == 3 and "TensorFlow" in proc.stderr and "simulated" in proc.stderr
 
@@ -180,7 +172,7 @@ def test_onednn_default_by_cpu_trap(golden_path: Path, tmp_path: Path) -> None:
     here_on = bool(load_golden(golden_path).manifest.tensorflow.onednn_enabled)
     recorded = tmp_path / "other-cpu.json"
     proc = envlock_cli("capture", "--golden", "--probes", "matmul.f32,rng.op_seed", "--repeat", "1",
-                       "-o", str(recorded), env=_env(TF_ENABLE_ONEDNN_OPTS="0" if here_on else "1"))
+                       "-o", str(recorded), env=env_with(TF_ENABLE_ONEDNN_OPTS="0" if here_on else "1"))
     assert proc.returncode == 0, proc.stderr[-2000:]
     golden = load_golden(recorded)
     manifest = golden.manifest.model_copy(deep=True)
@@ -190,7 +182,7 @@ def test_onednn_default_by_cpu_trap(golden_path: Path, tmp_path: Path) -> None:
     lockdown.environment.pop("TF_ENABLE_ONEDNN_OPTS", None)
     save_golden(recorded, seal(golden.model_copy(update={"manifest": with_digest(manifest), "lockdown": lockdown})))
 
-    code, report = _verify(recorded, "--repeat", "1", env=_env(TF_ENABLE_ONEDNN_OPTS=None))
+    code, report = _verify(recorded, "--repeat", "1", env=env_with(TF_ENABLE_ONEDNN_OPTS=None))
     verdicts = _by_name(report)
     assert code == 1 and verdicts["rng.op_seed"]["status"] == "identical"
     top = verdicts["matmul.f32"]["causes"][0]
