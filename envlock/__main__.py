@@ -1,4 +1,22 @@
-from envlock.cli import main
+"""Entry point of `envlock` and `python -m envlock`.
+
+Kept tiny on purpose: a full `envlock capture` starts its TensorFlow child here, before the
+CLI (Typer, pydantic) is imported, so the TF import overlaps everything else.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> None:
+    from envlock.fingerprint.tf import prestart_for_argv
+
+    prestart_for_argv(sys.argv[1:])
+    from envlock.cli import main as cli_main
+
+    cli_main()
+
 
 if __name__ == "__main__":
     main()

@@ -181,8 +181,40 @@ def parse_child_output(stdout: str, stderr: str, returncode: int) -> TensorflowI
     return TensorflowInfo(status="error", detail=f"TensorFlow child exited {returncode}: {last[:300]}")
 
 
+_prestarted: TensorflowChild | None = None
+
+
+def prestart_for_argv(argv: list[str]) -> None:
+    """Start the TF child before the CLI itself is even imported, when ``argv`` is a full capture.
+
+    Parsing the command line with Typer costs ~0.15 s; a full capture costs one TF import, so
+    the child starts first and ``start_tensorflow_child`` hands it over. An unclaimed child
+    (bad arguments, an early error) is killed at exit.
+    """
+    global _prestarted
+    if _prestarted is None and is_full_capture(argv) and tensorflow_installed():
+        import atexit
+
+        _prestarted = TensorflowChild()
+        atexit.register(_kill_unclaimed_child)
+
+
+def is_full_capture(argv: list[str]) -> bool:
+    """Whether this command line captures TF info in a child (``--golden`` runs its own probe child)."""
+    return argv[:1] == ["capture"] and not {"--no-tf", "--golden", "-h", "--help"}.intersection(argv)
+
+
+def _kill_unclaimed_child() -> None:
+    if _prestarted is not None:
+        _prestarted.kill()
+
+
 def start_tensorflow_child() -> TensorflowChild | None:
-    """Start the TF child now; None when TF is not installed (nothing to wait for)."""
+    """Start the TF child now (or claim the prestarted one); None when TF is not installed."""
+    global _prestarted
+    if _prestarted is not None:
+        child, _prestarted = _prestarted, None
+        return child
     if not tensorflow_installed():
         return None
     return TensorflowChild()

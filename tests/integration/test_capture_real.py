@@ -107,3 +107,14 @@ def test_diff_accepts_the_session_golden(full_capture: tuple[Path, str], golden_
     # Same machine, same software: only what the golden's lockdown changed inside TF may differ.
     lockdown_fields = {"tensorflow.op_determinism", "tensorflow.intra_op_threads", "tensorflow.inter_op_threads"}
     assert {d["path"] for d in report["differences"]} <= lockdown_fields, report["differences"]
+
+
+def test_a_failed_capture_leaves_no_tensorflow_child_behind(tensorflow_required: None, tmp_path: Path) -> None:
+    # The TF child is prestarted before arguments are checked; an early error must kill it.
+    import psutil
+
+    proc = envlock_cli("capture", "-o", str(tmp_path / "missing-dir" / "m.json"))
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
+    leftovers = [p for p in psutil.process_iter(["cmdline", "ppid"])
+                 if "envlock.fingerprint.tf" in " ".join(p.info["cmdline"] or []) and p.info["ppid"] != os.getpid()]
+    assert leftovers == [], f"TF child left running: {leftovers}"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from envlock.fingerprint.tf import RESULT_MARKER, parse_build_info, parse_child_output
+import pytest
+
+from envlock.fingerprint.tf import RESULT_MARKER, is_full_capture, parse_build_info, parse_child_output
 from envlock.models import TensorflowInfo
 
 # tf.sysconfig.get_build_info() of TF 2.21.0 CPU on this machine, and of a CUDA wheel
@@ -72,3 +74,19 @@ def test_capture_module_and_tf_child_path_stay_light() -> None:
             "print(sorted(m for m in ('pydantic', 'numpy', 'tensorflow', 'threadpoolctl') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("argv", "prestart"),
+    [
+        (["capture"], True),
+        (["capture", "-o", "m.json", "--json"], True),
+        (["capture", "--no-tf"], False),
+        (["capture", "--golden", "-o", "g.json"], False),
+        (["capture", "--help"], False),
+        (["verify", "g.json"], False),
+        ([], False),
+    ],
+)
+def test_only_a_full_capture_prestarts_the_tf_child(argv: list[str], prestart: bool) -> None:
+    assert is_full_capture(argv) is prestart
