@@ -179,14 +179,15 @@ def lockdown(seed: int | None = None, *, golden: str | Path | None = None, stric
         _apply_golden_environment(loaded.lockdown.environment, report)
     import tensorflow as tf
 
+    # Compare with the golden before applying the controls: a golden's manifest is TF as a job
+    # finds it, its lockdown is recorded apart (and applied below on both machines alike).
+    critical = _critical_differences(loaded) if loaded is not None and strict else []
     applied = apply_tf_controls(tf, seed=seed, op_determinism=op_determinism,
                                 intra_op_threads=report.intra_op_threads, inter_op_threads=report.inter_op_threads)
     report.intra_op_threads, report.inter_op_threads = applied["intra_op_threads"], applied["inter_op_threads"]
     report.problems.extend(applied["problems"])
-    if loaded is not None and strict:
-        critical = _critical_differences(loaded)
-        if critical:
-            raise DriftFound("this machine differs critically from the golden: " + "; ".join(critical))
+    if critical:
+        raise DriftFound("this machine differs critically from the golden: " + "; ".join(critical))
     if report.problems:
         if strict:
             raise DriftFound("envlock.lockdown could not lock: " + "; ".join(report.problems))

@@ -106,12 +106,15 @@ def run_request(request: dict[str, Any]) -> dict[str, Any]:
     from envlock.probes.registry import ProbeContext, select_probes
 
     _configure_devices(tf)
+    # Fingerprint TF as the user's job finds it, before the lockdown controls: the golden records
+    # those separately (Golden.lockdown), and a plain `envlock capture` of the same machine must
+    # then diff identical against the golden's manifest.
+    tf_info, tf_info_error = _collect_tf_info() if request.get("collect_tf_info", True) else (None, None)
     applied = apply_tf_controls(
         tf, seed=request["seed"], op_determinism=request["op_determinism"],
         intra_op_threads=request.get("intra_op_threads"), inter_op_threads=request.get("inter_op_threads"),
     )
     gpu = bool(tf.config.list_physical_devices("GPU"))
-    tf_info, tf_info_error = _collect_tf_info() if request.get("collect_tf_info", True) else (None, None)
     ctx = ProbeContext(tf=tf, np=np, seed=request["seed"], gpu_available=gpu)
     probes = select_probes(request["probes"])
     runs: dict[str, list[dict[str, Any]]] = {p.name: [] for p in probes}
