@@ -6,11 +6,34 @@ allow-list (prefixes + exact names) instead of a deny-list, and drop everything 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
-# Prefixes of variable families read by TF, XLA, oneDNN, OpenMP and the BLAS libraries.
+# TensorFlow's own families. "TF_" alone is not allowed: Terraform and OpenTofu share it
+# (TF_VAR_*, TF_TOKEN_*, TF_ENCRYPTION, TF_HTTP_PASSWORD ... carry secrets), so only the
+# families TensorFlow reads are listed.
+TENSORFLOW_PREFIXES: tuple[str, ...] = (
+    "TF_ENABLE_",        # TF_ENABLE_ONEDNN_OPTS, TF_ENABLE_ZENDNN_OPTS, TF_ENABLE_AUTO_MIXED_PRECISION...
+    "TF_DETERMINISTIC_",
+    "TF_CUDNN_",
+    "TF_CUBLAS_",
+    "TF_GPU_",
+    "TF_XLA_",
+    "TF_NUM_",           # TF_NUM_INTRAOP_THREADS, TF_NUM_INTEROP_THREADS
+    "TF_CPP_",           # logging level: harmless, but users look for it
+    "TF_USE_",           # TF_USE_LEGACY_KERAS, TF_USE_CUDNN_AUTOTUNE...
+    "TF_FORCE_",
+    "TF_DISABLE_",
+    "TF_ONEDNN_",
+    "TF_MKL_",
+    "TF_AUTOTUNE_",
+    "TF_SYNC_",
+    "TF_DATA_",          # tf.data experiments (not Terraform's TF_DATA_DIR, refused below)
+)
+
+# Prefixes of variable families read by XLA, oneDNN, OpenMP, the BLAS libraries and numpy.
 ALLOWED_PREFIXES: tuple[str, ...] = (
-    "TF_",
+    *TENSORFLOW_PREFIXES,
     "XLA_",
     "OMP_",
     "KMP_",
@@ -33,6 +56,10 @@ ALLOWED_PREFIXES: tuple[str, ...] = (
 
 ALLOWED_NAMES: frozenset[str] = frozenset(
     {
+        "TF_INTRA_OP_PARALLELISM_THREADS",
+        "TF_INTER_OP_PARALLELISM_THREADS",
+        "TF_ENABLE_ONEDNN_OPTS",
+        "TF_DETERMINISTIC_OPS",
         "XLA_FLAGS",
         "CUDA_VISIBLE_DEVICES",
         "CUDA_DEVICE_ORDER",
@@ -51,16 +78,17 @@ ALLOWED_NAMES: frozenset[str] = frozenset(
 )
 
 # Words that mark a variable as a credential even inside an allowed family (for example
-# a hypothetical TF_SERVING_API_TOKEN): we never want such a value in a committed file.
-_SECRET_MARKERS: tuple[str, ...] = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "API_KEY", "AUTH")
-
-
-# Terraform shares the TF_ prefix; its variables carry input values and API tokens
-# (TF_VAR_*, TF_TOKEN_*), so they are refused even though TF_* is allowed.
-DENIED_PREFIXES: tuple[str, ...] = (
-    "TF_VAR_", "TF_TOKEN_", "TF_CLI_", "TF_LOG", "TF_WORKSPACE", "TF_INPUT", "TF_IN_AUTOMATION",
-    "TF_DATA_DIR", "TF_PLUGIN_CACHE", "TF_REGISTRY_", "TF_STATE", "TF_IGNORE", "TF_APPEND_USER_AGENT",
+# a hypothetical MKL_LICENSE_PASS): we never want such a value in a committed file.
+_SECRET_MARKERS: tuple[str, ...] = (
+    "TOKEN", "SECRET", "PASSWORD", "PASSWD", "PASS", "CREDENTIAL", "API_KEY", "KEY", "AUTH", "CERT",
+    "PRIVATE", "SIGNED", "ENCRYPT", "COOKIE", "SESSION",
 )
+
+# Terraform/OpenTofu names inside TensorFlow-looking families, refused outright.
+DENIED_PREFIXES: tuple[str, ...] = ("TF_DATA_DIR",)
+
+# A value carrying credentials in a URL (scheme://user:pass@host) is never recorded.
+_URL_WITH_USER = re.compile(r"://[^/\s@]+@")
 
 
 def is_allowed(name: str) -> bool:
@@ -75,4 +103,5 @@ def is_allowed(name: str) -> bool:
 
 def capture_environment(environ: Mapping[str, str]) -> dict[str, str]:
     """The allow-listed subset of ``environ``, sorted by name."""
-    return {name: environ[name] for name in sorted(environ) if is_allowed(name)}
+    return {name: environ[name] for name in sorted(environ)
+            if is_allowed(name) and not _URL_WITH_USER.search(environ[name])}

@@ -94,6 +94,37 @@ def test_environment_allow_list_keeps_numerics_and_drops_secrets() -> None:
     assert not is_allowed("GITHUB_TOKEN") and is_allowed("KMP_AFFINITY") and is_allowed("TF_DETERMINISTIC_OPS")
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        # Terraform / OpenTofu share TF_; these carry passphrases, credentials or backend URLs.
+        "TF_ENCRYPTION", "TF_HTTP_ADDRESS", "TF_HTTP_USERNAME", "TF_HTTP_PASSWORD", "TF_CLOUD_ORGANIZATION",
+        "TF_REATTACH_PROVIDERS", "TF_WORKSPACE", "TF_LOG", "TF_INPUT", "TF_DATA_DIR", "TF_AWS_ACCESS_KEY",
+        "TF_PRIVATE_KEY", "TF_GCS_SIGNED_URL",
+        # credentials inside otherwise-allowed numeric families
+        "MKL_LICENSE_PASS", "NCCL_SOCKET_CERT", "KERAS_HOME_TOKEN", "OMP_SESSION_SECRET",
+    ],
+)
+def test_secret_like_and_terraform_names_are_refused(name: str) -> None:
+    assert not is_allowed(name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["TF_ENABLE_ONEDNN_OPTS", "TF_DETERMINISTIC_OPS", "TF_CUDNN_DETERMINISTIC", "TF_CUDNN_USE_AUTOTUNE",
+     "TF_XLA_FLAGS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "TF_GPU_ALLOCATOR",
+     "TF_FORCE_GPU_ALLOW_GROWTH", "TF_USE_LEGACY_KERAS", "TF_ENABLE_ZENDNN_OPTS", "TF_CPP_MIN_LOG_LEVEL",
+     "ONEDNN_MAX_CPU_ISA", "OPENBLAS_NUM_THREADS", "NVIDIA_TF32_OVERRIDE", "CUBLAS_WORKSPACE_CONFIG"],
+)
+def test_tensorflow_and_numeric_library_variables_are_kept(name: str) -> None:
+    assert is_allowed(name)
+
+
+def test_a_value_with_credentials_in_a_url_is_dropped() -> None:
+    kept = capture_environment({"XLA_FLAGS": "--xla_dump_to=s3://AKIA:secret@bucket/x", "OMP_NUM_THREADS": "2"})
+    assert kept == {"OMP_NUM_THREADS": "2"}
+
+
 MAPS_DIR = Path(__file__).resolve().parent.parent / "data" / "proc_maps"
 
 
