@@ -9,6 +9,7 @@ and writes a JSON result file (TF logs go to stderr, which the parent keeps for 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -42,8 +43,13 @@ def run_child(*, probe_names: list[str], repeat: int, settings: Any, env: dict[s
         request_path.write_text(json.dumps(request), encoding="utf-8")
         argv = [sys.executable, "-m", "envlock.probes.child", str(request_path), str(result_path)]
         proc = (runner or Runner()).run(argv, timeout=timeout, env=env)
-        if result_path.exists():
-            result: dict[str, Any] = json.loads(result_path.read_text(encoding="utf-8"))
+        result: dict[str, Any] = {}
+        # The child writes its result atomically, but a child killed by the time limit or a full
+        # disk may still leave none: that is a failed probe run, never a traceback.
+        with contextlib.suppress(OSError, ValueError):
+            loaded = json.loads(result_path.read_text(encoding="utf-8"))
+            result = loaded if isinstance(loaded, dict) else {}
+        if result:
             if not result.get("ok") and result.get("error") == "tensorflow_missing":
                 raise TensorflowMissing(str(result.get("detail", "")))
             if result.get("ok"):
@@ -140,7 +146,9 @@ def main(argv: list[str]) -> int:
         return 2
     request = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     result = run_request(request)
-    Path(argv[1]).write_text(json.dumps(result), encoding="utf-8")
+    from envlock.store import atomic_write_text
+
+    atomic_write_text(argv[1], json.dumps(result))
     if not result["ok"]:
         return TF_MISSING_EXIT
     return 0
