@@ -64,7 +64,10 @@ class DaemonState:
         """Record a finished check (history first: what /status shows is already durable).
 
         A history that cannot be written (disk full, volume gone) must not stop the checks or
-        the endpoints: the result is still served, and /status says why it is not recorded."""
+        the endpoints: the result is still served, and /status says why it is not recorded.
+
+        A verify of another golden than the current one (it finished while the golden was being
+        replaced) goes to the history only: served, it would vouch for a golden it never checked."""
         try:
             check_id: int | None = self.history.record(result)
             error = None
@@ -72,6 +75,8 @@ class DaemonState:
             check_id, error = None, f"cannot record the check in {self.history.path}: {exc}"
         with self._lock:
             self.history_error = error
+            if self._is_stale_locked(result):
+                return check_id
             self._last[result.kind] = result
             if result.conclusive:
                 self._last_conclusive[result.kind] = result
@@ -79,6 +84,9 @@ class DaemonState:
             self.metrics.set_drift(self._last_conclusive)
             self._update_health_metric()
         return check_id
+
+    def _is_stale_locked(self, result: CheckResult) -> bool:
+        return result.kind == "verify" and result.golden_digest != self._golden_digest
 
     def set_verify_running(self, running: bool) -> None:
         with self._lock:

@@ -66,7 +66,7 @@ def test_health_follows_the_last_checks(served) -> None:
         503, "fingerprint drift: environment.TF_ENABLE_ONEDNN_OPTS: 1 -> absent\n")
     state.apply(_fp())
     state.apply(CheckResult(kind="verify", started_at=200, duration_s=900, outcome="timeout",
-                            reason="verify timed out after 900 s (killed)"))
+                            reason="verify timed out after 900 s (killed)", golden_digest="sha256:g0"))
     assert _get(port, "/healthz")[0::2] == (503, "verify timeout: verify timed out after 900 s (killed)\n")
     state.set_golden("sha256:g1")  # a new golden forgets the old verify
     assert _get(port, "/healthz")[0] == 200
@@ -77,6 +77,7 @@ def test_metrics_parse_and_carry_check_results(served) -> None:
     state.apply(_fp("drift", ("environment.X",), at=123.0))
     state.apply(CheckResult(
         kind="verify", started_at=130.0, duration_s=20.0, outcome="drift", reason="probe matmul: drift",
+        golden_digest="sha256:g0",
         drift=[DriftItem("probes.matmul", "critical", "probe matmul: drift")],
         probes=[ProbeSummary("matmul", "drift", 812.0, 3e-7), ProbeSummary("rng", "identical", 0.0, 0.0)],
     ))
@@ -183,3 +184,23 @@ def test_a_history_that_cannot_be_written_does_not_stop_serving(served, monkeypa
     monkeypatch.undo()
     assert state.apply(_fp()) == 1
     assert json.loads(_get(port, "/status")[2])["history_error"] is None
+
+
+def test_a_verify_of_another_golden_is_recorded_but_never_served(served) -> None:
+    """Backstop for a verify that finished while the golden was replaced: it goes to the history,
+    but /healthz, /status and the metrics must not vouch for the new golden with it."""
+    state, port = served
+    state.apply(_fp())
+    stale = CheckResult(kind="verify", started_at=101.0, duration_s=3.0, outcome="pass",
+                        golden_digest="sha256:old", fingerprint_digest="sha256:m")
+    check_id = state.apply(stale)
+    recorded = state.history.last("verify")
+    assert check_id is not None and recorded is not None and recorded.golden_digest == "sha256:old"
+    assert state.last("verify") is None and not state.reproduces()
+    assert json.loads(_get(port, "/status")[2])["last"]["verify"] is None
+    samples = _samples(_get(port, "/metrics")[2])
+    assert ("envlock_check_ok", (("kind", "verify"),)) not in samples
+    assert samples[("envlock_checks_total", (("kind", "verify"), ("outcome", "pass")))] == 0
+    # a verify of the current golden is served as before
+    state.apply(CheckResult(kind="verify", started_at=102.0, duration_s=3.0, outcome="pass", golden_digest="sha256:g0"))
+    assert state.reproduces()
