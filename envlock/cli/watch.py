@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -83,16 +84,20 @@ def watch(
         bool, typer.Option("--once", help="Run each check once (no HTTP), then exit 0 if healthy, 1 if not.")
     ] = False,
 ) -> None:
+    # First thing: the environment the user started the daemon with. Imports from here on
+    # (threadpoolctl sets KMP_DUPLICATE_LIB_OK) may write to os.environ; the checks must not see that.
+    environ = dict(os.environ)
     code = _watch(
-        golden=golden, listen=listen, fingerprint_every=fingerprint_every, verify_every=verify_every,
+        environ=environ, golden=golden, listen=listen, fingerprint_every=fingerprint_every, verify_every=verify_every,
         verify_timeout=verify_timeout, state_dir=state_dir, nfd_features_file=nfd_features_file,
         verify_command=verify_command, once=once,
     )
     raise typer.Exit(code)
 
 
-def _watch(*, golden: str | None, listen: str, fingerprint_every: str, verify_every: str, verify_timeout: str,
-           state_dir: str | None, nfd_features_file: str | None, verify_command: str | None, once: bool) -> int:
+def _watch(*, environ: dict[str, str], golden: str | None, listen: str, fingerprint_every: str, verify_every: str,
+           verify_timeout: str, state_dir: str | None, nfd_features_file: str | None, verify_command: str | None,
+           once: bool) -> int:
     from envlock.daemon.http import parse_listen
     from envlock.daemon.watch import WatchConfig, default_state_dir, parse_duration, run_watch, verify_argv
 
@@ -105,6 +110,7 @@ def _watch(*, golden: str | None, listen: str, fingerprint_every: str, verify_ev
         "verify_every": parse_duration(verify_every, option="--verify-every"),
         "verify_timeout": parse_duration(verify_timeout, option="--verify-timeout"),
         "state_dir": Path(state_dir) if state_dir else default_state_dir(),
+        "environ": environ,
         "nfd_features_file": Path(nfd_features_file) if nfd_features_file else None,
         "verify_command": verify_argv(Path(golden), verify_command),
         "once": once,

@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any
 
 from pydantic_core import to_jsonable_python
@@ -41,16 +41,15 @@ def _with_more(first: str, total: int) -> str:
     return first if total <= 1 else f"{first} (and {total - 1} more)"
 
 
-# The daemon's environment cannot change after it starts, but the capture's own imports write to
-# os.environ (threadpoolctl sets KMP_DUPLICATE_LIB_OK), so a second capture in the same process
-# would report a variable the user never set. Snapshot it before any capture runs.
-_STARTUP_ENVIRON = dict(os.environ)
+def capture_without_tf(environ: Mapping[str, str]) -> Any:
+    """Capture this machine without TensorFlow, with ``environ`` as its environment.
 
-
-def _capture_without_tf() -> Any:
+    ``environ`` is the daemon's environment as it STARTED (WatchConfig.environ), never os.environ
+    now: the capture's own imports write to os.environ (threadpoolctl sets KMP_DUPLICATE_LIB_OK),
+    so a second capture would report a variable the user never set."""
     from envlock.capture import capture_manifest  # lazy: keeps `envlock --help` fast
 
-    return capture_manifest(include_tf=False, environ=_STARTUP_ENVIRON)
+    return capture_manifest(include_tf=False, environ=dict(environ))
 
 
 def _diff(old: Any, new: Any) -> list[Any]:
@@ -69,12 +68,13 @@ def fingerprint_check(
     golden_manifest: Any,
     *,
     golden_digest: str | None,
+    environ: Mapping[str, str],
     vouched: frozenset[str] = frozenset(),
-    capture: Callable[[], Any] = _capture_without_tf,
+    capture: Callable[[Mapping[str, str]], Any] = capture_without_tf,
     diff: Callable[[Any, Any], list[Any]] = _diff,
     clock: Callable[[], float] = time.time,
 ) -> CheckResult:
-    """Capture this machine without TensorFlow and compare it with the golden manifest.
+    """Capture this machine without TensorFlow (``capture(environ)``) and compare it with the golden manifest.
 
     A difference in ``vouched`` (same field, same new value) was present during a verify whose
     probes reproduced, so it is reported as tolerated instead of failing the check: e.g. an image
@@ -82,7 +82,7 @@ def fingerprint_check(
     started = clock()
     t0 = time.monotonic()
     try:
-        current = capture()
+        current = capture(environ)
         differences = diff(golden_manifest, current)
     except Exception as exc:  # noqa: BLE001 - a failed capture is a failed check, never a dead daemon
         return CheckResult(
@@ -213,12 +213,11 @@ class VerifyRunner:
     """Runs the verify command in a child process group; ``cancel()`` kills it from another thread."""
 
     def __init__(
-        self, argv: Sequence[str], *, timeout_s: float, golden_digest: str | None,
-        env: dict[str, str] | None = None,
+        self, argv: Sequence[str], *, timeout_s: float, golden_digest: str | None, env: Mapping[str, str],
     ) -> None:
-        # The daemon's environment as it STARTED: libraries imported since (threadpoolctl) wrote
-        # to os.environ, and the child must not inherit what the user never set.
-        self.env = dict(_STARTUP_ENVIRON if env is None else env)
+        # ``env``: the daemon's environment as it STARTED (WatchConfig.environ); libraries imported
+        # since (threadpoolctl) wrote to os.environ, and the child must not inherit what the user never set.
+        self.env = dict(env)
         self.argv = list(argv)
         self.timeout_s = timeout_s
         self.golden_digest = golden_digest

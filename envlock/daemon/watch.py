@@ -8,7 +8,6 @@ running verify child's process group, stops HTTP, closes the database and return
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -17,7 +16,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -77,6 +76,9 @@ def verify_argv(golden: Path, command: str | None) -> list[str]:
 class WatchConfig:
     golden_path: Path
     state_dir: Path
+    # The daemon's environment as it STARTED (snapshot taken by the CLI before any capture): both
+    # checks use it, never os.environ, which the capture's imports write to (KMP_DUPLICATE_LIB_OK).
+    environ: dict[str, str]
     fingerprint_every: float = 60.0
     verify_every: float = 6 * 3600.0  # 0 disables the verify check
     verify_timeout: float = 15 * 60.0
@@ -99,11 +101,10 @@ def load_golden_file(path: Path) -> LoadedGolden:
     """Load and integrity-check the golden (BadFileError -> exit 2 at start)."""
     from envlock.golden import load_golden
 
-    stat = path.stat() if path.exists() else None
-    golden = load_golden(path)
-    digest = getattr(golden, "digest", None) or "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
-    key = (stat.st_mtime_ns, stat.st_size, stat.st_ino) if stat else (0, 0, 0)
-    return LoadedGolden(manifest=golden.manifest, digest=str(digest), stat_key=key)
+    key = _stat_key(path)  # before reading: a replace during the read is then seen by the next check
+    golden = load_golden(path)  # sealed: always has a digest, or raises
+    # no stat (the file appeared during the read): a key no file has, so the next check re-reads it
+    return LoadedGolden(manifest=golden.manifest, digest=golden.digest, stat_key=key or (0, 0, 0))
 
 
 def _stat_key(path: Path) -> tuple[int, int, int] | None:
@@ -133,7 +134,7 @@ class Watcher:
 
     def __init__(
         self, config: WatchConfig, *, log: JsonLog | None = None,
-        capture: Callable[[], Any] | None = None, diff: Callable[[Any, Any], list[Any]] | None = None,
+        capture: Callable[[Mapping[str, str]], Any] | None = None, diff: Callable[[Any, Any], list[Any]] | None = None,
     ) -> None:
         self.config = config
         self.log = log or JsonLog()
@@ -142,6 +143,9 @@ class Watcher:
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._publish_lock = threading.Lock()
+        # ``golden`` and ``_vouched`` change together (reload on the main thread, a passing verify
+        # on the worker): under this lock, so a verify of the old golden never applies to the new one.
+        self._golden_lock = threading.Lock()
         self._verify_thread: threading.Thread | None = None
         self._verify_runner: VerifyRunner | None = None
         self._verify_rerun = False
@@ -295,11 +299,13 @@ class Watcher:
                 kind="fingerprint", started_at=started, duration_s=time.time() - started, outcome="error",
                 reason=f"cannot reload the golden: {exc}", golden_digest=self.golden.digest,
             )
-        changed = golden.digest != self.golden.digest
-        self.golden = golden
+        with self._golden_lock:
+            changed = golden.digest != self.golden.digest
+            self.golden = golden
+            if changed:
+                self.state.set_golden(golden.digest)
+                self._vouched = self._vouched_for(golden.digest)
         if changed:
-            self.state.set_golden(golden.digest)
-            self._vouched = self._vouched_for(golden.digest)
             self.log("golden_reloaded", golden=str(path), golden_digest=golden.digest)
             with self._lock:
                 runner = self._verify_runner
@@ -311,9 +317,14 @@ class Watcher:
         return None
 
     def _fingerprint_tick(self) -> None:
-        result = self._reload_golden_if_changed() or fingerprint_check(
-            self.golden.manifest, golden_digest=self.golden.digest, vouched=self._vouched, **self._check_hooks
-        )
+        result = self._reload_golden_if_changed()
+        if result is None:
+            with self._golden_lock:
+                golden, vouched = self.golden, self._vouched
+            result = fingerprint_check(
+                golden.manifest, golden_digest=golden.digest, environ=self.config.environ, vouched=vouched,
+                **self._check_hooks,
+            )
         self._publish(result)
         paths = frozenset(item.path for item in result.drift)
         if paths and paths != self._last_drift_paths:
@@ -339,6 +350,7 @@ class Watcher:
                 return
             runner = VerifyRunner(
                 self.config.verify_command, timeout_s=self.config.verify_timeout, golden_digest=self.golden.digest,
+                env=self.config.environ,
             )
             thread = threading.Thread(target=self._verify_worker, args=(runner,), name="envlock-verify", daemon=True)
             self._verify_runner, self._verify_thread = runner, thread
@@ -358,11 +370,24 @@ class Watcher:
             if result is None:
                 self.log("verify_abandoned", reason="stopping" if self._stop.is_set() else "golden changed")
             elif not self._stop.is_set():
-                if result.ok and result.golden_digest == self.golden.digest:
-                    self._vouched = frozenset(result.vouched)
-                self._publish(result)
+                self._publish_verify(result)
         finally:
             self._verify_finished()
+
+    def _publish_verify(self, result: CheckResult) -> None:
+        """Publish a verify unless the golden was replaced since it started (it finished just
+        before the reload could cancel it): then it says nothing about the current golden, so it
+        goes to the history only. Under the golden lock, so a reload cannot slip in between."""
+        with self._golden_lock:
+            current = self.golden.digest
+            if result.golden_digest != current:
+                check_id = self.state.apply(result)  # history only: state drops a stale verify
+                self.log("verify_stale", check_id=check_id, outcome=result.outcome,
+                         golden_digest=result.golden_digest, current_golden_digest=current)
+                return
+            if result.ok:
+                self._vouched = frozenset(result.vouched)
+            self._publish(result)
 
     def _verify_finished(self) -> None:
         """Bookkeeping that must happen however the worker ends, or verify would never run again."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -22,8 +23,8 @@ def _diff(path: str, severity: str = "critical", reason: str | None = None) -> S
 
 def _fingerprint(differences: list[SimpleNamespace]):
     return fingerprint_check(
-        object(), golden_digest="sha256:g",
-        capture=lambda: SimpleNamespace(digest="sha256:now"), diff=lambda old, new: differences,
+        object(), golden_digest="sha256:g", environ={},
+        capture=lambda environ: SimpleNamespace(digest="sha256:now"), diff=lambda old, new: differences,
     )
 
 
@@ -54,34 +55,50 @@ def test_differences_a_passing_verify_vouched_for_are_tolerated() -> None:
     env = SimpleNamespace(path="environment.TF_DETERMINISTIC_OPS", severity="critical", reason="set", new="1")
     isa = SimpleNamespace(path="cpu.isa.avx512f", severity="critical", reason="avx512f lost", new=False)
     vouched = frozenset({difference_key(env.path, value_json("1")), difference_key(isa.path, value_json(True))})
-    result = fingerprint_check(object(), golden_digest="g", vouched=vouched,
-                               capture=lambda: SimpleNamespace(digest="d"), diff=lambda a, b: [env, isa])
+    result = fingerprint_check(object(), golden_digest="g", environ={}, vouched=vouched,
+                               capture=lambda environ: SimpleNamespace(digest="d"), diff=lambda a, b: [env, isa])
     assert [d.path for d in result.tolerated] == ["environment.TF_DETERMINISTIC_OPS"]
     assert [d.path for d in result.drift] == ["cpu.isa.avx512f"]  # same field, another value: not vouched
     assert result.outcome == "drift"
 
 
 def test_fingerprint_capture_failure_is_an_error_result() -> None:
-    def boom():
+    def boom(environ):
         raise RuntimeError("cannot read /proc/cpuinfo\nsecond line")
 
-    result = fingerprint_check(object(), golden_digest=None, capture=boom, diff=lambda a, b: [])
+    result = fingerprint_check(object(), golden_digest=None, environ={}, capture=boom, diff=lambda a, b: [])
     assert result.outcome == "error"
     assert result.reason == "fingerprint capture failed: RuntimeError: cannot read /proc/cpuinfo"
+
+
+def test_fingerprint_check_captures_with_the_environment_it_is_given() -> None:
+    """No hidden snapshot: the capture sees exactly the environment the daemon passes in."""
+    seen: list[object] = []
+    environ = {"OMP_NUM_THREADS": "3"}
+    result = fingerprint_check(object(), golden_digest="g", environ=environ,
+                               capture=lambda env: seen.append(env) or SimpleNamespace(digest="d"),
+                               diff=lambda a, b: [])
+    assert result.outcome == "pass" and seen == [environ]
 
 
 def test_real_fingerprint_check_never_imports_tensorflow() -> None:
     """In a fresh process: import every daemon module, capture and diff for real, then look.
 
-    Two captures in one process also prove the daemon's environment snapshot works: the first
-    capture's imports set KMP_DUPLICATE_LIB_OK in os.environ, which must not show up as drift."""
+    threadpoolctl is imported FIRST, as any library might: it sets KMP_DUPLICATE_LIB_OK in
+    os.environ. Both checks must use the environment taken at start-up (before it), so that
+    variable must not show up as drift; with a snapshot taken when envlock.daemon.checks is
+    imported it did. Two captures in one process also prove the capture's own imports don't leak."""
     script = textwrap.dedent("""
-        import sys
+        import os, sys
+        os.environ.pop("KMP_DUPLICATE_LIB_OK", None)
+        environ = dict(os.environ)  # what `envlock watch` snapshots at start-up
+        import threadpoolctl
+        assert "KMP_DUPLICATE_LIB_OK" in os.environ
         import envlock.daemon.watch, envlock.daemon.http, envlock.daemon.nfd, envlock.cli.watch
         from envlock.capture import capture_manifest
         from envlock.daemon.checks import fingerprint_check
-        golden_manifest = capture_manifest(include_tf=False)
-        result = fingerprint_check(golden_manifest, golden_digest=None)
+        golden_manifest = capture_manifest(include_tf=False, environ=environ)
+        result = fingerprint_check(golden_manifest, golden_digest=None, environ=environ)
         print(result.outcome, result.reason, "tensorflow" in sys.modules, "keras" in sys.modules)
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
@@ -168,7 +185,7 @@ def test_verify_child_that_hangs_is_killed_with_its_grandchildren(tmp_path: Path
         time.sleep(300)
     """)
     t0 = time.monotonic()
-    result = VerifyRunner(child, timeout_s=1.5, golden_digest="g").run()
+    result = VerifyRunner(child, timeout_s=1.5, golden_digest="g", env=os.environ).run()
     elapsed = time.monotonic() - t0
     assert result is not None and result.outcome == "timeout"
     assert result.reason == "verify timed out after 1.5 s (killed)"
@@ -194,7 +211,7 @@ def test_verify_child_that_crashes_is_an_error() -> None:
         sys.stderr.write("probe matmul: about to crash\\n"); sys.stderr.flush()
         os.abort()
     """)
-    result = VerifyRunner(child, timeout_s=60, golden_digest="g").run()
+    result = VerifyRunner(child, timeout_s=60, golden_digest="g", env=os.environ).run()
     assert result is not None and result.outcome == "error"
     assert result.reason == "verify was killed by SIGABRT: probe matmul: about to crash"
     assert result.exit_code == -6
@@ -206,18 +223,18 @@ def test_verify_child_report_is_read_from_stdout() -> None:
         print({json.dumps(json.dumps(REPORT))})
         sys.exit(1)
     """)
-    result = VerifyRunner(child, timeout_s=60, golden_digest="g").run()
+    result = VerifyRunner(child, timeout_s=60, golden_digest="g", env=os.environ).run()
     assert result is not None and result.outcome == "drift" and result.exit_code == 1
 
 
 def test_missing_verify_command_is_an_error_not_an_exception() -> None:
-    result = VerifyRunner(["/nonexistent/envlock-verify"], timeout_s=5, golden_digest="g").run()
+    result = VerifyRunner(["/nonexistent/envlock-verify"], timeout_s=5, golden_digest="g", env=os.environ).run()
     assert result is not None and result.outcome == "error"
     assert "cannot start verify command" in result.reason
 
 
 def test_cancel_kills_a_running_child_and_returns_none() -> None:
-    runner = VerifyRunner(_py("import time; time.sleep(300)"), timeout_s=300, golden_digest="g")
+    runner = VerifyRunner(_py("import time; time.sleep(300)"), timeout_s=300, golden_digest="g", env=os.environ)
     out: list[object] = []
     thread = threading.Thread(target=lambda: out.append(runner.run()))
     thread.start()
@@ -239,18 +256,16 @@ def test_verify_child_gets_the_environment_the_daemon_started_with(tmp_path: Pat
     """)
     result = VerifyRunner(child, timeout_s=60, golden_digest="g", env={"ENVLOCK_TEST_A": "1"}).run()
     assert result is not None and result.outcome == "pass"
-    assert json.loads(seen.read_text()).get("ENVLOCK_TEST_A") == "1"
-    # by default: the snapshot taken when the daemon started, not os.environ as it is now
-    from envlock.daemon import checks
-
-    assert VerifyRunner(child, timeout_s=1, golden_digest=None).env == checks._STARTUP_ENVIRON
+    child_env = json.loads(seen.read_text())
+    assert child_env.get("ENVLOCK_TEST_A") == "1"
+    assert "PATH" in os.environ and "PATH" not in child_env  # what it was given, not os.environ
 
 
 def test_killed_grandchildren_are_reaped_when_the_daemon_is_their_reaper(tmp_path: Path) -> None:
     """In a container the daemon is PID 1 and inherits the orphans of a killed verify group.
     A child subreaper is the same situation outside a container: no zombie may be left."""
     script = textwrap.dedent("""
-        import ctypes, json, sys
+        import ctypes, json, os, sys
         from envlock.daemon.checks import VerifyRunner
         PR_SET_CHILD_SUBREAPER = 36
         assert ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
@@ -258,8 +273,7 @@ def test_killed_grandchildren_are_reaped_when_the_daemon_is_their_reaper(tmp_pat
                 "import subprocess, sys, time; "
                 "g = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)']); "
                 "open(sys.argv[1], 'w').write(str(g.pid)); time.sleep(300)", sys.argv[1]]
-        result = VerifyRunner(hang, timeout_s=1.5, golden_digest=None).run()
-        import os
+        result = VerifyRunner(hang, timeout_s=1.5, golden_digest=None, env=os.environ).run()
         grandchild = int(open(sys.argv[1]).read())
         print(result.outcome, os.path.exists(f"/proc/{grandchild}"))  # still a zombie of ours?
     """)

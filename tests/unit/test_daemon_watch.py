@@ -6,6 +6,7 @@ digest and an "environment"); the verify checks are REAL child processes.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -19,6 +20,7 @@ from types import SimpleNamespace
 import pytest
 
 from envlock.daemon import watch as watch_mod
+from envlock.daemon.checks import VerifyRunner
 from envlock.daemon.watch import (
     JsonLog,
     LoadedGolden,
@@ -109,14 +111,20 @@ def make_watcher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     logs = io.StringIO()
 
     def make(**overrides) -> tuple[Watcher, Path]:
-        config = WatchConfig(golden_path=golden, state_dir=tmp_path / "state", listen=None,
+        config = WatchConfig(golden_path=golden, state_dir=tmp_path / "state", environ=dict(os.environ), listen=None,
                              fingerprint_every=0.1, verify_every=0, verify_timeout=60,
                              nfd_features_file=tmp_path / "features", verify_command=PASSING_VERIFY)
         for key, value in overrides.items():
             setattr(config, key, value)
-        return Watcher(config, log=JsonLog(logs), capture=lambda: dict(machine), diff=_diff), golden
+        return Watcher(config, log=JsonLog(logs), capture=capture, diff=_diff), golden
+
+    def capture(environ):
+        environs.append(environ)
+        return dict(machine)
 
     machine = dict(MACHINE_ENV)  # tests change it to simulate the node changing under the daemon
+    environs: list[object] = []  # the environment each fingerprint capture was given
+    make.environs = environs  # type: ignore[attr-defined]
     make.logs = logs  # type: ignore[attr-defined]
     make.machine = machine  # type: ignore[attr-defined]
     return make
@@ -245,3 +253,129 @@ def test_new_fingerprint_drift_brings_the_verify_forward(make_watcher) -> None:
         watcher.request_stop()
         thread.join(timeout=30)
     assert any(e["event"] == "verify_brought_forward" for e in _events(make_watcher.logs))
+
+
+# ---- a verify racing a golden reload --------------------------------------------------------
+
+
+def _verify_then(watcher: Watcher, on_finish) -> VerifyRunner:
+    """A real verify child of the watcher's current golden; ``on_finish(result)`` runs after the
+    child exited and before the worker publishes, i.e. exactly where a reload can slip in."""
+    runner = VerifyRunner(watcher.config.verify_command, timeout_s=60, golden_digest=watcher.golden.digest,
+                          env=watcher.config.environ)
+    run = runner.run
+
+    def run_then_hook():
+        result = run()
+        return on_finish(result)
+
+    runner.run = run_then_hook  # type: ignore[method-assign]
+    return runner
+
+
+def test_a_verify_of_the_old_golden_finishing_just_before_the_reload_is_not_published(
+    make_watcher, tmp_path: Path,
+) -> None:
+    """The verify of g1 finished, the reload to g2 happened before the worker published: that
+    result says nothing about g2, so /healthz, NFD and metrics must not vouch for g2 with it."""
+    watcher, golden = make_watcher(verify_every=3600)
+    watcher._fingerprint_tick()
+
+    def reload_first(result):
+        _write_golden(golden, "sha256:g2", MACHINE_ENV)
+        assert watcher._reload_golden_if_changed() is None
+        return result
+
+    watcher._verify_worker(_verify_then(watcher, reload_first))  # the worker's code, in this thread
+    watcher._fingerprint_tick()
+    assert watcher.state.golden_digest == "sha256:g2"
+    assert watcher.state.last("verify") is None and not watcher.state.reproduces()
+    assert "envlock.reproduces=false" in (tmp_path / "features").read_text()
+    recorded = watcher.history.last("verify")  # kept in the history, for the record
+    assert recorded is not None and recorded.outcome == "pass" and recorded.golden_digest == "sha256:g1"
+    [stale] = [e for e in _events(make_watcher.logs) if e["event"] == "verify_stale"]
+    assert stale["golden_digest"] == "sha256:g1" and stale["current_golden_digest"] == "sha256:g2"
+    assert not [e for e in _events(make_watcher.logs) if e["event"] == "check" and e["kind"] == "verify"]
+    watcher.history.close()
+
+
+def test_a_reload_while_a_verify_is_published_keeps_the_new_goldens_vouched_set(make_watcher) -> None:
+    """The verify of g1 passed and the worker is storing what it vouched for when the main thread
+    reloads g2: the reload must not interleave, or g1's vouched differences outlive g1."""
+    watcher, golden = make_watcher(verify_every=3600)
+    watcher._fingerprint_tick()
+    reloaded = threading.Event()
+
+    class ReloadWhileRead(list):
+        """Reading the vouched keys starts the reload on another thread (as the main loop would)."""
+
+        fired = False
+
+        def __iter__(self):
+            if not ReloadWhileRead.fired:
+                ReloadWhileRead.fired = True
+                _write_golden(golden, "sha256:g2", MACHINE_ENV)
+                reload = threading.Thread(target=lambda: (watcher._reload_golden_if_changed(), reloaded.set()))
+                reload.start()
+                threads.append(reload)
+                # Without the golden lock the reload completes here; with it, it must wait for the
+                # worker. The wait only bounds how long the unfixed code gets to show the race.
+                reloaded.wait(timeout=1.0)
+            return super().__iter__()
+
+    threads: list[threading.Thread] = []
+    key = 'environment.TF_DETERMINISTIC_OPS="1"'
+    watcher._verify_worker(_verify_then(
+        watcher, lambda result: dataclasses.replace(result, vouched=ReloadWhileRead([key])),
+    ))
+    for thread in threads:
+        thread.join(timeout=30)
+    assert reloaded.is_set() and watcher.golden.digest == "sha256:g2"
+    assert watcher._vouched == frozenset()  # g2 has no passing verify: nothing is vouched for
+    assert watcher.state.last("verify") is None and not watcher.state.reproduces()
+    watcher.history.close()
+
+
+# ---- the environment the daemon started with ----------------------------------------------
+
+
+def test_both_checks_get_the_environment_from_the_config(make_watcher, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = tmp_path / "verify-env.json"
+    dump_env = _py_command(f"""
+        import json, os
+        open({str(seen)!r}, "w").write(json.dumps(dict(os.environ)))
+        print({json.dumps(json.dumps(PASS_REPORT))})
+    """)
+    environ = {**os.environ, "ENVLOCK_STARTUP_ONLY": "1"}
+    monkeypatch.setenv("ENVLOCK_SET_LATER", "1")  # in os.environ now, not in the start-up snapshot
+    watcher, _ = make_watcher(once=True, verify_every=3600, verify_command=dump_env, environ=environ)
+    assert watcher.run() == 0
+    assert make_watcher.environs and all(e == environ for e in make_watcher.environs)
+    child_env = json.loads(seen.read_text())
+    assert child_env.get("ENVLOCK_STARTUP_ONLY") == "1" and "ENVLOCK_SET_LATER" not in child_env
+
+
+def test_cli_watch_snapshots_the_environment_when_it_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not at import time: a variable set after every module was imported is in the snapshot,
+    and what the daemon's own imports write to os.environ afterwards is not."""
+    from typer.testing import CliRunner
+
+    from envlock.cli import app
+
+    configs: list[WatchConfig] = []
+
+    def fake_run_watch(config: WatchConfig, **_: object) -> int:
+        os.environ["ENVLOCK_WRITTEN_BY_AN_IMPORT"] = "1"  # as threadpoolctl does with KMP_DUPLICATE_LIB_OK
+        configs.append(config)
+        return 0
+
+    monkeypatch.setattr(watch_mod, "run_watch", fake_run_watch)
+    monkeypatch.delenv("ENVLOCK_WRITTEN_BY_AN_IMPORT", raising=False)
+    result = CliRunner().invoke(app, ["watch", "--golden", str(tmp_path / "g.json"), "--once",
+                                      "--state-dir", str(tmp_path)], env={"ENVLOCK_AT_START": "yes"})
+    os.environ.pop("ENVLOCK_WRITTEN_BY_AN_IMPORT", None)
+    assert result.exit_code == 0, result.output
+    [config] = configs
+    assert config.environ.get("ENVLOCK_AT_START") == "yes"
+    assert "ENVLOCK_WRITTEN_BY_AN_IMPORT" not in config.environ
