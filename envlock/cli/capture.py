@@ -79,9 +79,11 @@ def _capture_golden(output: Path | None, probes: str | None, repeat: int, *, as_
         raise BadInputError("--golden runs TensorFlow probes; it cannot be combined with --no-tf")
     _check_writable(output)
     from envlock.golden import capture_golden, save_golden
+    from envlock.probes.registry import parse_probe_list, select_probes
     from envlock.store import dumps_canonical
 
-    names = [name.strip() for name in probes.split(",") if name.strip()] if probes else None
+    names = parse_probe_list(probes)
+    select_probes(names)  # unknown names fail here, before the probe child imports TensorFlow
     result = capture_golden(probe_names=names, repeat=repeat)
     _save(output, result, save_golden)  # type: ignore[arg-type]
     if as_json:

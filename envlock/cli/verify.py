@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from envlock.cli.common import app, handles_errors
-from envlock.errors import BadFileError, BadInputError
+from envlock.errors import BadFileError
 
 
 def _list_probes() -> str:
@@ -59,8 +59,6 @@ def verify(
 
     policy = Tolerance.parse(tolerance)
     names = parse_probe_list(probes)
-    if probes is not None and not names:
-        raise BadInputError("--probes needs at least one probe name")
     if report is not None and not (report.parent if str(report.parent) else Path(".")).is_dir():
         # Checked before the probes run: a typo should not cost a TF import to discover.
         raise BadFileError(report, "--report: the directory does not exist")

@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from envlock.errors import BadInputError
+
 Group = Literal["stable", "canary"]
 
 # The tag vocabulary (documented in --list-probes and shared with envlock.diff).
@@ -118,8 +120,6 @@ def default_probe_names() -> list[str]:
 
 def select_probes(names: list[str] | None) -> list[Probe]:
     """The probes called ``names`` (all when None); an unknown name is a ``BadInputError``."""
-    from envlock.errors import BadInputError
-
     registry = all_probes()
     if not names:
         return list(registry.values())
@@ -132,8 +132,13 @@ def select_probes(names: list[str] | None) -> list[Probe]:
 
 
 def parse_probe_list(text: str | None) -> list[str] | None:
-    """``"a,b c"`` -> ``["a", "b", "c"]``; None or blank -> None (the whole suite)."""
+    """``"a,b c"`` -> ``["a", "b", "c"]``; None -> None (the whole suite).
+
+    Given but naming no probe (``--probes ","``) is bad input, not "the whole suite".
+    """
     if text is None:
         return None
     names = [part for chunk in text.split(",") for part in chunk.split()]
-    return names or None
+    if not names:
+        raise BadInputError("--probes needs at least one probe name")
+    return names

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from envlock.diff import Difference, rule_for
+from envlock.errors import BadInputError
 from envlock.probes.attribution import ATTRIBUTION_RULES, UNEXPLAINED, explain
 from envlock.probes.registry import KNOWN_TAGS, all_probes, parse_probe_list, select_probes
 
@@ -114,7 +115,9 @@ def test_registry_covers_the_issue_and_tags_are_known() -> None:
 
 
 def test_probe_selection() -> None:
-    assert parse_probe_list("a, b c") == ["a", "b", "c"] and parse_probe_list("  ") is None
+    assert parse_probe_list("a, b c") == ["a", "b", "c"] and parse_probe_list(None) is None
+    with pytest.raises(BadInputError, match="at least one probe name"):
+        parse_probe_list(" , ")  # given but empty is bad input, not "the whole suite"
     assert [p.name for p in select_probes(["matmul.f32", "matmul.f32"])] == ["matmul.f32"]
     with pytest.raises(Exception, match="unknown probe"):
         select_probes(["matmul.f32", "no.such.probe"])

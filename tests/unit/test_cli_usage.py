@@ -20,6 +20,9 @@ from envlock.errors import BAD_INPUT
         (["build", "--nope"], "No such option"),
         (["watch", "--golden"], "requires an argument"),
         (["schema", "extra"], "unexpected extra argument"),
+        (["capture", "--golden", "-o", "/tmp/envlock-usage-g.json", "--probes", ","], "at least one probe name"),
+        (["capture", "--golden", "-o", "/tmp/envlock-usage-g.json", "--probes", "nosuch"], "unknown probe(s): nosuch"),
+        (["verify", "golden.json", "--probes", " , "], "at least one probe name"),
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(argv: list[str], says: str) -> None:
