@@ -122,6 +122,14 @@ def _apply_golden_environment(golden_env: dict[str, str], report: LockdownReport
     report.environment_changes = changes
 
 
+# What lockdown itself sets inside TF: a second lockdown() call, or a script that enabled op
+# determinism first, must not read its own controls as the machine differing from the golden
+# (the golden records them apart, in Golden.lockdown).
+LOCKDOWN_CONTROLLED_FIELDS = frozenset(
+    {"tensorflow.op_determinism", "tensorflow.intra_op_threads", "tensorflow.inter_op_threads"}
+)
+
+
 def _critical_differences(golden: Any) -> list[str]:
     from envlock.capture import capture_manifest
     from envlock.diff import diff_manifests
@@ -131,7 +139,8 @@ def _critical_differences(golden: Any) -> list[str]:
     here = capture_manifest(include_tf=False)
     here = with_digest(here.model_copy(update={"tensorflow": collect_tensorflow_info()}))
     return [f"{d.path}: {d.old!r} -> {d.new!r} ({d.reason})"
-            for d in diff_manifests(golden.manifest, here) if d.severity == "critical"]
+            for d in diff_manifests(golden.manifest, here)
+            if d.severity == "critical" and d.path not in LOCKDOWN_CONTROLLED_FIELDS]
 
 
 def reseed(seed: int = 42) -> None:

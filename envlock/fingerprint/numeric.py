@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from envlock.models import BlasLibrary, NumericInfo
@@ -58,10 +59,18 @@ def collect_numeric() -> NumericInfo:
     except ImportError:
         return NumericInfo()
     baseline, dispatch = _numpy_simd()
+    # Importing threadpoolctl sets KMP_DUPLICATE_LIB_OK in os.environ; a fingerprint must not
+    # change the environment it fingerprints (a second capture, or lockdown(), would see it).
+    kmp_before = os.environ.get("KMP_DUPLICATE_LIB_OK")
     try:
         import threadpoolctl
 
         blas = parse_threadpool_info(threadpoolctl.threadpool_info())
     except Exception:  # noqa: BLE001 - threadpoolctl failing leaves BLAS unknown, not a crash
         blas = []
+    finally:
+        if kmp_before is None:
+            os.environ.pop("KMP_DUPLICATE_LIB_OK", None)
+        else:
+            os.environ["KMP_DUPLICATE_LIB_OK"] = kmp_before
     return NumericInfo(numpy_version=np.__version__, blas=blas, simd_baseline=baseline, simd_dispatch=dispatch)

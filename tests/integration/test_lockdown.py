@@ -95,3 +95,18 @@ def test_lockdown_with_golden_before_tf_applies_the_golden_environment(golden_pa
     assert result["onednn"] == golden.manifest.tensorflow.onednn_enabled
     assert result["seed"] == golden.lockdown.seed
     assert result["threads"] == [golden.lockdown.intra_op_threads, golden.lockdown.inter_op_threads]
+
+
+TWICE = """
+import sys
+import envlock
+envlock.lockdown(golden=sys.argv[1], strict=True)
+envlock.lockdown(golden=sys.argv[1], strict=True)  # e.g. to reseed: its own controls are not drift
+print("ok")
+"""
+
+
+def test_strict_lockdown_twice_does_not_mistake_its_own_controls_for_drift(golden_path: Path) -> None:
+    proc = _python(TWICE, str(golden_path), env=env_with(PYTHONHASHSEED="0"))
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    assert proc.stdout.strip().splitlines()[-1] == "ok"
