@@ -17,15 +17,13 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from envlock.models import Manifest, identity_dict
+from envlock.tags import PROBE_TAGS
 
 Severity = Literal["critical", "warning", "info"]
 SEVERITY_ORDER: dict[str, int] = {"critical": 0, "warning": 1, "info": 2}
 
-# Probe tags (issue 3). "Everything" is spelled out so verify can match on plain membership.
-ALL_COMPONENTS: tuple[str, ...] = (
-    "rng", "tf.data", "init", "matmul", "blas", "numpy", "onednn", "eigen", "reduction", "conv", "elementwise",
-    "xla", "tf.function", "eager", "training", "distribute", "threads", "gpu", "keras",
-)
+# Probe tags. "Everything" is spelled out so verify can match on plain membership.
+ALL_COMPONENTS: tuple[str, ...] = PROBE_TAGS
 _ONEDNN = ["onednn", "matmul", "conv", "eigen", "training", "tf.function"]
 _THREADS = ["threads", "matmul", "conv", "reduction", "blas", "numpy", "training"]
 _ISA = ["onednn", "eigen", "matmul", "conv", "xla", "blas", "numpy", "elementwise", "reduction", "training"]

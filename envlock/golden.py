@@ -11,27 +11,22 @@ after recording is caught on load (``IntegrityError``, exit 2).
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from envlock import __version__
 from envlock.errors import IntegrityError
-from envlock.models import LockdownSettings, Manifest, TensorflowInfo, with_digest
+from envlock.models import EnvlockModel as _Model
+from envlock.models import LockdownSettings, Manifest, TensorflowInfo, canonical_sha256, with_digest
 from envlock.store import Migration, load_model, save_model
 
 GOLDEN_KIND = "envlock.golden"
 GOLDEN_SCHEMA_VERSION = 1
 # migrations[n] upgrades a version-n golden to version n+1 (none yet: version 1 is the first).
 MIGRATIONS: dict[int, Migration] = {}
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class OutputStats(_Model):
@@ -76,8 +71,7 @@ class Golden(_Model):
 
 
 def compute_golden_digest(golden: Golden) -> str:
-    canonical = json.dumps(golden.model_dump(mode="json", exclude={"digest"}), sort_keys=True, separators=(",", ":"))
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+    return canonical_sha256(golden.model_dump(mode="json", exclude={"digest"}))
 
 
 def seal(golden: Golden) -> Golden:

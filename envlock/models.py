@@ -17,8 +17,19 @@ MANIFEST_KIND = "envlock.manifest"
 MANIFEST_SCHEMA_VERSION = 1
 
 
-class _Model(BaseModel):
+class EnvlockModel(BaseModel):
+    """Base of every model in an envlock file: unknown fields are an error, not ignored."""
+
     model_config = ConfigDict(extra="forbid")
+
+
+_Model = EnvlockModel
+
+
+def canonical_sha256(data: Any) -> str:
+    """``sha256:<hex>`` over the canonical JSON of ``data`` (sorted keys, no whitespace)."""
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class HostInfo(_Model):
@@ -187,8 +198,7 @@ def identity_dict(manifest: Manifest) -> dict[str, Any]:
 
 
 def compute_digest(manifest: Manifest) -> str:
-    canonical = json.dumps(identity_dict(manifest), sort_keys=True, separators=(",", ":"))
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+    return canonical_sha256(identity_dict(manifest))
 
 
 def with_digest(manifest: Manifest) -> Manifest:

@@ -23,17 +23,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from envlock.errors import BadInputError
+from envlock.tags import PROBE_TAGS
 
 Group = Literal["stable", "canary"]
 
 # The tag vocabulary (documented in --list-probes and shared with envlock.diff).
-KNOWN_TAGS: frozenset[str] = frozenset(
-    {
-        "rng", "tf.data", "init", "matmul", "blas", "numpy", "onednn", "eigen", "reduction",
-        "conv", "elementwise", "xla", "tf.function", "eager", "training", "distribute",
-        "threads", "gpu", "keras",
-    }
-)
+KNOWN_TAGS: frozenset[str] = frozenset(PROBE_TAGS)
 
 
 class ProbeSkipped(Exception):

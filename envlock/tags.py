@@ -1,0 +1,9 @@
+"""The probe tag vocabulary, shared by the probe registry (what a probe depends on) and
+envlock.diff (what a manifest difference can affect), so verify can match the two."""
+
+from __future__ import annotations
+
+PROBE_TAGS: tuple[str, ...] = (
+    "rng", "tf.data", "init", "matmul", "blas", "numpy", "onednn", "eigen", "reduction", "conv", "elementwise",
+    "xla", "tf.function", "eager", "training", "distribute", "threads", "gpu", "keras",
+)
