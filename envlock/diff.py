@@ -98,7 +98,6 @@ SEVERITY_RULES: tuple[Rule, ...] = (
     Rule("gpu.devices.*.name", "critical", _GPU, "another GPU model runs other kernels"),
     Rule("gpu.devices.*.memory_total_bytes", "info", [], "GPU memory size does not change results"),
     Rule("gpu.devices.*.uuid_sha256", "info", [], "another physical board of the same model"),
-    Rule("gpu.devices", "critical", _GPU, "the set of GPUs changed"),
     Rule("gpu.*", "warning", _GPU, "GPU driver or mode changed"),
     # Python packages
     Rule("python.distributions.tensorflow*", "critical", _ALL, "a different TensorFlow package"),

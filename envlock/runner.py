@@ -36,12 +36,6 @@ class Runner:
         except OSError:
             return None
 
-    def read_bytes(self, path: str | Path) -> bytes | None:
-        try:
-            return Path(path).read_bytes()
-        except OSError:
-            return None
-
     def exists(self, path: str | Path) -> bool:
         return Path(path).exists()
 
@@ -64,10 +58,6 @@ class FakeRunner(Runner):
 
     def read_text(self, path: str | Path) -> str | None:
         return self.files.get(str(path))
-
-    def read_bytes(self, path: str | Path) -> bytes | None:
-        text = self.files.get(str(path))
-        return None if text is None else text.encode()
 
     def exists(self, path: str | Path) -> bool:
         p = str(path)

@@ -13,7 +13,6 @@ import importlib.util
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -139,7 +138,6 @@ class TensorflowChild:
     """A child process importing TF and reporting TensorflowInfo; started early, joined late."""
 
     def __init__(self) -> None:
-        self.started = time.monotonic()
         # Same interpreter, same environment: the child must see exactly what a user's job sees.
         self._proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
             [sys.executable, "-m", "envlock.fingerprint.tf"],

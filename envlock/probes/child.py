@@ -86,6 +86,8 @@ def _run_probe(probe: Any, ctx: Any, tf: Any) -> dict[str, Any]:
 
     # Reseed before every probe so a probe's result does not depend on which probes ran
     # before it: `--probes` subsets must reproduce the full suite's bits.
+    if probe.needs_gpu and not ctx.gpu_available:
+        return {"status": "skipped", "reason": "no GPU visible to TensorFlow", "seconds": 0.0}
     tf.keras.utils.set_random_seed(ctx.seed)
     start = time.perf_counter()
     try:
