@@ -37,19 +37,21 @@ def _current_umask() -> int:
     return mask
 
 
-def atomic_write_text(path: Path | str, text: str) -> None:
-    """Write ``text`` to ``path`` so readers see the old file or the new one, never half of one.
+def atomic_write_bytes(path: Path | str, data: bytes, mode: int | None = None) -> None:
+    """Write ``data`` to ``path`` so readers see the old file or the new one, never half of one.
 
-    The file gets the mode a plain ``open()`` would give (0666 less the umask), not the
-    temp file's 0600: goldens are shared, and baked into images whose jobs run as another user.
+    The file gets ``mode`` if given (e.g. 0o755 for a script), else the mode a plain ``open()``
+    would give (0666 less the umask), not the temp file's 0600: goldens are shared, and baked
+    into images whose jobs run as another user. Replacing (not writing through) also means a
+    hard link or symlink at ``path`` never carries the new content anywhere else.
     """
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
-        os.fchmod(fd, 0o666 & ~_current_umask())
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        os.fchmod(fd, (0o666 & ~_current_umask()) if mode is None else mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
@@ -57,6 +59,13 @@ def atomic_write_text(path: Path | str, text: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+
+
+def atomic_write_text(path: Path | str, text: str) -> None:
+    """``atomic_write_bytes`` of ``text`` in UTF-8; the mode follows the umask."""
+    if not isinstance(text, str):  # as a text-mode write would: never half-write a wrong value
+        raise TypeError(f"atomic_write_text needs str, not {type(text).__name__}")
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def dumps_canonical(data: Any) -> str:
