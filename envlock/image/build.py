@@ -6,22 +6,23 @@ elsewhere. Docker is reached only through ``envlock.image.docker_engine``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from envlock import __version__
-from envlock.errors import BadInputError, EnvironmentProblem
+from envlock.errors import BadFileError, BadInputError, EnvironmentProblem, IntegrityError
 from envlock.image import compat as compat_table
 from envlock.image import data, wheelhouse
 from envlock.image.data import BaseImage
 from envlock.image.render import DOCKERIGNORE, render
-from envlock.image.spec import ImageSpec, Variant, spec_from_golden
-from envlock.store import atomic_write_text
+from envlock.image.spec import ImageSpec, Variant, check_golden_environment, check_line, spec_from_golden
+from envlock.store import atomic_write_bytes
 
 Progress = Callable[[str], None]
 
@@ -71,6 +72,25 @@ def _requirements_file(path: Path) -> list[str]:
     return lines
 
 
+@contextlib.contextmanager
+def file_errors(where: Path) -> Iterator[None]:
+    """A file-system failure (disk full, permissions, a file where a directory belongs) as one line."""
+    try:
+        yield
+    except OSError as exc:
+        raise BadFileError(exc.filename or where, exc.strerror or str(exc)) from None
+
+
+def writable_dir(path: Path, what: str) -> None:
+    """Make sure ``path`` is (or can be made) a directory we can write, before minutes of pip work."""
+    if path.exists() and not path.is_dir():
+        raise BadFileError(path, f"{what} must be a directory, but this is a file")
+    with file_errors(path):
+        path.mkdir(parents=True, exist_ok=True)
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise BadFileError(path, f"{what} is not writable")
+
+
 def _arch(golden_arch: str | None) -> str:
     arch = golden_arch or platform.machine()
     return {"amd64": "x86_64", "arm64": "aarch64"}.get(arch.lower(), arch)
@@ -89,6 +109,7 @@ def _resolve_base(options: BuildOptions, python_version: str | None, client: obj
                                          f"Docker host; make it with images/make-base.sh, use --base-image {base.tag}")
         return base
     ref = options.base_image
+    check_line("--base-image", ref)
     if "@sha256:" in ref or ref.startswith("sha256:") or client is None:
         return BaseImage(name="command-line", image=ref, tag=ref, python=None)
     from envlock.image import docker_engine
@@ -121,25 +142,38 @@ def _sync_wheels(directory: Path, wheels: list[Path]) -> None:
         _link_or_copy(wheel, directory / wheel.name)
 
 
+def _write_if_changed(path: Path, data: bytes, mode: int | None = None) -> None:
+    same = path.is_file() and path.read_bytes() == data
+    if not same or (mode is not None and path.stat().st_mode & 0o777 != mode):
+        atomic_write_bytes(path, data, mode)
+
+
 def write_context(context: Path, *, dockerfile: str, lock_text: str, wheels: list[Path], own_lock_text: str,
-                  own_wheel: Path, golden: Path) -> None:
-    """The complete build context; files are rewritten only when their content changed."""
+                  own_wheel: Path, golden: Path, golden_digest: str) -> None:
+    """The complete build context; files are rewritten only when their content changed.
+
+    The golden is copied as bytes (read once) and the copy is what gets checked: it must load as
+    a golden with ``golden_digest``, the one the image's labels and tag were made from, so a golden
+    edited while the build ran can never end up in the image.
+    """
+    from envlock.golden import load_golden
+
     _sync_wheels(context / "wheelhouse", wheels)
     _sync_wheels(context / "envlock", [own_wheel])
     texts = (("Dockerfile", dockerfile), ("requirements.lock", lock_text), (".dockerignore", DOCKERIGNORE),
              ("envlock/self.lock", own_lock_text))
     for name, text in texts:
-        if not (context / name).is_file() or (context / name).read_text() != text:
-            atomic_write_text(context / name, text)
-    golden_bytes = golden.read_bytes()
+        _write_if_changed(context / name, text.encode("utf-8"))
     target = context / "envlock" / "golden.json"
-    if not target.is_file() or target.read_bytes() != golden_bytes:
-        target.write_bytes(golden_bytes)
-    entry = context / "envlock" / "entrypoint.sh"
-    script = data.entrypoint_script()
-    if not entry.is_file() or entry.read_bytes() != script:
-        entry.write_bytes(script)
-    entry.chmod(0o755)
+    _write_if_changed(target, golden.read_bytes())
+    try:
+        copied = load_golden(target).digest
+    except BadFileError as exc:
+        raise IntegrityError(golden, f"changed while envlock build was reading it ({exc.problem})") from None
+    if copied != golden_digest:
+        raise IntegrityError(golden, "changed while envlock build was reading it (a different golden now); "
+                                     "run envlock build again")
+    _write_if_changed(context / "envlock" / "entrypoint.sh", data.entrypoint_script(), mode=0o755)
 
 
 def run_build(options: BuildOptions, progress: Progress = lambda _: None) -> BuildResult:
@@ -149,6 +183,13 @@ def run_build(options: BuildOptions, progress: Progress = lambda _: None) -> Bui
     start = time.monotonic()
     golden = load_golden(options.golden)
     manifest = golden.manifest
+    check_golden_environment(manifest, golden.lockdown)  # one line, exit 2, before Docker or pip
+    cache = options.cache_dir
+    house = options.wheelhouse or cache / "wheelhouse"
+    writable_dir(cache, "the cache directory (ENVLOCK_CACHE_DIR)")
+    writable_dir(house, "--wheelhouse")
+    if options.context_only is not None:
+        writable_dir(options.context_only, "--context-only")
     row = compat_table.lookup(manifest.tensorflow.version)
     warnings: list[str] = []
     client = None
@@ -162,11 +203,9 @@ def run_build(options: BuildOptions, progress: Progress = lambda _: None) -> Bui
     base = _resolve_base(options, manifest.python.version, client)
     spec = spec_from_golden(manifest, golden.lockdown, variant=options.variant, base=base, golden_digest=golden.digest,
                             envlock_version=__version__, compat=row)
-    cache = options.cache_dir
-    house = options.wheelhouse or cache / "wheelhouse"
     python_minor = ".".join((manifest.python.version or "3.11").split(".")[:2])
     arch = _arch(manifest.host.architecture)
-    glibc = "2.36"
+    glibc = data.glibc_for(base, manifest.python.version)
     if options.requirements is not None:
         packages = wheelhouse.PackageSet(requirements=_requirements_file(options.requirements)
                                          + wheelhouse.envlock_runtime_requirements(), constraints=[])
@@ -176,16 +215,17 @@ def run_build(options: BuildOptions, progress: Progress = lambda _: None) -> Bui
     warnings += packages.notes
     for line in warnings:
         progress(f"warning: {line}")
-    lock = wheelhouse.resolve(packages, python_version=python_minor, arch=arch, glibc=glibc, cache_dir=cache,
-                              progress=progress)
-    wheelhouse.download(lock, house, python_version=python_minor, arch=arch, glibc=glibc, progress=progress)
-    own = wheelhouse.envlock_wheel(__version__, cache_dir=cache, wheelhouse=house, progress=progress)
-    own_locked = wheelhouse.LockedWheel(name="envlock", version=__version__, filename=own.name, url=own.as_uri(),
-                                        sha256=wheelhouse.file_sha256(own))
     context = options.context_only or cache / "contexts" / f"{options.variant}-{golden.digest.split(':')[-1][:16]}"
-    write_context(context, dockerfile=render(spec), lock_text=wheelhouse.lock_text(lock),
-                  wheels=[house / w.filename for w in lock], own_lock_text=wheelhouse.lock_text([own_locked]),
-                  own_wheel=own, golden=options.golden)
+    with file_errors(cache):
+        lock = wheelhouse.resolve(packages, python_version=python_minor, arch=arch, glibc=glibc, cache_dir=cache,
+                                  progress=progress)
+        wheelhouse.download(lock, house, python_version=python_minor, arch=arch, glibc=glibc, progress=progress)
+        own = wheelhouse.envlock_wheel(__version__, cache_dir=cache, wheelhouse=house, progress=progress)
+        own_locked = wheelhouse.LockedWheel(name="envlock", version=__version__, filename=own.name,
+                                            url=own.as_uri(), sha256=wheelhouse.file_sha256(own))
+        write_context(context, dockerfile=render(spec), lock_text=wheelhouse.lock_text(lock),
+                      wheels=[house / w.filename for w in lock], own_lock_text=wheelhouse.lock_text([own_locked]),
+                      own_wheel=own, golden=options.golden, golden_digest=golden.digest)
     progress(f"context: {context} ({len(lock) + 1} wheels)")
     result = BuildResult(context_dir=context, spec=spec, warnings=warnings)
     if client is not None:

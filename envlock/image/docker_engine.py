@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from envlock.errors import DockerUnavailable, EnvironmentProblem
+from envlock.errors import BadInputError, DockerUnavailable, EnvironmentProblem
 
 Progress = Callable[[str], None]
 LOG_TAIL = 12
@@ -47,19 +47,25 @@ def connect(timeout: int = 600) -> Any:
 
 
 def image_id(client: Any, ref: str) -> str | None:
-    """The local image ID for ``ref`` (tag, ID or digest), or None when it is not here."""
-    from docker.errors import ImageNotFound
+    """The local image ID for ``ref`` (tag, ID or digest), or None when it is not here.
+
+    ``ref`` comes from ``--base-image``: a malformed one (the daemon answers 4xx) is bad input.
+    """
+    from docker.errors import APIError, DockerException, ImageNotFound
+    from requests.exceptions import RequestException
 
     try:
         return str(client.images.get(ref).id)
     except ImageNotFound:
         return None
-
-
-def image_info(client: Any, ref: str) -> dict[str, Any]:
-    image = client.images.get(ref)
-    return {"id": image.id, "size": int(image.attrs.get("Size", 0)), "labels": image.labels or {},
-            "env": image.attrs.get("Config", {}).get("Env", [])}
+    except APIError as exc:
+        said = (str(exc.explanation or "").strip() or str(exc)).splitlines()[0]
+        if exc.is_client_error():
+            raise BadInputError(f"--base-image {ref}: {said}") from None
+        raise DockerUnavailable(f"the Docker daemon failed to look up {ref} ({said})") from None
+    except (DockerException, RequestException) as exc:  # requests errors escape the SDK's wrapping
+        raise DockerUnavailable(f"lost the Docker daemon looking up {ref} ({type(exc).__name__}); "
+                                f"{START_HINT}") from None
 
 
 def build(client: Any, context_dir: Path, *, tag: str, nocache: bool = False, progress: Progress = lambda _: None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from envlock.image.data import dockerfile_template
-from envlock.image.spec import ImageSpec
+from envlock.image.spec import ENV_NAME, LABEL_NAME, ImageSpec, check_line, check_pairs
 
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 
@@ -24,7 +24,10 @@ DOCKERIGNORE = """\
 
 
 def _quote(value: str) -> str:
-    """A Dockerfile double-quoted word: ENV/LABEL expand ``$`` and treat ``\\`` and ``"`` specially."""
+    """A Dockerfile double-quoted word: ENV/LABEL expand ``$`` and treat ``\\`` and ``"`` specially.
+
+    Line breaks cannot be escaped at all (a newline ends the instruction): ``render`` refuses them.
+    """
     escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
     return f'"{escaped}"'
 
@@ -47,6 +50,14 @@ def _variant_block(spec: ImageSpec) -> str:
 
 def render(spec: ImageSpec, template: str | None = None) -> str:
     """The Dockerfile for ``spec``; ``template`` defaults to images/Dockerfile.tmpl."""
+    # spec_from_golden already checked a golden's values; a spec made or edited another way
+    # (a reference JSON, a test) must not be able to inject instructions either.
+    check_pairs("environment", spec.environment, ENV_NAME)
+    check_pairs("label", spec.labels, LABEL_NAME)
+    for what, value in (("base image tag", spec.base.tag), ("base image", spec.base.image),
+                        ("envlock version", spec.envlock_version), ("venv", spec.venv), ("user", spec.user),
+                        ("cuda", spec.cuda or ""), ("minimum driver", spec.minimum_driver or "")):
+        check_line(what, value)
     text = dockerfile_template() if template is None else template
     values = {
         "header": spec.labels.get("org.opencontainers.image.title", f"envlock image ({spec.variant})"),

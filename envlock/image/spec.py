@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from envlock.errors import BadInputError
 from envlock.image.compat import TfCompat
 from envlock.image.data import BaseImage
 from envlock.models import LockdownSettings, Manifest
@@ -29,6 +32,12 @@ HOST_ONLY_ENV: frozenset[str] = frozenset(
     {"CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES"}
 )
 
+# A newline in an ENV/LABEL value would end the instruction and start a new one (RUN ...): a
+# golden must never be able to add build steps. Keys must be names docker takes as they are.
+_LINE_BREAKS = ("\n", "\r", "\0")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+LABEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
+
 VENV = "/opt/venv"
 GOLDEN_IN_IMAGE = "/etc/envlock/golden.json"
 
@@ -48,6 +57,26 @@ class ImageSpec(BaseModel):
     uid: int = 1000
     cuda: str | None = None
     minimum_driver: str | None = None
+
+
+def check_line(what: str, value: str) -> None:
+    """Refuse a value that would not stay on its one Dockerfile line."""
+    if any(ch in value for ch in _LINE_BREAKS):
+        raise BadInputError(f"{what}: contains a line break or NUL; refusing to put it in a Dockerfile")
+
+
+def check_pairs(what: str, items: Mapping[str, str], name: re.Pattern[str]) -> None:
+    """``what`` (e.g. "golden environment") must have valid names and one-line values."""
+    for key, value in items.items():
+        if not name.fullmatch(key):
+            raise BadInputError(f"{what} {key!r}: not a valid name; refusing to put it in a Dockerfile")
+        check_line(f"{what} {key}", value)
+
+
+def check_golden_environment(manifest: Manifest, lockdown: LockdownSettings) -> None:
+    """What a golden contributes to ENV is safe to render (called before any slow build work)."""
+    check_pairs("golden environment", manifest.environment, ENV_NAME)
+    check_pairs("golden lockdown environment", lockdown.environment, ENV_NAME)
 
 
 def image_environment(manifest: Manifest, lockdown: LockdownSettings) -> dict[str, str]:
@@ -100,7 +129,10 @@ def spec_from_golden(
     manifest: Manifest, lockdown: LockdownSettings, *, variant: Variant, base: BaseImage, golden_digest: str,
     envlock_version: str, compat: TfCompat | None,
 ) -> ImageSpec:
-    return ImageSpec(
+    check_golden_environment(manifest, lockdown)
+    for what, value in (("base image tag", base.tag), ("base image", base.image), ("envlock version", envlock_version)):
+        check_line(what, value)
+    spec = ImageSpec(
         variant=variant,
         base=base,
         envlock_version=envlock_version,
@@ -110,3 +142,5 @@ def spec_from_golden(
         cuda=compat.cuda if (variant == "gpu" and compat) else None,
         minimum_driver=compat.minimum_driver if (variant == "gpu" and compat) else None,
     )
+    check_pairs("label", spec.labels, LABEL_NAME)
+    return spec

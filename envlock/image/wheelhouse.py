@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from envlock.errors import BadInputError, EnvironmentProblem
+from envlock.fingerprint.python_env import normalize_name
 from envlock.image.compat import TfCompat
 from envlock.models import Manifest
 from envlock.runner import Runner
@@ -36,10 +36,8 @@ TF_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-intel", "tensorf
 # Reproducible envlock wheels: setuptools/wheel take zip timestamps from SOURCE_DATE_EPOCH, so the
 # same source gives the same bytes, the same sha256 and a cached Docker layer.
 SOURCE_DATE_EPOCH = "315532800"
-
-
-def normalize(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
+# Part of the resolution cache key: a new envlock whose lock rows differ never reads old ones.
+LOCK_CACHE_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -70,7 +68,7 @@ def envlock_runtime_requirements() -> list[str]:
 def package_set(manifest: Manifest, *, variant: str, compat: TfCompat | None,
                 envlock_requirements: Iterable[str]) -> PackageSet:
     """What to install: the golden's TensorFlow (+ CUDA wheels for gpu) and envlock's runtime deps."""
-    dists = {normalize(d.name): d for d in manifest.python.distributions}
+    dists = {normalize_name(d.name): d for d in manifest.python.distributions}
     tf_name = next((n for n in TF_DISTRIBUTIONS if n in dists), None)
     tf_version = manifest.tensorflow.version or (dists[tf_name].version if tf_name else None)
     if tf_version is None:
@@ -88,7 +86,7 @@ def package_set(manifest: Manifest, *, variant: str, compat: TfCompat | None,
     if variant == "gpu" and compat is not None:
         # CUDA wheels the golden does not pin: the versions TensorFlow was built and tested with.
         for name, version in sorted(compat.and_cuda.items()):
-            if normalize(name) not in dists:
+            if normalize_name(name) not in dists:
                 constraints.append(f"{name}=={version}")
     requirements.extend(envlock_requirements)
     return PackageSet(requirements=requirements, constraints=constraints, notes=notes)
@@ -115,11 +113,15 @@ def resolve(packages: PackageSet, *, python_version: str, arch: str, glibc: str,
     """Exact wheels (name, version, file, sha256) for ``packages``; cached by the inputs' hash."""
     runner = runner or Runner()
     target = _pip_target_args(python_version, arch, glibc)
-    key_text = json.dumps([packages.requirements, packages.constraints, target], sort_keys=True)
-    cache_file = cache_dir / "locks" / (hashlib.sha256(key_text.encode()).hexdigest()[:32] + ".json")
-    if cache_file.is_file():
+    cache_file = lock_cache_file(packages, target, cache_dir)
+    cached = _read_lock_cache(cache_file)
+    if cached is not None:
         progress(f"package set: cached resolution {cache_file.name}")
-        return [LockedWheel(**row) for row in json.loads(cache_file.read_text())]
+        return cached
+    if cache_file.exists():
+        progress(f"package set: cached resolution {cache_file.name} is damaged or from another envlock; "
+                 "resolving again")
+        cache_file.unlink()
     progress(f"package set: resolving {len(packages.requirements)} requirements for Python {python_version} {arch}")
     with tempfile.TemporaryDirectory(prefix="envlock-resolve-") as tmp:
         req, cons, report = Path(tmp, "requirements.in"), Path(tmp, "constraints.txt"), Path(tmp, "report.json")
@@ -138,6 +140,26 @@ def resolve(packages: PackageSet, *, python_version: str, arch: str, glibc: str,
     return lock
 
 
+def lock_cache_file(packages: PackageSet, target: list[str], cache_dir: Path) -> Path:
+    key_text = json.dumps([LOCK_CACHE_FORMAT, packages.requirements, packages.constraints, target], sort_keys=True)
+    return cache_dir / "locks" / (hashlib.sha256(key_text.encode()).hexdigest()[:32] + ".json")
+
+
+def _read_lock_cache(path: Path) -> list[LockedWheel] | None:
+    """The cached lock, or None when there is none or it cannot be trusted (a cache miss, not an error)."""
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # missing, unreadable, not UTF-8, not JSON
+        return None
+    fields = set(LockedWheel.__dataclass_fields__)
+    if not isinstance(rows, list) or not rows:
+        return None
+    if not all(isinstance(r, dict) and set(r) == fields and all(isinstance(v, str) for v in r.values())
+               for r in rows):
+        return None
+    return [LockedWheel(**row) for row in rows]
+
+
 def _parse_report(report: dict[str, Any]) -> list[LockedWheel]:
     lock = []
     for item in report.get("install", []):
@@ -147,7 +169,7 @@ def _parse_report(report: dict[str, Any]) -> list[LockedWheel]:
             raise EnvironmentProblem(f"the index gave no sha256 for {info['url']}; cannot pin it")
         lock.append(LockedWheel(name=item["metadata"]["name"], version=item["metadata"]["version"],
                                 filename=info["url"].rsplit("/", 1)[-1], url=info["url"], sha256=sha))
-    return sorted(lock, key=lambda w: normalize(w.name))
+    return sorted(lock, key=lambda w: normalize_name(w.name))
 
 
 def file_sha256(path: Path) -> str:
@@ -163,13 +185,20 @@ class _HashCache:
 
     def __init__(self, wheelhouse: Path) -> None:
         self.path = wheelhouse / ".envlock-sha256.json"
-        self.entries: dict[str, list[Any]] = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        self.entries: dict[str, list[Any]] = {}
+        try:
+            entries = json.loads(self.path.read_text(encoding="utf-8")) if self.path.is_file() else {}
+        except (OSError, ValueError):
+            entries = {}  # damaged: re-hashing every wheel once is the whole cost
+        if isinstance(entries, dict):
+            self.entries = entries
 
     def sha256(self, file: Path) -> str:
         stat = file.stat()
         entry = self.entries.get(file.name)
-        if entry and entry[0] == stat.st_size and entry[1] == stat.st_mtime_ns:
-            return str(entry[2])
+        if (isinstance(entry, list) and len(entry) == 3 and entry[0] == stat.st_size and entry[1] == stat.st_mtime_ns
+                and isinstance(entry[2], str)):
+            return entry[2]
         sha = file_sha256(file)
         self.entries[file.name] = [stat.st_size, stat.st_mtime_ns, sha]
         return sha
@@ -181,8 +210,8 @@ class _HashCache:
 def lock_text(lock: Iterable[LockedWheel]) -> str:
     lines = ["# envlock requirements.lock: the exact wheels in ./wheelhouse and their sha256.",
              "# pip install --no-index --require-hashes --find-links wheelhouse -r requirements.lock"]
-    for wheel in sorted(lock, key=lambda w: normalize(w.name)):
-        lines.append(f"{normalize(wheel.name)}=={wheel.version} \\\n    --hash=sha256:{wheel.sha256}")
+    for wheel in sorted(lock, key=lambda w: normalize_name(w.name)):
+        lines.append(f"{normalize_name(wheel.name)}=={wheel.version} \\\n    --hash=sha256:{wheel.sha256}")
     return "\n".join(lines) + "\n"
 
 

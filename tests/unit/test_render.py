@@ -140,3 +140,48 @@ def test_committed_pins_are_digests_with_a_human_tag() -> None:
         assert base.image.startswith("sha256:") or "@sha256:" in base.image
         assert len(base.image.split("sha256:")[-1]) == 64
         assert base.tag
+
+
+@pytest.mark.parametrize("value", ["--a\nRUN echo pwned", "--a\rRUN echo pwned", "a\0b"])
+def test_a_golden_value_with_a_line_break_is_refused_naming_the_key(value: str) -> None:
+    from envlock.errors import BadInputError
+
+    manifest = make_manifest(env={"XLA_FLAGS": value})
+    with pytest.raises(BadInputError, match="golden environment XLA_FLAGS: contains a line break"):
+        spec_from_golden(manifest, LockdownSettings(), variant="cpu", base=BASE, golden_digest="sha256:x",
+                         envlock_version="0.1.0", compat=None)
+    lockdown = LockdownSettings(environment={"XLA_FLAGS": value})
+    with pytest.raises(BadInputError, match="XLA_FLAGS"):
+        spec_from_golden(make_manifest(), lockdown, variant="cpu", base=BASE, golden_digest="sha256:x",
+                         envlock_version="0.1.0", compat=None)
+
+
+@pytest.mark.parametrize("key", ["BAD NAME", "A=B", "1X", "X\nRUN echo pwned", ""])
+def test_a_golden_key_that_is_not_an_env_name_is_refused(key: str) -> None:
+    from envlock.errors import BadInputError
+
+    with pytest.raises(BadInputError, match="not a valid name"):
+        spec_from_golden(make_manifest(env={key: "1"}), LockdownSettings(), variant="cpu", base=BASE,
+                         golden_digest="sha256:x", envlock_version="0.1.0", compat=None)
+
+
+def test_a_base_tag_with_a_line_break_is_refused() -> None:
+    from envlock.errors import BadInputError
+
+    base = BASE.model_copy(update={"tag": "x:1\nRUN echo pwned"})
+    with pytest.raises(BadInputError, match="base image tag"):
+        spec_from_golden(make_manifest(), LockdownSettings(), variant="cpu", base=base, golden_digest="sha256:x",
+                         envlock_version="0.1.0", compat=None)
+
+
+def test_render_itself_refuses_line_breaks_in_a_hand_edited_spec() -> None:
+    from envlock.errors import BadInputError
+
+    spec = make_spec("cpu")
+    spec.environment["XLA_FLAGS"] = "--a\nRUN echo pwned"
+    with pytest.raises(BadInputError, match="XLA_FLAGS"):
+        render(spec)
+    spec = make_spec("cpu")
+    spec.labels["io.example.note"] = "a\nRUN echo pwned"
+    with pytest.raises(BadInputError, match=r"label io\.example\.note"):
+        render(spec)
