@@ -16,6 +16,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from envlock import __version__
@@ -53,12 +54,7 @@ class DaemonState:
     def restore(self, result: CheckResult) -> None:
         """Adopt a result recorded before a restart (not counted again in metrics)."""
         with self._lock:
-            self._last[result.kind] = result
-            if result.conclusive:
-                self._last_conclusive[result.kind] = result
-            self.metrics.restore(result)
-            self.metrics.set_drift(self._last_conclusive)
-            self._update_health_metric()
+            self._adopt_locked(result, self.metrics.restore)
 
     def apply(self, result: CheckResult) -> int | None:
         """Record a finished check (history first: what /status shows is already durable).
@@ -75,15 +71,18 @@ class DaemonState:
             check_id, error = None, f"cannot record the check in {self.history.path}: {exc}"
         with self._lock:
             self.history_error = error
-            if self._is_stale_locked(result):
-                return check_id
-            self._last[result.kind] = result
-            if result.conclusive:
-                self._last_conclusive[result.kind] = result
-            self.metrics.observe(result)
-            self.metrics.set_drift(self._last_conclusive)
-            self._update_health_metric()
+            if not self._is_stale_locked(result):
+                self._adopt_locked(result, self.metrics.observe)
         return check_id
+
+    def _adopt_locked(self, result: CheckResult, to_metrics: Callable[[CheckResult], None]) -> None:
+        """Make ``result`` the current one of its kind (caller holds the lock)."""
+        self._last[result.kind] = result
+        if result.conclusive:
+            self._last_conclusive[result.kind] = result
+        to_metrics(result)
+        self.metrics.set_drift(self._last_conclusive)
+        self._update_health_metric()
 
     def _is_stale_locked(self, result: CheckResult) -> bool:
         return result.kind == "verify" and result.golden_digest != self._golden_digest
