@@ -213,3 +213,28 @@ def test_data_dir_exists() -> None:
     assert (Path(__file__).resolve().parent.parent / "data" / "README.md").exists()
 
 
+
+
+def test_distribution_cache_serves_unchanged_dists_and_never_a_stale_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon re-fingerprints every minute: an unchanged dist-info is served from the cache,
+    a reinstall (RECORD rewritten: new size or mtime) is read again."""
+    from importlib.metadata import PathDistribution
+
+    from envlock.fingerprint import python_env
+
+    info = tmp_path / "demo-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: Demo\nVersion: 1.0\n")
+    (info / "RECORD").write_text("demo/__init__.py,sha256=AAAA,1\n")
+    dist = PathDistribution(info)
+    first = distributions_from([dist])
+    assert [(d.name, d.version) for d in first] == [("demo", "1.0")]
+    reads: list[object] = []
+    real_read = python_env._read_distribution
+    monkeypatch.setattr(python_env, "_read_distribution", lambda d: reads.append(d) or real_read(d))
+    assert distributions_from([dist]) == first and reads == []  # served from the cache
+    (info / "RECORD").write_text("demo/__init__.py,sha256=BBBBBB,1\n")  # a rebuilt wheel, same version
+    rebuilt = distributions_from([dist])
+    assert len(reads) == 1 and rebuilt[0].record_sha256 != first[0].record_sha256
