@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from envlock.models import Manifest, identity_dict
+from envlock.redact import redact_data
 from envlock.tags import PROBE_TAGS
 
 Severity = Literal["critical", "warning", "info"]
@@ -242,6 +243,9 @@ def _difference(path: str, old: Any, new: Any) -> Difference:
     # A flag appearing or disappearing is more readable as present/absent than yes/absent.
     if path.startswith("cpu.flags."):
         old, new = bool(old), bool(new)
+    # Every report, /status, /healthz reason and daemon log line shows values through here: a
+    # manifest from an older envlock or a hostile golden must not carry a secret out.
+    old, new = redact_data(old), redact_data(new)
     return Difference(
         path=path,
         old=old,

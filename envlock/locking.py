@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envlock.errors import DriftFound
+from envlock.errors import BadInputError, DriftFound
 
 
 class LockdownWarning(RuntimeWarning):
@@ -85,9 +85,17 @@ def apply_tf_controls(tf: Any, *, seed: int, op_determinism: bool, intra_op_thre
 
 
 def golden_environment_changes(current: dict[str, str], golden_env: dict[str, str]) -> dict[str, str | None]:
-    """What makes the allow-listed environment exactly the golden's: name -> value (None = unset)."""
-    from envlock.fingerprint.environ import is_allowed
+    """What makes the allow-listed environment exactly the golden's: name -> value (None = unset).
 
+    The one path by which a golden's environment reaches a process (verify --golden-env and
+    lockdown(golden=)): it refuses anything off the allow-list (PYTHONPATH, LD_PRELOAD, ...) or
+    with a value that is not short printable text, even when the model was built without validation.
+    """
+    from envlock.fingerprint.environ import environment_problem, is_allowed
+
+    problem = environment_problem(golden_env)
+    if problem:
+        raise BadInputError(f"golden environment: {problem}")
     changes: dict[str, str | None] = {n: None for n in current if is_allowed(n) and n not in golden_env}
     changes.update({n: v for n, v in golden_env.items() if current.get(n) != v})
     return dict(sorted(changes.items()))
@@ -105,13 +113,20 @@ def _environment_problems(golden_env: dict[str, str] | None) -> list[str]:
     return problems
 
 
+def _redacted(value: str | None) -> str | None:
+    from envlock.redact import redact_value
+
+    return None if value is None else redact_value(value, os.environ.get("HOME"))
+
+
 def _apply_golden_environment(golden_env: dict[str, str], report: LockdownReport) -> None:
     changes = golden_environment_changes(dict(os.environ), golden_env)
     if "tensorflow" in sys.modules:
         for name, value in changes.items():
             now = os.environ.get(name)
             report.problems.append(
-                f"{name}={now!r} differs from the golden's {value!r} and TensorFlow is already imported; "
+                f"{name}={_redacted(now)!r} differs from the golden's {_redacted(value)!r} and TensorFlow is "
+                "already imported; "
                 f"set it before importing TensorFlow (or import envlock and call lockdown() first)")
         return
     for name, value in changes.items():

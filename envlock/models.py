@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from envlock.fingerprint.environ import check_environment
 
 MANIFEST_KIND = "envlock.manifest"
 MANIFEST_SCHEMA_VERSION = 1
@@ -24,6 +26,11 @@ class EnvlockModel(BaseModel):
 
 
 _Model = EnvlockModel
+
+
+# A recorded determinism environment: allow-listed names, bounded printable values. Checked on
+# load because a golden is untrusted and its environment is applied to processes and images.
+RecordedEnvironment = Annotated[dict[str, str], AfterValidator(check_environment)]
 
 
 def canonical_sha256(data: Any) -> str:
@@ -175,7 +182,7 @@ class Manifest(_Model):
     gpu: GpuInfo
     tensorflow: TensorflowInfo
     python: PythonInfo
-    environment: dict[str, str] = Field(default_factory=dict)
+    environment: RecordedEnvironment = Field(default_factory=dict)
     digest: str = ""
 
 
@@ -216,4 +223,4 @@ class LockdownSettings(_Model):
     op_determinism: bool = True
     intra_op_threads: int | None = None
     inter_op_threads: int | None = None
-    environment: dict[str, str] = Field(default_factory=dict)
+    environment: RecordedEnvironment = Field(default_factory=dict)

@@ -7,6 +7,7 @@ from typing import Any
 
 from envlock.diff import Difference
 from envlock.models import Manifest
+from envlock.redact import redact_value
 
 UNKNOWN = "not known"
 
@@ -67,7 +68,7 @@ def _section_lines(m: Manifest) -> list[tuple[str, str]]:
     lines.extend(_tensorflow_lines(m))
     lines.append(("python", f"{_v(p.version)} {_v(p.implementation)} ({_v(p.compiler)}), "
                   f"{len(p.distributions)} distributions"))
-    env = " ".join(f"{k}={v}" for k, v in m.environment.items()) or "no numerics-related variables set"
+    env = " ".join(f"{k}={redact_value(v)}" for k, v in m.environment.items()) or "no numerics-related variables set"
     lines.append(("environment", env))
     return lines
 

@@ -19,6 +19,7 @@ from envlock.errors import DRIFT, OK, BadInputError
 from envlock.golden import Golden, ProbeRecord, load_golden, manifest_with_tf, repeat_hashes
 from envlock.probes.attribution import Cause, explain
 from envlock.probes.compare import Tolerance, compare_output
+from envlock.redact import redact_value
 
 Status = Literal["identical", "within_tolerance", "drift", "nondeterministic", "skipped"]
 
@@ -208,6 +209,11 @@ def _report(path: Path, golden: Golden, manifest_digest: str, verdicts: list[Pro
             timings: dict[str, float]) -> VerifyReport:
     counts = {s: sum(v.status == s for v in verdicts)
               for s in ("identical", "within_tolerance", "drift", "nondeterministic", "skipped")}
+    # Reasons quote the golden (a skipped probe's recorded reason) and child errors (paths): the
+    # report goes to files, /status and logs, so they are redacted like manifest values are.
+    for verdict in verdicts:
+        if verdict.reason:
+            verdict.reason = redact_value(verdict.reason, os.environ.get("HOME"))
     reproduces = counts["drift"] == 0 and counts["nondeterministic"] == 0
     notes: list[str] = []
     if stable_drifted:

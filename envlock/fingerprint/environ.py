@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
+
+from envlock.redact import redact_value
 
 # TensorFlow's own families. "TF_" alone is not allowed: Terraform and OpenTofu share it
 # (TF_VAR_*, TF_TOKEN_*, TF_ENCRYPTION, TF_HTTP_PASSWORD ... carry secrets), so only the
@@ -87,8 +90,15 @@ _SECRET_MARKERS: tuple[str, ...] = (
 # Terraform/OpenTofu names inside TensorFlow-looking families, refused outright.
 DENIED_PREFIXES: tuple[str, ...] = ("TF_DATA_DIR",)
 
-# A value carrying credentials in a URL (scheme://user:pass@host) is never recorded.
-_URL_WITH_USER = re.compile(r"://[^/\s@]+@")
+# What a recorded variable may look like. A golden is untrusted input, and its environment is
+# applied to processes (verify --golden-env, lockdown(golden=)) and baked into images (build):
+# these bounds hold wherever it is read, not only at capture.
+ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+MAX_NAME_LENGTH = 128
+MAX_VALUE_LENGTH = 4096
+MAX_VARIABLES = 256
+# Printable ASCII and nothing else: no control characters, NUL, line breaks or escapes.
+_SANE_VALUE = re.compile(r"[\x20-\x7e]*")
 
 
 def is_allowed(name: str) -> bool:
@@ -101,7 +111,55 @@ def is_allowed(name: str) -> bool:
     return name in ALLOWED_NAMES or name.startswith(ALLOWED_PREFIXES)
 
 
+def _shown(text: str) -> str:
+    """A name for a one-line message: escaped and cut short (it may come from a hostile file)."""
+    return ascii(text[:MAX_NAME_LENGTH]) + ("..." if len(text) > MAX_NAME_LENGTH else "")
+
+
+def variable_problem(name: Any, value: Any) -> str | None:
+    """Why ``name=value`` may not be recorded, applied or baked into an image; None when it may."""
+    if not isinstance(name, str) or not isinstance(value, str):
+        return f"{_shown(str(name))}: names and values must be strings"
+    if len(name) > MAX_NAME_LENGTH or not ENV_NAME.fullmatch(name):
+        return f"{_shown(name)}: not an environment variable name"
+    if not is_allowed(name):
+        return (f"{name}: not on the allow-list of numerics variables (or looks like a credential); "
+                "refusing to apply it")
+    if len(value) > MAX_VALUE_LENGTH:
+        return f"{name}: value is longer than {MAX_VALUE_LENGTH} characters"
+    if not _SANE_VALUE.fullmatch(value):
+        return f"{name}: value contains a control character, line break, NUL or non-ASCII character"
+    return None
+
+
+def environment_problem(environment: Mapping[Any, Any]) -> str | None:
+    """The first problem with a whole environment mapping (a golden's or a manifest's), or None."""
+    if len(environment) > MAX_VARIABLES:
+        return f"{len(environment)} variables; at most {MAX_VARIABLES} are allowed"
+    for name, value in environment.items():
+        problem = variable_problem(name, value)
+        if problem:
+            return problem
+    return None
+
+
+def check_environment(environment: Mapping[Any, Any]) -> Mapping[Any, Any]:
+    """``environment`` unchanged, or ValueError naming the first bad variable (a pydantic validator)."""
+    problem = environment_problem(environment)
+    if problem:
+        raise ValueError(problem)
+    return environment
+
+
 def capture_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """The allow-listed subset of ``environ``, sorted by name."""
-    return {name: environ[name] for name in sorted(environ)
-            if is_allowed(name) and not _URL_WITH_USER.search(environ[name])}
+    """The allow-listed subset of ``environ``, sorted by name, with secrets and home directories
+    redacted; a variable whose value could not be loaded back (control characters, too long) is left out."""
+    home = environ.get("HOME")
+    captured = {}
+    for name in sorted(environ):
+        if not is_allowed(name):
+            continue
+        value = redact_value(environ[name], home)
+        if variable_problem(name, value) is None:
+            captured[name] = value
+    return captured

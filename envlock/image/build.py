@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +22,7 @@ from envlock.image import compat as compat_table
 from envlock.image import data, wheelhouse
 from envlock.image.data import BaseImage
 from envlock.image.render import DOCKERIGNORE, render
-from envlock.image.spec import ImageSpec, Variant, check_golden_environment, check_line, spec_from_golden
+from envlock.image.spec import ImageSpec, Variant, check_golden_for_image, check_line, spec_from_golden
 from envlock.store import atomic_write_bytes
 
 Progress = Callable[[str], None]
@@ -183,7 +184,7 @@ def run_build(options: BuildOptions, progress: Progress = lambda _: None) -> Bui
     start = time.monotonic()
     golden = load_golden(options.golden)
     manifest = golden.manifest
-    check_golden_environment(manifest, golden.lockdown)  # one line, exit 2, before Docker or pip
+    check_golden_for_image(manifest, golden.lockdown)  # one line, exit 2, before Docker or pip
     cache = options.cache_dir
     house = options.wheelhouse or cache / "wheelhouse"
     writable_dir(cache, "the cache directory (ENVLOCK_CACHE_DIR)")
@@ -240,6 +241,8 @@ def run_build(options: BuildOptions, progress: Progress = lambda _: None) -> Bui
 
 def default_tag(spec: ImageSpec, golden_digest: str) -> str:
     tf = spec.labels.get("io.envlock.tensorflow.version", "none")
+    # A PEP 440 local version ("2.21.0+cpu") or upper case is not a valid Docker repository name.
+    tf = re.sub(r"[^a-z0-9._-]", "-", tf.lower())
     return f"envlock/tf{tf}-{spec.variant}:{golden_digest.split(':')[-1][:12]}"
 
 

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from envlock.errors import BadInputError
+from envlock.fingerprint.environ import environment_problem
 from envlock.image.compat import TfCompat
 from envlock.image.data import BaseImage
 from envlock.models import LockdownSettings, Manifest
@@ -37,6 +38,21 @@ HOST_ONLY_ENV: frozenset[str] = frozenset(
 _LINE_BREAKS = ("\n", "\r", "\0")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 LABEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
+
+# What a golden's package and platform fields must look like before they reach pip's
+# constraints file, a pip option, a label or a tag (PEP 508 names, PEP 440 versions).
+DISTRIBUTION_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,126}[A-Za-z0-9])?")
+PEP440_VERSION = re.compile(
+    r"(?:\d{1,9}!)?\d{1,9}(?:\.\d{1,9}){0,9}"
+    r"(?:[-_.]?(?:a|b|c|rc|alpha|beta|pre|preview)[-_.]?\d{0,9})?"
+    r"(?:-\d{1,9}|[-_.]?(?:post|rev|r)[-_.]?\d{0,9})?"
+    r"(?:[-_.]?dev[-_.]?\d{0,9})?"
+    r"(?:\+[a-z0-9]{1,32}(?:[-_.][a-z0-9]{1,32}){0,9})?",
+    re.IGNORECASE,
+)
+PYTHON_VERSION = re.compile(r"\d{1,2}\.\d{1,3}(?:\.\d{1,3})?(?:[a-z]{1,5}\d{0,3})?\+?")
+ARCHITECTURE = re.compile(r"[A-Za-z0-9_]{1,32}")
+DRIVER_VERSION = re.compile(r"\d{1,6}(?:\.\d{1,6}){0,3}")
 
 VENV = "/opt/venv"
 GOLDEN_IN_IMAGE = "/etc/envlock/golden.json"
@@ -74,9 +90,47 @@ def check_pairs(what: str, items: Mapping[str, str], name: re.Pattern[str]) -> N
 
 
 def check_golden_environment(manifest: Manifest, lockdown: LockdownSettings) -> None:
-    """What a golden contributes to ENV is safe to render (called before any slow build work)."""
-    check_pairs("golden environment", manifest.environment, ENV_NAME)
-    check_pairs("golden lockdown environment", lockdown.environment, ENV_NAME)
+    """What a golden contributes to ENV is safe to render (called before any slow build work).
+
+    Beyond one line per value: only allow-listed names with short printable values (never
+    PYTHONPATH, LD_PRELOAD, ...), and no value that envlock would redact (a credential or a home
+    directory): baking the redacted text would change what the job runs with, so it is refused.
+    """
+    from envlock.redact import needs_redaction
+
+    for what, environment in (("golden environment", manifest.environment),
+                              ("golden lockdown environment", lockdown.environment)):
+        check_pairs(what, environment, ENV_NAME)
+        problem = environment_problem(environment)
+        if problem:
+            raise BadInputError(f"{what}: {problem}; refusing to put it in a Dockerfile")
+        for key, value in environment.items():
+            if needs_redaction(value):
+                raise BadInputError(f"{what} {key}: value carries a credential or a home directory (envlock "
+                                    "redacts those); refusing to bake it into an image: re-record the golden "
+                                    "without it")
+
+
+def _check_shape(what: str, value: str | None, shape: re.Pattern[str]) -> None:
+    if value is not None and not shape.fullmatch(value):
+        raise BadInputError(f"golden {what} {ascii(value[:64])}: not a valid {what}; refusing to build from it")
+
+
+def check_golden_packages(manifest: Manifest) -> None:
+    """The golden's package and platform fields that reach pip, labels and tags have sane shapes."""
+    _check_shape("TensorFlow version", manifest.tensorflow.version, PEP440_VERSION)
+    _check_shape("Python version", manifest.python.version, PYTHON_VERSION)
+    _check_shape("architecture", manifest.host.architecture, ARCHITECTURE)
+    _check_shape("NVIDIA driver version", manifest.gpu.driver_version, DRIVER_VERSION)
+    for dist in manifest.python.distributions:
+        _check_shape("distribution name", dist.name, DISTRIBUTION_NAME)
+        _check_shape(f"version of {dist.name}", dist.version, PEP440_VERSION)
+
+
+def check_golden_for_image(manifest: Manifest, lockdown: LockdownSettings) -> None:
+    """Everything a golden contributes to an image, checked before Docker, pip or any file write."""
+    check_golden_environment(manifest, lockdown)
+    check_golden_packages(manifest)
 
 
 def image_environment(manifest: Manifest, lockdown: LockdownSettings) -> dict[str, str]:
@@ -129,7 +183,7 @@ def spec_from_golden(
     manifest: Manifest, lockdown: LockdownSettings, *, variant: Variant, base: BaseImage, golden_digest: str,
     envlock_version: str, compat: TfCompat | None,
 ) -> ImageSpec:
-    check_golden_environment(manifest, lockdown)
+    check_golden_for_image(manifest, lockdown)
     for what, value in (("base image tag", base.tag), ("base image", base.image), ("envlock version", envlock_version)):
         check_line(what, value)
     spec = ImageSpec(

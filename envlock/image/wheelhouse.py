@@ -68,6 +68,9 @@ def envlock_runtime_requirements() -> list[str]:
 def package_set(manifest: Manifest, *, variant: str, compat: TfCompat | None,
                 envlock_requirements: Iterable[str]) -> PackageSet:
     """What to install: the golden's TensorFlow (+ CUDA wheels for gpu) and envlock's runtime deps."""
+    from envlock.image.spec import check_golden_packages
+
+    check_golden_packages(manifest)  # names and versions become lines of pip's constraints file
     dists = {normalize_name(d.name): d for d in manifest.python.distributions}
     tf_name = next((n for n in TF_DISTRIBUTIONS if n in dists), None)
     tf_version = manifest.tensorflow.version or (dists[tf_name].version if tf_name else None)

