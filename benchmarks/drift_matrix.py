@@ -5,7 +5,10 @@ processes): was drift detected (expected or not), is the top attributed cause on
 right ones, and does `--golden-env` bring it back (for environment perturbations). Then 10
 unperturbed verifies: any drift there is a false positive (must be 0).
 
-    python benchmarks/drift_matrix.py [--golden FILE] [--clean-runs 10]
+    python benchmarks/drift_matrix.py [--golden FILE] [--clean-runs 10] [--probes a,b] [--markdown FILE]
+
+It also prints which probe each perturbation moved (D drift, ~ within tolerance, . identical,
+s skipped): the measurement each probe's group and tags are chosen from (docs/drift-matrix.md).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ class Perturbation:
     name: str
     env: dict[str, str | None] = field(default_factory=dict)
     taskset: str | None = None  # CPU list for `taskset -c`
-    expect_drift: bool = True
+    expect_drift: bool | None = True  # None: depends on the CPU (a ceiling at or above its own level moves nothing)
     causes: tuple[str, ...] = ()  # accepted top-cause paths (prefix match)
 
 
@@ -41,6 +44,8 @@ def perturbations(onednn_on: bool) -> list[Perturbation]:
                      causes=("environment.ONEDNN_MAX_CPU_ISA",)),
         Perturbation("TF_XLA_FLAGS=auto_jit=2", {"TF_XLA_FLAGS": "--tf_xla_auto_jit=2 --tf_xla_cpu_global_jit"},
                      causes=("environment.TF_XLA_FLAGS", "tensorflow.xla_jit")),
+        Perturbation("ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI (no bf16)", {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI"},
+                     expect_drift=None, causes=("environment.ONEDNN_MAX_CPU_ISA",)),
         Perturbation("XLA_FLAGS=opt_level=0", {"XLA_FLAGS": "--xla_backend_optimization_level=0"},
                      causes=("environment.XLA_FLAGS",)),
         Perturbation("OMP_NUM_THREADS=1", {"OMP_NUM_THREADS": "1"},
@@ -71,14 +76,20 @@ def envlock(*args: str, env: dict[str, str | None] | None = None, taskset: str |
     return proc.returncode, proc.stdout
 
 
+PROBES: list[str] = []  # --probes: passed to capture --golden and every verify
+STATUS_MARK = {"drift": "D", "within_tolerance": "~", "identical": ".", "skipped": "s", "nondeterministic": "N"}
+
+
 def verify(golden: Path, p: Perturbation | None, *extra: str) -> dict:
-    code, out = envlock("verify", str(golden), "--json", *extra, env=p.env if p else None,
+    probes = ("--probes", ",".join(PROBES)) if PROBES else ()
+    code, out = envlock("verify", str(golden), "--json", *probes, *extra, env=p.env if p else None,
                         taskset=p.taskset if p else None)
     return json.loads(out)
 
 
-def row(golden: Path, p: Perturbation) -> list[str]:
+def row(golden: Path, p: Perturbation, moved: dict[str, dict[str, str]]) -> list[str]:
     report = verify(golden, p, "--repeat", "1")
+    moved[p.name] = {v["name"]: STATUS_MARK.get(v["status"], "?") for v in report["probes"]}
     drifting = [v for v in report["probes"] if v["status"] == "drift"]
     detected = bool(drifting)
     top = drifting[0]["causes"][0]["path"] if drifting else None
@@ -88,8 +99,9 @@ def row(golden: Path, p: Perturbation) -> list[str]:
     golden_env = "-"
     if detected and p.env:
         golden_env = "yes" if verify(golden, p, "--repeat", "1", "--golden-env")["reproduces"] else "no"
-    ok = detected == p.expect_drift and right != "NO"
-    return [p.name, "yes" if p.expect_drift else "no", "yes" if detected else "no", str(len(drifting)),
+    ok = (p.expect_drift is None or detected == p.expect_drift) and right != "NO"
+    expected = {True: "yes", False: "no", None: "maybe"}[p.expect_drift]
+    return [p.name, expected, "yes" if detected else "no", str(len(drifting)),
             str(top) if top else "-", right, golden_env, "ok" if ok else "WRONG"]
 
 
@@ -100,20 +112,46 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join(lines + [fmt.format(*r) for r in rows])
 
 
+def probe_matrix(moved: dict[str, dict[str, str]]) -> list[list[str]]:
+    """One row per probe: what each perturbation did to it, and whether anything moved it."""
+    names = list(dict.fromkeys(n for marks in moved.values() for n in marks))
+    return [[n, *(moved[p].get(n, "?") for p in moved), "yes" if any(moved[p].get(n) in ("D", "~") for p in moved)
+             else "no"] for n in names]
+
+
+def markdown(rows: list[list[str]], header: list[str]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--golden", type=Path, help="use this golden instead of recording one")
     parser.add_argument("--clean-runs", type=int, default=10)
+    parser.add_argument("--probes", help="comma-separated probe names (default: the whole suite)")
+    parser.add_argument("--markdown", type=Path, help="also write both tables as Markdown to this file")
     args = parser.parse_args()
+    PROBES.extend(p for p in (args.probes or "").split(",") if p)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         golden = args.golden or Path(tmp) / "golden.json"
         if args.golden is None:
-            envlock("capture", "--golden", "-o", str(golden))
+            envlock("capture", "--golden", "-o", str(golden), *(("--probes", args.probes) if args.probes else ()))
         onednn_on = json.loads(golden.read_text())["manifest"]["tensorflow"]["onednn_enabled"]
-        rows = [row(golden, p) for p in perturbations(bool(onednn_on))]
-        print(table(rows, ["perturbation", "expect drift", "drift detected", "probes drifted", "top cause",
-                           "top cause right", "--golden-env reproduces", "verdict"]))
+        moved: dict[str, dict[str, str]] = {}
+        rows = [row(golden, p, moved) for p in perturbations(bool(onednn_on))]
+        header = ["perturbation", "expect drift", "drift detected", "probes drifted", "top cause",
+                  "top cause right", "--golden-env reproduces", "verdict"]
+        print(table(rows, header))
+        columns = [f"P{i + 1}" for i in range(len(moved))]
+        matrix = probe_matrix(moved)
+        print("\nwhat each perturbation moved (D drift, ~ within tolerance, . identical, s skipped); "
+              + ", ".join(f"{c} = {name}" for c, name in zip(columns, moved, strict=True)))
+        print(table(matrix, ["probe", *columns, "moved"]))
+        if args.markdown:
+            args.markdown.write_text(markdown(rows, header) + "\n\n" + markdown(matrix, ["probe", *columns, "moved"])
+                                     + "\n\n" + "\n".join(f"- {c}: `{n}`" for c, n in zip(columns, moved,
+                                                                                              strict=True)) + "\n")
         false_positives = 0
         for _ in range(args.clean_runs):
             report = verify(golden, None)

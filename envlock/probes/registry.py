@@ -91,6 +91,7 @@ SUITE_MODULES: tuple[str, ...] = (
     "envlock.probes.suite_linalg",
     "envlock.probes.suite_compile",
     "envlock.probes.suite_training",
+    "envlock.probes.suite_layers",
     "envlock.probes.suite_gpu",
 )
 
