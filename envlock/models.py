@@ -26,10 +26,14 @@ class EnvlockModel(BaseModel):
 _Model = EnvlockModel
 
 
+def canonical_json(data: Any) -> str:
+    """The canonical JSON of ``data``: sorted keys, no whitespace (what digests and signatures cover)."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
 def canonical_sha256(data: Any) -> str:
     """``sha256:<hex>`` over the canonical JSON of ``data`` (sorted keys, no whitespace)."""
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+    return "sha256:" + hashlib.sha256(canonical_json(data).encode()).hexdigest()
 
 
 class HostInfo(_Model):
