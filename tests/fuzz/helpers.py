@@ -313,6 +313,8 @@ def assert_cli_result(exit_code: int, stderr: str, stdout: str, what: str) -> No
     assert "Traceback" not in stderr and "Traceback" not in stdout, f"{what}: traceback\n{stderr[-3000:]}"
     assert exit_code in EXIT_CODES, f"{what}: exit code {exit_code}; stderr: {stderr[-2000:]!r}"
     lines = stderr.splitlines()
+    if what.startswith("envlock watch"):  # the daemon logs one JSON object per check on stderr (README)
+        lines = [line for line in lines if not line.startswith("{")]
     if what.startswith("envlock build"):  # build reports progress on stderr by design (README); the error is last
         errors = [line for line in lines if line.startswith("envlock: error: ")]
         assert len(errors) <= 1 and (not errors or lines[-1] == errors[0]), f"{what}: stderr {stderr[-2000:]!r}"
@@ -347,6 +349,15 @@ def invoke(args: list[str], env: dict[str, str] | None = None) -> tuple[int, str
     assert time.monotonic() - started < SUBPROCESS_TIMEOUT_S, f"{what}: took over {SUBPROCESS_TIMEOUT_S} s"
     assert_cli_result(result.exit_code, result.stderr, result.stdout, what)
     return result.exit_code, result.stdout, result.stderr
+
+
+class NoTensorflow:
+    """A meta-path finder that makes ``import tensorflow`` fail (lockdown's fuzzing stops there),
+    while ``"tensorflow" in sys.modules`` stays false, as in a fresh user process."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "tensorflow" or name.startswith("tensorflow."):
+            raise ImportError("TensorFlow is kept out of the fuzz layer")
 
 
 def uncaught(exc: BaseException, what: str) -> AssertionError:

@@ -19,6 +19,7 @@ from envlock.errors import EnvlockError
 from tests.fuzz.helpers import (
     CHEAP_PROBE,
     FuzzInput,
+    NoTensorflow,
     any_file,
     arbitrary_bytes,
     examples,
@@ -75,8 +76,9 @@ def test_lockdown_golden_never_exports_what_is_not_allow_listed(workdir: Path, c
 
     path = _file(workdir, content)
     before = dict(os.environ)
-    saved_tf = sys.modules.get("tensorflow", None)
-    sys.modules["tensorflow"] = None  # type: ignore[assignment]  # `import tensorflow` -> ImportError
+    assert "tensorflow" not in sys.modules, "the fuzz layer must run without TensorFlow imported"
+    blocker = NoTensorflow()
+    sys.meta_path.insert(0, blocker)  # type: ignore[arg-type]
     try:
         lockdown(golden=path)
     except EnvlockError as exc:
@@ -89,10 +91,7 @@ def test_lockdown_golden_never_exports_what_is_not_allow_listed(workdir: Path, c
         after = dict(os.environ)
         os.environ.clear()
         os.environ.update(before)
-        if saved_tf is None:
-            sys.modules.pop("tensorflow", None)
-        else:
-            sys.modules["tensorflow"] = saved_tf
+        sys.meta_path.remove(blocker)  # type: ignore[arg-type]
     changed = {n for n in set(before) | set(after) if before.get(n) != after.get(n)}
     not_allowed = sorted(n for n in changed if not is_allowed(n))
     assert not not_allowed, f"lockdown(golden=) changed variables outside the allow-list: {not_allowed}"
