@@ -20,8 +20,8 @@ from pydantic import Field
 from envlock import __version__
 from envlock.errors import IntegrityError
 from envlock.models import EnvlockModel as _Model
-from envlock.models import LockdownSettings, Manifest, TensorflowInfo, canonical_sha256, with_digest
-from envlock.store import Migration, load_model, save_model
+from envlock.models import LockdownSettings, Manifest, TensorflowInfo, canonical_json, canonical_sha256, with_digest
+from envlock.store import Migration, atomic_write_text, dumps_canonical, load_model
 
 GOLDEN_KIND = "envlock.golden"
 GOLDEN_SCHEMA_VERSION = 1
@@ -55,6 +55,14 @@ class ProbeRecord(_Model):
     outputs: list[OutputRecord] = Field(default_factory=list)
 
 
+class GoldenSignature(_Model):
+    """An Ed25519 signature over the digest content (see ``envlock.signing``); not part of the digest."""
+
+    algorithm: Literal["ssh-ed25519"]
+    key_fingerprint: str = Field(pattern=r"^SHA256:[A-Za-z0-9+/]{43}$")
+    value: str = Field(max_length=128)
+
+
 class Golden(_Model):
     kind: Literal["envlock.golden"] = "envlock.golden"
     schema_version: int = GOLDEN_SCHEMA_VERSION
@@ -65,13 +73,23 @@ class Golden(_Model):
     repeat: int = Field(ge=1)
     probes: list[ProbeRecord]
     digest: str = ""
+    signature: GoldenSignature | None = None
 
     def probe(self, name: str) -> ProbeRecord | None:
         return next((p for p in self.probes if p.name == name), None)
 
 
+# Left out of the digest: the digest itself, and the signature (made over the digest content).
+_NOT_DIGESTED = {"digest", "signature"}
+
+
 def compute_golden_digest(golden: Golden) -> str:
-    return canonical_sha256(golden.model_dump(mode="json", exclude={"digest"}))
+    return canonical_sha256(golden.model_dump(mode="json", exclude=_NOT_DIGESTED))
+
+
+def digest_content_bytes(golden: Golden) -> bytes:
+    """The canonical JSON the digest is the sha256 of (what a signature signs)."""
+    return canonical_json(golden.model_dump(mode="json", exclude=_NOT_DIGESTED)).encode()
 
 
 def seal(golden: Golden) -> Golden:
@@ -92,7 +110,10 @@ def load_golden(path: Path | str) -> Golden:
 
 def save_golden(path: Path | str, golden: Golden) -> None:
     """Write atomically, sealing the digest if the caller has not."""
-    save_model(path, golden if golden.digest == compute_golden_digest(golden) else seal(golden))
+    sealed = golden if golden.digest == compute_golden_digest(golden) else seal(golden)
+    # An unsigned golden is written without the field, exactly as before signatures existed.
+    exclude = None if sealed.signature else {"signature"}
+    atomic_write_text(path, dumps_canonical(sealed.model_dump(mode="json", exclude=exclude)))
 
 
 def probe_record(probe: Any, runs: list[dict[str, Any]]) -> ProbeRecord:

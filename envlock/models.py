@@ -33,10 +33,14 @@ _Model = EnvlockModel
 RecordedEnvironment = Annotated[dict[str, str], AfterValidator(check_environment)]
 
 
+def canonical_json(data: Any) -> str:
+    """The canonical JSON of ``data``: sorted keys, no whitespace (what digests and signatures cover)."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
 def canonical_sha256(data: Any) -> str:
     """``sha256:<hex>`` over the canonical JSON of ``data`` (sorted keys, no whitespace)."""
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+    return "sha256:" + hashlib.sha256(canonical_json(data).encode()).hexdigest()
 
 
 class HostInfo(_Model):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +21,7 @@ from envlock.golden import Golden, ProbeRecord, load_golden, manifest_with_tf, r
 from envlock.probes.attribution import Cause, explain
 from envlock.probes.compare import Tolerance, compare_output
 from envlock.redact import redact_value
+from envlock.signing import TrustedKey, check_signature, signature_note
 
 Status = Literal["identical", "within_tolerance", "drift", "nondeterministic", "skipped"]
 
@@ -164,13 +166,19 @@ def _select(golden: Golden, probe_names: list[str] | None) -> list[ProbeRecord]:
 
 def verify_golden(golden_path: Path | str | None, *, probe_names: list[str] | None = None,
                   tolerance: Tolerance | None = None, repeat: int | None = None,
-                  golden_env: bool = False) -> VerifyReport:
+                  golden_env: bool = False, trusted_keys: Sequence[TrustedKey] = ()) -> VerifyReport:
     """Run the golden's probes here and judge them. Raises BadFileError/IntegrityError (exit 2),
-    BadInputError (exit 2), TensorflowMissing/EnvironmentProblem (exit 3)."""
+    BadInputError (exit 2), SignatureError (exit 2: ``trusted_keys`` given and no valid signature
+    by one of them), TensorflowMissing/EnvironmentProblem (exit 3)."""
     started = time.perf_counter()
     tolerance = tolerance or Tolerance()
     path = resolve_golden_path(golden_path)
     golden = load_golden(path)
+    if trusted_keys:
+        signer = check_signature(golden, path, trusted_keys)  # before anything of the golden is used
+        signature = f"golden is signed by trusted key {signer}"
+    else:
+        signature = signature_note(golden)
     records = _select(golden, probe_names)
     repeat = repeat or golden.repeat
     environ = child_environment(golden, dict(os.environ), golden_env=golden_env)
@@ -197,11 +205,13 @@ def verify_golden(golden_path: Path | str | None, *, probe_names: list[str] | No
         else:
             verdicts.append(judge_probe(record, [{"status": "skipped"}], tolerance))
     stable_drifted = attribute(verdicts, differences)
-    return _report(path, golden, manifest.digest, verdicts, differences, tolerance=tolerance, repeat=repeat,
+    report = _report(path, golden, manifest.digest, verdicts, differences, tolerance=tolerance, repeat=repeat,
                    golden_env=golden_env, stable_drifted=stable_drifted,
                    timings={"import_seconds": result.get("import_seconds", 0.0),
                             "suite_seconds": result.get("suite_seconds", 0.0),
                             "total_seconds": time.perf_counter() - started})
+    report.notes.append(signature)
+    return report
 
 
 def _report(path: Path, golden: Golden, manifest_digest: str, verdicts: list[ProbeVerdict], differences: list[Any],

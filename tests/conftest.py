@@ -20,6 +20,9 @@ from tests.recorded import recorded_manifest as load_recorded_manifest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(__file__).resolve().parent / "data"
+# The project's own golden (recorded on an AMD EPYC Zen 4, see README): a real file for loaders
+# and mutations; unit tests never run its probes.
+REFERENCE_GOLDEN = REPO_ROOT / "goldens" / "cpu-reference.json"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from envlock.cli.common import app, handles_errors
+from envlock.cli.common import TRUSTED_KEY_HELP, app, handles_errors
 
 
 @app.command()
@@ -33,6 +33,7 @@ def build(
     requirements: Annotated[Path | None, typer.Option("--requirements", "-r", help="Install the pins of this "
                                                       "requirements/lock file instead of the golden's "
                                                       "package set.")] = None,
+    trusted_key: Annotated[list[Path] | None, typer.Option("--trusted-key", help=TRUSTED_KEY_HELP)] = None,
 ) -> None:
     """Build a Docker image that reproduces a golden: exact wheels by sha256 (installed offline),
     determinism environment baked in, the golden inside, and an entrypoint that verifies it
@@ -43,13 +44,14 @@ def build(
     Exit codes: 0 built; 2 bad golden or bad usage; 3 Docker unreachable, download or build failed.
     """
     from envlock.image.build import BuildOptions, run_build
+    from envlock.signing import load_trusted_keys
 
     def progress(line: str) -> None:
         typer.echo(line, err=True)
 
     options = BuildOptions(golden=golden, variant="gpu" if gpu else "cpu", tag=tag, base_image=base_image,
                            wheelhouse=wheelhouse, context_only=context_only, no_cache=no_cache,
-                           requirements=requirements)
+                           requirements=requirements, trusted_keys=tuple(load_trusted_keys(trusted_key or [])))
     result = run_build(options, progress)
     if result.image_id is None:
         typer.echo(str(result.context_dir))

@@ -40,6 +40,9 @@ def capture(
                                          "(needs -o and TensorFlow).")] = False,
     probes: Annotated[str | None, typer.Option("--probes", help="With --golden: comma-separated probe names.")] = None,
     repeat: Annotated[int, typer.Option("--repeat", min=1, help="With --golden: runs per probe.")] = 2,
+    sign: Annotated[Path | None, typer.Option("--sign", metavar="KEY", help="With --golden: sign it with this "
+                                              "unencrypted Ed25519 OpenSSH private key (ssh-keygen -t ed25519); "
+                                              "verify --trusted-key KEY.pub checks it.")] = None,
 ) -> None:
     """Fingerprint this machine and its software stack as a versioned manifest.
 
@@ -50,8 +53,10 @@ def capture(
     Exit codes: 0 ok; 2 bad usage; 3 environment problem (e.g. --golden without TensorFlow).
     """
     if golden:
-        _capture_golden(output, probes, repeat, as_json=as_json, no_tf=no_tf)
+        _capture_golden(output, probes, repeat, as_json=as_json, no_tf=no_tf, sign=sign)
         return
+    if sign is not None:
+        raise BadInputError("--sign only makes sense with --golden")
     if probes is not None:
         raise BadInputError("--probes only makes sense with --golden")
     if output is not None:
@@ -72,7 +77,8 @@ def capture(
             typer.echo(f"manifest written to {output}")
 
 
-def _capture_golden(output: Path | None, probes: str | None, repeat: int, *, as_json: bool, no_tf: bool) -> None:
+def _capture_golden(output: Path | None, probes: str | None, repeat: int, *, as_json: bool, no_tf: bool,
+                    sign: Path | None = None) -> None:
     if output is None:
         raise BadInputError("--golden needs -o FILE (where to write the golden)")
     if no_tf:
@@ -84,7 +90,13 @@ def _capture_golden(output: Path | None, probes: str | None, repeat: int, *, as_
 
     names = parse_probe_list(probes)
     select_probes(names)  # unknown names fail here, before the probe child imports TensorFlow
+    if sign is not None:
+        from envlock.signing import load_signing_key, sign_golden
+
+        key = load_signing_key(sign)  # an unusable key fails before the probes run
     result = capture_golden(probe_names=names, repeat=repeat)
+    if sign is not None:
+        result = sign_golden(result, key)
     _save(output, result, save_golden)  # type: ignore[arg-type]
     if as_json:
         typer.echo(dumps_canonical(result.model_dump(mode="json")), nl=False)

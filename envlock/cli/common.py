@@ -71,3 +71,8 @@ def handles_errors(fn: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+# `--trusted-key`, the same option on verify, build and watch (envlock.signing).
+TRUSTED_KEY_HELP = ("Require the golden to be signed by this Ed25519 key: an OpenSSH public key file "
+                    "(id_ed25519.pub, or one key per line); repeatable. Unsigned or otherwise signed: exit 2.")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from envlock.cli.common import app, handles_errors
+from envlock.cli.common import TRUSTED_KEY_HELP, app, handles_errors
 from envlock.errors import BadFileError
 
 
@@ -42,6 +42,7 @@ def verify(
         "golden?")] = False,
     list_probes: Annotated[bool, typer.Option("--list-probes", help="List the probes with their group, dtype and "
                                               "tags, and exit.")] = False,
+    trusted_key: Annotated[list[Path] | None, typer.Option("--trusted-key", help=TRUSTED_KEY_HELP)] = None,
 ) -> None:
     """Run the probe suite here and compare it with a golden: identical, within tolerance, drift
     (with likely causes), nondeterministic or skipped, per probe.
@@ -54,15 +55,18 @@ def verify(
         return
     from envlock.probes.compare import Tolerance
     from envlock.probes.registry import parse_probe_list
+    from envlock.signing import load_trusted_keys
     from envlock.store import atomic_write_text, dumps_canonical
     from envlock.verify import render_report, verify_golden
 
+    keys = load_trusted_keys(trusted_key or [])  # a bad key file fails before the golden is read
     policy = Tolerance.parse(tolerance)
     names = parse_probe_list(probes)
     if report is not None and not (report.parent if str(report.parent) else Path(".")).is_dir():
         # Checked before the probes run: a typo should not cost a TF import to discover.
         raise BadFileError(report, "--report: the directory does not exist")
-    result = verify_golden(golden, probe_names=names, tolerance=policy, repeat=repeat, golden_env=golden_env)
+    result = verify_golden(golden, probe_names=names, tolerance=policy, repeat=repeat, golden_env=golden_env,
+                           trusted_keys=keys)
     text = dumps_canonical(result.model_dump(mode="json"))
     if report is not None:
         try:

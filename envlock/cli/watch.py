@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from envlock.cli.common import app, handles_errors
+from envlock.cli.common import TRUSTED_KEY_HELP, app, handles_errors
 from envlock.errors import BadInputError
 
 WATCH_HELP = """Keep checking this machine against GOLDEN and report its health.
@@ -83,6 +83,7 @@ def watch(
     once: Annotated[
         bool, typer.Option("--once", help="Run each check once (no HTTP), then exit 0 if healthy, 1 if not.")
     ] = False,
+    trusted_key: Annotated[list[Path] | None, typer.Option("--trusted-key", help=TRUSTED_KEY_HELP)] = None,
 ) -> None:
     # First thing: the environment the user started the daemon with. Imports from here on
     # (threadpoolctl sets KMP_DUPLICATE_LIB_OK) may write to os.environ; the checks must not see that.
@@ -90,16 +91,17 @@ def watch(
     code = _watch(
         environ=environ, golden=golden, listen=listen, fingerprint_every=fingerprint_every, verify_every=verify_every,
         verify_timeout=verify_timeout, state_dir=state_dir, nfd_features_file=nfd_features_file,
-        verify_command=verify_command, once=once,
+        verify_command=verify_command, once=once, trusted_key=trusted_key or [],
     )
     raise typer.Exit(code)
 
 
 def _watch(*, environ: dict[str, str], golden: str | None, listen: str, fingerprint_every: str, verify_every: str,
            verify_timeout: str, state_dir: str | None, nfd_features_file: str | None, verify_command: str | None,
-           once: bool) -> int:
+           once: bool, trusted_key: list[Path] | None = None) -> int:
     from envlock.daemon.http import parse_listen
     from envlock.daemon.watch import WatchConfig, default_state_dir, parse_duration, run_watch, verify_argv
+    from envlock.signing import load_trusted_keys
 
     if not golden:
         raise BadInputError("no golden given: pass --golden FILE or set ENVLOCK_GOLDEN")
@@ -114,6 +116,7 @@ def _watch(*, environ: dict[str, str], golden: str | None, listen: str, fingerpr
         "nfd_features_file": Path(nfd_features_file) if nfd_features_file else None,
         "verify_command": verify_argv(Path(golden), verify_command),
         "once": once,
+        "trusted_keys": tuple(load_trusted_keys(trusted_key or [])),
     }
     if config["fingerprint_every"] <= 0:
         raise BadInputError(f"--fingerprint-every {fingerprint_every!r}: must be more than 0")

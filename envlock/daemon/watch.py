@@ -84,6 +84,7 @@ class WatchConfig:
     verify_timeout: float = 15 * 60.0
     listen: tuple[str, int] | None = ("127.0.0.1", 9109)  # None: no HTTP (--once)
     nfd_features_file: Path | None = None
+    trusted_keys: tuple[Any, ...] = ()  # envlock.signing.TrustedKey: each (re)loaded golden must be signed
     verify_command: list[str] = field(default_factory=list)
     once: bool = False
     # a NEW fingerprint drift brings the next verify forward, but not closer than this to the last
@@ -97,12 +98,17 @@ class LoadedGolden:
     stat_key: tuple[int, int, int]
 
 
-def load_golden_file(path: Path) -> LoadedGolden:
-    """Load and integrity-check the golden (BadFileError -> exit 2 at start)."""
+def load_golden_file(path: Path, trusted_keys: tuple[Any, ...] = ()) -> LoadedGolden:
+    """Load and integrity-check the golden (BadFileError -> exit 2 at start); with ``trusted_keys``
+    also its signature (a swap to a golden they did not sign is refused like any bad golden)."""
     from envlock.golden import load_golden
 
     key = _stat_key(path)  # before reading: a replace during the read is then seen by the next check
     golden = load_golden(path)  # sealed: always has a digest, or raises
+    if trusted_keys:
+        from envlock.signing import check_signature
+
+        check_signature(golden, path, trusted_keys)
     # no stat (the file appeared during the read): a key no file has, so the next check re-reads it
     return LoadedGolden(manifest=golden.manifest, digest=golden.digest, stat_key=key or (0, 0, 0))
 
@@ -154,7 +160,7 @@ class Watcher:
         self._last_verify_end = float("-inf")
         self._last_drift_paths: frozenset[str] = frozenset()
         # Everything that can fail on bad input fails here, before a port is bound.
-        self.golden = load_golden_file(config.golden_path)
+        self.golden = load_golden_file(config.golden_path, config.trusted_keys)
         self.history: History = open_history(config.state_dir)
         self.metrics = Metrics()
         self.state = DaemonState(
@@ -293,7 +299,7 @@ class Watcher:
             return None
         started = time.time()
         try:
-            golden = load_golden_file(path)
+            golden = load_golden_file(path, self.config.trusted_keys)
         except (EnvlockError, OSError) as exc:
             return CheckResult(
                 kind="fingerprint", started_at=started, duration_s=time.time() - started, outcome="error",

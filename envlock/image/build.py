@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from envlock import __version__
 from envlock.errors import BadFileError, BadInputError, EnvironmentProblem, IntegrityError
@@ -44,6 +45,7 @@ class BuildOptions:
     context_only: Path | None = None
     no_cache: bool = False
     requirements: Path | None = None
+    trusted_keys: tuple[Any, ...] = ()  # envlock.signing.TrustedKey: when given, the golden must be signed
     cache_dir: Path = field(default_factory=default_cache_dir)
 
 
@@ -183,6 +185,10 @@ def run_build(options: BuildOptions, progress: Progress = lambda _: None) -> Bui
 
     start = time.monotonic()
     golden = load_golden(options.golden)
+    if options.trusted_keys:
+        from envlock.signing import check_signature
+
+        check_signature(golden, options.golden, options.trusted_keys)
     manifest = golden.manifest
     check_golden_for_image(manifest, golden.lockdown)  # one line, exit 2, before Docker or pip
     cache = options.cache_dir

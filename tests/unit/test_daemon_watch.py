@@ -69,7 +69,7 @@ def test_default_state_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
 # ---- the loop with stand-in golden/diff ----------------------------------------------------
 
 
-def _fake_loader(path: Path) -> LoadedGolden:
+def _fake_loader(path: Path, trusted_keys: tuple[object, ...] = ()) -> LoadedGolden:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
