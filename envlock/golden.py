@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 
 from envlock import __version__
 from envlock.errors import IntegrityError
@@ -74,9 +74,25 @@ class Golden(_Model):
     probes: list[ProbeRecord]
     digest: str = ""
     signature: GoldenSignature | None = None
+    # "pytest": the probes are arrays pinned by the envlock pytest plugin (envlock.pytest_plugin),
+    # named "<test>::<name>"; verify cannot re-run them. None: recorded by `capture --golden`.
+    recorded_by: Literal["pytest"] | None = None
 
     def probe(self, name: str) -> ProbeRecord | None:
         return next((p for p in self.probes if p.name == name), None)
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_optional_fields(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Optional fields added after 0.1.0 are left out of the file and the digest while unset, so
+        # goldens written before they existed keep their digest and new ones keep their old shape.
+        data: dict[str, Any] = handler(self)
+        for name in _OMITTED_WHEN_NONE:
+            if name in data and data[name] is None:
+                del data[name]
+        return data
+
+
+_OMITTED_WHEN_NONE = ("recorded_by",)
 
 
 # Left out of the digest: the digest itself, and the signature (made over the digest content).

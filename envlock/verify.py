@@ -63,6 +63,13 @@ class VerifyReport(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict)
 
 
+# A golden written by the pytest plugin (envlock.pytest_plugin) holds arrays a test computed, not probes.
+PYTEST_PROBE_REASON = "recorded by the envlock pytest plugin: run its test with pytest to compare it"
+PYTEST_GOLDEN_NOTE = ("this golden was recorded by the envlock pytest plugin: verify compared this machine's manifest "
+                      "with the one it was recorded on but cannot re-run tests; run them with pytest here to compare "
+                      "their arrays")
+
+
 # ---------------------------------------------------------------- verdicts
 
 
@@ -193,12 +200,15 @@ def verify_golden(golden_path: Path | str | None, *, probe_names: list[str] | No
     manifest = capture_manifest(include_tf=False, environ=environ)
     result = run_child(probe_names=runnable, repeat=repeat, settings=golden.lockdown, env=environ) if runnable \
         else {"runs": {}, "tf_info": None, "tf_info_error": "no probes to run"}
-    manifest = manifest_with_tf(manifest, result)
+    if golden.recorded_by != "pytest":  # the pytest plugin records manifests without TensorFlow: compare like that
+        manifest = manifest_with_tf(manifest, result)
     differences = diff_manifests(golden.manifest, manifest)
 
     verdicts = []
     for record in records:
-        if record.status == "ok" and record.name not in known:
+        if golden.recorded_by == "pytest":
+            verdicts.append(_skipped(record, PYTEST_PROBE_REASON))
+        elif record.status == "ok" and record.name not in known:
             verdicts.append(_skipped(record, "this envlock version does not know this probe"))
         elif record.name in result["runs"]:
             verdicts.append(judge_probe(record, result["runs"][record.name], tolerance))
@@ -210,6 +220,8 @@ def verify_golden(golden_path: Path | str | None, *, probe_names: list[str] | No
                    timings={"import_seconds": result.get("import_seconds", 0.0),
                             "suite_seconds": result.get("suite_seconds", 0.0),
                             "total_seconds": time.perf_counter() - started})
+    if golden.recorded_by == "pytest":
+        report.notes.append(PYTEST_GOLDEN_NOTE)
     report.notes.append(signature)
     return report
 
