@@ -305,7 +305,7 @@ def _output_table(stored: ProbeRecord, current: ProbeRecord, tolerance: Toleranc
             continue
         result = compare_output(golden[name], here[name], tolerance)
         if result.identical:
-            lines.append(f"  {name:24} {'identical':17}")
+            lines.append(f"  {name:24} identical")
             continue
         status = "within_tolerance" if result.within_tolerance else "drift"
         ulp = "-" if result.max_ulp is None else f"{result.max_ulp:.0f}"
