@@ -1,0 +1,89 @@
+"""The pytest plugin on this machine, the way a user runs it: pytest in a fresh process capturing
+the real machine, the real `envlock verify` / `envlock diff` on the golden it writes, and (marked
+tf) a TensorFlow matmul pinned with oneDNN off, compared with oneDNN on."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from envlock.golden import load_golden
+from envlock.verify import PYTEST_PROBE_REASON
+from tests.conftest import env_with, envlock_cli
+
+NUMPY_TEST = """
+import numpy as np
+
+def test_sums(envlock_regression):
+    values = np.random.default_rng(0).standard_normal(10_000).astype(np.float32)
+    envlock_regression.check("cumsum", {"cumsum": np.cumsum(values), "total": values.sum(keepdims=True)})
+"""
+
+TF_TEST = """
+import numpy as np
+import tensorflow as tf
+
+def test_matmul(envlock_regression):
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((1000, 1000)).astype(np.float32)
+    b = rng.standard_normal((1000, 1000)).astype(np.float32)
+    envlock_regression.check("product", tf.matmul(a, b).numpy(), tags=["matmul", "onednn"])
+"""
+
+
+def _pytest(project: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    # Loaded explicitly, autoload off: independent of whether the installed metadata has the entry point.
+    env = dict(env or env_with())
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "envlock.pytest_plugin", "-p", "no:cacheprovider",
+                           "-q", *args], capture_output=True, text=True, cwd=project, env=env, timeout=300,
+                          check=False)
+
+
+def test_a_golden_recorded_by_pytest_is_read_by_verify_and_diff(tmp_path: Path) -> None:
+    (tmp_path / "test_sums.py").write_text(NUMPY_TEST)
+    first = _pytest(tmp_path)
+    assert first.returncode == 0, first.stdout[-3000:]
+    golden_file = tmp_path / "test_sums.golden.json"
+    assert "recorded test_sums::cumsum" in first.stdout
+    golden = load_golden(golden_file)
+    assert golden.manifest.tensorflow.status == "not_captured"  # the plugin never imports TF
+
+    again = _pytest(tmp_path)
+    assert again.returncode == 0 and "1 passed" in again.stdout, again.stdout[-3000:]
+
+    verify = envlock_cli("verify", str(golden_file), "--json")
+    assert verify.returncode == 0, verify.stderr
+    report = json.loads(verify.stdout)
+    assert [(p["name"], p["status"], p["reason"]) for p in report["probes"]] == [
+        ("test_sums::cumsum", "skipped", PYTEST_PROBE_REASON)]
+    assert report["differences"] == []  # the same machine and environment as the recording
+    shown = envlock_cli("verify", str(golden_file))
+    assert shown.returncode == 0 and "recorded by the envlock pytest plugin" in shown.stdout, shown.stderr
+
+    manifest = tmp_path / "here.json"
+    assert envlock_cli("capture", "--no-tf", "-o", str(manifest)).returncode == 0
+    diff = envlock_cli("diff", str(golden_file), str(manifest))
+    assert diff.returncode == 0, diff.stdout + diff.stderr
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_a_tensorflow_result_drifts_with_onednn_and_the_failure_names_it(tmp_path: Path,
+                                                                          tensorflow_required: None) -> None:
+    (tmp_path / "test_model.py").write_text(TF_TEST)
+    recorded = _pytest(tmp_path, env=env_with(TF_ENABLE_ONEDNN_OPTS="0"))
+    assert recorded.returncode == 0, recorded.stdout[-3000:]
+    assert _pytest(tmp_path, env=env_with(TF_ENABLE_ONEDNN_OPTS="0")).returncode == 0
+
+    moved = _pytest(tmp_path, env=env_with(TF_ENABLE_ONEDNN_OPTS="1"))
+    assert moved.returncode == 1, moved.stdout[-3000:]
+    out = moved.stdout
+    assert "envlock: test_matmul::product does not reproduce its golden (bitwise)" in out
+    assert "(tags: matmul, onednn; group: canary)" in out
+    first_cause = out.split("most likely first:\n", 1)[1].splitlines()[0]
+    assert first_cause.startswith("  1. environment.TF_ENABLE_ONEDNN_OPTS '0' -> '1': oneDNN optimisations"), out
