@@ -315,3 +315,10 @@ def test_the_entry_point_as_declared_autoloads_the_plugin(tmp_path: Path) -> Non
                           capture_output=True, text=True, cwd=project, env=env, timeout=120, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "1 passed" in proc.stdout
+
+
+def test_goldens_without_the_new_field_keep_their_bytes_and_digest() -> None:
+    for shipped in sorted((REPO_ROOT / "goldens").glob("*.json")):
+        golden = load_golden(shipped)  # digest checked
+        assert golden.recorded_by is None
+        assert "recorded_by" not in golden.model_dump(mode="json")
