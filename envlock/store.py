@@ -111,7 +111,7 @@ def check_output_path(path: Path | str) -> None:
     """Refuse an unusable output path with one line before spending seconds producing the output."""
     target, write_through = output_target(path)
     if not write_through and not target.parent.is_dir():
-        raise BadFileError(path, f"directory {target.parent} does not exist")
+        raise BadFileError(path, f"the directory does not exist ({target.parent})")
 
 
 def _write_through(path: Path, data: bytes) -> None:

@@ -15,11 +15,9 @@ from envlock.errors import DRIFT, OK, BadFileError, BadInputError
 
 def _check_writable(output: Path) -> None:
     """Refuse an unusable -o before spending seconds capturing (one line, exit 2)."""
-    parent = output.parent if str(output.parent) else Path(".")
-    if output.is_dir():
-        raise BadFileError(output, "is a directory; give a file name")
-    if not parent.is_dir():
-        raise BadFileError(output, f"directory {parent} does not exist")
+    from envlock.store import check_output_path
+
+    check_output_path(output)
 
 
 def _save(output: Path, model: object, save: Callable[[Path, object], None]) -> None:

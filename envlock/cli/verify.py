@@ -54,14 +54,14 @@ def verify(
         return
     from envlock.probes.compare import Tolerance
     from envlock.probes.registry import parse_probe_list
-    from envlock.store import atomic_write_text, dumps_canonical
+    from envlock.store import atomic_write_text, check_output_path, dumps_canonical
     from envlock.verify import render_report, verify_golden
 
     policy = Tolerance.parse(tolerance)
     names = parse_probe_list(probes)
-    if report is not None and not (report.parent if str(report.parent) else Path(".")).is_dir():
+    if report is not None:
         # Checked before the probes run: a typo should not cost a TF import to discover.
-        raise BadFileError(report, "--report: the directory does not exist")
+        check_output_path(report)
     result = verify_golden(golden, probe_names=names, tolerance=policy, repeat=repeat, golden_env=golden_env)
     text = dumps_canonical(result.model_dump(mode="json"))
     if report is not None:
