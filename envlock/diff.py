@@ -145,6 +145,9 @@ SEVERITY_RULES: tuple[Rule, ...] = (
     Rule("host.kernel", "warning", ["threads"], "the kernel schedules threads; it does not compute"),
     Rule("host.*", "info", [], "does not change numeric results"),
     Rule("memory.*", "info", [], "memory size and layout do not change results"),
+    # The file's own format: older versions are migrated on load, so they never change results.
+    Rule("kind", "info", [], "the file's format"),
+    Rule("schema_version", "info", [], "the file's format version (older ones are migrated on load)"),
     Rule("*", "warning", [], "an identity field changed"),
 )
 

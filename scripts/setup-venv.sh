@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create (or reuse) the project virtualenv at ${ENVLOCK_VENV:-.venv} and install envlock into it.
 # Usage: scripts/setup-venv.sh [EXTRAS]   e.g. "tf" or "tf,dev"
+# Installs under goldens/constraints.txt: the TensorFlow/Keras/numpy the shipped goldens were recorded with.
 # pip's chatter goes to $venv/install.log and is shown only when the install fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +13,8 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 log="$venv/install.log"
 if ! { "$venv/bin/python" -m pip install --upgrade pip \
-       && "$venv/bin/python" -m pip install --disable-pip-version-check -e ".[${extras}]"; } >"$log" 2>&1; then
+       && "$venv/bin/python" -m pip install --disable-pip-version-check -c goldens/constraints.txt -e ".[${extras}]"; } \
+     >"$log" 2>&1; then
   tail -40 "$log" >&2
   echo "setup-venv: installing envlock[${extras}] into $venv failed (full log: $log)" >&2
   exit 1

@@ -14,6 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from envlock.models import Manifest
+from tests.recorded import RECORDED_MACHINES
+from tests.recorded import recorded_manifest as load_recorded_manifest
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(__file__).resolve().parent / "data"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -31,6 +35,12 @@ def require(available: bool, what: str) -> None:
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return DATA_DIR
+
+
+@pytest.fixture(scope="session", params=sorted(RECORDED_MACHINES))
+def recorded_manifest(request: pytest.FixtureRequest) -> Manifest:
+    """A real manifest of each recorded machine in turn (never this host's)."""
+    return load_recorded_manifest(request.param)
 
 
 @pytest.fixture(scope="session")

@@ -1,21 +1,26 @@
-"""diff_manifests: severity as data, readable reasons, and digest stability/sensitivity."""
+"""diff_manifests: severity as data, readable reasons, and digest stability/sensitivity.
+
+Every test runs on each recorded machine's real manifest (the ``recorded_manifest`` fixture),
+never on a capture of this host, and a changed field takes a value that differs from the base
+by construction (``other_than``): the same assertions hold whichever CPU CI runs on.
+"""
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from envlock.capture import capture_manifest
 from envlock.diff import SEVERITY_RULES, Difference, diff_manifests, flatten, rule_for
 from envlock.models import GpuDevice, GpuInfo, LoadedLibrary, Manifest, compute_digest, identity_dict, with_digest
+from tests.recorded import dotted_get, other_than
 
 
-@pytest.fixture(scope="module")
-def base() -> Manifest:
-    # A real capture of this machine without TF (fast, no TF import), with a fixed environment.
-    return capture_manifest(include_tf=False, environ={"TF_ENABLE_ONEDNN_OPTS": "0", "HOME": "/root"})
+@pytest.fixture()
+def base(recorded_manifest: Manifest) -> Manifest:
+    """A recorded machine's manifest with a fixed determinism environment."""
+    return with_digest(recorded_manifest.model_copy(update={"environment": {"TF_ENABLE_ONEDNN_OPTS": "0"}}))
 
 
 def _set(manifest: Manifest, path: str, value: Any) -> Manifest:
@@ -29,20 +34,42 @@ def _set(manifest: Manifest, path: str, value: Any) -> Manifest:
     return with_digest(Manifest.model_validate(data))
 
 
-def test_capture_is_stable_and_does_not_import_tf(base: Manifest) -> None:
-    again = capture_manifest(include_tf=False, environ={"TF_ENABLE_ONEDNN_OPTS": "0", "HOME": "/elsewhere"})
-    assert again.digest == base.digest
-    assert diff_manifests(base, again) == []
-    assert "tensorflow" not in sys.modules
+# A new value for a field, derived from its current one so that the two always differ.
+Change = Callable[[Any], Any]
+NEW_KERNEL: Change = lambda v: other_than(v, "5.15.0", "6.1.0")  # noqa: E731
+NEW_MICROCODE: Change = lambda v: other_than(v, "0x1", "0xdeadbeef")  # noqa: E731
+NEW_NUMPY: Change = lambda v: other_than(v, "1.26.4", "2.0.2")  # noqa: E731
+FLIPPED: Change = lambda v: not v  # noqa: E731
+NEW_MEMORY: Change = lambda v: other_than(v, 1, 2)  # noqa: E731
+NEW_CORES: Change = lambda v: other_than(v, 64, 128)  # noqa: E731
+NEW_RUNTIME: Change = lambda v: other_than(v, "none", "docker")  # noqa: E731
+
+
+def _changed(manifest: Manifest, path: str, change: Change) -> Manifest:
+    old = dotted_get(manifest.model_dump(mode="json"), path)
+    new = change(old)
+    assert new != old, f"{path}: the change must differ from {old!r}"
+    return _set(manifest, path, new)
+
+
+def test_the_recorded_machines_differ_and_are_real(recorded_manifest: Manifest) -> None:
+    # A recorded manifest is read as a user's file would be (load_manifest checks its digest) and is
+    # a full capture of a real machine, TensorFlow included.
+    assert recorded_manifest.digest == compute_digest(recorded_manifest)
+    assert recorded_manifest.tensorflow.status == "present" and recorded_manifest.cpu.flags
 
 
 @pytest.mark.parametrize(
-    ("path", "value"),
-    [("host.kernel", "5.15.0"), ("cpu.microcode", "0xdeadbeef"), ("numeric.numpy_version", "1.26.4"),
-     ("cpu.isa.avx512f", False), ("environment", {"TF_ENABLE_ONEDNN_OPTS": "1"}), ("memory.total_bytes", 1)],
+    ("path", "change"),
+    [("host.kernel", NEW_KERNEL), ("cpu.microcode", NEW_MICROCODE), ("numeric.numpy_version", NEW_NUMPY),
+     ("cpu.isa.avx512f", FLIPPED), ("cpu.isa.avx2", FLIPPED), ("memory.total_bytes", NEW_MEMORY)],
 )
-def test_changing_one_identity_field_changes_the_digest(base: Manifest, path: str, value: Any) -> None:
-    assert _set(base, path, value).digest != base.digest
+def test_changing_one_identity_field_changes_the_digest(base: Manifest, path: str, change: Change) -> None:
+    assert _changed(base, path, change).digest != base.digest
+
+
+def test_changing_the_environment_changes_the_digest(base: Manifest) -> None:
+    assert _set(base, "environment", {"TF_ENABLE_ONEDNN_OPTS": "1"}).digest != base.digest
 
 
 @pytest.mark.parametrize(
@@ -79,21 +106,23 @@ def test_non_isa_flag_is_info(base: Manifest) -> None:
 
 
 @pytest.mark.parametrize(
-    ("path", "value", "severity", "component"),
+    ("path", "change", "severity", "component"),
     [
-        ("environment", {"TF_ENABLE_ONEDNN_OPTS": "1"}, "critical", "onednn"),
-        ("environment", {"TF_ENABLE_ONEDNN_OPTS": "0", "OMP_NUM_THREADS": "1"}, "warning", "threads"),
-        ("environment", {"TF_ENABLE_ONEDNN_OPTS": "0", "TF_XLA_FLAGS": "--tf_xla_auto_jit=2"}, "critical", "xla"),
-        ("numeric.numpy_version", "1.26.4", "critical", "blas"),
-        ("cpu.logical_cores", 64, "warning", "threads"),
-        ("cpu.microcode", "0x1", "warning", "onednn"),
-        ("host.container_runtime", "none", "info", None),
-        ("host.kernel", "5.15.0", "warning", None),
-        ("memory.total_bytes", 1, "info", None),
+        ("environment", lambda _: {"TF_ENABLE_ONEDNN_OPTS": "1"}, "critical", "onednn"),
+        ("environment", lambda _: {"TF_ENABLE_ONEDNN_OPTS": "0", "OMP_NUM_THREADS": "1"}, "warning", "threads"),
+        ("environment", lambda _: {"TF_ENABLE_ONEDNN_OPTS": "0", "TF_XLA_FLAGS": "--tf_xla_auto_jit=2"}, "critical",
+         "xla"),
+        ("numeric.numpy_version", NEW_NUMPY, "critical", "blas"),
+        ("cpu.logical_cores", NEW_CORES, "warning", "threads"),
+        ("cpu.microcode", NEW_MICROCODE, "warning", "onednn"),
+        ("host.container_runtime", NEW_RUNTIME, "info", None),
+        ("host.kernel", NEW_KERNEL, "warning", None),
+        ("memory.total_bytes", NEW_MEMORY, "info", None),
     ],
+    ids=["onednn-env", "omp-threads", "xla-flags", "numpy", "cores", "microcode", "runtime", "kernel", "memory"],
 )
-def test_severity_rules(base: Manifest, path: str, value: Any, severity: str, component: str | None) -> None:
-    diffs = diff_manifests(base, _set(base, path, value))
+def test_severity_rules(base: Manifest, path: str, change: Change, severity: str, component: str | None) -> None:
+    diffs = diff_manifests(base, _changed(base, path, change))
     assert diffs, "a changed identity field must produce a difference"
     top = diffs[0]
     assert top.severity == severity
@@ -150,9 +179,10 @@ def test_distribution_rebuilt_with_same_version(base: Manifest) -> None:
     assert first.version in str(d.old) and first.version in str(d.new) and d.old != d.new
 
 
-def test_every_identity_path_of_a_real_manifest_has_a_rule(base: Manifest) -> None:
+def test_every_identity_path_of_a_real_manifest_has_a_rule_of_its_own(base: Manifest) -> None:
+    # The catch-all "*" rule is the last resort for paths no rule names: a real manifest has none.
     for path in flatten(identity_dict(base)):
-        assert rule_for(path) in SEVERITY_RULES
+        assert rule_for(path).pattern != "*", path
 
 
 def test_rules_are_data() -> None:

@@ -8,8 +8,10 @@ import pytest
 
 from envlock.fingerprint.cpu import collect_cpu, isa_summary, parse_proc_cpuinfo
 from envlock.runner import FakeRunner
+from tests.recorded import recorded_manifest
 
 CPUINFO = Path(__file__).resolve().parent.parent / "data" / "cpuinfo"
+LSCPU = CPUINFO.parent / "lscpu"  # lscpu of the same machines, named like their cpuinfo
 ALL_FILES = sorted(CPUINFO.glob("*.txt"))
 
 
@@ -41,6 +43,48 @@ def test_this_machine_zen4_has_vnni_and_bf16() -> None:
     assert cpu.vendor == "AuthenticAMD" and cpu.family == 25
     assert cpu.isa.avx512_vnni and cpu.isa.avx512_bf16
     assert cpu.isa.avx_vnni is False
+
+
+def test_intel_sapphire_rapids_class_has_amx_fp16_and_avx_vnni() -> None:
+    # The second machine kind CI runs on (../shared/machines/intel-xeon-amx-2vcpu): microcode 0x1 (a KVM guest).
+    cpu = _parse("intel_xeon_sapphire_rapids_amx_kvm.txt")
+    assert (cpu.vendor, cpu.family, cpu.model, cpu.stepping, cpu.microcode) == ("GenuineIntel", 6, 167, 1, "0x1")
+    assert cpu.model_name == "Intel(R) Xeon(R) Processor"
+    assert (cpu.logical_cores, cpu.physical_cores) == (2, 2)
+    assert cpu.isa.avx512_vnni and cpu.isa.avx512_bf16 and cpu.isa.avx512_fp16 and cpu.isa.avx_vnni
+    assert cpu.isa.amx_tile and cpu.isa.amx_bf16 and cpu.isa.amx_int8
+
+
+def test_the_two_ci_machine_kinds_differ_in_what_a_manifest_shows() -> None:
+    amd, intel = _parse("amd_epyc_zen4_avx512_this_machine.txt"), _parse("intel_xeon_sapphire_rapids_amx_kvm.txt")
+    # Both turn TF's oneDNN on by default (AVX512_VNNI), yet they are different CPUs: vendor, model, ISA.
+    assert amd.isa.avx512_vnni and intel.isa.avx512_vnni
+    differing = {f for f, v in amd.isa.model_dump().items() if v != getattr(intel.isa, f)}
+    assert differing == {"avx512_fp16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8"}
+    assert amd.vendor != intel.vendor and amd.microcode != intel.microcode
+
+
+def _lscpu(path: Path) -> dict[str, str]:
+    fields = {}
+    for line in path.read_text().splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields[key.strip()] = value.strip()
+    return fields
+
+
+@pytest.mark.parametrize("machine", sorted(p.name for p in LSCPU.glob("*.txt")))
+def test_parser_agrees_with_lscpu_on_the_same_machine(machine: str) -> None:
+    """util-linux's lscpu reads the same CPU through its own parser: the two must agree."""
+    lscpu = _lscpu(LSCPU / machine)
+    cpu = _parse(machine)
+    assert cpu.vendor == lscpu["Vendor ID"]
+    assert (cpu.family, cpu.model, cpu.stepping) == (int(lscpu["CPU family"]), int(lscpu["Model"]),
+                                                     int(lscpu["Stepping"]))
+    assert cpu.model_name == lscpu["Model name"]
+    assert cpu.logical_cores == int(lscpu["CPU(s)"])
+    assert cpu.physical_cores == int(lscpu["Core(s) per socket"]) * int(lscpu["Socket(s)"])
+    assert cpu.flags == sorted(lscpu["Flags"].split())
 
 
 def test_hypervisor_hidden_fma_is_reported_as_missing() -> None:
@@ -133,3 +177,12 @@ def test_collect_falls_back_to_py_cpuinfo_without_proc(monkeypatch: pytest.Monke
     monkeypatch.setitem(sys.modules, "cpuinfo", types.SimpleNamespace(get_cpu_info=lambda: raw))
     cpu = collect_cpu(FakeRunner())
     assert cpu.model_name == raw["brand_raw"]
+
+
+@pytest.mark.parametrize(("machine", "cpuinfo"), [("amd-epyc-zen4", "amd_epyc_zen4_avx512_this_machine.txt"),
+                                                 ("intel-xeon-amx", "intel_xeon_sapphire_rapids_amx_kvm.txt")])
+def test_a_recorded_machine_substituted_for_the_host_gives_its_manifest(machine: str, cpuinfo: str) -> None:
+    """The collector, fed that machine's /proc/cpuinfo at the runner seam, gives what envlock recorded there."""
+    recorded = recorded_manifest(machine).cpu
+    collected = collect_cpu(FakeRunner(files={"/proc/cpuinfo": (CPUINFO / cpuinfo).read_text()}))
+    assert collected.model_dump(exclude={"affinity"}) == recorded.model_dump(exclude={"affinity"})
