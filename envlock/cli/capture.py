@@ -11,6 +11,7 @@ import typer
 
 from envlock.cli.common import app, handles_errors
 from envlock.errors import DRIFT, OK, BadFileError, BadInputError
+from envlock.limits import MAX_REPEAT
 
 
 def _check_writable(output: Path) -> None:
@@ -37,7 +38,8 @@ def capture(
     golden: Annotated[bool, typer.Option("--golden", help="Also run the probe suite and write a golden file "
                                          "(needs -o and TensorFlow).")] = False,
     probes: Annotated[str | None, typer.Option("--probes", help="With --golden: comma-separated probe names.")] = None,
-    repeat: Annotated[int, typer.Option("--repeat", min=1, help="With --golden: runs per probe.")] = 2,
+    repeat: Annotated[int, typer.Option("--repeat", min=1, max=MAX_REPEAT,
+                                        help="With --golden: runs per probe (1 to 100).")] = 2,
 ) -> None:
     """Fingerprint this machine and its software stack as a versioned manifest.
 

@@ -9,6 +9,7 @@ import typer
 
 from envlock.cli.common import app, handles_errors
 from envlock.errors import BadFileError
+from envlock.limits import MAX_REPEAT
 
 
 def _list_probes() -> str:
@@ -34,8 +35,9 @@ def verify(
     = "bitwise",
     probes: Annotated[str | None, typer.Option("--probes", help="Comma-separated probe names (default: all the "
                                                "golden's probes).")] = None,
-    repeat: Annotated[int | None, typer.Option("--repeat", min=1, help="Runs per probe here (default: the golden's "
-                                               "repeat count); differing runs mean 'nondeterministic'.")] = None,
+    repeat: Annotated[int | None, typer.Option("--repeat", min=1, max=MAX_REPEAT, help="Runs per probe here, 1 to 100 "
+                                               "(default: the golden's repeat count); differing runs mean "
+                                               "'nondeterministic'.")] = None,
     golden_env: Annotated[bool, typer.Option(
         "--golden-env", help="Run the probes with the golden's allow-listed determinism environment variables "
         "exactly (set those it had, unset the others): would this hardware reproduce if configured like the "
