@@ -58,4 +58,5 @@ def one_error_line(proc: subprocess.CompletedProcess[bytes]) -> str:
     lines = err.splitlines()  # also splits on \x1c-\x1e, \x85, U+2028/2029: what a log reader would split on
     assert len(lines) == 1 and err.endswith("\n"), f"not one line: {err!r}"
     assert lines[0].startswith("envlock: error: ") and "Traceback" not in err, err
+    assert lines[0].isprintable(), f"unescaped control characters: {lines[0]!r}"
     return lines[0]

@@ -51,18 +51,54 @@ def _duplicate_output(data: dict[str, Any]) -> None:
     probe["outputs"].append(dict(probe["outputs"][0]))
 
 
+def _coerce(path: str, convert: Callable[[Any], Any]) -> Mutation:
+    """The same value in another type: what lax validation turned back into the original."""
+    def mutate(data: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node: Any = data
+        for part in parents:
+            node = node[part]
+        node[last] = convert(node[last])
+    return mutate
+
+
+# Applied *after* sealing: lax validation coerced each back to the sealed value, so before the fix
+# the digest matched and the golden was accepted (exit 0).
+COERCIONS: dict[str, Mutation] = {
+    "repeat as a string": _coerce("repeat", str),
+    "repeat as a float": _coerce("repeat", float),
+    "seed as a string": _coerce("lockdown.seed", str),
+    "op_determinism as 1": _coerce("lockdown.op_determinism", int),
+    "op_determinism as a string": _coerce("lockdown.op_determinism", lambda v: str(v).lower()),
+    "thread count as a string": _coerce("lockdown.intra_op_threads", str),
+    "nested schema_version as a string": _coerce("manifest.schema_version", str),
+    "cores as a string": _coerce("manifest.cpu.logical_cores", str),
+    "isa flag as 0/1": _coerce("manifest.cpu.isa.avx2", int),
+    "shape entries as strings": lambda data: _first_output(data).__setitem__(
+        "shape", [str(n) for n in _first_output(data)["shape"]]),
+}
+
+
+@pytest.mark.parametrize("mutation", sorted(COERCIONS))
+def test_a_golden_with_a_coercible_wrong_type_is_refused(tmp_path: Path, mutation: str) -> None:
+    data = reseal(real_golden_data())
+    COERCIONS[mutation](data)
+    path = write_json(tmp_path / "golden.json", data)
+    with pytest.raises(BadFileError, match="field '") as info:
+        load_golden(path)
+    assert info.value.exit_code == BAD_INPUT
+
+
+def test_verify_refuses_a_string_repeat_instead_of_reproducing(tmp_path: Path) -> None:
+    data = reseal(real_golden_data())
+    COERCIONS["repeat as a string"](data)
+    proc = run_envlock("verify", str(write_json(tmp_path / "golden.json", data)))
+    assert proc.returncode == BAD_INPUT and "field 'repeat'" in one_error_line(proc)
+
+
+# Applied *before* resealing: anyone can recompute the outer digest.
 GOLDEN_MUTATIONS: dict[str, Mutation] = {
-    # wrong types that lax validation would have coerced
-    "repeat as a string": _set("repeat", "2"),
-    "repeat as a float": _set("repeat", 2.0),
     "repeat as true": _set("repeat", True),
-    "seed as a string": _set("lockdown.seed", "42"),
-    "op_determinism as 1": _set("lockdown.op_determinism", 1),
-    "op_determinism as a string": _set("lockdown.op_determinism", "true"),
-    "thread count as a string": _set("lockdown.intra_op_threads", "2"),
-    "nested schema_version as a string": _set("manifest.schema_version", "1"),
-    "cores as a string": _set("manifest.cpu.logical_cores", "2"),
-    "shape entry as a string": _output("shape", ["3"]),
     # out of range
     "repeat 0": _set("repeat", 0),
     "repeat 101": _set("repeat", 101),
