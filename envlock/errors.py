@@ -23,12 +23,35 @@ EXIT_CODES_HELP = (
 )
 
 
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if char in _NAMED_ESCAPES:
+        return _NAMED_ESCAPES[char]
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 in a file name (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def one_line(text: str) -> str:
+    """``text`` with every control, format, separator or unpaired-surrogate character escaped:
+    a path or value holding a newline (or a bidi override, or invalid UTF-8) stays one line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
 class EnvlockError(Exception):
     """Base class: a one-line, user-facing message and an exit code."""
 
     exit_code: int = 1
 
     def __init__(self, message: str) -> None:
+        message = one_line(message)  # wherever it is shown (CLI, daemon log, /status), one line
         super().__init__(message)
         self.message = message
 

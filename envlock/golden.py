@@ -10,17 +10,29 @@ after recording is caught on load (``IntegrityError``, exit 2).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as _dt
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer, model_validator
 
 from envlock import __version__
-from envlock.errors import IntegrityError
+from envlock.errors import BadFileError, IntegrityError
+from envlock.limits import MAX_REPEAT, MAX_THREADS
+from envlock.models import (
+    MANIFEST_SCHEMA_VERSION,
+    LockdownSettings,
+    Manifest,
+    TensorflowInfo,
+    canonical_json,
+    canonical_sha256,
+    compute_digest,
+    with_digest,
+)
 from envlock.models import EnvlockModel as _Model
-from envlock.models import LockdownSettings, Manifest, TensorflowInfo, canonical_json, canonical_sha256, with_digest
 from envlock.store import Migration, atomic_write_text, dumps_canonical, load_model
 
 GOLDEN_KIND = "envlock.golden"
@@ -29,21 +41,46 @@ GOLDEN_SCHEMA_VERSION = 1
 MIGRATIONS: dict[int, Migration] = {}
 
 
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+# Bytes per element of the dtypes a probe output may have (numpy's names; what compare decodes).
+DTYPE_ITEMSIZE = {"bool": 1, "int8": 1, "uint8": 1, "int16": 2, "uint16": 2, "float16": 2, "int32": 4,
+                  "uint32": 4, "float32": 4, "int64": 8, "uint64": 8, "float64": 8, "complex64": 8,
+                  "complex128": 16}
+MAX_SAMPLE_ELEMENTS = 4096  # envlock stores at most 256 (FULL_LIMIT); a sample is never bigger
+MAX_DIMENSION = 2**40  # a shape entry (or a stride): far beyond any probe, far below overflow
+
+
 class OutputStats(_Model):
-    min: float
-    max: float
-    mean: float
-    abs_max: float
+    min: FiniteFloat
+    max: FiniteFloat
+    mean: FiniteFloat
+    abs_max: FiniteFloat
 
 
 class OutputRecord(_Model):
     name: str
     dtype: str
-    shape: list[int]
-    sha256: str
-    sample_stride: int = Field(ge=1)
+    shape: list[Annotated[int, Field(ge=0, le=MAX_DIMENSION)]] = Field(max_length=32)
+    sha256: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
+    sample_stride: int = Field(ge=1, le=MAX_DIMENSION)
     sample_b64: str
     stats: OutputStats | None = None
+
+    @model_validator(mode="after")
+    def _sample_decodes(self) -> OutputRecord:
+        """Checked on load, not when comparing: a broken sample is a bad golden (exit 2)."""
+        itemsize = DTYPE_ITEMSIZE.get(self.dtype)
+        if itemsize is None:
+            raise ValueError(f"unknown dtype {self.dtype!r}")
+        if len(self.sample_b64) > MAX_SAMPLE_ELEMENTS * itemsize * 4 // 3 + 4:
+            raise ValueError(f"sample_b64 holds more than {MAX_SAMPLE_ELEMENTS} elements")
+        try:
+            raw = base64.b64decode(self.sample_b64, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("sample_b64 is not valid base64") from None
+        if len(raw) % itemsize:
+            raise ValueError(f"sample_b64 is {len(raw)} bytes, not whole {self.dtype} elements")
+        return self
 
 
 class ProbeRecord(_Model):
@@ -53,6 +90,12 @@ class ProbeRecord(_Model):
     status: Literal["ok", "skipped", "nondeterministic"]
     reason: str | None = None
     outputs: list[OutputRecord] = Field(default_factory=list)
+
+    @field_validator("outputs")
+    @classmethod
+    def _unique_outputs(cls, outputs: list[OutputRecord]) -> list[OutputRecord]:
+        _refuse_duplicates([o.name for o in outputs], "output")
+        return outputs
 
 
 class GoldenSignature(_Model):
@@ -70,13 +113,19 @@ class Golden(_Model):
     created_at: str
     manifest: Manifest
     lockdown: LockdownSettings
-    repeat: int = Field(ge=1)
-    probes: list[ProbeRecord]
+    repeat: int = Field(ge=1, le=MAX_REPEAT)
+    probes: list[ProbeRecord] = Field(min_length=1)  # an empty suite would "reproduce" anything
     digest: str = ""
     signature: GoldenSignature | None = None
     # "pytest": the probes are arrays pinned by the envlock pytest plugin (envlock.pytest_plugin),
     # named "<test>::<name>"; verify cannot re-run them. None: recorded by `capture --golden`.
     recorded_by: Literal["pytest"] | None = None
+
+    @field_validator("probes")
+    @classmethod
+    def _unique_probes(cls, probes: list[ProbeRecord]) -> list[ProbeRecord]:
+        _refuse_duplicates([p.name for p in probes], "probe")
+        return probes
 
     def probe(self, name: str) -> ProbeRecord | None:
         return next((p for p in self.probes if p.name == name), None)
@@ -97,6 +146,14 @@ _OMITTED_WHEN_NONE = ("recorded_by",)
 
 # Left out of the digest: the digest itself, and the signature (made over the digest content).
 _NOT_DIGESTED = {"digest", "signature"}
+
+
+def _refuse_duplicates(names: list[str], what: str) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"{what} {name!r} appears twice")
+        seen.add(name)
 
 
 def compute_golden_digest(golden: Golden) -> str:
@@ -121,6 +178,14 @@ def load_golden(path: Path | str) -> Golden:
     if golden.digest != expected:
         raise IntegrityError(path, "integrity digest does not match the content: the golden was modified after "
                                    "it was recorded (re-record it with `envlock capture --golden`)")
+    # The outer digest is only a checksum anyone can recompute: the manifest inside must hold up
+    # on its own too (its version is the one this envlock reads, its identity digest is its own).
+    inner = golden.manifest
+    if inner.schema_version != MANIFEST_SCHEMA_VERSION:
+        raise BadFileError(path, f"field 'manifest.schema_version': {inner.schema_version}, but a golden of "
+                                 f"this version holds a schema_version {MANIFEST_SCHEMA_VERSION} manifest")
+    if inner.digest != compute_digest(inner):
+        raise IntegrityError(path, "the manifest's digest does not match the manifest: it was edited after capture")
     return golden
 
 
@@ -155,7 +220,7 @@ def lockdown_settings_for_this_process(environ: dict[str, str], seed: int = 42) 
     from envlock.fingerprint.environ import capture_environment
     from envlock.locking import default_thread_count
 
-    threads = default_thread_count()
+    threads = min(default_thread_count(), MAX_THREADS)  # a golden must load wherever it goes
     return LockdownSettings(seed=seed, op_determinism=True, intra_op_threads=threads, inter_op_threads=threads,
                             environment=capture_environment(environ))
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from envlock.fingerprint.environ import check_environment
+from envlock.limits import MAX_SEED, MAX_THREADS
 
 MANIFEST_KIND = "envlock.manifest"
 MANIFEST_SCHEMA_VERSION = 1
@@ -26,6 +27,8 @@ class EnvlockModel(BaseModel):
 
 
 _Model = EnvlockModel
+Count = Annotated[int, Field(ge=0, le=2**63 - 1)]  # cores, bytes, indices: never negative, fits int64
+ThreadCount = Annotated[int, Field(ge=0, le=MAX_THREADS)]
 
 
 # A recorded determinism environment: allow-listed names, bounded printable values. Checked on
@@ -82,20 +85,20 @@ class IsaSummary(_Model):
 class CpuInfo(_Model):
     vendor: str | None = None
     model_name: str | None = None
-    family: int | None = None
-    model: int | None = None
-    stepping: int | None = None
+    family: Count | None = None
+    model: Count | None = None
+    stepping: Count | None = None
     microcode: str | None = None
-    logical_cores: int | None = None
-    physical_cores: int | None = None
-    affinity: list[int] | None = None
+    logical_cores: Count | None = None
+    physical_cores: Count | None = None
+    affinity: list[Count] | None = None
     flags: list[str] = Field(default_factory=list)
     isa: IsaSummary = Field(default_factory=IsaSummary)
 
 
 class MemoryInfo(_Model):
-    total_bytes: int | None = None
-    numa_nodes: int | None = None
+    total_bytes: Count | None = None
+    numa_nodes: Count | None = None
 
 
 class BlasLibrary(_Model):
@@ -105,7 +108,7 @@ class BlasLibrary(_Model):
     version: str | None = None
     architecture: str | None = None
     threading_layer: str | None = None
-    num_threads: int | None = None
+    num_threads: Count | None = None
 
 
 class NumericInfo(_Model):
@@ -116,10 +119,10 @@ class NumericInfo(_Model):
 
 
 class GpuDevice(_Model):
-    index: int
+    index: Count
     name: str | None = None
     compute_capability: str | None = None
-    memory_total_bytes: int | None = None
+    memory_total_bytes: Count | None = None
     uuid_sha256: str | None = None
     mig_mode: Literal["enabled", "disabled", "unsupported"] | None = None
     ecc_mode: Literal["enabled", "disabled", "unsupported"] | None = None
@@ -153,8 +156,8 @@ class TensorflowInfo(_Model):
     onednn_enabled: bool | None = None
     xla_jit: str | None = None
     op_determinism: bool | None = None
-    intra_op_threads: int | None = None
-    inter_op_threads: int | None = None
+    intra_op_threads: Count | None = None
+    inter_op_threads: Count | None = None
     physical_devices: list[str] | None = None
     keras_version: str | None = None
     loaded_libraries: list[LoadedLibrary] = Field(default_factory=list)
@@ -223,8 +226,8 @@ class LockdownSettings(_Model):
     was recorded (see ``envlock.fingerprint.environ``); ``--golden-env`` reproduces it exactly.
     """
 
-    seed: int = 42
+    seed: int = Field(default=42, ge=0, le=MAX_SEED)  # numpy refuses others: exit 2 here, not 3 in TF
     op_determinism: bool = True
-    intra_op_threads: int | None = None
-    inter_op_threads: int | None = None
+    intra_op_threads: ThreadCount | None = None  # 0: TensorFlow's default; negative SIGABRTs TF
+    inter_op_threads: ThreadCount | None = None
     environment: RecordedEnvironment = Field(default_factory=dict)

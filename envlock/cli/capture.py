@@ -11,15 +11,14 @@ import typer
 
 from envlock.cli.common import app, handles_errors
 from envlock.errors import DRIFT, OK, BadFileError, BadInputError
+from envlock.limits import MAX_REPEAT
 
 
 def _check_writable(output: Path) -> None:
     """Refuse an unusable -o before spending seconds capturing (one line, exit 2)."""
-    parent = output.parent if str(output.parent) else Path(".")
-    if output.is_dir():
-        raise BadFileError(output, "is a directory; give a file name")
-    if not parent.is_dir():
-        raise BadFileError(output, f"directory {parent} does not exist")
+    from envlock.store import check_output_path
+
+    check_output_path(output)
 
 
 def _save(output: Path, model: object, save: Callable[[Path, object], None]) -> None:
@@ -39,7 +38,8 @@ def capture(
     golden: Annotated[bool, typer.Option("--golden", help="Also run the probe suite and write a golden file "
                                          "(needs -o and TensorFlow).")] = False,
     probes: Annotated[str | None, typer.Option("--probes", help="With --golden: comma-separated probe names.")] = None,
-    repeat: Annotated[int, typer.Option("--repeat", min=1, help="With --golden: runs per probe.")] = 2,
+    repeat: Annotated[int, typer.Option("--repeat", min=1, max=MAX_REPEAT,
+                                        help="With --golden: runs per probe (1 to 100).")] = 2,
     sign: Annotated[Path | None, typer.Option("--sign", metavar="KEY", help="With --golden: sign it with this "
                                               "unencrypted Ed25519 OpenSSH private key (ssh-keygen -t ed25519); "
                                               "verify --trusted-key KEY.pub checks it.")] = None,

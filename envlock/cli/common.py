@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import typer
 from typer.core import TyperGroup
 
-from envlock.errors import BAD_INPUT, EXIT_CODES_HELP, EnvlockError
+from envlock.errors import BAD_INPUT, EXIT_CODES_HELP, EnvlockError, one_line
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -33,7 +33,8 @@ class OneLineUsageGroup(TyperGroup):
                 exc.show()  # type: ignore[attr-defined]
                 sys.exit(BAD_INPUT)
             hint = f" (try '{exc.ctx.command_path} --help')" if getattr(exc, "ctx", None) else ""  # type: ignore[attr-defined]
-            typer.echo(f"envlock: error: {exc.format_message()}{hint}", err=True)  # type: ignore[attr-defined]
+            message = one_line(f"{exc.format_message()}{hint}")  # type: ignore[attr-defined]
+            typer.echo(f"envlock: error: {message}", err=True)
             sys.exit(BAD_INPUT)
         except _Abort:
             typer.echo("envlock: interrupted", err=True)
@@ -64,7 +65,7 @@ def handles_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except EnvlockError as exc:
-            typer.echo(f"envlock: error: {exc}", err=True)
+            typer.echo(f"envlock: error: {one_line(str(exc))}", err=True)  # one line, whatever a path holds
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             typer.echo("envlock: interrupted", err=True)

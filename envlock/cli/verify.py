@@ -9,6 +9,7 @@ import typer
 
 from envlock.cli.common import TRUSTED_KEY_HELP, app, handles_errors
 from envlock.errors import BadFileError
+from envlock.limits import MAX_REPEAT
 
 
 def _list_probes() -> str:
@@ -34,8 +35,9 @@ def verify(
     = "bitwise",
     probes: Annotated[str | None, typer.Option("--probes", help="Comma-separated probe names (default: all the "
                                                "golden's probes).")] = None,
-    repeat: Annotated[int | None, typer.Option("--repeat", min=1, help="Runs per probe here (default: the golden's "
-                                               "repeat count); differing runs mean 'nondeterministic'.")] = None,
+    repeat: Annotated[int | None, typer.Option("--repeat", min=1, max=MAX_REPEAT, help="Runs per probe here, 1 to 100 "
+                                               "(default: the golden's repeat count); differing runs mean "
+                                               "'nondeterministic'.")] = None,
     golden_env: Annotated[bool, typer.Option(
         "--golden-env", help="Run the probes with the golden's allow-listed determinism environment variables "
         "exactly (set those it had, unset the others): would this hardware reproduce if configured like the "
@@ -56,15 +58,15 @@ def verify(
     from envlock.probes.compare import Tolerance
     from envlock.probes.registry import parse_probe_list
     from envlock.signing import load_trusted_keys
-    from envlock.store import atomic_write_text, dumps_canonical
+    from envlock.store import atomic_write_text, check_output_path, dumps_canonical
     from envlock.verify import render_report, verify_golden
 
     keys = load_trusted_keys(trusted_key or [])  # a bad key file fails before the golden is read
     policy = Tolerance.parse(tolerance)
     names = parse_probe_list(probes)
-    if report is not None and not (report.parent if str(report.parent) else Path(".")).is_dir():
+    if report is not None:
         # Checked before the probes run: a typo should not cost a TF import to discover.
-        raise BadFileError(report, "--report: the directory does not exist")
+        check_output_path(report)
     result = verify_golden(golden, probe_names=names, tolerance=policy, repeat=repeat, golden_env=golden_env,
                            trusted_keys=keys)
     text = dumps_canonical(result.model_dump(mode="json"))

@@ -24,7 +24,7 @@ from envlock.image import data, wheelhouse
 from envlock.image.data import BaseImage
 from envlock.image.render import DOCKERIGNORE, render
 from envlock.image.spec import ImageSpec, Variant, check_golden_for_image, check_line, spec_from_golden
-from envlock.store import atomic_write_bytes
+from envlock.store import atomic_write_bytes, read_input_bytes, read_input_text
 
 Progress = Callable[[str], None]
 
@@ -61,10 +61,7 @@ class BuildResult:
 
 def _requirements_file(path: Path) -> list[str]:
     """Requirement lines from a requirements/lock file (hash options and comments dropped)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise BadInputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    text = read_input_text(path)  # the one reader: regular files only, bounded, UTF-8 or one line
     lines = []
     for raw in text.replace("\\\n", " ").splitlines():
         line = raw.split("#", 1)[0].strip()
@@ -168,7 +165,7 @@ def write_context(context: Path, *, dockerfile: str, lock_text: str, wheels: lis
     for name, text in texts:
         _write_if_changed(context / name, text.encode("utf-8"))
     target = context / "envlock" / "golden.json"
-    _write_if_changed(target, golden.read_bytes())
+    _write_if_changed(target, read_input_bytes(golden))
     try:
         copied = load_golden(target).digest
     except BadFileError as exc:
@@ -191,6 +188,8 @@ def run_build(options: BuildOptions, progress: Progress = lambda _: None) -> Bui
         check_signature(golden, options.golden, options.trusted_keys)
     manifest = golden.manifest
     check_golden_for_image(manifest, golden.lockdown)  # one line, exit 2, before Docker or pip
+    # Input files are all read before Docker or the network: a bad one is exit 2, not 3.
+    requirements = _requirements_file(options.requirements) if options.requirements is not None else None
     cache = options.cache_dir
     house = options.wheelhouse or cache / "wheelhouse"
     writable_dir(cache, "the cache directory (ENVLOCK_CACHE_DIR)")
@@ -213,9 +212,9 @@ def run_build(options: BuildOptions, progress: Progress = lambda _: None) -> Bui
     python_minor = ".".join((manifest.python.version or "3.11").split(".")[:2])
     arch = _arch(manifest.host.architecture)
     glibc = data.glibc_for(base, manifest.python.version)
-    if options.requirements is not None:
-        packages = wheelhouse.PackageSet(requirements=_requirements_file(options.requirements)
-                                         + wheelhouse.envlock_runtime_requirements(), constraints=[])
+    if requirements is not None:
+        packages = wheelhouse.PackageSet(requirements=requirements + wheelhouse.envlock_runtime_requirements(),
+                                         constraints=[])
     else:
         packages = wheelhouse.package_set(manifest, variant=options.variant, compat=row,
                                           envlock_requirements=wheelhouse.envlock_runtime_requirements())

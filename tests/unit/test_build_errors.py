@@ -15,11 +15,11 @@ from typer.testing import CliRunner
 
 from envlock.cli import app
 from envlock.errors import BAD_INPUT, BadFileError, BadInputError, DockerUnavailable, EnvironmentProblem, IntegrityError
-from envlock.golden import Golden, save_golden, seal
+from envlock.golden import Golden, ProbeRecord, save_golden, seal
 from envlock.image import wheelhouse
 from envlock.image.build import file_errors, write_context
 from envlock.image.data import BaseImage, glibc_for, parse_base_images
-from envlock.models import LockdownSettings
+from envlock.models import LockdownSettings, with_digest
 from envlock.runner import FakeRunner
 from tests.unit.test_render import make_manifest
 
@@ -27,9 +27,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def make_golden(env: dict[str, str] | None = None, created_at: str = "2026-01-01T00:00:00+00:00") -> Golden:
-    return seal(Golden(envlock_version="0.1.0", created_at=created_at, manifest=make_manifest(env=env),
+    return seal(Golden(envlock_version="0.1.0", created_at=created_at, manifest=with_digest(make_manifest(env=env)),
                        lockdown=LockdownSettings(seed=42, intra_op_threads=2, inter_op_threads=1), repeat=2,
-                       probes=[]))
+                       probes=[ProbeRecord(name="rng.tf_global", tags=["rng"], group="stable", status="skipped")]))
 
 
 def write_golden(path: Path, **kwargs: object) -> Golden:

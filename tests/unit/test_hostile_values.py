@@ -29,7 +29,7 @@ from envlock.golden import Golden, OutputRecord, ProbeRecord, load_golden, save_
 from envlock.image import wheelhouse
 from envlock.image.spec import check_golden_for_image, spec_from_golden
 from envlock.locking import golden_environment_changes
-from envlock.models import Distribution, LockdownSettings, Manifest
+from envlock.models import Distribution, LockdownSettings, Manifest, with_digest
 from envlock.probes.compare import Tolerance, summarize_array
 from envlock.redact import needs_redaction, redact_value
 from envlock.render import render_differences, render_manifest
@@ -57,7 +57,8 @@ def make_hostile_golden(*, manifest_env: dict[str, Any] | None = None, lockdown_
     lockdown = golden.lockdown
     if lockdown_env is not None:
         lockdown = lockdown.model_copy(update={"environment": lockdown_env})
-    return seal(golden.model_copy(update={"manifest": manifest, "lockdown": lockdown}))
+    # An attacker reseals both digests: the manifest's own and the golden's.
+    return seal(golden.model_copy(update={"manifest": with_digest(manifest), "lockdown": lockdown}))
 
 
 def write_hostile_golden(path: Path, **kwargs: Any) -> Path:
