@@ -14,6 +14,7 @@ import base64
 import binascii
 import datetime as _dt
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -27,7 +28,6 @@ from envlock.models import (
     LockdownSettings,
     Manifest,
     TensorflowInfo,
-    canonical_json,
     canonical_sha256,
     compute_digest,
     with_digest,
@@ -160,24 +160,30 @@ def compute_golden_digest(golden: Golden) -> str:
     return canonical_sha256(golden.model_dump(mode="json", exclude=_NOT_DIGESTED))
 
 
-def digest_content_bytes(golden: Golden) -> bytes:
-    """The canonical JSON the digest is the sha256 of (what a signature signs)."""
-    return canonical_json(golden.model_dump(mode="json", exclude=_NOT_DIGESTED)).encode()
-
-
 def seal(golden: Golden) -> Golden:
     return golden.model_copy(update={"digest": compute_golden_digest(golden)})
 
 
+def _check_digest_as_written(path: Path | str) -> Callable[[dict[str, Any]], None]:
+    """The integrity digest is checked over the document as written, before migrations and defaults:
+    a golden from an older envlock lacks fields added since, and must keep its digest."""
+
+    def check(document: dict[str, Any]) -> None:
+        digest = document.get("digest")
+        if not isinstance(digest, str) or not digest:
+            raise IntegrityError(path, "golden has no integrity digest (not written by envlock, or edited)")
+        content = {key: value for key, value in document.items() if key not in _NOT_DIGESTED}
+        if canonical_sha256(content) != digest:
+            raise IntegrityError(path, "integrity digest does not match the content: the golden was modified "
+                                       "after it was recorded (re-record it with `envlock capture --golden`)")
+
+    return check
+
+
 def load_golden(path: Path | str) -> Golden:
-    """Read, migrate and validate a golden, then check its integrity digest."""
-    golden = load_model(path, Golden, kind=GOLDEN_KIND, current_version=GOLDEN_SCHEMA_VERSION, migrations=MIGRATIONS)
-    if not golden.digest:
-        raise IntegrityError(path, "golden has no integrity digest (not written by envlock, or edited)")
-    expected = compute_golden_digest(golden)
-    if golden.digest != expected:
-        raise IntegrityError(path, "integrity digest does not match the content: the golden was modified after "
-                                   "it was recorded (re-record it with `envlock capture --golden`)")
+    """Read, check the integrity digest, migrate and validate a golden."""
+    golden = load_model(path, Golden, kind=GOLDEN_KIND, current_version=GOLDEN_SCHEMA_VERSION, migrations=MIGRATIONS,
+                        check_as_written=_check_digest_as_written(path))
     # The outer digest is only a checksum anyone can recompute: the manifest inside must hold up
     # on its own too (its version is the one this envlock reads, its identity digest is its own).
     inner = golden.manifest

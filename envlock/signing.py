@@ -9,8 +9,10 @@ prints, so a user can check which key is which with tools they trust.
 The signature lives IN the golden (``Golden.signature``, outside the integrity digest): a
 detached ``.sig`` would have to travel with every copy (``envlock build`` bakes the golden into
 an image) and could never be replaced atomically together with the golden the daemon re-reads.
-It signs the same canonical JSON the integrity digest covers, prefixed with a context string so
-the signature cannot be replayed as a signature of anything else.
+It signs the integrity digest (a sha256 over the canonical JSON of everything else, which
+``load_golden`` checks against the file as written), prefixed with a context string so the
+signature cannot be replayed as a signature of anything else. Signing the digest rather than a
+re-serialisation keeps old signatures valid when later versions add optional fields.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathlib import Path
 from typing import Final
 
 from envlock.errors import BadFileError
-from envlock.golden import Golden, GoldenSignature, digest_content_bytes
+from envlock.golden import Golden, GoldenSignature, compute_golden_digest, seal
 
 SIGNATURE_CONTEXT = b"envlock.golden.signature.v1\n"
 KEY_TYPE: Final = "ssh-ed25519"
@@ -152,11 +154,13 @@ def load_trusted_keys(paths: Iterable[Path | str]) -> list[TrustedKey]:
 
 
 def _message(golden: Golden) -> bytes:
-    return SIGNATURE_CONTEXT + digest_content_bytes(golden)
+    return SIGNATURE_CONTEXT + golden.digest.encode("ascii", errors="replace")
 
 
 def sign_golden(golden: Golden, private_key: object) -> Golden:
-    """The golden with ``signature`` set (its integrity digest is unchanged: it excludes the signature)."""
+    """The golden sealed and with ``signature`` set (the integrity digest excludes the signature)."""
+    if golden.digest != compute_golden_digest(golden):
+        golden = seal(golden)
     signature = private_key.sign(_message(golden))  # type: ignore[attr-defined]
     record = GoldenSignature(algorithm=KEY_TYPE, key_fingerprint=fingerprint_of_blob(
         _public_blob(private_key.public_key())),  # type: ignore[attr-defined]

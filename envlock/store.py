@@ -314,10 +314,13 @@ def load_model(
     kind: str,
     current_version: int,
     migrations: dict[int, Migration] | None = None,
+    check_as_written: Callable[[dict[str, Any]], None] | None = None,
 ) -> M:
     """Load ``path`` as ``model``: check kind, migrate ``schema_version`` step by step, validate.
 
     ``migrations[n]`` turns a version-``n`` document into a version-``n+1`` one.
+    ``check_as_written`` sees the document as the file has it, before any migration or default
+    (an integrity digest covers what was written, so fields added later never break it).
     """
     path = Path(path)
     data = read_json_file(path)
@@ -336,6 +339,8 @@ def load_model(
             f"schema_version {version} is newer than this envlock understands "
             f"({current_version}); upgrade envlock to read it",
         )
+    if check_as_written is not None:
+        check_as_written(data)
     steps = migrations or {}
     while version < current_version:
         step = steps.get(version)

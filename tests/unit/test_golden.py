@@ -35,6 +35,7 @@ from envlock.models import (
 )
 from envlock.probes.compare import summarize_array
 from envlock.probes.registry import all_probes
+from tests.hostile import reseal
 
 
 def _manifest() -> Manifest:
@@ -110,7 +111,8 @@ def test_missing_digest_is_an_integrity_error(golden_file: Path) -> None:
     (json.dumps({"kind": "envlock.manifest", "schema_version": 1}), "not an envlock.golden file"),
     (json.dumps({"kind": "envlock.golden", "schema_version": GOLDEN_SCHEMA_VERSION + 1}), "newer"),
     (json.dumps({"kind": "envlock.golden", "schema_version": "one"}), "schema_version"),
-    (json.dumps({"kind": "envlock.golden", "schema_version": 1}), "field"),
+    (json.dumps({"kind": "envlock.golden", "schema_version": 1}), "no integrity digest"),
+    (json.dumps(reseal({"kind": "envlock.golden", "schema_version": 1})), "field"),
 ])
 def test_malformed_goldens_are_one_line_bad_file_errors(tmp_path: Path, content: str, expected: str) -> None:
     path = tmp_path / "bad.json"
@@ -122,7 +124,8 @@ def test_malformed_goldens_are_one_line_bad_file_errors(tmp_path: Path, content:
 
 
 def test_wrong_field_type_is_named(golden_file: Path) -> None:
-    _edit(golden_file, lambda d: d["probes"][0].update(status="great"))
+    # Resealed as written (anyone can recompute the checksum): validation names the field.
+    _edit(golden_file, lambda d: (d["probes"][0].update(status="great"), reseal(d)))
     with pytest.raises(BadFileError, match="probes.0.status"):
         load_golden(golden_file)
 

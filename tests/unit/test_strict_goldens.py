@@ -62,8 +62,9 @@ def _coerce(path: str, convert: Callable[[Any], Any]) -> Mutation:
     return mutate
 
 
-# Applied *after* sealing: lax validation coerced each back to the sealed value, so before the fix
-# the digest matched and the golden was accepted (exit 0).
+# Before the fix, lax validation coerced each back to the sealed value and the digest (then computed
+# over the validated model) matched: accepted, exit 0. The digest is now checked over the file as
+# written, so each is applied and then resealed, as an attacker would: strict validation refuses it.
 COERCIONS: dict[str, Mutation] = {
     "repeat as a string": _coerce("repeat", str),
     "repeat as a float": _coerce("repeat", float),
@@ -81,18 +82,18 @@ COERCIONS: dict[str, Mutation] = {
 
 @pytest.mark.parametrize("mutation", sorted(COERCIONS))
 def test_a_golden_with_a_coercible_wrong_type_is_refused(tmp_path: Path, mutation: str) -> None:
-    data = reseal(real_golden_data())
+    data = real_golden_data()
     COERCIONS[mutation](data)
-    path = write_json(tmp_path / "golden.json", data)
+    path = write_json(tmp_path / "golden.json", reseal(data))
     with pytest.raises(BadFileError, match="field '") as info:
         load_golden(path)
     assert info.value.exit_code == BAD_INPUT
 
 
 def test_verify_refuses_a_string_repeat_instead_of_reproducing(tmp_path: Path) -> None:
-    data = reseal(real_golden_data())
+    data = real_golden_data()
     COERCIONS["repeat as a string"](data)
-    proc = run_envlock("verify", str(write_json(tmp_path / "golden.json", data)))
+    proc = run_envlock("verify", str(write_json(tmp_path / "golden.json", reseal(data))))
     assert proc.returncode == BAD_INPUT and "field 'repeat'" in one_error_line(proc)
 
 
@@ -202,3 +203,12 @@ def test_every_recorded_manifest_still_loads(path: Path) -> None:
 
 def test_shipped_goldens_include_both_recorded_machines() -> None:
     assert {p.name for p in SHIPPED_GOLDENS} >= {"cpu-reference.json", "intel-xeon-amx-2vcpu.json"}
+
+
+@pytest.mark.parametrize("mutation", sorted(COERCIONS))
+def test_a_coercion_after_sealing_fails_the_integrity_check(tmp_path: Path, mutation: str) -> None:
+    data = reseal(real_golden_data())
+    COERCIONS[mutation](data)
+    with pytest.raises(BadFileError, match="integrity digest does not match") as info:
+        load_golden(write_json(tmp_path / "golden.json", data))
+    assert info.value.exit_code == BAD_INPUT
