@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from envlock.errors import DRIFT, OK, BadInputError
+from envlock.errors import DRIFT, ENVIRONMENT, OK, BadInputError
 from envlock.golden import Golden, ProbeRecord, load_golden, manifest_with_tf, repeat_hashes
 from envlock.probes.attribution import Cause, explain
 from envlock.probes.compare import Tolerance, compare_output
@@ -236,8 +236,15 @@ def _report(path: Path, golden: Golden, manifest_digest: str, verdicts: list[Pro
     for verdict in verdicts:
         if verdict.reason:
             verdict.reason = redact_value(verdict.reason, os.environ.get("HOME"))
-    reproduces = counts["drift"] == 0 and counts["nondeterministic"] == 0
+    compared = len(verdicts) - counts["skipped"]
+    # Nothing compared proves nothing: never "reproduces" (exit 0) on a machine that ran no probe of
+    # the golden (all skipped here, e.g. GPU probes without a GPU, or a pytest-plugin golden).
+    reproduces = compared > 0 and counts["drift"] == 0 and counts["nondeterministic"] == 0
+    exit_code = OK if reproduces else DRIFT if compared else ENVIRONMENT
     notes: list[str] = []
+    if not compared:
+        notes.append("no probe of the golden could be compared on this machine (every one was skipped): "
+                     "nothing was verified")
     if stable_drifted:
         notes.append("stable probes (RNG, tf.data order, init, elementwise) moved: these only move with "
                      "TensorFlow/numpy/Keras versions or seeds, so suspect a version or seed difference first")
@@ -252,7 +259,7 @@ def _report(path: Path, golden: Golden, manifest_digest: str, verdicts: list[Pro
     likely = [c for v in verdicts if v.status == "drift" for c in v.causes[:2]]
     suggestion = GOLDEN_ENV_HINT if not golden_env and any(c.environment for c in likely) else None
     return VerifyReport(
-        reproduces=reproduces, exit_code=OK if reproduces else DRIFT, golden=str(path), golden_digest=golden.digest,
+        reproduces=reproduces, exit_code=exit_code, golden=str(path), golden_digest=golden.digest,
         manifest_digest=manifest_digest, golden_manifest_digest=golden.manifest.digest, tolerance=tolerance.label,
         repeat=repeat, golden_env=golden_env, counts=counts, probes=verdicts,
         differences=[d.model_dump(mode="json") for d in differences], notes=notes, suggestion=suggestion,
@@ -294,7 +301,8 @@ def render_report(report: VerifyReport) -> str:
     if report.suggestion:
         lines.append(f"hint: {report.suggestion}")
     c = report.counts
-    verdict = "REPRODUCES" if report.reproduces else "DOES NOT REPRODUCE"
+    verdict = ("REPRODUCES" if report.reproduces else "NOTHING VERIFIED" if report.exit_code == ENVIRONMENT
+               else "DOES NOT REPRODUCE")
     lines.append(f"{verdict}: {c['identical']} identical, {c['within_tolerance']} within tolerance, "
                  f"{c['drift']} drift, {c['nondeterministic']} nondeterministic, {c['skipped']} skipped "
                  f"({len(report.differences)} manifest differences)")

@@ -57,13 +57,13 @@ def test_a_golden_recorded_by_pytest_is_read_by_verify_and_diff(tmp_path: Path) 
     assert again.returncode == 0 and "1 passed" in again.stdout, again.stdout[-3000:]
 
     verify = envlock_cli("verify", str(golden_file), "--json")
-    assert verify.returncode == 0, verify.stderr
+    assert verify.returncode == 3, verify.stderr  # read, but nothing verify itself can re-run: not a pass
     report = json.loads(verify.stdout)
     assert [(p["name"], p["status"], p["reason"]) for p in report["probes"]] == [
         ("test_sums::cumsum", "skipped", PYTEST_PROBE_REASON)]
     assert report["differences"] == []  # the same machine and environment as the recording
     shown = envlock_cli("verify", str(golden_file))
-    assert shown.returncode == 0 and "recorded by the envlock pytest plugin" in shown.stdout, shown.stderr
+    assert shown.returncode == 3 and "recorded by the envlock pytest plugin" in shown.stdout, shown.stderr
 
     manifest = tmp_path / "here.json"
     assert envlock_cli("capture", "--no-tf", "-o", str(manifest)).returncode == 0

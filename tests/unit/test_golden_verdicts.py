@@ -132,3 +132,16 @@ def test_list_probes_does_not_import_tensorflow() -> None:
 def test_cli_report_into_a_missing_directory_fails_before_running(tmp_path: Path) -> None:
     result = runner.invoke(app, ["verify", str(tmp_path / "g.json"), "--report", str(tmp_path / "no" / "r.json")])
     assert result.exit_code == 2 and "directory does not exist" in result.output
+
+
+def test_nothing_compared_is_never_a_pass() -> None:
+    # Every probe skipped here (GPU probes without a GPU, a cap that makes a probe skip itself): nothing
+    # was verified, so no "REPRODUCES" and no exit 0: exit 3, this machine could not verify the golden.
+    skipped = judge_probe(_record(), [{"status": "skipped", "reason": "no GPU visible to TensorFlow"}], Tolerance())
+    report = _report_for([skipped], [])
+    assert skipped.status == "skipped"
+    assert not report.reproduces and report.exit_code == 3
+    text = render_report(report)
+    assert "NOTHING VERIFIED" in text and "REPRODUCES:" not in text
+    identical = judge_probe(_record(), [_run(GOLDEN_VALUES)], Tolerance())
+    assert _report_for([skipped, identical], []).exit_code == 0  # one compared probe is a verdict
