@@ -30,22 +30,34 @@ from envlock.daemon.results import CheckResult
 from envlock.daemon.state import DaemonState
 from envlock.errors import BadInputError, EnvlockError
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h|d)")
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ms|s|m|h|d)", re.ASCII)
+_PLAIN_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+", re.ASCII)
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+# Every duration option lies in this range (0 only where an option says it disables something):
+# long enough that the daemon is not a busy loop, short enough that a deadline computed from it
+# (a timestamp, an NFD expiry) can never overflow.
+MIN_DURATION_S = 0.1
+MAX_DURATION_S = 30 * 86400.0
 
 
-def parse_duration(text: str, *, option: str) -> float:
-    """``30s``, ``5m``, ``6h``, ``1h30m``, ``500ms`` or plain seconds (``0.5``) -> seconds."""
+def parse_duration(text: str, *, option: str, allow_zero: bool = False) -> float:
+    """``30s``, ``5m``, ``6h``, ``1h30m``, ``500ms`` or plain seconds (``0.5``) -> seconds.
+
+    ASCII digits only (no ``1_0``, no full-width digits, no exponent, no ``inf``), and within
+    MIN_DURATION_S..MAX_DURATION_S (or exactly 0 with ``allow_zero``): BadInputError otherwise."""
     value = text.strip().lower()
-    try:
+    if _PLAIN_SECONDS.fullmatch(value):
         seconds = float(value)
-    except ValueError:
+    else:
         parts = _DURATION_PART.findall(value)
         if not parts or "".join(n + u for n, u in parts) != value:
-            raise BadInputError(f"{option} {text!r}: expected a duration like 30s, 5m, 6h or 1h30m") from None
+            raise BadInputError(f"{option} {text!r}: expected a duration like 30s, 5m, 6h or 1h30m")
         seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
-    if seconds < 0 or seconds != seconds or seconds == float("inf"):
-        raise BadInputError(f"{option} {text!r}: must be a finite duration >= 0")
+    if seconds == 0 and allow_zero:
+        return 0.0
+    if not MIN_DURATION_S <= seconds <= MAX_DURATION_S:
+        zero = "0 or " if allow_zero else ""
+        raise BadInputError(f"{option} {text!r}: must be {zero}between {MIN_DURATION_S:g}s and 30d")
     return seconds
 
 

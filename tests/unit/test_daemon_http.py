@@ -143,10 +143,43 @@ def test_parse_listen(text: str, expected: tuple[str, int]) -> None:
     assert parse_listen(text) == expected
 
 
-@pytest.mark.parametrize("text", ["9109", ":9109", "localhost:http", "127.0.0.1:70000", "host:"])
+@pytest.mark.parametrize("text", [
+    "9109", ":9109", "localhost:http", "127.0.0.1:70000", "host:",
+    # ports: only ASCII digits (int() takes underscores, spaces, signs and Unicode digits)
+    "127.0.0.1:19_145", "127.0.0.1:\uff11\uff19\uff11\uff14\uff15", "127.0.0.1:\u0661\u0662", "127.0.0.1: 80",
+    "127.0.0.1:+80", "127.0.0.1:-1", "127.0.0.1:080000", "127.0.0.1:99999999999999999999", "127.0.0.1:0x50",
+    # hosts: required, well formed, IPv6 in brackets; no wildcard spelled any other way
+    "[]:9109", "[:9109", "::1:9109", "[::1:9109", "[127.0.0.1]:80", "[::1]x:80", "*:9109", "256.0.0.1:80",
+    "1.2.3:80", "01.2.3.4:80", "127.0.0.1 :80", "bad host:80", "-leading.example:80", "h\u00f6st:80",
+    "\uff11\uff12\uff17.0.0.1:80", "a..b:80", "name.invalid:80", "x" * 300 + ":80", "127.0.0.1\n:80",
+])
 def test_parse_listen_rejects(text: str) -> None:
     with pytest.raises(BadInputError, match="--listen"):
         parse_listen(text)
+
+
+def test_parse_listen_binds_exactly_the_named_address() -> None:
+    assert parse_listen("localhost:9109") in {("127.0.0.1", 9109), ("::1", 9109)}
+    assert parse_listen("[::]:1") == ("::", 1)
+    assert parse_listen("0.0.0.0:65535") == ("0.0.0.0", 65535)  # noqa: S104 - named explicitly
+
+
+def test_ipv6_any_does_not_also_bind_ipv4(tmp_path: Path) -> None:
+    """"[::]" names IPv6 only; Linux would otherwise also accept IPv4 on it (dual stack)."""
+    history = open_history(tmp_path)
+    state = DaemonState(history=history, metrics=Metrics(), golden_path="g", golden_digest=None)
+    try:
+        server = HttpServer(state, "::", 0)
+    except EnvironmentProblem:
+        history.close()
+        pytest.skip("IPv6 is not configured")
+    server.start()
+    try:
+        v6only = server._server.socket.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)
+        assert v6only == 1
+    finally:
+        server.stop()
+        history.close()
 
 
 def test_ipv6_loopback_when_available(tmp_path: Path) -> None:

@@ -41,13 +41,26 @@ PASS_REPORT = {"reproduces": True, "exit_code": 0, "probes": [], "differences": 
     ("2d", 172800), (" 15M ", 900), ("1.5s", 1.5),
 ])
 def test_parse_duration(text: str, seconds: float) -> None:
-    assert parse_duration(text, option="--x") == pytest.approx(seconds)
+    assert parse_duration(text, option="--x", allow_zero=True) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("text", ["", "5q", "h", "-5s", "5s5", "inf", "nan", "1 h", "s5"])
+@pytest.mark.parametrize("text", [
+    "", "5q", "h", "-5s", "5s5", "inf", "nan", "1 h", "s5",
+    # not ASCII digits, or what float() would also take: underscores, exponents, full-width digits
+    "1_0", "1_0s", "1e3", "1e400", "\uff11\uff10s", "\u0661\u0660", "0x10", "+5s", "1.2.3s",
+    # out of range: a deadline computed from these overflows, or the loop would spin
+    "99999999999999999999d", "1e308", "31d", "2592001", "720h1s", "0.05s", "50ms", "0s",
+])
 def test_parse_duration_rejects(text: str) -> None:
     with pytest.raises(BadInputError, match="--x"):
         parse_duration(text, option="--x")
+
+
+def test_parse_duration_zero_only_where_allowed() -> None:
+    assert parse_duration("0", option="--x", allow_zero=True) == 0
+    assert parse_duration("30d", option="--x") == 30 * 86400
+    with pytest.raises(BadInputError, match="between 0.1s and 30d"):
+        parse_duration("0", option="--x")
 
 
 def test_verify_argv_default_and_custom() -> None:
