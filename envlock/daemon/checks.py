@@ -239,6 +239,15 @@ class VerifyRunner:
         if proc is not None:
             _signal_group(proc, signal.SIGTERM)
 
+    def kill_now(self) -> None:
+        """SIGKILL the running verify's whole group at once (the daemon is being forced out)."""
+        with self._lock:
+            self._cancelled = True
+            proc = self._proc
+        self._cancel_event.set()
+        if proc is not None:
+            _signal_group(proc, signal.SIGKILL)
+
     def run(self) -> CheckResult | None:
         """Run once. Returns None when cancelled (the daemon is stopping: nothing was learned).
 

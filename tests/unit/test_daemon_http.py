@@ -109,7 +109,7 @@ def test_status_is_json_with_history(served) -> None:
     status, ctype, body = _get(port, "/status")
     data = json.loads(body)
     assert status == 200 and ctype == "application/json"
-    assert data["healthy"] is True and data["golden"] == {"path": "/g.json", "digest": "sha256:g0"}
+    assert data["healthy"] is True and data["golden"] == {"path": "/g.json", "digest": "sha256:g0", "error": None}
     assert data["last"]["fingerprint"]["outcome"] == "pass" and data["last"]["verify"] is None
     assert data["history"]["checks_by_kind"] == {"fingerprint": {"drift": 1, "pass": 1}}
     [event] = data["history"]["recent_drift_events"]
