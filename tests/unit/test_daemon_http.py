@@ -237,3 +237,63 @@ def test_a_verify_of_another_golden_is_recorded_but_never_served(served) -> None
     # a verify of the current golden is served as before
     state.apply(CheckResult(kind="verify", started_at=102.0, duration_s=3.0, outcome="pass", golden_digest="sha256:g0"))
     assert state.reproduces()
+
+
+def test_an_overdue_check_turns_health_503(tmp_path: Path) -> None:
+    """A wedged loop publishes nothing: time alone must turn health (and the metric) unhealthy."""
+    now = [1000.0]
+    history = open_history(tmp_path)
+    metrics = Metrics()
+    state = DaemonState(history=history, metrics=metrics, golden_path="g", golden_digest="sha256:g0",
+                        fingerprint_every=60.0, verify_timeout=900.0, clock=lambda: now[0])
+    try:
+        state.apply(_fp(at=999.0))
+        assert state.health() == (True, "ok")
+        now[0] = 999.0 + 3 * 60 + 29  # within 3 intervals + 30 s slack
+        assert state.health() == (True, "ok")
+        now[0] = 999.0 + 3 * 60 + 31
+        healthy, reason = state.health()
+        assert not healthy and reason.startswith("fingerprint check overdue")
+        assert _samples(metrics.render().decode())[("envlock_healthy", ())] == 0
+        state.apply(_fp(at=now[0]))
+        assert state.health() == (True, "ok")
+        state.set_verify_running(True)
+        state._verify_running_since = now[0]  # set_verify_running reads the wall clock
+        now[0] += 900 + 31
+        state.apply(_fp(at=now[0]))
+        assert state.health() == (False, "verify overdue: still running past its 900 s time limit")
+    finally:
+        history.close()
+
+
+def test_a_client_that_sends_nothing_is_dropped_and_a_burst_of_200_scrapes_is_served(served) -> None:
+    import threading
+    import time
+
+    state, port = served
+    state.apply(_fp())
+    silent = socket.create_connection(("127.0.0.1", port), timeout=60)
+    try:
+        started = time.monotonic()
+        silent.settimeout(60)
+        assert silent.recv(1) == b""  # the server closed it: not held open forever
+        assert time.monotonic() - started < 30
+    finally:
+        silent.close()
+    results: list[int] = []
+    lock = threading.Lock()
+
+    def scrape() -> None:
+        try:
+            code = _get(port, "/healthz")[0]
+        except OSError:
+            code = -1
+        with lock:
+            results.append(code)
+
+    threads = [threading.Thread(target=scrape) for _ in range(200)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert results.count(200) == 200, sorted(set(results))
