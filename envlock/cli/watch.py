@@ -38,7 +38,9 @@ the address it names (IPv4, [IPv6], or a host name resolved to one address); dur
 History (checks, drift events) is kept in SQLite in --state-dir and survives restarts; a verify from
 before a restart is reused while it is fresher than --verify-every and for the same golden.
 The golden file is re-read when it changes on disk (replace it atomically); a new golden triggers
-a verify. One JSON log line per check on stderr. SIGTERM/SIGINT: kill a running verify, exit 0.
+a verify. A replacement that cannot be loaded makes /healthz 503 naming it, and the checks go on
+against the last good golden. A check that is overdue (the loop wedged) makes /healthz 503 too.
+One JSON log line per check on stderr. SIGTERM/SIGINT: kill a running verify, exit 0.
 
 \b
 Exit codes: 0 stopped by SIGTERM/SIGINT (or --once and healthy); 1 --once and not healthy;
