@@ -6,9 +6,123 @@ from ``tests/data`` so parsing is tested on what real machines print.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import os
+import signal
 import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, Any
+
+# ---- spawning children that die with their parent ----------------------------------------------
+#
+# Every child envlock starts (the probe child, the TensorFlow child of capture, the daemon's verify
+# child, pip) goes through ``spawn``: its own process group, so a kill reaches its grandchildren
+# too, and on Linux PR_SET_PDEATHSIG(SIGKILL), so the kernel kills it when its parent dies, even
+# by SIGKILL. PDEATHSIG fires when the THREAD that forked exits, not the process: spawn from a
+# thread that waits for the child (as all of envlock's callers do), never from a short-lived one.
+
+_PR_SET_PDEATHSIG = 1
+_KILLED_BEFORE_PRCTL_EXIT = 128 + signal.SIGKILL
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return prctl
+
+
+_PRCTL = _load_prctl()  # resolved here: between fork and exec the child only makes the call
+
+
+def _die_with_parent_preexec() -> Callable[[], None] | None:
+    prctl, parent = _PRCTL, os.getpid()
+    if prctl is None:
+        return None
+
+    def preexec() -> None:  # in the child, between fork and exec: no imports, nothing but the call
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the prctl: nobody will ever wait for us
+            os._exit(_KILLED_BEFORE_PRCTL_EXIT)
+
+    return preexec
+
+
+def spawn(argv: Sequence[str], *, env: Mapping[str, str] | None = None, stdin: Any = subprocess.DEVNULL,
+          stdout: Any = None, stderr: Any = None, text: bool = False, cwd: str | Path | None = None,
+          ) -> subprocess.Popen[Any]:
+    """Start ``argv`` (never a shell) in its own process group, dying with this process."""
+    return subprocess.Popen(  # noqa: S603 - argv lists only, never a shell
+        list(argv), stdin=stdin, stdout=stdout, stderr=stderr, text=text, errors="replace" if text else None,
+        cwd=cwd, env=dict(env) if env is not None else None, start_new_session=True,
+        preexec_fn=_die_with_parent_preexec(),  # noqa: PLW1509 - a prctl, see above
+    )
+
+
+def kill_tree(proc: subprocess.Popen[Any], *, grace_s: float = 0.0) -> None:
+    """Kill ``proc``'s process group (it leads one: ``spawn``), then reap ``proc``.
+
+    With ``grace_s`` the group first gets SIGTERM and that long to clean up (envlock's own children
+    remove their temp files on SIGTERM); whatever is left then gets SIGKILL."""
+    if grace_s > 0 and proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=grace_s)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def run_bounded(argv: Sequence[str], *, timeout: float, env: Mapping[str, str] | None = None,
+                grace_s: float = 0.0, stdout: IO[Any] | int = subprocess.PIPE,
+                stderr: IO[Any] | int = subprocess.PIPE) -> CommandResult | None:
+    """Run ``argv`` to completion (text output captured); ``None`` when it cannot start or runs past
+    ``timeout``. A timeout, or any exception here (SIGTERM -> SystemExit, Ctrl-C), kills the child's
+    whole process group before it propagates: nothing is left running."""
+    try:
+        proc = spawn(argv, env=env, stdout=stdout, stderr=stderr, text=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_tree(proc, grace_s=grace_s)
+        proc.communicate()
+        return None
+    except BaseException:
+        kill_tree(proc, grace_s=grace_s)
+        raise
+    return CommandResult(proc.returncode, out or "", err or "")
+
+
+# ---- SIGTERM as a clean stop ------------------------------------------------------------------
+
+
+class Terminated(SystemExit):
+    """Raised in the main thread by ``stop_cleanly_on_sigterm``: unwinds ``with``/``finally``
+    blocks (temp directories go, children are killed) before the process exits 128+SIGTERM."""
+
+    def __init__(self) -> None:
+        super().__init__(128 + signal.SIGTERM)
+
+
+def _raise_terminated(_signum: int, _frame: Any) -> None:
+    raise Terminated()
+
+
+def stop_cleanly_on_sigterm() -> None:
+    """Make SIGTERM unwind like Ctrl-C instead of ending the process on the spot (the default,
+    which skips every cleanup). Only the main thread can install a handler; elsewhere a no-op."""
+    with contextlib.suppress(ValueError):
+        signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 @dataclass(frozen=True)
@@ -22,13 +136,7 @@ class Runner:
     """Real side effects. Every method returns ``None`` on failure instead of raising."""
 
     def run(self, argv: list[str], *, timeout: float = 10.0, env: dict[str, str] | None = None) -> CommandResult | None:
-        try:
-            proc = subprocess.run(  # noqa: S603 - argv lists only, never a shell
-                argv, capture_output=True, text=True, timeout=timeout, env=env, check=False
-            )
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return CommandResult(proc.returncode, proc.stdout, proc.stderr)
+        return run_bounded(argv, timeout=timeout, env=env)
 
     def read_text(self, path: str | Path) -> str | None:
         try:

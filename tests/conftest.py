@@ -78,3 +78,37 @@ def golden_path(tensorflow_required: None, tmp_path_factory: pytest.TempPathFact
     proc = envlock_cli("capture", "--golden", "-o", str(path))
     assert proc.returncode == 0, f"recording the session golden failed:\n{proc.stdout}\n{proc.stderr}"
     return path
+
+
+def process_gone(pid: int, *, timeout_s: float = 10.0) -> bool:
+    """Whether ``pid`` ends (exits, or is a zombie nobody reaped yet) within ``timeout_s``."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+                state = handle.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+
+
+def wait_for_file_text(path: Path, *, timeout_s: float = 30.0) -> str:
+    """The non-empty content of ``path`` once something has written it (fails the test after ``timeout_s``)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            text = path.read_text().strip()
+        except OSError:
+            text = ""
+        if text:
+            return text
+        time.sleep(0.05)
+    pytest.fail(f"nothing was written to {path} within {timeout_s} s")

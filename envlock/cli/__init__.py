@@ -8,6 +8,7 @@ from envlock import __version__
 from envlock.cli import build, capture, verify, watch  # noqa: F401  (registers commands)
 from envlock.cli.common import app
 from envlock.errors import BAD_INPUT
+from envlock.runner import Terminated, stop_cleanly_on_sigterm
 
 
 def _version_callback(value: bool) -> None:
@@ -30,7 +31,14 @@ def _root(
 
 
 def main() -> None:
-    app(prog_name="envlock")
+    # SIGTERM unwinds (children killed, temp dirs removed) instead of ending the process mid-way;
+    # `watch` replaces this with its own stop handler.
+    stop_cleanly_on_sigterm()
+    try:
+        app(prog_name="envlock")
+    except Terminated:
+        typer.echo("envlock: terminated", err=True)
+        raise
 
 
 __all__ = ["app", "main"]

@@ -25,7 +25,8 @@ by later fingerprint checks, e.g. the determinism variables an `envlock build` i
 difference fails the fingerprint check and brings the next verify forward (at most every 10 min).
 
 \b
-HTTP (loopback by default; --listen 0.0.0.0:9109 inside a container or pod):
+HTTP (loopback by default; --listen 0.0.0.0:9109 inside a container or pod). --listen binds exactly
+the address it names (IPv4, [IPv6], or a host name resolved to one address); durations are 0.1s..30d.
   /healthz  200 "ok" when the last fingerprint check passed and the last verify (if one has run for
             this golden) passed; 503 with the reason otherwise, and "no check yet" until the first
             fingerprint check finishes (that happens at start-up).
@@ -37,7 +38,9 @@ HTTP (loopback by default; --listen 0.0.0.0:9109 inside a container or pod):
 History (checks, drift events) is kept in SQLite in --state-dir and survives restarts; a verify from
 before a restart is reused while it is fresher than --verify-every and for the same golden.
 The golden file is re-read when it changes on disk (replace it atomically); a new golden triggers
-a verify. One JSON log line per check on stderr. SIGTERM/SIGINT: kill a running verify, exit 0.
+a verify. A replacement that cannot be loaded makes /healthz 503 naming it, and the checks go on
+against the last good golden. A check that is overdue (the loop wedged) makes /healthz 503 too.
+One JSON log line per check on stderr. SIGTERM/SIGINT: kill a running verify, exit 0.
 
 \b
 Exit codes: 0 stopped by SIGTERM/SIGINT (or --once and healthy); 1 --once and not healthy;
@@ -109,7 +112,7 @@ def _watch(*, environ: dict[str, str], golden: str | None, listen: str, fingerpr
         "golden_path": Path(golden),
         "listen": None if once else parse_listen(listen),
         "fingerprint_every": parse_duration(fingerprint_every, option="--fingerprint-every"),
-        "verify_every": parse_duration(verify_every, option="--verify-every"),
+        "verify_every": parse_duration(verify_every, option="--verify-every", allow_zero=True),
         "verify_timeout": parse_duration(verify_timeout, option="--verify-timeout"),
         "state_dir": Path(state_dir) if state_dir else default_state_dir(),
         "environ": environ,
@@ -118,8 +121,4 @@ def _watch(*, environ: dict[str, str], golden: str | None, listen: str, fingerpr
         "once": once,
         "trusted_keys": tuple(load_trusted_keys(trusted_key or [])),
     }
-    if config["fingerprint_every"] <= 0:
-        raise BadInputError(f"--fingerprint-every {fingerprint_every!r}: must be more than 0")
-    if config["verify_timeout"] <= 0:
-        raise BadInputError(f"--verify-timeout {verify_timeout!r}: must be more than 0")
     return run_watch(WatchConfig(**config))

@@ -25,12 +25,16 @@ from typing import IO, Any
 from pydantic_core import to_jsonable_python
 
 from envlock.daemon.results import CheckResult, DriftItem, ProbeSummary, difference_key
+from envlock.runner import kill_tree, spawn
 
 # Manifest sections a capture without TensorFlow cannot know (left to the verify check).
 TF_ONLY_PREFIXES = ("tensorflow",)
 FAILING_SEVERITIES = ("critical", "warning")
 DRIFTING_PROBE_STATUSES = ("drift", "nondeterministic")
 _MAX_OUTPUT_BYTES = 16 * 1024 * 1024
+# A verify being stopped (daemon stopping, golden replaced, time limit) gets SIGTERM and this long
+# to kill its probe child and remove its temp files before the whole group gets SIGKILL.
+VERIFY_STOP_GRACE_S = 5.0
 
 
 def _is_tf_only(path: str) -> bool:
@@ -222,45 +226,55 @@ class VerifyRunner:
         self.timeout_s = timeout_s
         self.golden_digest = golden_digest
         self._lock = threading.Lock()
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc: subprocess.Popen[Any] | None = None
         self._cancelled = False
+        self._cancel_event = threading.Event()
 
     def cancel(self) -> None:
+        """Stop the running verify (from another thread): it gets SIGTERM to clean up, then SIGKILL."""
         with self._lock:
             self._cancelled = True
             proc = self._proc
+        self._cancel_event.set()
         if proc is not None:
-            _kill_group(proc)
+            _signal_group(proc, signal.SIGTERM)
+
+    def kill_now(self) -> None:
+        """SIGKILL the running verify's whole group at once (the daemon is being forced out)."""
+        with self._lock:
+            self._cancelled = True
+            proc = self._proc
+        self._cancel_event.set()
+        if proc is not None:
+            _signal_group(proc, signal.SIGKILL)
 
     def run(self) -> CheckResult | None:
-        """Run once. Returns None when cancelled (the daemon is stopping: nothing was learned)."""
+        """Run once. Returns None when cancelled (the daemon is stopping: nothing was learned).
+
+        The child is started with ``runner.spawn`` (own process group, killed by the kernel if the
+        daemon dies, even by SIGKILL) and gets a private TMPDIR that is removed afterwards, so not
+        even a SIGKILLed verify leaves its temp files behind."""
         started = time.time()
         t0 = time.monotonic()
         # files, not pipes: a grandchild that escaped the group cannot keep us waiting for EOF
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+                tempfile.TemporaryDirectory(prefix="envlock-verify-") as private_tmp:
             try:
                 with self._lock:
                     if self._cancelled:
                         return None
-                    self._proc = subprocess.Popen(  # noqa: S603 - argv list, never a shell
-                        self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=self.env,
-                        start_new_session=True,
-                    )
-            except OSError as exc:
+                    self._proc = spawn(self.argv, stdout=out, stderr=err, env={**self.env, "TMPDIR": private_tmp})
+            except (OSError, subprocess.SubprocessError) as exc:
                 return CheckResult(
                     kind="verify", started_at=started, duration_s=time.monotonic() - t0, outcome="error",
-                    reason=f"cannot start verify command {self.argv[0]!r}: {exc.strerror or exc}",
+                    reason=f"cannot start verify command {self.argv[0]!r}: {getattr(exc, 'strerror', None) or exc}",
                     golden_digest=self.golden_digest,
                 )
             proc = self._proc
-            timed_out = False
-            try:
-                proc.wait(timeout=self.timeout_s)
-            except subprocess.TimeoutExpired:
-                timed_out = True
+            timed_out = self._wait(proc, t0 + self.timeout_s)
             leftovers = [pid for pid in _group_members(proc.pid) if pid != proc.pid]
-            _kill_group(proc)  # on timeout the hung child; otherwise any leftover grandchildren
-            proc.wait()
+            # on timeout or cancel the child gets its grace to clean up; leftover grandchildren go anyway
+            kill_tree(proc, grace_s=VERIFY_STOP_GRACE_S if timed_out or self._cancel_event.is_set() else 0.0)
             _reap_orphans(leftovers)
             duration = time.monotonic() - t0
             with self._lock:
@@ -277,10 +291,20 @@ class VerifyRunner:
                 started=started, duration=duration, golden_digest=self.golden_digest,
             )
 
+    def _wait(self, proc: subprocess.Popen[Any], deadline: float) -> bool:
+        """Wait until the child exits (False), the deadline passes (True) or cancel() (False)."""
+        while proc.poll() is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return True
+            if self._cancel_event.wait(timeout=min(left, 0.2)):
+                return False
+        return False
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+
+def _signal_group(proc: subprocess.Popen[Any], signum: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)  # the child leads its own group (start_new_session)
+        os.killpg(proc.pid, signum)  # the child leads its own group (runner.spawn)
 
 
 def _group_members(pgid: int) -> list[int]:

@@ -4,6 +4,10 @@ Health rule (documented in ``envlock watch --help`` and the README):
 
 * no fingerprint check has finished yet            -> unhealthy, "no check yet";
 * the last fingerprint check did not pass           -> unhealthy, its reason;
+* the golden file was replaced by one that cannot be loaded -> unhealthy, naming it (the checks
+  go on against the last good golden);
+* a check is overdue: no fingerprint check finished for 3 intervals (+30 s), or a verify runs
+  past its time limit (+30 s): the loop is wedged  -> unhealthy, "... overdue";
 * a verify check has run for the current golden and
   the last one did not pass (drift, error, timeout) -> unhealthy, its reason;
 * otherwise healthy. A verify that has not run yet does not make the node unhealthy, but the
@@ -24,10 +28,24 @@ from envlock.daemon.history import History
 from envlock.daemon.metrics import Metrics
 from envlock.daemon.results import KINDS, CheckResult
 
+# A fingerprint check is overdue when none has finished for OVERDUE_FACTOR intervals plus the
+# slack (a capture takes a second or two, more on a loaded node); a verify when it runs past its
+# time limit plus the slack (the limit kills it, with a grace to clean up, well within that).
+OVERDUE_FACTOR = 3
+OVERDUE_SLACK_S = 30.0
+
 
 class DaemonState:
-    def __init__(self, *, history: History, metrics: Metrics, golden_path: str, golden_digest: str | None) -> None:
+    def __init__(self, *, history: History, metrics: Metrics, golden_path: str, golden_digest: str | None,
+                 fingerprint_every: float | None = None, verify_timeout: float | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.history = history
+        # The schedule, to tell a check that is overdue (a wedged loop, a verify the time limit
+        # did not stop) from one that is merely not due yet. None: never overdue.
+        self.fingerprint_every = fingerprint_every
+        self.verify_timeout = verify_timeout
+        self._clock = clock
+        self._golden_error: str | None = None
         self.metrics = metrics
         self.golden_path = golden_path
         self.started_at = time.time()
@@ -50,6 +68,13 @@ class DaemonState:
             self._last_conclusive.pop("verify", None)
             self.metrics.set_drift(self._last_conclusive)
         self.metrics.set_golden(digest)
+
+    def set_golden_error(self, error: str | None) -> None:
+        """The golden file on disk cannot be loaded (``error``), or can again (None). The checks go
+        on against the last good golden; health reports the bad file until it is fixed."""
+        with self._lock:
+            self._golden_error = error
+            self._update_health_metric()
 
     def restore(self, result: CheckResult) -> None:
         """Adopt a result recorded before a restart (not counted again in metrics)."""
@@ -111,6 +136,12 @@ class DaemonState:
         fingerprint = self._last.get("fingerprint")
         if fingerprint is None:
             return False, "no check yet"
+        if self._golden_error is not None:
+            return False, (f"cannot reload the golden: {self._golden_error} (checks continue against the last good "
+                           f"golden, {self._golden_digest})")
+        overdue = self._overdue_locked(fingerprint)
+        if overdue is not None:
+            return False, overdue
         if not fingerprint.ok:
             return False, f"fingerprint {fingerprint.outcome}: {fingerprint.reason}"
         verify = self._last.get("verify")
@@ -118,12 +149,26 @@ class DaemonState:
             return False, f"verify {verify.outcome}: {verify.reason}"
         return True, "ok"
 
+    def _overdue_locked(self, fingerprint: CheckResult) -> str | None:
+        now = self._clock()
+        every = self.fingerprint_every
+        if every is not None:
+            limit = OVERDUE_FACTOR * every + OVERDUE_SLACK_S
+            if now - (fingerprint.started_at + fingerprint.duration_s) > limit:
+                return f"fingerprint check overdue: none finished in the last {limit:g} s (every {every:g} s)"
+        since, timeout = self._verify_running_since, self.verify_timeout
+        if since is not None and timeout is not None and now - since > timeout + OVERDUE_SLACK_S:
+            return f"verify overdue: still running past its {timeout:g} s time limit"
+        return None
+
     def _update_health_metric(self) -> None:
         self.metrics.set_healthy(self._health_locked()[0])
 
     def health(self) -> tuple[bool, str]:
         with self._lock:
-            return self._health_locked()
+            healthy, reason = self._health_locked()
+            self.metrics.set_healthy(healthy)  # time alone can make a check overdue
+            return healthy, reason
 
     def reproduces(self) -> bool:
         """True only when the last fingerprint AND a verify for this golden both passed."""
@@ -147,6 +192,7 @@ class DaemonState:
             verify_since = self._verify_running_since
             next_due = dict(self._next_due)
             golden_digest = self._golden_digest
+            golden_error = self._golden_error
             history_error = self.history_error
         try:
             history: dict[str, Any] = self.history.summary()
@@ -158,7 +204,7 @@ class DaemonState:
             "started_at": self.started_at,
             "healthy": healthy,
             "reason": reason,
-            "golden": {"path": self.golden_path, "digest": golden_digest},
+            "golden": {"path": self.golden_path, "digest": golden_digest, "error": golden_error},
             "last": last,
             "current_drift": current_drift,
             "tolerated_drift": tolerated,

@@ -8,11 +8,13 @@ running verify child's process group, stops HTTP, closes the database and return
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shlex
 import signal
+import stat
 import sys
 import threading
 import time
@@ -23,29 +25,45 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from envlock.daemon import nfd
-from envlock.daemon.checks import VerifyRunner, fingerprint_check
+from envlock.daemon.checks import VERIFY_STOP_GRACE_S, VerifyRunner, fingerprint_check
 from envlock.daemon.history import History, open_history
 from envlock.daemon.metrics import Metrics
 from envlock.daemon.results import CheckResult
 from envlock.daemon.state import DaemonState
-from envlock.errors import BadInputError, EnvlockError
+from envlock.errors import BadFileError, BadInputError, EnvlockError
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h|d)")
+# After SIGTERM the daemon stops cleanly (verify killed after its grace, HTTP stopped, database
+# closed); should anything hold the main thread past this, it exits anyway.
+STOP_DEADLINE_S = 15.0
+
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ms|s|m|h|d)", re.ASCII)
+_PLAIN_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+", re.ASCII)
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+# Every duration option lies in this range (0 only where an option says it disables something):
+# long enough that the daemon is not a busy loop, short enough that a deadline computed from it
+# (a timestamp, an NFD expiry) can never overflow.
+MIN_DURATION_S = 0.1
+MAX_DURATION_S = 30 * 86400.0
 
 
-def parse_duration(text: str, *, option: str) -> float:
-    """``30s``, ``5m``, ``6h``, ``1h30m``, ``500ms`` or plain seconds (``0.5``) -> seconds."""
+def parse_duration(text: str, *, option: str, allow_zero: bool = False) -> float:
+    """``30s``, ``5m``, ``6h``, ``1h30m``, ``500ms`` or plain seconds (``0.5``) -> seconds.
+
+    ASCII digits only (no ``1_0``, no full-width digits, no exponent, no ``inf``), and within
+    MIN_DURATION_S..MAX_DURATION_S (or exactly 0 with ``allow_zero``): BadInputError otherwise."""
     value = text.strip().lower()
-    try:
+    if _PLAIN_SECONDS.fullmatch(value):
         seconds = float(value)
-    except ValueError:
+    else:
         parts = _DURATION_PART.findall(value)
         if not parts or "".join(n + u for n, u in parts) != value:
-            raise BadInputError(f"{option} {text!r}: expected a duration like 30s, 5m, 6h or 1h30m") from None
+            raise BadInputError(f"{option} {text!r}: expected a duration like 30s, 5m, 6h or 1h30m")
         seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
-    if seconds < 0 or seconds != seconds or seconds == float("inf"):
-        raise BadInputError(f"{option} {text!r}: must be a finite duration >= 0")
+    if seconds == 0 and allow_zero:
+        return 0.0
+    if not MIN_DURATION_S <= seconds <= MAX_DURATION_S:
+        zero = "0 or " if allow_zero else ""
+        raise BadInputError(f"{option} {text!r}: must be {zero}between {MIN_DURATION_S:g}s and 30d")
     return seconds
 
 
@@ -113,6 +131,66 @@ def load_golden_file(path: Path, trusted_keys: tuple[Any, ...] = ()) -> LoadedGo
     return LoadedGolden(manifest=golden.manifest, digest=golden.digest, stat_key=key or (0, 0, 0))
 
 
+# The daemon reads a replaced golden by itself, whatever the reader below it does: only a regular
+# file, at most this big, and on another thread for at most this long, so a FIFO, /dev/zero or a
+# wedged mount can never stop the checks or the handling of SIGTERM.
+MAX_GOLDEN_BYTES = 64 * 1024 * 1024
+GOLDEN_LOAD_TIMEOUT_S = 10.0
+
+
+class BoundedGoldenLoader:
+    """``load_golden_file`` off the calling thread, bounded in time, size and kind of file.
+
+    Every failure is a ``BadFileError`` naming the file (exit 2 at start; a reported, survived
+    error on reload). A read that does not finish is abandoned on its daemon thread, and no new
+    read starts until it ends: a stuck file never piles up threads."""
+
+    def __init__(self, *, timeout_s: float = GOLDEN_LOAD_TIMEOUT_S, stop: threading.Event | None = None) -> None:
+        self.timeout_s = timeout_s
+        self._stop = stop or threading.Event()
+        self._stuck: threading.Thread | None = None
+
+    def load(self, path: Path, trusted_keys: tuple[Any, ...] = ()) -> LoadedGolden:
+        if self._stuck is not None and self._stuck.is_alive():
+            raise BadFileError(path, "an earlier read of it is still stuck; not reading it again until that ends")
+        self._check_kind(path)
+        box: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                box["golden"] = load_golden_file(path, trusted_keys)
+            except BaseException as exc:  # noqa: BLE001 - RecursionError, MemoryError, ...: reported below
+                box["error"] = exc
+
+        thread = threading.Thread(target=work, name="envlock-golden-load", daemon=True)
+        thread.start()
+        deadline = time.monotonic() + self.timeout_s
+        while thread.is_alive() and time.monotonic() < deadline and not self._stop.is_set():
+            thread.join(timeout=0.1)
+        if thread.is_alive():
+            self._stuck = thread
+            raise BadFileError(path, f"reading it did not finish within {self.timeout_s:g} s")
+        error = box.get("error")
+        if error is None:
+            return box["golden"]
+        if isinstance(error, EnvlockError):
+            raise error
+        if isinstance(error, OSError):
+            raise BadFileError(path, error.strerror or type(error).__name__)
+        raise BadFileError(path, f"cannot be loaded ({type(error).__name__})")
+
+    @staticmethod
+    def _check_kind(path: Path) -> None:
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            raise BadFileError(path, exc.strerror or type(exc).__name__) from None
+        if not stat.S_ISREG(st.st_mode):
+            raise BadFileError(path, "not a regular file (a FIFO, device or directory is never read)")
+        if st.st_size > MAX_GOLDEN_BYTES:
+            raise BadFileError(path, f"too large ({st.st_size} bytes; a golden is at most {MAX_GOLDEN_BYTES})")
+
+
 def _stat_key(path: Path) -> tuple[int, int, int] | None:
     try:
         st = path.stat()
@@ -159,13 +237,20 @@ class Watcher:
         self._next_verify: float | None = None
         self._last_verify_end = float("-inf")
         self._last_drift_paths: frozenset[str] = frozenset()
+        self._stopped = threading.Event()
+        self._stop_backstop_armed = False
+        self._nfd_lock = threading.Lock()
+        self._nfd_health: tuple[bool, str] | None = None
+        self._golden_error: str | None = None
+        self._golden_loader = BoundedGoldenLoader(stop=self._stop)
         # Everything that can fail on bad input fails here, before a port is bound.
-        self.golden = load_golden_file(config.golden_path, config.trusted_keys)
+        self.golden = self._golden_loader.load(config.golden_path, config.trusted_keys)
         self.history: History = open_history(config.state_dir)
         self.metrics = Metrics()
         self.state = DaemonState(
             history=self.history, metrics=self.metrics, golden_path=str(config.golden_path),
-            golden_digest=self.golden.digest,
+            golden_digest=self.golden.digest, fingerprint_every=config.fingerprint_every,
+            verify_timeout=config.verify_timeout if config.verify_every > 0 else None,
         )
         self.http: Any = None
         self._vouched = self._vouched_for(self.golden.digest)
@@ -178,9 +263,26 @@ class Watcher:
     # ---- lifecycle -----------------------------------------------------------------------
 
     def request_stop(self, signum: int | None = None, _frame: Any = None) -> None:
-        """Signal-handler safe: only sets events; the main thread does the work."""
+        """Signal-handler safe: sets events; the main thread does the work. From a signal, a
+        backstop thread also makes sure the process is gone within STOP_DEADLINE_S."""
         self._stop.set()
         self._wake.set()
+        if signum is not None and not self._stop_backstop_armed:
+            self._stop_backstop_armed = True
+            threading.Thread(target=self._exit_if_still_stopping, name="envlock-stop-backstop", daemon=True).start()
+
+    def _exit_if_still_stopping(self) -> None:
+        if self._stopped.wait(STOP_DEADLINE_S):
+            return
+        runner = self._verify_runner
+        if runner is not None:
+            runner.kill_now()
+        # straight to fd 2: whatever holds the main thread may hold the log's lock too
+        record = {"ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "event": "stop_forced",
+                  "reason": f"still stopping {STOP_DEADLINE_S:g} s after the signal"}
+        with contextlib.suppress(OSError):
+            os.write(2, (json.dumps(record) + "\n").encode())
+        os._exit(0)
 
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self.request_stop)
@@ -209,11 +311,25 @@ class Watcher:
             if self.config.once:
                 self._run_once()
             else:
+                threading.Thread(target=self._watch_health, name="envlock-health", daemon=True).start()
                 self._loop()
         finally:
             self._shutdown()
+            self._stopped.set()
         healthy, _ = self.state.health()
         return 0 if healthy or not self.config.once else 1
+
+    def _watch_health(self) -> None:
+        """Health can turn by time alone (a check overdue because the loop is wedged): then
+        nothing publishes, so this thread logs it and rewrites the NFD labels."""
+        period = min(max(self.config.fingerprint_every, 0.5), 5.0)
+        while not self._stop.wait(period):
+            healthy, reason = self.state.health()
+            with self._nfd_lock:
+                changed = self._nfd_health is not None and self._nfd_health != (healthy, reason)
+            if changed and "overdue" in reason:
+                self.log("health", healthy=healthy, reason=reason)
+                self._write_nfd(healthy, reason)
 
     def _verify_enabled(self) -> bool:
         return self.config.verify_every > 0
@@ -283,7 +399,7 @@ class Watcher:
         if runner is not None:
             runner.cancel()  # kills the child's whole process group
         if thread is not None:
-            thread.join(timeout=30)
+            thread.join(timeout=VERIFY_STOP_GRACE_S + 5)
         if self.http is not None:
             self.http.stop()
         self.history.close()
@@ -291,20 +407,20 @@ class Watcher:
 
     # ---- checks --------------------------------------------------------------------------
 
-    def _reload_golden_if_changed(self) -> CheckResult | None:
-        """Reload the golden when its file changed. Returns an error result when it cannot."""
+    def _reload_golden_if_changed(self) -> None:
+        """Reload the golden when its file changed. One that cannot be loaded (whatever it is: a
+        FIFO, /dev/zero, 100k levels of nesting, a huge file) is reported in health, /status and
+        the log, and the checks go on against the last good golden until the file is fixed."""
         path = self.config.golden_path
         key = _stat_key(path)
         if key == self.golden.stat_key:
-            return None
-        started = time.time()
+            return
         try:
-            golden = load_golden_file(path, self.config.trusted_keys)
-        except (EnvlockError, OSError) as exc:
-            return CheckResult(
-                kind="fingerprint", started_at=started, duration_s=time.time() - started, outcome="error",
-                reason=f"cannot reload the golden: {exc}", golden_digest=self.golden.digest,
-            )
+            golden = self._golden_loader.load(path, self.config.trusted_keys)
+        except EnvlockError as exc:
+            self._set_golden_error(str(exc))
+            return
+        self._set_golden_error(None)
         with self._golden_lock:
             changed = golden.digest != self.golden.digest
             self.golden = golden
@@ -320,17 +436,24 @@ class Watcher:
                     self._next_verify = time.monotonic()
             if runner is not None:
                 runner.cancel()  # it is checking the old golden
-        return None
+
+    def _set_golden_error(self, error: str | None) -> None:
+        if error == self._golden_error:
+            return  # logged once per new problem, not once per check
+        self._golden_error = error
+        self.state.set_golden_error(error)
+        if error is not None:
+            self.log("golden_rejected", golden=str(self.config.golden_path), error=error,
+                     still_using=self.golden.digest)
 
     def _fingerprint_tick(self) -> None:
-        result = self._reload_golden_if_changed()
-        if result is None:
-            with self._golden_lock:
-                golden, vouched = self.golden, self._vouched
-            result = fingerprint_check(
-                golden.manifest, golden_digest=golden.digest, environ=self.config.environ, vouched=vouched,
-                **self._check_hooks,
-            )
+        self._reload_golden_if_changed()
+        with self._golden_lock:
+            golden, vouched = self.golden, self._vouched
+        result = fingerprint_check(
+            golden.manifest, golden_digest=golden.digest, environ=self.config.environ, vouched=vouched,
+            **self._check_hooks,
+        )
         self._publish(result)
         paths = frozenset(item.path for item in result.drift)
         if paths and paths != self._last_drift_paths:
@@ -419,9 +542,14 @@ class Watcher:
                 drift=[item.path for item in result.drift], tolerated=len(result.tolerated), exit_code=result.exit_code,
                 fingerprint_digest=result.fingerprint_digest, healthy=healthy, health_reason=health_reason,
             )
-            self._write_nfd(healthy)
+            self._write_nfd(healthy, health_reason)
 
-    def _write_nfd(self, healthy: bool) -> None:
+    def _write_nfd(self, healthy: bool, reason: str) -> None:
+        with self._nfd_lock:
+            self._nfd_health = (healthy, reason)
+            self._write_nfd_locked(healthy)
+
+    def _write_nfd_locked(self, healthy: bool) -> None:
         path = self.config.nfd_features_file
         if path is None:
             return

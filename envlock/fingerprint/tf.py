@@ -138,31 +138,29 @@ class TensorflowChild:
     """A child process importing TF and reporting TensorflowInfo; started early, joined late."""
 
     def __init__(self) -> None:
+        from envlock.runner import spawn
+
         # Same interpreter, same environment: the child must see exactly what a user's job sees.
-        self._proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-            [sys.executable, "-m", "envlock.fingerprint.tf"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            env=dict(os.environ),
-        )
+        # spawn: it dies with capture, even when capture is SIGKILLed.
+        self._proc = spawn([sys.executable, "-m", "envlock.fingerprint.tf"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, env=dict(os.environ))
 
     def result(self, timeout: float = CHILD_TIMEOUT_S) -> TensorflowInfo:
         try:
             stdout, stderr = self._proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.communicate()
+            self.kill()
             from envlock.models import TensorflowInfo
 
             return TensorflowInfo(status="error", detail=f"TensorFlow child timed out after {timeout:.0f} s")
         return parse_child_output(stdout, stderr, self._proc.returncode)
 
     def kill(self) -> None:
+        from envlock.runner import kill_tree
+
         if self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.communicate()
+            kill_tree(self._proc)
+        self._proc.communicate()
 
 
 def parse_child_output(stdout: str, stderr: str, returncode: int) -> TensorflowInfo:

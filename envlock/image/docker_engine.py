@@ -18,6 +18,15 @@ from envlock.errors import BadInputError, DockerUnavailable, EnvironmentProblem
 Progress = Callable[[str], None]
 LOG_TAIL = 12
 
+# A daemon must answer a ping (and the API version query) this fast: a socket that accepts and never
+# answers is a broken daemon, reported in seconds, not after the SDK's minutes.
+PING_TIMEOUT_S = 10
+# Every other API call (image lookups) must answer within this.
+API_TIMEOUT_S = 60
+# A build streams its log; a step may legitimately print nothing for a long while (pip installing
+# TensorFlow), so the stream's silence limit is generous. The ping already proved the daemon answers.
+BUILD_SILENCE_TIMEOUT_S = 3600
+
 START_HINT = ("start one (e.g. `sudo systemctl start docker`, or `sudo dockerd &`), or point DOCKER_HOST "
               "at a running daemon")
 
@@ -26,8 +35,34 @@ class ImageBuildFailed(EnvironmentProblem):
     """The Docker build failed; the message names the step and carries its last log lines."""
 
 
-def connect(timeout: int = 600) -> Any:
-    """A docker client whose daemon answered a ping, or ``DockerUnavailable``."""
+def _no_answer(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it wraps) is a read/connect timeout of the HTTP layer."""
+    import socket
+
+    from requests.exceptions import Timeout
+    from urllib3.exceptions import TimeoutError as Urllib3Timeout
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, Timeout | Urllib3Timeout | socket.timeout):
+            return True
+        current = current.__cause__ or current.__context__
+    return "timed out" in str(exc).lower()
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """What the SDK, requests, urllib3 and the socket raise when the daemon is gone or silent."""
+    from docker.errors import DockerException
+    from requests.exceptions import RequestException
+    from urllib3.exceptions import HTTPError as Urllib3Error
+
+    return DockerException, RequestException, Urllib3Error, OSError
+
+
+def connect(timeout: int = PING_TIMEOUT_S) -> Any:
+    """A docker client whose daemon answered a ping within ``timeout`` s, or ``DockerUnavailable``."""
     try:
         import docker
         from docker.errors import DockerException
@@ -37,12 +72,15 @@ def connect(timeout: int = 600) -> Any:
     try:
         client = docker.from_env(timeout=timeout)
         client.ping()
-    except DockerException as exc:
-        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-        raise DockerUnavailable(f"cannot reach the Docker daemon at {where} ({reason}); {START_HINT}") from None
     except Exception as exc:  # requests/urllib3 errors escape the SDK's own wrapping on some versions
-        raise DockerUnavailable(f"cannot reach the Docker daemon at {where} ({type(exc).__name__}); "
-                                f"{START_HINT}") from None
+        if _no_answer(exc):
+            raise DockerUnavailable(f"the Docker daemon at {where} accepted the connection but did not answer "
+                                    f"within {timeout} s; restart it (e.g. `sudo systemctl restart docker`) or "
+                                    "point DOCKER_HOST at a working daemon") from None
+        detail = str(exc) if isinstance(exc, DockerException) else ""
+        reason = detail.splitlines()[0][:160] if detail.strip() else type(exc).__name__
+        raise DockerUnavailable(f"cannot reach the Docker daemon at {where} ({reason}); {START_HINT}") from None
+    client.api.timeout = API_TIMEOUT_S
     return client
 
 
@@ -51,8 +89,7 @@ def image_id(client: Any, ref: str) -> str | None:
 
     ``ref`` comes from ``--base-image``: a malformed one (the daemon answers 4xx) is bad input.
     """
-    from docker.errors import APIError, DockerException, ImageNotFound
-    from requests.exceptions import RequestException
+    from docker.errors import APIError, ImageNotFound
 
     try:
         return str(client.images.get(ref).id)
@@ -63,9 +100,9 @@ def image_id(client: Any, ref: str) -> str | None:
         if exc.is_client_error():
             raise BadInputError(f"--base-image {ref}: {said}") from None
         raise DockerUnavailable(f"the Docker daemon failed to look up {ref} ({said})") from None
-    except (DockerException, RequestException) as exc:  # requests errors escape the SDK's wrapping
-        raise DockerUnavailable(f"lost the Docker daemon looking up {ref} ({type(exc).__name__}); "
-                                f"{START_HINT}") from None
+    except _transport_errors() as exc:  # requests/urllib3 errors escape the SDK's wrapping
+        what = "no answer" if _no_answer(exc) else type(exc).__name__
+        raise DockerUnavailable(f"lost the Docker daemon looking up {ref} ({what}); {START_HINT}") from None
 
 
 def build(client: Any, context_dir: Path, *, tag: str, nocache: bool = False, progress: Progress = lambda _: None,
@@ -76,7 +113,7 @@ def build(client: Any, context_dir: Path, *, tag: str, nocache: bool = False, pr
     image: str | None = None
     try:
         events = client.api.build(path=str(context_dir), tag=tag, rm=True, forcerm=True, nocache=nocache,
-                                  decode=True, network_mode=network_mode)
+                                  decode=True, network_mode=network_mode, timeout=BUILD_SILENCE_TIMEOUT_S)
         for event in events:
             if "stream" in event:
                 for line in event["stream"].splitlines():
@@ -96,14 +133,9 @@ def build(client: Any, context_dir: Path, *, tag: str, nocache: bool = False, pr
                                        f"\n  last log lines:\n    {lines}")
     except ImageBuildFailed:
         raise
-    except Exception as exc:
-        from docker.errors import DockerException
-        from requests.exceptions import ConnectionError as RequestsConnectionError
-
-        if isinstance(exc, RequestsConnectionError | DockerException):
-            raise DockerUnavailable(f"lost the Docker daemon during the build ({type(exc).__name__}); "
-                                    f"{START_HINT}") from None
-        raise
+    except _transport_errors() as exc:
+        what = f"silent for {BUILD_SILENCE_TIMEOUT_S} s" if _no_answer(exc) else type(exc).__name__
+        raise DockerUnavailable(f"lost the Docker daemon during the build ({what}); {START_HINT}") from None
     if image is None:
         image = image_id(client, tag)
     if image is None:

@@ -26,7 +26,7 @@ from envlock.errors import BadInputError, EnvironmentProblem
 from envlock.fingerprint.python_env import normalize_name
 from envlock.image.compat import TfCompat
 from envlock.models import Manifest
-from envlock.runner import Runner
+from envlock.runner import Runner, kill_tree, spawn
 from envlock.store import atomic_write_text
 
 Progress = Callable[[str], None]
@@ -220,12 +220,19 @@ def lock_text(lock: Iterable[LockedWheel]) -> str:
 
 def stream(argv: list[str], progress: Progress, *, env: dict[str, str] | None = None) -> int:
     """Run ``argv`` and hand each output line to ``progress`` as it comes (downloads take minutes)."""
-    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:  # noqa: S603
+    proc = spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
         assert proc.stdout is not None
         for line in proc.stdout:
             if line.strip():
                 progress("  " + line.rstrip())
         return proc.wait()
+    except BaseException:  # Ctrl-C, SIGTERM: pip and its children go too
+        kill_tree(proc)
+        raise
+    finally:
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def download(lock: list[LockedWheel], wheelhouse: Path, *, python_version: str, arch: str, glibc: str,

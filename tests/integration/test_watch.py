@@ -341,7 +341,10 @@ def busy_port() -> Iterator[int]:
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--fingerprint-every", "5q"], "--fingerprint-every '5q': expected a duration"),
-    (["--verify-timeout", "0"], "--verify-timeout '0': must be more than 0"),
+    (["--verify-timeout", "0"], "--verify-timeout '0': must be between 0.1s and 30d"),
+    (["--fingerprint-every", "99999999999999999999d"], "must be between 0.1s and 30d"),
+    (["--listen", "127.0.0.1:19_145"], "is not a number"),
+    (["--listen", "*:9109"], "is not a host name"),
     (["--listen", "nowhere"], "--listen 'nowhere': expected HOST:PORT"),
     (["--bogus"], "No such option: --bogus"),
     (["--listen"], "requires an argument"),

@@ -109,7 +109,7 @@ def test_status_is_json_with_history(served) -> None:
     status, ctype, body = _get(port, "/status")
     data = json.loads(body)
     assert status == 200 and ctype == "application/json"
-    assert data["healthy"] is True and data["golden"] == {"path": "/g.json", "digest": "sha256:g0"}
+    assert data["healthy"] is True and data["golden"] == {"path": "/g.json", "digest": "sha256:g0", "error": None}
     assert data["last"]["fingerprint"]["outcome"] == "pass" and data["last"]["verify"] is None
     assert data["history"]["checks_by_kind"] == {"fingerprint": {"drift": 1, "pass": 1}}
     [event] = data["history"]["recent_drift_events"]
@@ -143,10 +143,43 @@ def test_parse_listen(text: str, expected: tuple[str, int]) -> None:
     assert parse_listen(text) == expected
 
 
-@pytest.mark.parametrize("text", ["9109", ":9109", "localhost:http", "127.0.0.1:70000", "host:"])
+@pytest.mark.parametrize("text", [
+    "9109", ":9109", "localhost:http", "127.0.0.1:70000", "host:",
+    # ports: only ASCII digits (int() takes underscores, spaces, signs and Unicode digits)
+    "127.0.0.1:19_145", "127.0.0.1:\uff11\uff19\uff11\uff14\uff15", "127.0.0.1:\u0661\u0662", "127.0.0.1: 80",
+    "127.0.0.1:+80", "127.0.0.1:-1", "127.0.0.1:080000", "127.0.0.1:99999999999999999999", "127.0.0.1:0x50",
+    # hosts: required, well formed, IPv6 in brackets; no wildcard spelled any other way
+    "[]:9109", "[:9109", "::1:9109", "[::1:9109", "[127.0.0.1]:80", "[::1]x:80", "*:9109", "256.0.0.1:80",
+    "1.2.3:80", "01.2.3.4:80", "127.0.0.1 :80", "bad host:80", "-leading.example:80", "h\u00f6st:80",
+    "\uff11\uff12\uff17.0.0.1:80", "a..b:80", "name.invalid:80", "x" * 300 + ":80", "127.0.0.1\n:80",
+])
 def test_parse_listen_rejects(text: str) -> None:
     with pytest.raises(BadInputError, match="--listen"):
         parse_listen(text)
+
+
+def test_parse_listen_binds_exactly_the_named_address() -> None:
+    assert parse_listen("localhost:9109") in {("127.0.0.1", 9109), ("::1", 9109)}
+    assert parse_listen("[::]:1") == ("::", 1)
+    assert parse_listen("0.0.0.0:65535") == ("0.0.0.0", 65535)  # noqa: S104 - named explicitly
+
+
+def test_ipv6_any_does_not_also_bind_ipv4(tmp_path: Path) -> None:
+    """"[::]" names IPv6 only; Linux would otherwise also accept IPv4 on it (dual stack)."""
+    history = open_history(tmp_path)
+    state = DaemonState(history=history, metrics=Metrics(), golden_path="g", golden_digest=None)
+    try:
+        server = HttpServer(state, "::", 0)
+    except EnvironmentProblem:
+        history.close()
+        pytest.skip("IPv6 is not configured")
+    server.start()
+    try:
+        v6only = server._server.socket.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)
+        assert v6only == 1
+    finally:
+        server.stop()
+        history.close()
 
 
 def test_ipv6_loopback_when_available(tmp_path: Path) -> None:
@@ -204,3 +237,63 @@ def test_a_verify_of_another_golden_is_recorded_but_never_served(served) -> None
     # a verify of the current golden is served as before
     state.apply(CheckResult(kind="verify", started_at=102.0, duration_s=3.0, outcome="pass", golden_digest="sha256:g0"))
     assert state.reproduces()
+
+
+def test_an_overdue_check_turns_health_503(tmp_path: Path) -> None:
+    """A wedged loop publishes nothing: time alone must turn health (and the metric) unhealthy."""
+    now = [1000.0]
+    history = open_history(tmp_path)
+    metrics = Metrics()
+    state = DaemonState(history=history, metrics=metrics, golden_path="g", golden_digest="sha256:g0",
+                        fingerprint_every=60.0, verify_timeout=900.0, clock=lambda: now[0])
+    try:
+        state.apply(_fp(at=999.0))
+        assert state.health() == (True, "ok")
+        now[0] = 999.0 + 3 * 60 + 29  # within 3 intervals + 30 s slack
+        assert state.health() == (True, "ok")
+        now[0] = 999.0 + 3 * 60 + 31
+        healthy, reason = state.health()
+        assert not healthy and reason.startswith("fingerprint check overdue")
+        assert _samples(metrics.render().decode())[("envlock_healthy", ())] == 0
+        state.apply(_fp(at=now[0]))
+        assert state.health() == (True, "ok")
+        state.set_verify_running(True)
+        state._verify_running_since = now[0]  # set_verify_running reads the wall clock
+        now[0] += 900 + 31
+        state.apply(_fp(at=now[0]))
+        assert state.health() == (False, "verify overdue: still running past its 900 s time limit")
+    finally:
+        history.close()
+
+
+def test_a_client_that_sends_nothing_is_dropped_and_a_burst_of_200_scrapes_is_served(served) -> None:
+    import threading
+    import time
+
+    state, port = served
+    state.apply(_fp())
+    silent = socket.create_connection(("127.0.0.1", port), timeout=60)
+    try:
+        started = time.monotonic()
+        silent.settimeout(60)
+        assert silent.recv(1) == b""  # the server closed it: not held open forever
+        assert time.monotonic() - started < 30
+    finally:
+        silent.close()
+    results: list[int] = []
+    lock = threading.Lock()
+
+    def scrape() -> None:
+        try:
+            code = _get(port, "/healthz")[0]
+        except OSError:
+            code = -1
+        with lock:
+            results.append(code)
+
+    threads = [threading.Thread(target=scrape) for _ in range(200)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert results.count(200) == 200, sorted(set(results))

@@ -41,13 +41,26 @@ PASS_REPORT = {"reproduces": True, "exit_code": 0, "probes": [], "differences": 
     ("2d", 172800), (" 15M ", 900), ("1.5s", 1.5),
 ])
 def test_parse_duration(text: str, seconds: float) -> None:
-    assert parse_duration(text, option="--x") == pytest.approx(seconds)
+    assert parse_duration(text, option="--x", allow_zero=True) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("text", ["", "5q", "h", "-5s", "5s5", "inf", "nan", "1 h", "s5"])
+@pytest.mark.parametrize("text", [
+    "", "5q", "h", "-5s", "5s5", "inf", "nan", "1 h", "s5",
+    # not ASCII digits, or what float() would also take: underscores, exponents, full-width digits
+    "1_0", "1_0s", "1e3", "1e400", "\uff11\uff10s", "\u0661\u0660", "0x10", "+5s", "1.2.3s",
+    # out of range: a deadline computed from these overflows, or the loop would spin
+    "99999999999999999999d", "1e308", "31d", "2592001", "720h1s", "0.05s", "50ms", "0s",
+])
 def test_parse_duration_rejects(text: str) -> None:
     with pytest.raises(BadInputError, match="--x"):
         parse_duration(text, option="--x")
+
+
+def test_parse_duration_zero_only_where_allowed() -> None:
+    assert parse_duration("0", option="--x", allow_zero=True) == 0
+    assert parse_duration("30d", option="--x") == 30 * 86400
+    with pytest.raises(BadInputError, match="between 0.1s and 30d"):
+        parse_duration("0", option="--x")
 
 
 def test_verify_argv_default_and_custom() -> None:
@@ -379,3 +392,92 @@ def test_cli_watch_snapshots_the_environment_when_it_starts(tmp_path: Path, monk
     [config] = configs
     assert config.environ.get("ENVLOCK_AT_START") == "yes"
     assert "ENVLOCK_WRITTEN_BY_AN_IMPORT" not in config.environ
+
+
+# ---- pathological golden swaps: the daemon neither dies nor wedges nor lies ---------------------
+
+
+def _nested(path: Path) -> None:
+    path.write_text("[" * 100_000 + "]" * 100_000)
+
+
+def _fifo(path: Path) -> None:
+    os.mkfifo(path)
+
+
+def _dev_zero(path: Path) -> None:
+    path.symlink_to("/dev/zero")
+
+
+def _huge(path: Path) -> None:
+    with open(path, "wb") as handle:
+        handle.truncate(watch_mod.MAX_GOLDEN_BYTES + 1)  # sparse: costs no disk
+
+
+def _directory(path: Path) -> None:
+    path.mkdir()
+
+
+def _invalid_json(path: Path) -> None:
+    path.write_bytes(b"\xff\xfe{not json")
+
+
+@pytest.mark.parametrize("make_bad", [_nested, _fifo, _dev_zero, _huge, _directory, _invalid_json])
+def test_a_pathological_golden_swap_is_reported_and_survived(make_watcher, make_bad, tmp_path: Path) -> None:
+    watcher, golden = make_watcher()
+    thread, codes = _run_in_thread(watcher)
+    try:
+        _wait_for(lambda: watcher.state.health() == (True, "ok"))
+        bad = tmp_path / "bad-golden"
+        make_bad(bad)
+        if bad.is_dir() and not bad.is_symlink():
+            golden.unlink()  # a directory cannot replace a file in one rename
+        os.replace(bad, golden)
+        _wait_for(lambda: not watcher.state.health()[0])
+        reason = watcher.state.health()[1]
+        assert reason.startswith("cannot reload the golden: ") and "sha256:g1" in reason
+        assert watcher.state.status()["golden"]["error"] and watcher.state.golden_digest == "sha256:g1"
+        before = sum(1 for e in _events(make_watcher.logs) if e["event"] == "check")
+        _wait_for(lambda: sum(1 for e in _events(make_watcher.logs) if e["event"] == "check") >= before + 3)
+        rejected = [e for e in _events(make_watcher.logs) if e["event"] == "golden_rejected"]
+        assert len(rejected) == 1 and rejected[0]["still_using"] == "sha256:g1"
+        # a good golden again: healthy again
+        if golden.is_dir():
+            golden.rmdir()
+        else:
+            golden.unlink()
+        _write_golden(golden, "sha256:g1", MACHINE_ENV)
+        _wait_for(lambda: watcher.state.health() == (True, "ok"))
+    finally:
+        watcher.request_stop()
+        thread.join(timeout=30)
+    assert not thread.is_alive() and codes == [0]
+
+
+def test_a_golden_read_that_never_finishes_does_not_wedge_the_loop(make_watcher, monkeypatch) -> None:
+    """Whatever the reader below does (here: blocks forever), the loop goes on and stops on request."""
+    watcher, golden = make_watcher()
+    watcher._golden_loader.timeout_s = 0.5
+    release = threading.Event()
+
+    def stuck_loader(path: Path, *_trusted_keys: object) -> LoadedGolden:
+        release.wait(60)
+        raise BadFileError(path, "released")
+
+    thread, codes = _run_in_thread(watcher)
+    try:
+        _wait_for(lambda: watcher.state.health() == (True, "ok"))
+        monkeypatch.setattr(watch_mod, "load_golden_file", stuck_loader)
+        _write_golden(golden, "sha256:g2", MACHINE_ENV)
+        _wait_for(lambda: "did not finish within 0.5 s" in watcher.state.health()[1])
+        before = sum(1 for e in _events(make_watcher.logs) if e["event"] == "check")
+        _wait_for(lambda: sum(1 for e in _events(make_watcher.logs) if e["event"] == "check") >= before + 3)
+        assert "still stuck" in watcher.state.health()[1]  # no second reader piled up on the first
+        started = time.monotonic()
+        watcher.request_stop()
+        thread.join(timeout=30)
+        assert not thread.is_alive() and codes == [0] and time.monotonic() - started < 10
+    finally:
+        release.set()
+        watcher.request_stop()
+        thread.join(timeout=30)
