@@ -179,6 +179,19 @@ def _caller_stacklevel() -> int:
     return level
 
 
+def _check_controls(seed: object, *threads: object) -> None:
+    """The same ranges a golden's lockdown must have: numpy refuses other seeds, and a negative thread
+    count makes TensorFlow abort the whole process (SIGABRT)."""
+    from envlock.limits import MAX_SEED, MAX_THREADS
+
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise BadInputError(f"lockdown: seed must be an integer from 0 to {MAX_SEED}, not {seed!r}")
+    for count in threads:
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int)
+                                  or not 0 <= count <= MAX_THREADS):
+            raise BadInputError(f"lockdown: thread counts must be integers from 0 to {MAX_THREADS}, not {count!r}")
+
+
 def lockdown(seed: int | None = None, *, golden: str | Path | None = None, strict: bool = False,
              intra_op_threads: int | None = None, inter_op_threads: int | None = None,
              op_determinism: bool = True) -> LockdownReport:
@@ -196,6 +209,7 @@ def lockdown(seed: int | None = None, *, golden: str | Path | None = None, stric
         intra_op_threads = intra_op_threads or loaded.lockdown.intra_op_threads
         inter_op_threads = inter_op_threads or loaded.lockdown.inter_op_threads
     seed = 42 if seed is None else seed
+    _check_controls(seed, intra_op_threads, inter_op_threads)
     report = LockdownReport(seed, op_determinism, intra_op_threads or default_thread_count(),
                             inter_op_threads or default_thread_count())
     report.problems.extend(_environment_problems(loaded.lockdown.environment if loaded else None))

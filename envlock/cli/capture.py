@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from envlock.cli.common import app, handles_errors
+from envlock.cli.common import app, handles_errors, strict_int
 from envlock.errors import DRIFT, OK, BadFileError, BadInputError
 from envlock.limits import MAX_REPEAT
 
@@ -38,7 +38,7 @@ def capture(
     golden: Annotated[bool, typer.Option("--golden", help="Also run the probe suite and write a golden file "
                                          "(needs -o and TensorFlow).")] = False,
     probes: Annotated[str | None, typer.Option("--probes", help="With --golden: comma-separated probe names.")] = None,
-    repeat: Annotated[int, typer.Option("--repeat", min=1, max=MAX_REPEAT,
+    repeat: Annotated[int, typer.Option("--repeat", parser=strict_int("--repeat", 1, MAX_REPEAT), metavar="N",
                                         help="With --golden: runs per probe (1 to 100).")] = 2,
     sign: Annotated[Path | None, typer.Option("--sign", metavar="KEY", help="With --golden: sign it with this "
                                               "unencrypted Ed25519 OpenSSH private key (ssh-keygen -t ed25519); "

@@ -44,6 +44,24 @@ class OneLineUsageGroup(TyperGroup):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
+def strict_int(name: str, low: int, high: int) -> Callable[[str], int]:
+    """A parser for an integer option: ASCII digits only, within [low, high].
+
+    Python's int() (click's INT) takes "1_0", " 7", "+3" and full-width digits; an option's value
+    comes from scripts and manifests, so anything but plain digits is a usage error (exit 2)."""
+
+    def parse(text: str) -> int:
+        raw = str(text)
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
+            raise typer.BadParameter(f"{raw!r} is not a whole number of plain digits", param_hint=f"'{name}'")
+        value = int(raw)
+        if not low <= value <= high:
+            raise typer.BadParameter(f"{value} is not in the range {low} to {high}", param_hint=f"'{name}'")
+        return value
+
+    return parse
+
+
 app = typer.Typer(
     cls=OneLineUsageGroup,
     name="envlock",

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from envlock.cli.common import TRUSTED_KEY_HELP, app, handles_errors
+from envlock.cli.common import TRUSTED_KEY_HELP, app, handles_errors, strict_int
 from envlock.errors import BadFileError
 from envlock.limits import MAX_REPEAT
 
@@ -35,9 +35,10 @@ def verify(
     = "bitwise",
     probes: Annotated[str | None, typer.Option("--probes", help="Comma-separated probe names (default: all the "
                                                "golden's probes).")] = None,
-    repeat: Annotated[int | None, typer.Option("--repeat", min=1, max=MAX_REPEAT, help="Runs per probe here, 1 to 100 "
-                                               "(default: the golden's repeat count); differing runs mean "
-                                               "'nondeterministic'.")] = None,
+    repeat: Annotated[int | None, typer.Option(
+        "--repeat", parser=strict_int("--repeat", 1, MAX_REPEAT), metavar="N",
+        help="Runs per probe here, 1 to 100 (default: the golden's repeat count); differing runs mean "
+             "'nondeterministic'.")] = None,
     golden_env: Annotated[bool, typer.Option(
         "--golden-env", help="Run the probes with the golden's allow-listed determinism environment variables "
         "exactly (set those it had, unset the others): would this hardware reproduce if configured like the "

@@ -117,7 +117,7 @@ def _watch(*, environ: dict[str, str], golden: str | None, listen: str, fingerpr
         "state_dir": Path(state_dir) if state_dir else default_state_dir(),
         "environ": environ,
         "nfd_features_file": Path(nfd_features_file) if nfd_features_file else None,
-        "verify_command": verify_argv(Path(golden), verify_command),
+        "verify_command": verify_argv(Path(golden), verify_command, trusted_key or []),
         "once": once,
         "trusted_keys": tuple(load_trusted_keys(trusted_key or [])),
     }

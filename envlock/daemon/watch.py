@@ -18,7 +18,7 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -76,11 +76,14 @@ def default_state_dir() -> Path:
     return Path(base) / "envlock"
 
 
-def verify_argv(golden: Path, command: str | None) -> list[str]:
+def verify_argv(golden: Path, command: str | None, trusted_key_files: Sequence[Path] = ()) -> list[str]:
     """The verify child's argv. A custom command is split like a shell would (no shell runs it);
-    ``{golden}`` anywhere in it is replaced by the golden's path."""
+    ``{golden}`` anywhere in it is replaced by the golden's path. The child re-reads the golden, so
+    it is given the daemon's trusted keys too: a swap between the daemon's check and the child's
+    read is refused by the child as well."""
     if command is None:
-        return [sys.executable, "-m", "envlock", "verify", str(golden), "--json"]
+        keys = [arg for path in trusted_key_files for arg in ("--trusted-key", str(path))]
+        return [sys.executable, "-m", "envlock", "verify", str(golden), "--json", *keys]
     try:
         argv = shlex.split(command)
     except ValueError as exc:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from envlock.errors import BadInputError, DockerUnavailable, EnvironmentProblem
+from envlock.redact import redact_value
 
 Progress = Callable[[str], None]
 LOG_TAIL = 12
@@ -68,7 +69,8 @@ def connect(timeout: int = PING_TIMEOUT_S) -> Any:
         from docker.errors import DockerException
     except ImportError:
         raise DockerUnavailable("the docker Python SDK is not installed (pip install docker)") from None
-    where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    # DOCKER_HOST may carry credentials (tcp://user:pass@host): messages show it redacted.
+    where = redact_value(os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"), os.environ.get("HOME"))
     try:
         client = docker.from_env(timeout=timeout)
         client.ping()

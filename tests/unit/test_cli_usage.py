@@ -17,6 +17,13 @@ from envlock.errors import BAD_INPUT
         (["diff", "only-one.json"], "Missing argument"),
         (["verify", "--tolerance"], "requires an argument"),
         (["verify", "--repeat", "many"], "Invalid value for '--repeat'"),
+        # int() would take these; an option is plain ASCII digits in range, or a usage error
+        (["verify", "golden.json", "--repeat", "1_0"], "not a whole number of plain digits"),
+        (["verify", "golden.json", "--repeat", "\uff11\uff10"], "not a whole number of plain digits"),
+        (["verify", "golden.json", "--repeat", " 7"], "not a whole number of plain digits"),
+        (["verify", "golden.json", "--repeat", "+3"], "not a whole number of plain digits"),
+        (["capture", "--golden", "-o", "g.json", "--repeat", "101"], "not in the range 1 to 100"),
+        (["capture", "--golden", "-o", "g.json", "--repeat", "0"], "not in the range 1 to 100"),
         (["build", "--nope"], "No such option"),
         (["watch", "--golden"], "requires an argument"),
         (["schema", "extra"], "unexpected extra argument"),

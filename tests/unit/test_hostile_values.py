@@ -375,3 +375,25 @@ def test_lockdown_problem_messages_carry_no_secret() -> None:
 
     assert _redacted("--xla_dump_to=https://h/?token=abc123") == "--xla_dump_to=https://h/?token=REDACTED"
     assert _redacted(None) is None
+
+
+@pytest.mark.parametrize("kwargs", [{"seed": -1}, {"seed": 2**32}, {"seed": "42"}, {"seed": True},
+                                    {"intra_op_threads": -1}, {"inter_op_threads": 10**6}])
+def test_lockdown_refuses_out_of_range_controls_before_tensorflow(kwargs: dict[str, Any]) -> None:
+    """A negative thread count SIGABRTs TensorFlow, taking the user's process with it: refused first."""
+    import sys
+
+    import envlock
+
+    with pytest.raises(BadInputError, match="lockdown: "):
+        envlock.lockdown(**kwargs)
+    assert "tensorflow" not in sys.modules
+
+
+def test_the_daemons_verify_child_gets_the_trusted_keys(tmp_path: Path) -> None:
+    from envlock.daemon.watch import verify_argv
+
+    keys = [tmp_path / "ci.pub", tmp_path / "backup.pub"]
+    argv = verify_argv(tmp_path / "golden.json", None, keys)
+    assert argv[-4:] == ["--trusted-key", str(keys[0]), "--trusted-key", str(keys[1])]
+    assert "--trusted-key" not in verify_argv(tmp_path / "golden.json", None)
