@@ -108,9 +108,11 @@ def _watch(*, environ: dict[str, str], golden: str | None, listen: str, fingerpr
 
     if not golden:
         raise BadInputError("no golden given: pass --golden FILE or set ENVLOCK_GOLDEN")
+    listen_address = parse_listen(listen)
     config: dict[str, Any] = {
         "golden_path": Path(golden),
-        "listen": None if once else parse_listen(listen),
+        # Parsed even with --once (which serves no HTTP): a malformed option is exit 2 either way.
+        "listen": None if once else listen_address,
         "fingerprint_every": parse_duration(fingerprint_every, option="--fingerprint-every"),
         "verify_every": parse_duration(verify_every, option="--verify-every", allow_zero=True),
         "verify_timeout": parse_duration(verify_timeout, option="--verify-timeout"),

@@ -24,6 +24,7 @@ from envlock.errors import BAD_INPUT
         (["verify", "golden.json", "--repeat", "+3"], "not a whole number of plain digits"),
         (["capture", "--golden", "-o", "g.json", "--repeat", "101"], "not in the range 1 to 100"),
         (["capture", "--golden", "-o", "g.json", "--repeat", "0"], "not in the range 1 to 100"),
+        (["watch", "--golden", "g.json", "--once", "--listen", "127.0.0.1:65536"], "between 0 and 65535"),
         (["build", "--nope"], "No such option"),
         (["watch", "--golden"], "requires an argument"),
         (["schema", "extra"], "unexpected extra argument"),
