@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from envlock.cli.common import TRUSTED_KEY_HELP, app, handles_errors, strict_int
-from envlock.errors import BadFileError
+from envlock.errors import ENVIRONMENT, BadFileError
 from envlock.limits import MAX_REPEAT
 
 
@@ -77,4 +77,7 @@ def verify(
         except OSError as exc:
             raise BadFileError(report, f"cannot write the report ({exc.strerror or exc})") from None
     typer.echo(text if as_json else render_report(result), nl=not as_json)
+    if result.exit_code == ENVIRONMENT:  # like every exit 2/3: one line on stderr says why
+        typer.echo(f"envlock: error: {result.golden}: no probe of the golden could be compared on this machine "
+                   f"({result.counts['skipped']} skipped): nothing was verified", err=True)
     raise typer.Exit(result.exit_code)

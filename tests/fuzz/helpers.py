@@ -33,6 +33,7 @@ GOLDEN_DATA: dict[str, Any] = json.loads(REFERENCE_GOLDEN.read_text())
 MANIFEST_DATA: dict[str, Any] = json.loads(REFERENCE_MANIFEST.read_text())
 # A probe the reference golden recorded as skipped (no GPU): `verify --probes gpu.matmul` runs the
 # whole verify path (load, validate, environment, capture, diff, report) but never starts TensorFlow.
+# It compares nothing, so a valid golden ends NOTHING VERIFIED: exit 3 with one line on stderr.
 CHEAP_PROBE = "gpu.matmul"
 EXIT_CODES = {0, 1, 2, 3}
 SUBPROCESS_TIMEOUT_S = 60
@@ -185,22 +186,23 @@ def mutated(draw: st.DrawFn, base: dict[str, Any], paths: list[tuple[Any, ...]],
     return data
 
 
-def reseal(data: dict[str, Any]) -> dict[str, Any]:
-    """Recompute the digests (the nested manifest's, then the golden's) so a mutation gets past the
-    integrity check -- what anyone can do, the digest being a checksum. Invalid data stays as it is."""
+def reseal(data: dict[str, Any], *, inner: bool = True) -> dict[str, Any]:
+    """Recompute the digests (the nested manifest's unless ``inner`` is False, then the golden's) so a
+    mutation gets past the integrity check -- what anyone can do, the digest being a checksum. The
+    golden's digest covers the document as written (what load_golden checks), so it is computed over
+    the raw data, wrong types and all. Invalid data stays as it is."""
     from pydantic import ValidationError
 
-    from envlock.golden import Golden, seal
-    from envlock.models import Manifest, with_digest
+    from envlock.models import Manifest, canonical_sha256, with_digest
 
     if _has_raw(data):
         return data
     try:
         if data.get("kind") == "envlock.golden":
-            if isinstance(data.get("manifest"), dict):
+            if inner and isinstance(data.get("manifest"), dict):
                 with contextlib.suppress(ValidationError, ValueError, TypeError, RecursionError):
                     data["manifest"]["digest"] = with_digest(Manifest.model_validate(data["manifest"])).digest
-            data["digest"] = seal(Golden.model_validate(data)).digest
+            data["digest"] = canonical_sha256({k: v for k, v in data.items() if k not in ("digest", "signature")})
         else:
             data["digest"] = with_digest(Manifest.model_validate(data)).digest
     except (ValidationError, ValueError, TypeError, RecursionError, AttributeError):
