@@ -98,12 +98,14 @@ def build_golden(path: Path) -> None:
         from datetime import datetime, timezone
         from envlock import __version__
         from envlock.capture import capture_manifest
-        from envlock.golden import Golden, save_golden
+        from envlock.golden import Golden, ProbeRecord, save_golden
         from envlock.models import LockdownSettings
         m = capture_manifest(include_tf=False)
         now = datetime.now(timezone.utc).isoformat()
+        probe = ProbeRecord(name="gpu.matmul", tags=["gpu", "matmul"], group="canary", status="skipped",
+                            reason="no GPU visible to TensorFlow")
         save_golden({str(path)!r}, Golden(envlock_version=__version__, created_at=now,
-                    manifest=m, lockdown=LockdownSettings(), repeat=1, probes=[]))
+                    manifest=m, lockdown=LockdownSettings(), repeat=1, probes=[probe]))
     """)
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -56,7 +56,8 @@ def _node_kind(mode: int) -> str:
     return "not a regular file"
 
 
-def _os_problem(exc: OSError | ValueError, doing: str) -> str:
+def os_problem(exc: OSError | ValueError, doing: str) -> str:
+    """One short phrase for a failed system call on a path (the same words wherever a file is read)."""
     if isinstance(exc, ValueError):  # os.stat/os.open on a path with a NUL byte
         return "invalid path (it contains a NUL byte)"
     if exc.errno == errno.ENOENT:
@@ -88,7 +89,7 @@ def output_target(path: Path | str) -> tuple[Path, bool]:
     except FileNotFoundError:  # nothing there yet (or a dangling symlink: create what it names, as open() does)
         return Path(os.path.realpath(path)), False
     except (OSError, ValueError) as exc:
-        raise BadFileError(path, _os_problem(exc, "write")) from None
+        raise BadFileError(path, os_problem(exc, "write")) from None
     if stat.S_ISFIFO(found.st_mode) or stat.S_ISCHR(found.st_mode):
         return path, True
     if stat.S_ISDIR(found.st_mode):
@@ -205,13 +206,13 @@ def read_input_bytes(path: Path | str, *, max_bytes: int = MAX_INPUT_BYTES) -> b
     try:
         found = os.stat(path)  # stat, not open: opening a device can have effects (a tape rewinds)
     except (OSError, ValueError) as exc:
-        raise BadFileError(path, _os_problem(exc, "read")) from None
+        raise BadFileError(path, os_problem(exc, "read")) from None
     if not stat.S_ISREG(found.st_mode):
         raise BadFileError(path, f"is {_node_kind(found.st_mode)}, not a regular file")
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except (OSError, ValueError) as exc:
-        raise BadFileError(path, _os_problem(exc, "read")) from None
+        raise BadFileError(path, os_problem(exc, "read")) from None
     try:
         opened = os.fstat(fd)
         if not stat.S_ISREG(opened.st_mode):
@@ -225,7 +226,7 @@ def read_input_bytes(path: Path | str, *, max_bytes: int = MAX_INPUT_BYTES) -> b
             chunks.append(chunk)
             size += len(chunk)
     except OSError as exc:
-        raise BadFileError(path, _os_problem(exc, "read")) from None
+        raise BadFileError(path, os_problem(exc, "read")) from None
     finally:
         os.close(fd)
     if size > max_bytes:

@@ -31,6 +31,7 @@ from envlock.daemon.metrics import Metrics
 from envlock.daemon.results import CheckResult
 from envlock.daemon.state import DaemonState
 from envlock.errors import BadFileError, BadInputError, EnvlockError
+from envlock.store import os_problem
 
 # After SIGTERM the daemon stops cleanly (verify killed after its grace, HTTP stopped, database
 # closed); should anything hold the main thread past this, it exits anyway.
@@ -186,8 +187,8 @@ class BoundedGoldenLoader:
     def _check_kind(path: Path) -> None:
         try:
             st = os.stat(path)
-        except OSError as exc:
-            raise BadFileError(path, exc.strerror or type(exc).__name__) from None
+        except (OSError, ValueError) as exc:
+            raise BadFileError(path, os_problem(exc, "read it")) from None
         if not stat.S_ISREG(st.st_mode):
             raise BadFileError(path, "not a regular file (a FIFO, device or directory is never read)")
         if st.st_size > MAX_GOLDEN_BYTES:

@@ -15,6 +15,7 @@ import pytest
 from envlock.golden import load_golden
 from envlock.probes.registry import all_probes
 from tests.conftest import env_with, envlock_cli
+from tests.hostile import reseal
 
 pytestmark = [pytest.mark.tf, pytest.mark.slow]
 
@@ -125,7 +126,8 @@ def test_tampered_golden_is_exit_2(golden_path: Path, tmp_path: Path) -> None:
     ('{"kind": "envlock.golden", "schema_version": 1, "probes": [', "truncated"),
     ('{"kind": "envlock.manifest", "schema_version": 1}', "not an envlock.golden file"),
     ('{"kind": "envlock.golden", "schema_version": 99}', "newer"),
-    ('{"kind": "envlock.golden", "schema_version": 1, "repeat": 2}', "field"),
+    ('{"kind": "envlock.golden", "schema_version": 1, "repeat": 2}', "no integrity digest"),
+    (json.dumps(reseal({"kind": "envlock.golden", "schema_version": 1, "repeat": 2})), "field"),
 ])
 def test_malformed_golden_is_exit_2_with_one_line(tmp_path: Path, content: str, expected: str) -> None:
     path = tmp_path / "bad.json"

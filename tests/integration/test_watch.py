@@ -41,14 +41,17 @@ def build_golden(path: Path, *, environment: dict[str, str] | None = None, env: 
     """A golden-like file from a real no-TF capture taken with the daemon's environment."""
     from envlock import __version__
     from envlock.capture import capture_manifest
-    from envlock.golden import Golden, save_golden
-    from envlock.models import LockdownSettings
+    from envlock.golden import Golden, ProbeRecord, save_golden
+    from envlock.models import LockdownSettings, with_digest
 
     manifest = capture_manifest(include_tf=False, environ=env)
     if environment:
-        manifest = manifest.model_copy(update={"environment": {**manifest.environment, **environment}})
+        manifest = with_digest(manifest.model_copy(update={"environment": {**manifest.environment, **environment}}))
+    # A golden holds at least one probe; a skipped one keeps the daemon's own checks free of TensorFlow.
+    probe = ProbeRecord(name="gpu.matmul", tags=["gpu", "matmul"], group="canary", status="skipped",
+                        reason="no GPU visible to TensorFlow")
     golden = Golden(envlock_version=__version__, created_at=datetime.now(timezone.utc).isoformat(),
-                    manifest=manifest, lockdown=LockdownSettings(), repeat=1, probes=[])
+                    manifest=manifest, lockdown=LockdownSettings(), repeat=1, probes=[probe])
     save_golden(path, golden)
     return path
 
