@@ -59,7 +59,7 @@ def training_keras_fit(ctx: ProbeContext) -> dict[str, Any]:
     _record_weights(ctx, model, "initial", "initializer")
     position = {"epoch": 0}
 
-    class RecordSteps(tf.keras.callbacks.Callback):  # type: ignore[misc,name-defined]
+    class RecordSteps(tf.keras.callbacks.Callback):  # type: ignore[name-defined]
         # Each step's weights, so explain can name the first step and variable that differ.
         def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
             position["epoch"] = epoch
