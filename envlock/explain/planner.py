@@ -232,6 +232,12 @@ def plan_interventions(golden_manifest: Manifest, golden_env: dict[str, str], he
         candidates.append(onednn)
     candidates += _affinity_candidates(golden_manifest, here, not_applicable)
     candidates += _isa_candidates(golden_manifest, here, here_env, not_applicable)
-    if len(candidates) > 1:
-        candidates.append(combine(candidates, here_env))
+    # Together: one candidate per variable (the first: "unset X" and "X=1" cannot both hold).
+    together, claimed = [], set()
+    for c in candidates:
+        if not claimed & set(c.env):
+            together.append(c)
+            claimed |= set(c.env)
+    if len(together) > 1:
+        candidates.append(combine(together, here_env))
     return Plan(candidates, not_applicable, version_differences(golden_manifest, here))
