@@ -238,7 +238,7 @@ def probe_record(probe: Any, runs: list[dict[str, Any]]) -> ProbeRecord:
         return ProbeRecord(**base, status="nondeterministic",
                            reason=f"outputs differed between {len(runs)} repeats on the recording machine")
     extra: dict[str, Any] = {}
-    if first.get("intermediates"):
+    if first.get("intermediates") is not None:
         extra["intermediates"] = [IntermediateRecord.model_validate(i) for i in first["intermediates"]]
     if first.get("onednn_primitives") is not None:
         extra["onednn_primitives"] = sorted(first["onednn_primitives"])

@@ -233,7 +233,8 @@ def plan_interventions(golden_manifest: Manifest, golden_env: dict[str, str], he
     candidates += _affinity_candidates(golden_manifest, here, not_applicable)
     candidates += _isa_candidates(golden_manifest, here, here_env, not_applicable)
     # Together: one candidate per variable (the first: "unset X" and "X=1" cannot both hold).
-    together, claimed = [], set()
+    together: list[Candidate] = []
+    claimed: set[str] = set()
     for c in candidates:
         if not claimed & set(c.env):
             together.append(c)

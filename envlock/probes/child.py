@@ -170,9 +170,8 @@ def _run_probe_inner(probe: Any, ctx: Any, tf: Any) -> dict[str, Any]:
         return {"status": "error", "reason": f"probe failed: {last}", "seconds": time.perf_counter() - start}
     records = [summarize_array(name, outputs[name]) for name in sorted(outputs)]
     result = {"status": "ok", "outputs": records, "seconds": time.perf_counter() - start}
-    if ctx.intermediates:
-        result["intermediates"] = _intermediate_records(ctx)
-        ctx.intermediates.clear()
+    result["intermediates"] = _intermediate_records(ctx)  # [] for a probe that records none
+    ctx.intermediates.clear()
     return result
 
 
