@@ -83,6 +83,17 @@ class OutputRecord(_Model):
         return self
 
 
+class IntermediateRecord(OutputRecord):
+    """An intermediate tensor of a probe (``ProbeContext.record``), kept like an output, with the op
+    that produced it: explain names the first one that differs (localisation)."""
+
+    op: str | None = Field(default=None, max_length=200)
+
+
+MAX_INTERMEDIATES = 1024
+MAX_PRIMITIVES = 256
+
+
 class ProbeRecord(_Model):
     name: str
     tags: list[str]
@@ -90,6 +101,20 @@ class ProbeRecord(_Model):
     status: Literal["ok", "skipped", "nondeterministic"]
     reason: str | None = None
     outputs: list[OutputRecord] = Field(default_factory=list)
+    # Added after 0.1.0 (absent from the shipped goldens, left out of the file while None):
+    # intermediate tensors in computation order, and the oneDNN primitives the probe executed
+    # ("softmax:jit:avx512_core", from ONEDNN_VERBOSE; [] when oneDNN ran none).
+    intermediates: list[IntermediateRecord] | None = Field(default=None, max_length=MAX_INTERMEDIATES)
+    onednn_primitives: list[Annotated[str, Field(max_length=200)]] | None = Field(default=None,
+                                                                                max_length=MAX_PRIMITIVES)
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_additions(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        for name in ("intermediates", "onednn_primitives"):
+            if name in data and data[name] is None:
+                del data[name]
+        return data
 
     @field_validator("outputs")
     @classmethod
@@ -212,7 +237,13 @@ def probe_record(probe: Any, runs: list[dict[str, Any]]) -> ProbeRecord:
     if any(repeat_hashes(r) != repeat_hashes(first) for r in runs[1:]):
         return ProbeRecord(**base, status="nondeterministic",
                            reason=f"outputs differed between {len(runs)} repeats on the recording machine")
-    return ProbeRecord(**base, status="ok", outputs=[OutputRecord.model_validate(o) for o in first["outputs"]])
+    extra: dict[str, Any] = {}
+    if first.get("intermediates") is not None:
+        extra["intermediates"] = [IntermediateRecord.model_validate(i) for i in first["intermediates"]]
+    if first.get("onednn_primitives") is not None:
+        extra["onednn_primitives"] = sorted(first["onednn_primitives"])
+    return ProbeRecord(**base, status="ok", outputs=[OutputRecord.model_validate(o) for o in first["outputs"]],
+                       **extra)
 
 
 def repeat_hashes(run: dict[str, Any]) -> tuple[str, ...] | None:
@@ -253,7 +284,9 @@ def capture_golden(*, probe_names: list[str] | None = None, repeat: int = 2) -> 
     environ = dict(os.environ)
     settings = lockdown_settings_for_this_process(environ)
     manifest = capture_manifest(include_tf=False, environ=environ)
-    result = run_child(probe_names=[p.name for p in probes], repeat=repeat, settings=settings, env=environ)
+    # oneDNN's verbose lines name the kernels each probe ran: explain compares them with this machine's.
+    result = run_child(probe_names=[p.name for p in probes], repeat=repeat, settings=settings, env=environ,
+                       onednn_verbose=True)
     golden = Golden(
         envlock_version=__version__,
         created_at=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),

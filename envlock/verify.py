@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,6 +44,9 @@ class ProbeVerdict(BaseModel):
     outputs_differing: list[str] = Field(default_factory=list)
     reason: str | None = None
     causes: list[Cause] = Field(default_factory=list)
+    # Set by explain (envlock.explain): what an experiment proved about this drift, which supersedes
+    # the ranked causes (they are guesses from manifest differences).
+    proved: str | None = None
 
 
 class VerifyReport(BaseModel):
@@ -171,12 +175,31 @@ def _select(golden: Golden, probe_names: list[str] | None) -> list[ProbeRecord]:
     return [p for p in (golden.probe(n) for n in dict.fromkeys(probe_names)) if p is not None]
 
 
+@dataclass
+class VerifyRun:
+    """What a verify saw besides its report: explain re-uses it instead of running the suite again."""
+
+    report: VerifyReport
+    golden: Golden
+    manifest: Any  # this machine's Manifest, TensorFlow section from the child
+    environ: dict[str, str]
+    result: dict[str, Any]  # the probe child's result (runs per probe, timings)
+
+
 def verify_golden(golden_path: Path | str | None, *, probe_names: list[str] | None = None,
                   tolerance: Tolerance | None = None, repeat: int | None = None,
                   golden_env: bool = False, trusted_keys: Sequence[TrustedKey] = ()) -> VerifyReport:
     """Run the golden's probes here and judge them. Raises BadFileError/IntegrityError (exit 2),
     BadInputError (exit 2), SignatureError (exit 2: ``trusted_keys`` given and no valid signature
     by one of them), TensorflowMissing/EnvironmentProblem (exit 3)."""
+    return verify_run(golden_path, probe_names=probe_names, tolerance=tolerance, repeat=repeat,
+                      golden_env=golden_env, trusted_keys=trusted_keys).report
+
+
+def verify_run(golden_path: Path | str | None, *, probe_names: list[str] | None = None,
+               tolerance: Tolerance | None = None, repeat: int | None = None, golden_env: bool = False,
+               trusted_keys: Sequence[TrustedKey] = (), onednn_verbose: bool = False) -> VerifyRun:
+    """``verify_golden`` keeping what explain needs (``onednn_verbose``: record the primitives run)."""
     started = time.perf_counter()
     tolerance = tolerance or Tolerance()
     path = resolve_golden_path(golden_path)
@@ -198,7 +221,8 @@ def verify_golden(golden_path: Path | str | None, *, probe_names: list[str] | No
     known = all_probes()
     runnable = [r.name for r in records if r.status == "ok" and r.name in known]
     manifest = capture_manifest(include_tf=False, environ=environ)
-    result = run_child(probe_names=runnable, repeat=repeat, settings=golden.lockdown, env=environ) if runnable \
+    result = run_child(probe_names=runnable, repeat=repeat, settings=golden.lockdown, env=environ,
+                       onednn_verbose=onednn_verbose) if runnable \
         else {"runs": {}, "tf_info": None, "tf_info_error": "no probes to run"}
     if golden.recorded_by != "pytest":  # the pytest plugin records manifests without TensorFlow: compare like that
         manifest = manifest_with_tf(manifest, result)
@@ -223,7 +247,7 @@ def verify_golden(golden_path: Path | str | None, *, probe_names: list[str] | No
     if golden.recorded_by == "pytest":
         report.notes.append(PYTEST_GOLDEN_NOTE)
     report.notes.append(signature)
-    return report
+    return VerifyRun(report, golden, manifest, environ, result)
 
 
 def _report(path: Path, golden: Golden, manifest_digest: str, verdicts: list[ProbeVerdict], differences: list[Any],
@@ -294,6 +318,9 @@ def render_report(report: VerifyReport) -> str:
         if v.status in ("drift", "nondeterministic"):
             lines.append("")
             lines.append(f"{v.name}: {v.status}: {v.reason}")
+            if v.proved:
+                lines.append(f"  proved: {v.proved}")
+                continue
             for rank, cause in enumerate(v.causes[:3], 1):
                 lines.append(f"  {rank}. {cause.reason}")
     lines.append("")

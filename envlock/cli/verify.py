@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from envlock.cli.common import TRUSTED_KEY_HELP, app, handles_errors, strict_int
-from envlock.errors import ENVIRONMENT, BadFileError
+from envlock.cli.explain import BUDGET_HELP, BUDGET_PARSER, run_explain
+from envlock.errors import ENVIRONMENT, BadFileError, BadInputError
 from envlock.limits import MAX_REPEAT
 
 
@@ -46,6 +47,10 @@ def verify(
     list_probes: Annotated[bool, typer.Option("--list-probes", help="List the probes with their group, dtype and "
                                               "tags, and exit.")] = False,
     trusted_key: Annotated[list[Path] | None, typer.Option("--trusted-key", help=TRUSTED_KEY_HELP)] = None,
+    explain: Annotated[bool, typer.Option("--explain", help="Then prove the causes of any drift by experiment "
+                                          "(`envlock explain`): its causes say 'proved'.")] = False,
+    budget: Annotated[int, typer.Option("--budget", parser=BUDGET_PARSER, metavar="SECONDS",
+                                          help="With --explain: " + BUDGET_HELP)] = 120,
 ) -> None:
     """Run the probe suite here and compare it with a golden: identical, within tolerance, drift
     (with likely causes), nondeterministic or skipped, per probe.
@@ -56,6 +61,12 @@ def verify(
     if list_probes:
         typer.echo(_list_probes())
         return
+    if explain:
+        if tolerance != "bitwise" or repeat is not None or golden_env:
+            raise BadInputError("--explain proves bitwise causes with the golden's repeat count in this machine's "
+                                "environment: it does not combine with --tolerance, --repeat or --golden-env")
+        raise typer.Exit(run_explain(golden, as_json=as_json, report=report, emit_env=None, probes=probes,
+                                     budget=budget, jobs=2, trusted_key=trusted_key, with_verify_table=True))
     from envlock.probes.compare import Tolerance
     from envlock.probes.registry import parse_probe_list
     from envlock.signing import load_trusted_keys

@@ -22,9 +22,13 @@ CHILD_TIMEOUT_SECONDS = 900.0
 
 
 def run_child(*, probe_names: list[str], repeat: int, settings: Any, env: dict[str, str],
-              runner: Any = None, timeout: float = CHILD_TIMEOUT_SECONDS) -> dict[str, Any]:
+              runner: Any = None, timeout: float = CHILD_TIMEOUT_SECONDS, affinity: list[int] | None = None,
+              onednn_verbose: bool = False) -> dict[str, Any]:
     """Parent side: run the probes in a fresh process with ``env``; return the parsed result.
 
+    ``affinity``: the CPUs the child pins itself to before importing anything numeric (TF and
+    OpenBLAS size their thread pools from it). ``onednn_verbose``: record per probe the oneDNN
+    primitive implementations it executed (``ONEDNN_VERBOSE=1`` for the child only).
     Raises ``TensorflowMissing`` when the child cannot import TF and ``EnvironmentProblem``
     when it dies; both mean "this machine cannot run the probes" (exit 3).
     """
@@ -38,7 +42,13 @@ def run_child(*, probe_names: list[str], repeat: int, settings: Any, env: dict[s
         "intra_op_threads": settings.intra_op_threads, "inter_op_threads": settings.inter_op_threads,
         "collect_tf_info": True,
     }
+    if affinity is not None:
+        request["affinity"] = sorted(affinity)
+    if onednn_verbose:
+        env = {**env, "ONEDNN_VERBOSE": "1"}  # the child's only: verbose output changes no numerics
     with tempfile.TemporaryDirectory(prefix="envlock-probes-") as tmp:
+        if onednn_verbose:
+            request["onednn_verbose_dir"] = tmp
         request_path, result_path = Path(tmp) / "request.json", Path(tmp) / "result.json"
         request_path.write_text(json.dumps(request), encoding="utf-8")
         argv = [sys.executable, "-m", "envlock.probes.child", str(request_path), str(result_path)]
@@ -80,7 +90,67 @@ def _collect_tf_info() -> tuple[dict[str, Any] | None, str | None]:
         return None, f"{type(exc).__name__}: {exc}"
 
 
-def _run_probe(probe: Any, ctx: Any, tf: Any) -> dict[str, Any]:
+class _StdoutCapture:
+    """Sends fd 1 (where oneDNN prints its verbose lines) to a file while one probe runs."""
+
+    def __init__(self, directory: str | None) -> None:
+        self.directory = directory
+        self.text = ""
+
+    def _flush_c_stdio(self) -> None:
+        import ctypes
+
+        with contextlib.suppress(Exception):  # C stdio buffers verbose lines: flush them into the right file
+            ctypes.CDLL(None).fflush(None)
+
+    def __enter__(self) -> _StdoutCapture:
+        if self.directory is None:
+            return self
+        import os
+        import tempfile
+
+        self._flush_c_stdio()
+        sys.stdout.flush()
+        self._saved = os.dup(1)
+        self._file = tempfile.TemporaryFile(dir=self.directory)
+        os.dup2(self._file.fileno(), 1)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.directory is None:
+            return
+        import os
+
+        self._flush_c_stdio()
+        sys.stdout.flush()
+        os.dup2(self._saved, 1)
+        os.close(self._saved)
+        self._file.seek(0)
+        self.text = self._file.read().decode("utf-8", "replace")
+        self._file.close()
+
+
+def _intermediate_records(ctx: Any) -> list[dict[str, Any]]:
+    from envlock.probes.compare import summarize_array
+
+    return [{**summarize_array(name, value), "op": op} for name, value, op in ctx.intermediates]
+
+
+def _run_probe(probe: Any, ctx: Any, tf: Any, verbose_dir: str | None = None) -> dict[str, Any]:
+    from envlock.probes.onednn_verbose import detected_isa, executed_primitives
+
+    capture = _StdoutCapture(verbose_dir)
+    with capture:
+        result = _run_probe_inner(probe, ctx, tf)
+    if verbose_dir is not None:
+        result["onednn_primitives"] = executed_primitives(capture.text)
+        isa = detected_isa(capture.text)
+        if isa:
+            result["onednn_isa"] = isa
+    return result
+
+
+def _run_probe_inner(probe: Any, ctx: Any, tf: Any) -> dict[str, Any]:
     from envlock.probes.compare import summarize_array
     from envlock.probes.registry import ProbeSkipped
 
@@ -89,6 +159,7 @@ def _run_probe(probe: Any, ctx: Any, tf: Any) -> dict[str, Any]:
     if probe.needs_gpu and not ctx.gpu_available:
         return {"status": "skipped", "reason": "no GPU visible to TensorFlow", "seconds": 0.0}
     tf.keras.utils.set_random_seed(ctx.seed)
+    ctx.intermediates.clear()
     start = time.perf_counter()
     try:
         outputs = probe.fn(ctx)
@@ -98,10 +169,18 @@ def _run_probe(probe: Any, ctx: Any, tf: Any) -> dict[str, Any]:
         last = traceback.format_exception_only(type(exc), exc)[-1].strip()
         return {"status": "error", "reason": f"probe failed: {last}", "seconds": time.perf_counter() - start}
     records = [summarize_array(name, outputs[name]) for name in sorted(outputs)]
-    return {"status": "ok", "outputs": records, "seconds": time.perf_counter() - start}
+    result = {"status": "ok", "outputs": records, "seconds": time.perf_counter() - start}
+    result["intermediates"] = _intermediate_records(ctx)  # [] for a probe that records none
+    ctx.intermediates.clear()
+    return result
 
 
 def run_request(request: dict[str, Any]) -> dict[str, Any]:
+    if request.get("affinity"):
+        import os
+
+        # Before TF and numpy load: their thread pools are sized from the affinity at import.
+        os.sched_setaffinity(0, set(request["affinity"]))
     import_start = time.perf_counter()
     try:
         import numpy as np
@@ -126,10 +205,11 @@ def run_request(request: dict[str, Any]) -> dict[str, Any]:
     ctx = ProbeContext(tf=tf, np=np, seed=request["seed"], gpu_available=gpu)
     probes = select_probes(request["probes"])
     runs: dict[str, list[dict[str, Any]]] = {p.name: [] for p in probes}
+    verbose_dir = request.get("onednn_verbose_dir")
     suite_start = time.perf_counter()
     for _ in range(max(1, int(request.get("repeat", 1)))):
         for p in probes:
-            runs[p.name].append(_run_probe(p, ctx, tf))
+            runs[p.name].append(_run_probe(p, ctx, tf, verbose_dir))
     return {
         "ok": True,
         "import_seconds": import_seconds,

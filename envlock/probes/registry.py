@@ -44,6 +44,18 @@ class ProbeContext:
     seed: int
     gpu_available: bool = False
     cache: dict[str, Any] = field(default_factory=dict)
+    # Intermediate tensors of the running probe, in computation order (see ``record``); the child
+    # empties it before each probe and stores it beside the outputs (localisation in explain).
+    intermediates: list[tuple[str, Any, str | None]] = field(default_factory=list)
+
+    def record(self, name: str, tensor: Any, *, op: str | None = None) -> None:
+        """Keep ``tensor`` (a TF tensor or an array) as the probe's next intermediate, produced by ``op``.
+
+        Call in computation order: inputs, each layer's forward output, the loss, each gradient.
+        explain names the first one that differs from the golden while all before it are identical.
+        """
+        value = tensor.numpy() if hasattr(tensor, "numpy") else tensor
+        self.intermediates.append((name, value, op))
 
     def cached(self, key: str, build: Callable[[], Any]) -> Any:
         """Build once per process: repeats must not pay tracing/XLA compilation twice."""

@@ -21,6 +21,22 @@ def _data(ctx: ProbeContext) -> tuple[Any, Any]:
     return x, y
 
 
+def _named_variables(model: Any) -> list[tuple[str, Any]]:
+    # "Dense[0]/kernel": by layer position, not Keras's auto names (dense_2, sequential_1), which
+    # count the models built before in the process and so depend on which probes ran first.
+    named = []
+    for index, layer in enumerate(model.layers):
+        for variable in layer.trainable_variables:
+            base = str(getattr(variable, "path", None) or variable.name).rsplit("/", 1)[-1].split(":")[0]
+            named.append((f"{type(layer).__name__}[{index}]/{base}", variable))
+    return named
+
+
+def _record_weights(ctx: ProbeContext, model: Any, step: str, op: str) -> None:
+    for name, variable in _named_variables(model):
+        ctx.record(f"{step}: {name}", variable, op=op)
+
+
 def _model(tf: Any) -> Any:
     return tf.keras.Sequential([
         tf.keras.Input(shape=(N_FEATURES,)),
@@ -40,7 +56,18 @@ def training_keras_fit(ctx: ProbeContext) -> dict[str, Any]:
     model = _model(tf)
     model.compile(optimizer=tf.keras.optimizers.Adam(0.01), loss="binary_crossentropy")
     ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(N_SAMPLES, seed=ctx.seed).batch(32)
-    history = model.fit(ds, epochs=3, verbose=0)
+    _record_weights(ctx, model, "initial", "initializer")
+    position = {"epoch": 0}
+
+    class RecordSteps(tf.keras.callbacks.Callback):  # type: ignore[name-defined]
+        # Each step's weights, so explain can name the first step and variable that differ.
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            position["epoch"] = epoch
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            _record_weights(ctx, model, f"epoch {position['epoch']} step {batch}", "Adam update (train step)")
+
+    history = model.fit(ds, epochs=3, verbose=0, callbacks=[RecordSteps()])
     out: dict[str, Any] = {f"weight{i}": w for i, w in enumerate(model.get_weights())}
     out["loss"] = ctx.np.asarray(history.history["loss"], dtype="float32")
     return out
@@ -78,7 +105,12 @@ def distribute_mirrored_step(ctx: ProbeContext) -> dict[str, Any]:
         per_replica = strategy.run(replica_step, args=batch)
         return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
-    losses = [step(batch).numpy() for _, batch in zip(range(3), dataset, strict=False)]
+    _record_weights(ctx, model, "initial", "initializer")
+    losses = []
+    for index, batch in zip(range(3), dataset, strict=False):
+        losses.append(step(batch).numpy())
+        ctx.record(f"step {index}: loss", losses[-1], op="binary_crossentropy, all-reduced (forward)")
+        _record_weights(ctx, model, f"step {index}", "SGD update (replica gradients, all-reduce)")
     out: dict[str, Any] = {f"weight{i}": w for i, w in enumerate(model.get_weights())}
     out["loss"] = ctx.np.asarray(losses, dtype="float32")
     return out

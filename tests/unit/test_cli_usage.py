@@ -31,6 +31,11 @@ from envlock.errors import BAD_INPUT
         (["capture", "--golden", "-o", "/tmp/envlock-usage-g.json", "--probes", ","], "at least one probe name"),
         (["capture", "--golden", "-o", "/tmp/envlock-usage-g.json", "--probes", "nosuch"], "unknown probe(s): nosuch"),
         (["verify", "golden.json", "--probes", " , "], "at least one probe name"),
+        (["explain", "golden.json", "--budget", "0"], "not in the range 1 to 86400"),
+        (["explain", "golden.json", "--budget", "nan"], "not a whole number of plain digits"),
+        (["explain", "golden.json", "--jobs", "0"], "Invalid value for '--jobs'"),
+        (["explain", "golden.json", "--probes", ","], "at least one probe name"),
+        (["verify", "golden.json", "--explain", "--golden-env"], "does not combine"),
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(argv: list[str], says: str) -> None:

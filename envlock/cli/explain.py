@@ -1,0 +1,88 @@
+"""`envlock explain`: prove by experiment why this machine does not reproduce a golden (thin)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from envlock.cli.common import TRUSTED_KEY_HELP, app, handles_errors, strict_int
+from envlock.errors import BadFileError, BadInputError
+
+BUDGET_HELP = ("Whole seconds for the whole run, verify included, 1 to 86400 (default 120); candidates that do "
+               "not fit are listed as not tried.")
+# Whole seconds in plain digits: float() would take "nan", "inf" and "1e40", none of them a budget.
+BUDGET_PARSER = strict_int("--budget", 1, 86_400)
+
+
+def run_explain(golden: Path | None, *, as_json: bool, report: Path | None, emit_env: Path | None,
+                probes: str | None, budget: float, jobs: int, trusted_key: list[Path] | None,
+                with_verify_table: bool) -> int:
+    """Shared by `explain` and `verify --explain`: run, write the files asked for, print; the exit code."""
+    from envlock.explain.report import render_explain
+    from envlock.explain.run import environment_file, explain_golden
+    from envlock.probes.registry import parse_probe_list
+    from envlock.signing import load_trusted_keys
+    from envlock.store import atomic_write_text, check_output_path, dumps_canonical
+    from envlock.verify import render_report
+
+    if budget <= 0:
+        raise BadInputError(f"--budget must be a positive number of seconds, not {budget}")
+    keys = load_trusted_keys(trusted_key or [])
+    names = parse_probe_list(probes)
+    for path in (report, emit_env):
+        if path is not None:
+            check_output_path(path)  # before the probes run: a typo should not cost a TF import
+    result = explain_golden(golden, probe_names=names, budget=budget, jobs=jobs, trusted_keys=keys)
+    text = dumps_canonical(result.model_dump(mode="json"))
+    writes = [(report, text)]
+    if emit_env is not None and (result.emit_env is not None or result.emit_affinity):
+        writes.append((emit_env, environment_file(result)))
+    for path, content in writes:
+        if path is None:
+            continue
+        try:
+            atomic_write_text(path, content)
+        except OSError as exc:
+            raise BadFileError(path, f"cannot write ({exc.strerror or exc})") from None
+    if as_json:
+        typer.echo(text, nl=False)
+    else:
+        if with_verify_table:
+            typer.echo(render_report(result.verify))
+            typer.echo("")
+        typer.echo(render_explain(result))
+        if emit_env is not None and result.emit_env is None and not result.emit_affinity:
+            typer.echo(f"no environment reproduces the golden here: {emit_env} not written")
+    return result.exit_code
+
+
+@app.command()
+@handles_errors
+def explain(
+    golden: Annotated[Path | None, typer.Argument(help="Golden file; defaults to $ENVLOCK_GOLDEN.",
+                                                  show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
+    report: Annotated[Path | None, typer.Option("--report", help="Also write the JSON report to FILE.")] = None,
+    emit_env: Annotated[Path | None, typer.Option(
+        "--emit-env", help="Write the environment that makes this machine reproduce (a shell snippet) to FILE, "
+        "where one exists.")] = None,
+    probes: Annotated[str | None, typer.Option("--probes", help="Comma-separated probe names (default: all the "
+                                               "golden's probes).")] = None,
+    budget: Annotated[int, typer.Option("--budget", parser=BUDGET_PARSER, metavar="SECONDS",
+                                          help=BUDGET_HELP)] = 120,
+    jobs: Annotated[int, typer.Option("--jobs", parser=strict_int("--jobs", 1, 64), metavar="N",
+                                      help="Probe children at once, 1 to 64 (default 2).")] = 2,
+    trusted_key: Annotated[list[Path] | None, typer.Option("--trusted-key", help=TRUSTED_KEY_HELP)] = None,
+) -> None:
+    """Verify, then re-run only the drifting probes in fresh processes under configurations derived
+    from the differences between the golden and this machine (determinism variables, oneDNN,
+    affinity and threads, ISA ceilings): per probe, fixed by X (the smallest set), partly, or not
+    fixable by configuration here (hardware-bound), with the first operation that differs.
+
+    Exit codes: 0 reproduces (nothing to explain); 1 drift or nondeterminism; 2 bad golden or bad
+    usage; 3 cannot run the probes (e.g. TensorFlow missing).
+    """
+    raise typer.Exit(run_explain(golden, as_json=as_json, report=report, emit_env=emit_env, probes=probes,
+                                 budget=budget, jobs=jobs, trusted_key=trusted_key, with_verify_table=False))

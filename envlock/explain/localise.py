@@ -1,0 +1,117 @@
+"""Localisation: the first operation whose result differs from the golden's.
+
+Pure. A probe that records its intermediates (``ProbeContext.record``: inputs, each layer's forward
+output, the loss, each gradient, or a training run's weights after each step) is compared in the
+golden's order: the first intermediate that differs while every one before it is identical names
+the operation that introduced the drift. Goldens without intermediates (envlock 0.1.0) fall back to
+the outputs: which are identical and which differ. Where both sides recorded the oneDNN primitives
+a probe executed, the implementations that differ are named too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from envlock.golden import ProbeRecord
+from envlock.probes.compare import Tolerance, compare_output
+from envlock.probes.onednn_verbose import primitive_kinds
+
+
+class Localisation(BaseModel):
+    method: str  # "intermediates" | "outputs" | "none"
+    first_difference: str | None = None  # the intermediate or output name
+    op: str | None = None  # the op type (or training step and variable) that produced it
+    identical_before: list[str] = Field(default_factory=list)
+    identical_outputs: list[str] = Field(default_factory=list)
+    differing_outputs: list[str] = Field(default_factory=list)
+    max_ulp: float | None = None
+    max_rel_error: float | None = None
+    primitives: list[str] = Field(default_factory=list)  # "softmax ran jit:X here, jit:Y in the golden"
+    summary: str
+
+
+def _identical(golden: dict[str, Any], current: dict[str, Any]) -> bool:
+    return bool(golden.get("sha256") == current.get("sha256") and golden.get("shape") == current.get("shape")
+                and golden.get("dtype") == current.get("dtype"))
+
+
+def _span(names: list[str]) -> str:
+    if not names:
+        return "nothing before it"
+    if len(names) <= 3:
+        return ", ".join(names) + " identical"
+    return f"{len(names)} before it identical ({names[0]} .. {names[-1]})"
+
+
+def compare_primitives(golden: list[str] | None, here: list[str] | None) -> list[str]:
+    """``softmax ran jit:avx10_1_512 here, jit:avx512_core in the golden`` for each kind that differs."""
+    if golden is None or here is None:
+        return []
+    g, h = primitive_kinds(golden), primitive_kinds(here)
+    lines = []
+    for kind in sorted(set(g) | set(h)):
+        if g.get(kind) == h.get(kind):
+            continue
+        shown_here = ", ".join(sorted(i or "(no kernel named)" for i in h.get(kind, set()))) or "nothing"
+        shown_golden = ", ".join(sorted(i or "(no kernel named)" for i in g.get(kind, set()))) or "nothing"
+        if kind not in h:
+            lines.append(f"{kind} ran {shown_golden} in the golden, not at all here")
+        elif kind not in g:
+            lines.append(f"{kind} ran {shown_here} here, not at all in the golden")
+        else:
+            lines.append(f"{kind} ran {shown_here} here, {shown_golden} in the golden")
+    return lines
+
+
+def _by_intermediates(record: ProbeRecord, run: dict[str, Any]) -> Localisation | None:
+    if not record.intermediates or not run.get("intermediates"):
+        return None
+    here = {i["name"]: i for i in run["intermediates"]}
+    before: list[str] = []
+    for item in record.intermediates:
+        golden = item.model_dump()
+        current = here.get(item.name)
+        if current is not None and _identical(golden, current):
+            before.append(item.name)
+            continue
+        loc = Localisation(method="intermediates", first_difference=item.name, op=item.op, identical_before=before,
+                           summary="")
+        if current is None:
+            loc.summary = f"{item.name} was not recorded here ({_span(before)})"
+            return loc
+        result = compare_output(golden, current, Tolerance())
+        loc.max_ulp, loc.max_rel_error = result.max_ulp, result.max_rel_error
+        size = f" (max {result.max_ulp:.0f} ULP)" if result.max_ulp is not None else ""
+        loc.summary = f"first difference: {item.name}, produced by {item.op or 'an unnamed op'}{size}; {_span(before)}"
+        return loc
+    return Localisation(method="intermediates", identical_before=before,
+                        summary="every recorded intermediate is identical: the difference is after the last one")
+
+
+def _by_outputs(record: ProbeRecord, run: dict[str, Any]) -> Localisation:
+    here = {o["name"]: o for o in run.get("outputs", [])}
+    same = [o.name for o in record.outputs if o.name in here and _identical(o.model_dump(), here[o.name])]
+    differ = [o.name for o in record.outputs if o.name not in same]
+    if not differ:
+        summary = "every output is identical"
+    elif same:
+        summary = f"{', '.join(same)} identical, {', '.join(differ)} differ{'s' if len(differ) == 1 else ''}"
+    else:
+        summary = f"every output differs ({', '.join(differ)})"
+    note = " (outputs only: the golden has no intermediates)"
+    return Localisation(method="outputs", first_difference=differ[0] if differ else None, identical_outputs=same,
+                        differing_outputs=differ, summary=summary + (note if record.intermediates is None else ""))
+
+
+def localise(record: ProbeRecord, run: dict[str, Any]) -> Localisation:
+    """Where ``run`` (this machine's child result for the probe) first departs from ``record``."""
+    if run.get("status") != "ok":
+        return Localisation(method="none", summary=f"the probe did not run here ({run.get('reason') or 'skipped'})")
+    loc = _by_intermediates(record, run) or _by_outputs(record, run)
+    loc.primitives = compare_primitives(record.onednn_primitives, run.get("onednn_primitives"))
+    if loc.method == "intermediates":
+        outputs = _by_outputs(record, run)
+        loc.identical_outputs, loc.differing_outputs = outputs.identical_outputs, outputs.differing_outputs
+    return loc

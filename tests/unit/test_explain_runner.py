@@ -1,0 +1,94 @@
+"""explain's candidate runner: crashes, budget, verdicts per probe, the smallest fixing set (fake children)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from envlock.errors import EnvironmentProblem
+from envlock.explain import run as explain_run
+from envlock.explain.planner import Candidate, Plan, combine
+from envlock.golden import load_golden
+from envlock.verify import VerifyRun
+
+REPO = Path(__file__).resolve().parents[2]
+GOLDEN = load_golden(REPO / "tests" / "data" / "explain" / "amd_zen4_golden_with_intermediates.json")
+RECORD = GOLDEN.probe("elementwise.softmax")
+assert RECORD is not None
+
+
+def _run_of(outputs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"runs": {"elementwise.softmax": [{"status": "ok", "outputs": outputs}]}}
+
+
+GOOD = [o.model_dump() for o in RECORD.outputs]
+BAD = [{**o, "sha256": "sha256:" + "1" * 64} for o in GOOD]
+
+
+def _runner(deadline: float) -> explain_run._Runner:
+    run = VerifyRun(report=None, golden=GOLDEN, manifest=GOLDEN.manifest, environ={},  # type: ignore[arg-type]
+                    result={"import_seconds": 1.0, **_run_of(BAD)})
+    return explain_run._Runner(run, {"elementwise.softmax": RECORD}, {"elementwise.softmax": {"softmax"}},
+                               deadline, jobs=2)
+
+
+@pytest.fixture
+def fake_child(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, str]]:
+    seen: list[dict[str, str]] = []
+
+    def run_child(*, env: dict[str, str], **_: Any) -> dict[str, Any]:
+        seen.append(env)
+        if env.get("CRASH"):
+            raise EnvironmentProblem("the probe process failed (exit -11): Segmentation fault")
+        if env.get("SKIP"):
+            return {"runs": {"elementwise.softmax": [{"status": "skipped", "reason": "bf16 under an AVX2 cap"}]}}
+        return _run_of(GOOD if env.get("FIX") == "1" and env.get("ALSO") == "1" else BAD)
+
+    monkeypatch.setattr("envlock.probes.child.run_child", run_child)
+    return seen
+
+
+def _c(name: str) -> Candidate:
+    return Candidate(f"{name}=1", "environment", "r", env={name: "1"})
+
+
+def test_crashes_skips_and_verdicts(fake_child: list[dict[str, str]]) -> None:
+    outcomes = _runner(time.monotonic() + 60).run_all([_c("CRASH"), _c("SKIP"), _c("FIX"),
+                                                       combine([_c("FIX"), _c("ALSO")], {})])
+    assert [o.status for o in outcomes] == ["crashed", "tried", "tried", "tried"]
+    assert "Segmentation fault" in (outcomes[0].detail or "")
+    assert outcomes[1].probes["elementwise.softmax"].startswith("could not run: bf16")
+    assert outcomes[2].probes["elementwise.softmax"] == "unchanged"
+    assert outcomes[3].probes["elementwise.softmax"] == "identical" and outcomes[3].size == 2
+
+
+def test_candidates_that_do_not_fit_the_budget_are_not_started(fake_child: list[dict[str, str]]) -> None:
+    outcomes = _runner(time.monotonic() + 0.5).run_all([_c("FIX"), _c("ALSO")])
+    assert [o.status for o in outcomes] == ["not tried (budget)"] * 2 and fake_child == []
+
+
+def test_shrinking_all_together_keeps_only_what_is_needed(fake_child: list[dict[str, str]]) -> None:
+    members = [_c("FIX"), _c("NOISE"), _c("ALSO")]
+    plan = Plan([*members, combine(members, {})], [], [])
+    runner = _runner(time.monotonic() + 60)
+    combined = runner.run_all([plan.candidates[-1]])[0]
+    assert combined.probes["elementwise.softmax"] == "identical"
+    smaller, tried = explain_run._shrink(runner, plan, combined, "elementwise.softmax", {})
+    assert smaller is not None and smaller.id == "FIX=1 + ALSO=1" and tried
+
+
+def test_a_finding_without_any_fix_is_hardware_bound_or_version_or_unproved() -> None:
+    from envlock.explain.report import CandidateOutcome
+
+    tried = CandidateOutcome(id="A=1", kind="environment", reason="r", status="tried",
+                             probes={"p": "unchanged"})
+    plan = Plan([], [], [])
+    assert explain_run._finding("p", plan, [tried], None, ["x"], "AMD here").status == "hardware-bound"
+    assert explain_run._finding("p", Plan([], [], ["numpy 1 -> 2"]), [tried], None, ["x"], None).status == "version"
+    skipped = tried.model_copy(update={"status": "not tried (budget)", "probes": {}})
+    assert explain_run._finding("p", plan, [skipped], None, ["x"], None).status == "not proved"
+    partly = tried.model_copy(update={"probes": {"p": "partly: restored y"}})
+    assert explain_run._finding("p", plan, [partly], None, ["x", "y"], None).status == "partly"
