@@ -83,6 +83,16 @@ class OutputRecord(_Model):
         return self
 
 
+class ProbeSource(_Model):
+    """Where a probe came from (envlock.probes.user.probe_source); None where unknown."""
+
+    module: str | None = Field(default=None, max_length=256)
+    distribution: str | None = Field(default=None, max_length=256)
+    version: str | None = Field(default=None, max_length=128)
+    file: str | None = Field(default=None, max_length=1024)  # relative to the recording directory, or a base name
+    sha256: str | None = Field(default=None, pattern=r"^sha256:[0-9a-f]{64}$")  # of the probe function's source
+
+
 class ProbeRecord(_Model):
     name: str
     tags: list[str]
@@ -90,12 +100,22 @@ class ProbeRecord(_Model):
     status: Literal["ok", "skipped", "nondeterministic"]
     reason: str | None = None
     outputs: list[OutputRecord] = Field(default_factory=list)
+    # Added after 0.1.0 (optional, left out of the file while None): goldens from 0.1.0 and the
+    # pytest plugin's records have none, and verify then checks nothing about the probe's code.
+    source: ProbeSource | None = None
 
     @field_validator("outputs")
     @classmethod
     def _unique_outputs(cls, outputs: list[OutputRecord]) -> list[OutputRecord]:
         _refuse_duplicates([o.name for o in outputs], "output")
         return outputs
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_source(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("source", 0) is None:
+            del data["source"]
+        return data
 
 
 class GoldenSignature(_Model):
@@ -206,7 +226,10 @@ def save_golden(path: Path | str, golden: Golden) -> None:
 def probe_record(probe: Any, runs: list[dict[str, Any]]) -> ProbeRecord:
     """Turn a probe's repeated child runs into its golden record."""
     first = runs[0]
-    base = {"name": probe.name, "tags": list(probe.tags), "group": probe.group}
+    base: dict[str, Any] = {"name": probe.name, "tags": list(probe.tags), "group": probe.group}
+    source = getattr(probe, "source", None)  # what the child reported (envlock.probes.supervisor.ProbeInfo)
+    if source:
+        base["source"] = ProbeSource.model_validate(source)
     if first["status"] != "ok":
         return ProbeRecord(**base, status="skipped", reason=first.get("reason"))
     if any(repeat_hashes(r) != repeat_hashes(first) for r in runs[1:]):
@@ -241,19 +264,26 @@ def manifest_with_tf(manifest: Manifest, child_result: dict[str, Any]) -> Manife
     return with_digest(manifest.model_copy(update={"tensorflow": tf_section}))
 
 
-def capture_golden(*, probe_names: list[str] | None = None, repeat: int = 2) -> Golden:
-    """Run the probe suite on this machine in a child process and build a sealed golden."""
+def capture_golden(*, probe_names: list[str] | None = None, repeat: int = 2, probe_modules: list[str] | None = None,
+                   probe_timeout: float | None = None) -> Golden:
+    """Run the probe suite on this machine in a child process and build a sealed golden.
+
+    ``probe_modules`` (``--probe-module``) and installed ``envlock.probes`` entry points add user
+    probes; they are imported only in the child, which reports each probe's metadata and source.
+    """
     from envlock.capture import capture_manifest
     from envlock.probes.child import run_child
-    from envlock.probes.registry import select_probes
+    from envlock.probes.supervisor import check_probe_names, probe_infos
 
-    probes = select_probes(probe_names)
+    check_probe_names(probe_names, probe_modules or [])  # built-in names in the parent, the rest in the child
     # Snapshot the environment before capturing: collectors may add variables to os.environ
     # (threadpoolctl sets KMP_DUPLICATE_LIB_OK), and the probes must see the user's environment.
     environ = dict(os.environ)
     settings = lockdown_settings_for_this_process(environ)
     manifest = capture_manifest(include_tf=False, environ=environ)
-    result = run_child(probe_names=[p.name for p in probes], repeat=repeat, settings=settings, env=environ)
+    result = run_child(probe_names=probe_names, repeat=repeat, settings=settings, env=environ,
+                       probe_modules=probe_modules or [], probe_timeout=probe_timeout)
+    probes = probe_infos(result, probe_names)
     golden = Golden(
         envlock_version=__version__,
         created_at=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),

@@ -23,7 +23,8 @@ from envlock.probes.compare import Tolerance, compare_output
 from envlock.redact import redact_value
 from envlock.signing import TrustedKey, check_signature, signature_note
 
-Status = Literal["identical", "within_tolerance", "drift", "nondeterministic", "skipped"]
+# "error": the probe raised, returned something unusable, hung or crashed here (a user probe, usually).
+Status = Literal["identical", "within_tolerance", "drift", "nondeterministic", "skipped", "error"]
 
 GOLDEN_ENV_HINT = (
     "an environment difference is the likely cause: re-run with --golden-env to check whether this machine "
@@ -86,7 +87,8 @@ def judge_probe(record: ProbeRecord, runs: list[dict[str, Any]], tolerance: Tole
         return _skipped(record, first.get("reason") or "skipped")
     base = ProbeVerdict(name=record.name, group=record.group, tags=record.tags, status="drift")
     if first["status"] == "error":
-        return base.model_copy(update={"reason": f"ran in the golden but fails here: {first.get('reason')}"})
+        return base.model_copy(update={"status": "error",
+                                       "reason": f"ran in the golden but fails here: {first.get('reason')}"})
     hashes = [repeat_hashes(r) for r in runs]
     if len(set(hashes)) > 1:
         return base.model_copy(update={
@@ -173,8 +175,12 @@ def _select(golden: Golden, probe_names: list[str] | None) -> list[ProbeRecord]:
 
 def verify_golden(golden_path: Path | str | None, *, probe_names: list[str] | None = None,
                   tolerance: Tolerance | None = None, repeat: int | None = None,
-                  golden_env: bool = False, trusted_keys: Sequence[TrustedKey] = ()) -> VerifyReport:
-    """Run the golden's probes here and judge them. Raises BadFileError/IntegrityError (exit 2),
+                  golden_env: bool = False, trusted_keys: Sequence[TrustedKey] = (),
+                  probe_modules: Sequence[str] = (), probe_timeout: float | None = None,
+                  allow_changed_probes: bool = False) -> VerifyReport:
+    """Run the golden's probes here and judge them. ``probe_modules`` load user probes in the child;
+    a probe whose source digest differs from the golden's is not compared unless ``allow_changed_probes``.
+    Raises BadFileError/IntegrityError (exit 2),
     BadInputError (exit 2), SignatureError (exit 2: ``trusted_keys`` given and no valid signature
     by one of them), TensorflowMissing/EnvironmentProblem (exit 3)."""
     started = time.perf_counter()
@@ -196,24 +202,19 @@ def verify_golden(golden_path: Path | str | None, *, probe_names: list[str] | No
     from envlock.probes.registry import all_probes
 
     known = all_probes()
-    runnable = [r.name for r in records if r.status == "ok" and r.name in known]
+    # User probes (a source outside envlock) exist only in the child, which skips names nobody registers.
+    runnable = [r.name for r in records if r.status == "ok" and (r.name in known or _is_user_probe(r))]
     manifest = capture_manifest(include_tf=False, environ=environ)
-    result = run_child(probe_names=runnable, repeat=repeat, settings=golden.lockdown, env=environ) if runnable \
-        else {"runs": {}, "tf_info": None, "tf_info_error": "no probes to run"}
+    result = run_child(probe_names=runnable, repeat=repeat, settings=golden.lockdown, env=environ,
+                       probe_modules=list(probe_modules), probe_timeout=probe_timeout, unknown="skip") \
+        if runnable and golden.recorded_by != "pytest" else {"runs": {}, "tf_info": None,
+                                                             "tf_info_error": "no probes to run"}
     if golden.recorded_by != "pytest":  # the pytest plugin records manifests without TensorFlow: compare like that
         manifest = manifest_with_tf(manifest, result)
     differences = diff_manifests(golden.manifest, manifest)
 
-    verdicts = []
-    for record in records:
-        if golden.recorded_by == "pytest":
-            verdicts.append(_skipped(record, PYTEST_PROBE_REASON))
-        elif record.status == "ok" and record.name not in known:
-            verdicts.append(_skipped(record, "this envlock version does not know this probe"))
-        elif record.name in result["runs"]:
-            verdicts.append(judge_probe(record, result["runs"][record.name], tolerance))
-        else:
-            verdicts.append(judge_probe(record, [{"status": "skipped"}], tolerance))
+    verdicts = [_verdict(record, result, tolerance, pytest_golden=golden.recorded_by == "pytest",
+                         allow_changed_probes=allow_changed_probes) for record in records]
     stable_drifted = attribute(verdicts, differences)
     report = _report(path, golden, manifest.digest, verdicts, differences, tolerance=tolerance, repeat=repeat,
                    golden_env=golden_env, stable_drifted=stable_drifted,
@@ -222,21 +223,80 @@ def verify_golden(golden_path: Path | str | None, *, probe_names: list[str] | No
                             "total_seconds": time.perf_counter() - started})
     if golden.recorded_by == "pytest":
         report.notes.append(PYTEST_GOLDEN_NOTE)
+    unloaded_user = [v.name for v in verdicts if v.status == "skipped" and (v.reason or "").startswith("user probe")]
+    if unloaded_user:
+        report.notes.append(f"{len(unloaded_user)} user probe(s) not compared because their module is not loaded "
+                            f"here ({', '.join(unloaded_user)}): pass --probe-module")
+    changed = [v.name for v in verdicts if v.status == "skipped" and (v.reason or "").startswith(SOURCE_CHANGED)]
+    if changed:
+        report.notes.append(f"{len(changed)} probe(s) not compared because their code changed since the golden was "
+                            f"recorded ({', '.join(changed)})")
     report.notes.append(signature)
     return report
+
+
+# ---------------------------------------------------------------- user probes and their source
+
+SOURCE_CHANGED = "probe source changed since the golden was recorded"
+
+
+def _verdict(record: ProbeRecord, result: dict[str, Any], tolerance: Tolerance, *, pytest_golden: bool,
+             allow_changed_probes: bool) -> ProbeVerdict:
+    if pytest_golden:
+        return _skipped(record, PYTEST_PROBE_REASON)
+    runs = result["runs"].get(record.name)
+    if record.status != "ok" or runs is None:
+        if record.status == "ok":  # recorded, but nothing here registers it
+            return _skipped(record, _not_loaded_reason(record) if _is_user_probe(record)
+                            else "this envlock version does not know this probe")
+        return judge_probe(record, [{"status": "skipped"}], tolerance)
+    changed = _source_change(record, result)
+    if changed and not allow_changed_probes:
+        return _skipped(record, f"{changed}; re-record the golden or pass --allow-changed-probes")
+    verdict = judge_probe(record, runs, tolerance)
+    if changed:
+        verdict.reason = f"{verdict.reason}; {changed} (compared anyway)" if verdict.reason \
+            else f"{changed} (compared anyway)"
+    return verdict
+
+
+def _is_user_probe(record: ProbeRecord) -> bool:
+    module = record.source.module if record.source else None
+    return module is not None and not module.startswith("envlock.probes.")
+
+
+def _not_loaded_reason(record: ProbeRecord) -> str:
+    source = record.source
+    assert source is not None
+    where = source.module or "?"
+    if source.distribution:
+        where += f" (distribution {source.distribution} {source.version or ''})".replace(" )", ")")
+    hint = source.file if source.file and source.file.endswith(".py") else source.module
+    return (f"user probe from {where} is not loaded here: pass --probe-module {hint}, or install the package "
+            "that provides it")
+
+
+def _source_change(record: ProbeRecord, result: dict[str, Any]) -> str | None:
+    """'probe source changed ... (sha256 a -> b)' when the golden and this run both know the digest."""
+    recorded = record.source.sha256 if record.source else None
+    current_source = ((result.get("probes") or {}).get(record.name) or {}).get("source") or {}
+    current = current_source.get("sha256")
+    if recorded is None or current is None or recorded == current:
+        return None
+    return f"{SOURCE_CHANGED} (sha256 {recorded[7:19]} -> {current[7:19]})"
 
 
 def _report(path: Path, golden: Golden, manifest_digest: str, verdicts: list[ProbeVerdict], differences: list[Any],
             *, tolerance: Tolerance, repeat: int, golden_env: bool, stable_drifted: bool,
             timings: dict[str, float]) -> VerifyReport:
     counts = {s: sum(v.status == s for v in verdicts)
-              for s in ("identical", "within_tolerance", "drift", "nondeterministic", "skipped")}
+              for s in ("identical", "within_tolerance", "drift", "nondeterministic", "skipped", "error")}
     # Reasons quote the golden (a skipped probe's recorded reason) and child errors (paths): the
     # report goes to files, /status and logs, so they are redacted like manifest values are.
     for verdict in verdicts:
         if verdict.reason:
             verdict.reason = redact_value(verdict.reason, os.environ.get("HOME"))
-    reproduces = counts["drift"] == 0 and counts["nondeterministic"] == 0
+    reproduces = counts["drift"] == 0 and counts["nondeterministic"] == 0 and counts["error"] == 0
     notes: list[str] = []
     if stable_drifted:
         notes.append("stable probes (RNG, tf.data order, init, elementwise) moved: these only move with "
@@ -244,6 +304,9 @@ def _report(path: Path, golden: Golden, manifest_digest: str, verdicts: list[Pro
     elif counts["drift"]:
         notes.append("only canary probes moved (stable probes held): suspect hardware, thread counts, "
                      "oneDNN or XLA settings rather than versions")
+    if counts["error"]:
+        notes.append("some probes failed here (raised, returned unusable outputs, hung or crashed): each says why; "
+                     "a probe that cannot run does not reproduce")
     if counts["nondeterministic"]:
         notes.append("some probes are nondeterministic on this machine: results differ run to run here, "
                      "independently of the golden")
@@ -275,7 +338,7 @@ def render_report(report: VerifyReport) -> str:
     header = f"{'probe':28} {'status':17} {'max ULP':>10} {'max rel err':>12} {'differing':>10}"
     lines += [header, "-" * len(header)]
     for v in report.probes:
-        if v.status == "skipped":
+        if v.status in ("skipped", "error"):
             lines.append(f"{v.name:28} {v.status:17} {v.reason or ''}")
             continue
         differing = "-" if v.mismatched is None else str(v.mismatched)
@@ -296,6 +359,7 @@ def render_report(report: VerifyReport) -> str:
     c = report.counts
     verdict = "REPRODUCES" if report.reproduces else "DOES NOT REPRODUCE"
     lines.append(f"{verdict}: {c['identical']} identical, {c['within_tolerance']} within tolerance, "
-                 f"{c['drift']} drift, {c['nondeterministic']} nondeterministic, {c['skipped']} skipped "
+                 f"{c['drift']} drift, {c['nondeterministic']} nondeterministic, {c['skipped']} skipped"
+                 + (f", {c['error']} error " if c.get("error") else " ") +
                  f"({len(report.differences)} manifest differences)")
     return "\n".join(lines)

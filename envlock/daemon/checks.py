@@ -29,7 +29,7 @@ from envlock.daemon.results import CheckResult, DriftItem, ProbeSummary, differe
 # Manifest sections a capture without TensorFlow cannot know (left to the verify check).
 TF_ONLY_PREFIXES = ("tensorflow",)
 FAILING_SEVERITIES = ("critical", "warning")
-DRIFTING_PROBE_STATUSES = ("drift", "nondeterministic")
+DRIFTING_PROBE_STATUSES = ("drift", "nondeterministic", "error")  # "error": a probe failed to run here
 _MAX_OUTPUT_BYTES = 16 * 1024 * 1024
 
 
