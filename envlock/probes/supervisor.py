@@ -149,7 +149,7 @@ def _one_child(request: dict[str, Any], *, env: dict[str, str], runner: Any, tim
 def run_probes(request: dict[str, Any], *, env: dict[str, str], runner: Any, timeout: float,
                probe_timeout: float | None = None) -> dict[str, Any]:
     """Run ``request`` (see ``envlock.probes.child``) in as many fresh children as failing probes need."""
-    probe_timeout = probe_timeout or DEFAULT_PROBE_TIMEOUT
+    probe_timeout = DEFAULT_PROBE_TIMEOUT if probe_timeout is None else probe_timeout
     repeat = max(1, int(request.get("repeat", 1)))
     done: dict[str, list[dict[str, Any]]] = {}  # probes whose repeats are all settled, from children that died
     setup: dict[str, Any] | None = None
