@@ -92,6 +92,14 @@ class ProbeSource(_Model):
     file: str | None = Field(default=None, max_length=1024)  # relative to the recording directory, or a base name
     sha256: str | None = Field(default=None, pattern=r"^sha256:[0-9a-f]{64}$")  # of the probe function's source
 
+    @field_validator("module", "distribution", "version", "file")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        # A golden is untrusted and verify quotes these in its reasons: no control characters.
+        if value is not None and not value.isprintable():
+            raise ValueError("must be printable text (no control characters)")
+        return value
+
 
 class ProbeRecord(_Model):
     name: str

@@ -255,3 +255,10 @@ def test_probe_record_keeps_the_source_the_child_reported() -> None:
 def test_probe_module_without_golden_is_exit_2(args: list[str]) -> None:
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2 and "--probe-module only makes sense with --golden" in result.output
+
+
+def test_a_source_with_control_characters_is_refused() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="printable"):
+        ProbeSource(module="evil\x1b[2J")
