@@ -1,7 +1,8 @@
 """envlock: fingerprint, pin and prove TensorFlow reproducibility across machines.
 
 The implementation of ``lockdown`` lives in ``envlock.locking`` and is imported lazily, so
-``import envlock`` stays cheap and never imports TensorFlow.
+``import envlock`` stays cheap and never imports TensorFlow. ``envlock.probe`` (with
+``ProbeContext`` and ``ProbeSkipped``) is the decorator for your own probes, also lazy.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "lockdown", "reseed"]
+__all__ = ["ProbeContext", "ProbeSkipped", "__version__", "lockdown", "probe", "reseed"]
 
 
 def lockdown(*args: Any, **kwargs: Any) -> Any:
@@ -28,3 +29,16 @@ def reseed(seed: int) -> None:
     from envlock.locking import reseed as _reseed
 
     _reseed(seed)
+
+
+# ``from envlock import probe``: the decorator for user probe modules (envlock.probes.registry),
+# imported on first use so ``import envlock`` stays cheap (PEP 562).
+_LAZY = {"probe": "probe", "ProbeContext": "ProbeContext", "ProbeSkipped": "ProbeSkipped"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from envlock.probes import registry
+
+        return getattr(registry, _LAZY[name])
+    raise AttributeError(f"module 'envlock' has no attribute {name!r}")

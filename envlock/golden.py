@@ -94,6 +94,24 @@ MAX_INTERMEDIATES = 1024
 MAX_PRIMITIVES = 256
 
 
+class ProbeSource(_Model):
+    """Where a probe came from (envlock.probes.user.probe_source); None where unknown."""
+
+    module: str | None = Field(default=None, max_length=256)
+    distribution: str | None = Field(default=None, max_length=256)
+    version: str | None = Field(default=None, max_length=128)
+    file: str | None = Field(default=None, max_length=1024)  # relative to the recording directory, or a base name
+    sha256: str | None = Field(default=None, pattern=r"^sha256:[0-9a-f]{64}$")  # of the probe function's source
+
+    @field_validator("module", "distribution", "version", "file")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        # A golden is untrusted and verify quotes these in its reasons: no control characters.
+        if value is not None and not value.isprintable():
+            raise ValueError("must be printable text (no control characters)")
+        return value
+
+
 class ProbeRecord(_Model):
     name: str
     tags: list[str]
@@ -108,19 +126,23 @@ class ProbeRecord(_Model):
     onednn_primitives: list[Annotated[str, Field(max_length=200)]] | None = Field(default=None,
                                                                                 max_length=MAX_PRIMITIVES)
 
-    @model_serializer(mode="wrap")
-    def _omit_unset_additions(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        for name in ("intermediates", "onednn_primitives"):
-            if name in data and data[name] is None:
-                del data[name]
-        return data
+    # Where the probe came from (optional, left out while None): goldens from 0.1.0 and the pytest
+    # plugin's records have none, and verify then checks nothing about the probe's code.
+    source: ProbeSource | None = None
 
     @field_validator("outputs")
     @classmethod
     def _unique_outputs(cls, outputs: list[OutputRecord]) -> list[OutputRecord]:
         _refuse_duplicates([o.name for o in outputs], "output")
         return outputs
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_additions(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        for name in ("intermediates", "onednn_primitives", "source"):
+            if name in data and data[name] is None:
+                del data[name]
+        return data
 
 
 class GoldenSignature(_Model):
@@ -231,7 +253,10 @@ def save_golden(path: Path | str, golden: Golden) -> None:
 def probe_record(probe: Any, runs: list[dict[str, Any]]) -> ProbeRecord:
     """Turn a probe's repeated child runs into its golden record."""
     first = runs[0]
-    base = {"name": probe.name, "tags": list(probe.tags), "group": probe.group}
+    base: dict[str, Any] = {"name": probe.name, "tags": list(probe.tags), "group": probe.group}
+    source = getattr(probe, "source", None)  # what the child reported (envlock.probes.supervisor.ProbeInfo)
+    if source:
+        base["source"] = ProbeSource.model_validate(source)
     if first["status"] != "ok":
         return ProbeRecord(**base, status="skipped", reason=first.get("reason"))
     if any(repeat_hashes(r) != repeat_hashes(first) for r in runs[1:]):
@@ -272,21 +297,27 @@ def manifest_with_tf(manifest: Manifest, child_result: dict[str, Any]) -> Manife
     return with_digest(manifest.model_copy(update={"tensorflow": tf_section}))
 
 
-def capture_golden(*, probe_names: list[str] | None = None, repeat: int = 2) -> Golden:
-    """Run the probe suite on this machine in a child process and build a sealed golden."""
+def capture_golden(*, probe_names: list[str] | None = None, repeat: int = 2, probe_modules: list[str] | None = None,
+                   probe_timeout: float | None = None) -> Golden:
+    """Run the probe suite on this machine in a child process and build a sealed golden.
+
+    ``probe_modules`` (``--probe-module``) and installed ``envlock.probes`` entry points add user
+    probes; they are imported only in the child, which reports each probe's metadata and source.
+    """
     from envlock.capture import capture_manifest
     from envlock.probes.child import run_child
-    from envlock.probes.registry import select_probes
+    from envlock.probes.supervisor import check_probe_names, probe_infos
 
-    probes = select_probes(probe_names)
+    check_probe_names(probe_names, probe_modules or [])  # built-in names in the parent, the rest in the child
     # Snapshot the environment before capturing: collectors may add variables to os.environ
     # (threadpoolctl sets KMP_DUPLICATE_LIB_OK), and the probes must see the user's environment.
     environ = dict(os.environ)
     settings = lockdown_settings_for_this_process(environ)
     manifest = capture_manifest(include_tf=False, environ=environ)
     # oneDNN's verbose lines name the kernels each probe ran: explain compares them with this machine's.
-    result = run_child(probe_names=[p.name for p in probes], repeat=repeat, settings=settings, env=environ,
-                       onednn_verbose=True)
+    result = run_child(probe_names=probe_names, repeat=repeat, settings=settings, env=environ,
+                       probe_modules=probe_modules or [], probe_timeout=probe_timeout, onednn_verbose=True)
+    probes = probe_infos(result, probe_names)
     golden = Golden(
         envlock_version=__version__,
         created_at=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),

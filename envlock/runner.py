@@ -12,6 +12,8 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,6 +140,41 @@ class Runner:
     def run(self, argv: list[str], *, timeout: float = 10.0, env: dict[str, str] | None = None) -> CommandResult | None:
         return run_bounded(argv, timeout=timeout, env=env)
 
+    def run_watched(self, argv: list[str], *, timeout: float, env: dict[str, str] | None = None,
+                    watch: Callable[[], str | None], interval: float = 0.25) -> CommandResult | None:
+        """Like ``run``, but calls ``watch()`` every ``interval`` s while the process runs and kills it
+        when ``watch`` returns a reason (the caller keeps the reason). None: past ``timeout`` or not started.
+
+        Output goes to temporary files, not pipes: a chatty child (TF logs) can never block on a full pipe.
+        """
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            try:
+                proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env)  # noqa: S603 - argv list, no shell
+            except OSError:
+                return None
+            deadline = time.monotonic() + timeout
+            try:
+                while True:
+                    try:
+                        proc.wait(timeout=interval)
+                        break
+                    except subprocess.TimeoutExpired:
+                        pass
+                    if time.monotonic() > deadline:
+                        return None
+                    if watch() is not None:
+                        proc.kill()
+                        proc.wait()
+                        break
+            finally:
+                if proc.poll() is None:  # past the deadline, or interrupted: never leave it running
+                    proc.kill()
+                    proc.wait()
+            out.seek(0)
+            err.seek(0)
+            return CommandResult(proc.returncode, out.read().decode("utf-8", "replace"),
+                                 err.read().decode("utf-8", "replace"))
+
     def read_text(self, path: str | Path) -> str | None:
         try:
             return Path(path).read_text(encoding="utf-8", errors="replace")
@@ -163,6 +200,10 @@ class FakeRunner(Runner):
 
     def run(self, argv: list[str], *, timeout: float = 10.0, env: dict[str, str] | None = None) -> CommandResult | None:
         return self.commands.get(tuple(argv))
+
+    def run_watched(self, argv: list[str], *, timeout: float, env: dict[str, str] | None = None,
+                    watch: Callable[[], str | None], interval: float = 0.25) -> CommandResult | None:
+        return self.run(argv, timeout=timeout, env=env)
 
     def read_text(self, path: str | Path) -> str | None:
         return self.files.get(str(path))

@@ -24,7 +24,8 @@ from envlock.probes.compare import Tolerance, compare_output
 from envlock.redact import redact_value
 from envlock.signing import TrustedKey, check_signature, signature_note
 
-Status = Literal["identical", "within_tolerance", "drift", "nondeterministic", "skipped"]
+# "error": the probe raised, returned something unusable, hung or crashed here (a user probe, usually).
+Status = Literal["identical", "within_tolerance", "drift", "nondeterministic", "skipped", "error"]
 
 GOLDEN_ENV_HINT = (
     "an environment difference is the likely cause: re-run with --golden-env to check whether this machine "
@@ -90,7 +91,8 @@ def judge_probe(record: ProbeRecord, runs: list[dict[str, Any]], tolerance: Tole
         return _skipped(record, first.get("reason") or "skipped")
     base = ProbeVerdict(name=record.name, group=record.group, tags=record.tags, status="drift")
     if first["status"] == "error":
-        return base.model_copy(update={"reason": f"ran in the golden but fails here: {first.get('reason')}"})
+        return base.model_copy(update={"status": "error",
+                                       "reason": f"ran in the golden but fails here: {first.get('reason')}"})
     hashes = [repeat_hashes(r) for r in runs]
     if len(set(hashes)) > 1:
         return base.model_copy(update={
@@ -188,17 +190,24 @@ class VerifyRun:
 
 def verify_golden(golden_path: Path | str | None, *, probe_names: list[str] | None = None,
                   tolerance: Tolerance | None = None, repeat: int | None = None,
-                  golden_env: bool = False, trusted_keys: Sequence[TrustedKey] = ()) -> VerifyReport:
-    """Run the golden's probes here and judge them. Raises BadFileError/IntegrityError (exit 2),
+                  golden_env: bool = False, trusted_keys: Sequence[TrustedKey] = (),
+                  probe_modules: Sequence[str] = (), probe_timeout: float | None = None,
+                  allow_changed_probes: bool = False) -> VerifyReport:
+    """Run the golden's probes here and judge them. ``probe_modules`` load user probes in the child;
+    a probe whose source digest differs from the golden's is not compared unless ``allow_changed_probes``.
+    Raises BadFileError/IntegrityError (exit 2),
     BadInputError (exit 2), SignatureError (exit 2: ``trusted_keys`` given and no valid signature
     by one of them), TensorflowMissing/EnvironmentProblem (exit 3)."""
     return verify_run(golden_path, probe_names=probe_names, tolerance=tolerance, repeat=repeat,
-                      golden_env=golden_env, trusted_keys=trusted_keys).report
+                      golden_env=golden_env, trusted_keys=trusted_keys, probe_modules=probe_modules,
+                      probe_timeout=probe_timeout, allow_changed_probes=allow_changed_probes).report
 
 
 def verify_run(golden_path: Path | str | None, *, probe_names: list[str] | None = None,
                tolerance: Tolerance | None = None, repeat: int | None = None, golden_env: bool = False,
-               trusted_keys: Sequence[TrustedKey] = (), onednn_verbose: bool = False) -> VerifyRun:
+               trusted_keys: Sequence[TrustedKey] = (), onednn_verbose: bool = False,
+               probe_modules: Sequence[str] = (), probe_timeout: float | None = None,
+               allow_changed_probes: bool = False) -> VerifyRun:
     """``verify_golden`` keeping what explain needs (``onednn_verbose``: record the primitives run)."""
     started = time.perf_counter()
     tolerance = tolerance or Tolerance()
@@ -219,25 +228,20 @@ def verify_run(golden_path: Path | str | None, *, probe_names: list[str] | None 
     from envlock.probes.registry import all_probes
 
     known = all_probes()
-    runnable = [r.name for r in records if r.status == "ok" and r.name in known]
+    # User probes (a source outside envlock) exist only in the child, which skips names nobody registers.
+    runnable = [r.name for r in records if r.status == "ok" and (r.name in known or _is_user_probe(r))]
     manifest = capture_manifest(include_tf=False, environ=environ)
     result = run_child(probe_names=runnable, repeat=repeat, settings=golden.lockdown, env=environ,
-                       onednn_verbose=onednn_verbose) if runnable \
-        else {"runs": {}, "tf_info": None, "tf_info_error": "no probes to run"}
+                       probe_modules=list(probe_modules), probe_timeout=probe_timeout, unknown="skip",
+                       onednn_verbose=onednn_verbose) \
+        if runnable and golden.recorded_by != "pytest" else {"runs": {}, "tf_info": None,
+                                                             "tf_info_error": "no probes to run"}
     if golden.recorded_by != "pytest":  # the pytest plugin records manifests without TensorFlow: compare like that
         manifest = manifest_with_tf(manifest, result)
     differences = diff_manifests(golden.manifest, manifest)
 
-    verdicts = []
-    for record in records:
-        if golden.recorded_by == "pytest":
-            verdicts.append(_skipped(record, PYTEST_PROBE_REASON))
-        elif record.status == "ok" and record.name not in known:
-            verdicts.append(_skipped(record, "this envlock version does not know this probe"))
-        elif record.name in result["runs"]:
-            verdicts.append(judge_probe(record, result["runs"][record.name], tolerance))
-        else:
-            verdicts.append(judge_probe(record, [{"status": "skipped"}], tolerance))
+    verdicts = [_verdict(record, result, tolerance, pytest_golden=golden.recorded_by == "pytest",
+                         allow_changed_probes=allow_changed_probes) for record in records]
     stable_drifted = attribute(verdicts, differences)
     report = _report(path, golden, manifest.digest, verdicts, differences, tolerance=tolerance, repeat=repeat,
                    golden_env=golden_env, stable_drifted=stable_drifted,
@@ -246,15 +250,74 @@ def verify_run(golden_path: Path | str | None, *, probe_names: list[str] | None 
                             "total_seconds": time.perf_counter() - started})
     if golden.recorded_by == "pytest":
         report.notes.append(PYTEST_GOLDEN_NOTE)
+    unloaded_user = [v.name for v in verdicts if v.status == "skipped" and (v.reason or "").startswith("user probe")]
+    if unloaded_user:
+        report.notes.append(f"{len(unloaded_user)} user probe(s) not compared because their module is not loaded "
+                            f"here ({', '.join(unloaded_user)}): pass --probe-module")
+    changed = [v.name for v in verdicts if v.status == "skipped" and (v.reason or "").startswith(SOURCE_CHANGED)]
+    if changed:
+        report.notes.append(f"{len(changed)} probe(s) not compared because their code changed since the golden was "
+                            f"recorded ({', '.join(changed)})")
     report.notes.append(signature)
     return VerifyRun(report, golden, manifest, environ, result)
+
+
+# ---------------------------------------------------------------- user probes and their source
+
+SOURCE_CHANGED = "probe source changed since the golden was recorded"
+
+
+def _verdict(record: ProbeRecord, result: dict[str, Any], tolerance: Tolerance, *, pytest_golden: bool,
+             allow_changed_probes: bool) -> ProbeVerdict:
+    if pytest_golden:
+        return _skipped(record, PYTEST_PROBE_REASON)
+    runs = result["runs"].get(record.name)
+    if record.status != "ok" or runs is None:
+        if record.status == "ok":  # recorded, but nothing here registers it
+            return _skipped(record, _not_loaded_reason(record) if _is_user_probe(record)
+                            else "this envlock version does not know this probe")
+        return judge_probe(record, [{"status": "skipped"}], tolerance)
+    changed = _source_change(record, result)
+    if changed and not allow_changed_probes:
+        return _skipped(record, f"{changed}; re-record the golden or pass --allow-changed-probes")
+    verdict = judge_probe(record, runs, tolerance)
+    if changed:
+        verdict.reason = f"{verdict.reason}; {changed} (compared anyway)" if verdict.reason \
+            else f"{changed} (compared anyway)"
+    return verdict
+
+
+def _is_user_probe(record: ProbeRecord) -> bool:
+    module = record.source.module if record.source else None
+    return module is not None and not module.startswith("envlock.probes.")
+
+
+def _not_loaded_reason(record: ProbeRecord) -> str:
+    source = record.source
+    assert source is not None
+    where = source.module or "?"
+    if source.distribution:
+        where += f" (distribution {source.distribution} {source.version or ''})".replace(" )", ")")
+    hint = source.file if source.file and source.file.endswith(".py") else source.module
+    return (f"user probe from {where} is not loaded here: pass --probe-module {hint}, or install the package "
+            "that provides it")
+
+
+def _source_change(record: ProbeRecord, result: dict[str, Any]) -> str | None:
+    """'probe source changed ... (sha256 a -> b)' when the golden and this run both know the digest."""
+    recorded = record.source.sha256 if record.source else None
+    current_source = ((result.get("probes") or {}).get(record.name) or {}).get("source") or {}
+    current = current_source.get("sha256")
+    if recorded is None or current is None or recorded == current:
+        return None
+    return f"{SOURCE_CHANGED} (sha256 {recorded[7:19]} -> {current[7:19]})"
 
 
 def _report(path: Path, golden: Golden, manifest_digest: str, verdicts: list[ProbeVerdict], differences: list[Any],
             *, tolerance: Tolerance, repeat: int, golden_env: bool, stable_drifted: bool,
             timings: dict[str, float]) -> VerifyReport:
     counts = {s: sum(v.status == s for v in verdicts)
-              for s in ("identical", "within_tolerance", "drift", "nondeterministic", "skipped")}
+              for s in ("identical", "within_tolerance", "drift", "nondeterministic", "skipped", "error")}
     # Reasons quote the golden (a skipped probe's recorded reason) and child errors (paths): the
     # report goes to files, /status and logs, so they are redacted like manifest values are.
     for verdict in verdicts:
@@ -263,7 +326,7 @@ def _report(path: Path, golden: Golden, manifest_digest: str, verdicts: list[Pro
     compared = len(verdicts) - counts["skipped"]
     # Nothing compared proves nothing: never "reproduces" (exit 0) on a machine that ran no probe of
     # the golden (all skipped here, e.g. GPU probes without a GPU, or a pytest-plugin golden).
-    reproduces = compared > 0 and counts["drift"] == 0 and counts["nondeterministic"] == 0
+    reproduces = compared > 0 and counts["drift"] == 0 and counts["nondeterministic"] == 0 and counts["error"] == 0
     exit_code = OK if reproduces else DRIFT if compared else ENVIRONMENT
     notes: list[str] = []
     if not compared:
@@ -275,6 +338,9 @@ def _report(path: Path, golden: Golden, manifest_digest: str, verdicts: list[Pro
     elif counts["drift"]:
         notes.append("only canary probes moved (stable probes held): suspect hardware, thread counts, "
                      "oneDNN or XLA settings rather than versions")
+    if counts["error"]:
+        notes.append("some probes failed here (raised, returned unusable outputs, hung or crashed): each says why; "
+                     "a probe that cannot run does not reproduce")
     if counts["nondeterministic"]:
         notes.append("some probes are nondeterministic on this machine: results differ run to run here, "
                      "independently of the golden")
@@ -306,7 +372,7 @@ def render_report(report: VerifyReport) -> str:
     header = f"{'probe':28} {'status':17} {'max ULP':>10} {'max rel err':>12} {'differing':>10}"
     lines += [header, "-" * len(header)]
     for v in report.probes:
-        if v.status == "skipped":
+        if v.status in ("skipped", "error"):
             lines.append(f"{v.name:28} {v.status:17} {v.reason or ''}")
             continue
         differing = "-" if v.mismatched is None else str(v.mismatched)
@@ -331,6 +397,7 @@ def render_report(report: VerifyReport) -> str:
     verdict = ("REPRODUCES" if report.reproduces else "NOTHING VERIFIED" if report.exit_code == ENVIRONMENT
                else "DOES NOT REPRODUCE")
     lines.append(f"{verdict}: {c['identical']} identical, {c['within_tolerance']} within tolerance, "
-                 f"{c['drift']} drift, {c['nondeterministic']} nondeterministic, {c['skipped']} skipped "
+                 f"{c['drift']} drift, {c['nondeterministic']} nondeterministic, {c['skipped']} skipped"
+                 + (f", {c['error']} error " if c.get("error") else " ") +
                  f"({len(report.differences)} manifest differences)")
     return "\n".join(lines)

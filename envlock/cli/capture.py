@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from envlock.cli.common import app, handles_errors, strict_int
+from envlock.cli.common import PROBE_MODULE_HELP, PROBE_TIMEOUT_HELP, app, handles_errors, strict_int
 from envlock.errors import DRIFT, OK, BadFileError, BadInputError
 from envlock.limits import MAX_REPEAT
 
@@ -43,6 +43,10 @@ def capture(
     sign: Annotated[Path | None, typer.Option("--sign", metavar="KEY", help="With --golden: sign it with this "
                                               "unencrypted Ed25519 OpenSSH private key (ssh-keygen -t ed25519); "
                                               "verify --trusted-key KEY.pub checks it.")] = None,
+    probe_module: Annotated[list[str] | None, typer.Option("--probe-module", metavar="MODULE",
+                                                           help="With --golden: " + PROBE_MODULE_HELP)] = None,
+    probe_timeout: Annotated[float, typer.Option("--probe-timeout", min=1, max=86400, metavar="SECONDS",
+                                                 help="With --golden: " + PROBE_TIMEOUT_HELP)] = 120.0,
 ) -> None:
     """Fingerprint this machine and its software stack as a versioned manifest.
 
@@ -53,8 +57,11 @@ def capture(
     Exit codes: 0 ok; 2 bad usage; 3 environment problem (e.g. --golden without TensorFlow).
     """
     if golden:
-        _capture_golden(output, probes, repeat, as_json=as_json, no_tf=no_tf, sign=sign)
+        _capture_golden(output, probes, repeat, as_json=as_json, no_tf=no_tf, sign=sign,
+                        probe_modules=probe_module or [], probe_timeout=probe_timeout)
         return
+    if probe_module:
+        raise BadInputError("--probe-module only makes sense with --golden")
     if sign is not None:
         raise BadInputError("--sign only makes sense with --golden")
     if probes is not None:
@@ -78,23 +85,27 @@ def capture(
 
 
 def _capture_golden(output: Path | None, probes: str | None, repeat: int, *, as_json: bool, no_tf: bool,
-                    sign: Path | None = None) -> None:
+                    sign: Path | None = None, probe_modules: list[str] | None = None,
+                    probe_timeout: float | None = None) -> None:
     if output is None:
         raise BadInputError("--golden needs -o FILE (where to write the golden)")
     if no_tf:
         raise BadInputError("--golden runs TensorFlow probes; it cannot be combined with --no-tf")
     _check_writable(output)
     from envlock.golden import capture_golden, save_golden
-    from envlock.probes.registry import parse_probe_list, select_probes
+    from envlock.probes.registry import parse_probe_list
+    from envlock.probes.supervisor import check_probe_names
     from envlock.store import dumps_canonical
 
     names = parse_probe_list(probes)
-    select_probes(names)  # unknown names fail here, before the probe child imports TensorFlow
+    # Unknown built-in names fail here, before the probe child imports TensorFlow; with --probe-module
+    # the child checks them (exit 2 too).
+    check_probe_names(names, probe_modules or [])
     if sign is not None:
         from envlock.signing import load_signing_key, sign_golden
 
         key = load_signing_key(sign)  # an unusable key fails before the probes run
-    result = capture_golden(probe_names=names, repeat=repeat)
+    result = capture_golden(probe_names=names, repeat=repeat, probe_modules=probe_modules, probe_timeout=probe_timeout)
     if sign is not None:
         result = sign_golden(result, key)
     _save(output, result, save_golden)  # type: ignore[arg-type]
@@ -102,6 +113,11 @@ def _capture_golden(output: Path | None, probes: str | None, repeat: int, *, as_
         typer.echo(dumps_canonical(result.model_dump(mode="json")), nl=False)
     else:
         count = len(getattr(result, "probes", []) or [])
+        # A probe that failed here is in the golden as skipped with its reason; say which, so a user
+        # probe that raised is not discovered only at verify time.
+        for record in result.probes:
+            if record.status != "ok" and "GPU" not in (record.reason or ""):
+                typer.echo(f"  not recorded: {record.name}: {record.status}: {record.reason}")
         typer.echo(f"golden written to {output}: {count} probes, manifest {result.manifest.digest}")
 
 

@@ -95,3 +95,11 @@ def handles_errors(fn: F) -> F:
 # `--trusted-key`, the same option on verify, build and watch (envlock.signing).
 TRUSTED_KEY_HELP = ("Require the golden to be signed by this Ed25519 key: an OpenSSH public key file "
                     "(id_ed25519.pub, or one key per line); repeatable. Unsigned or otherwise signed: exit 2.")
+
+
+# `--probe-module` and `--probe-timeout`, the same options on capture --golden and verify.
+PROBE_MODULE_HELP = ("Also load the @envlock.probe functions of this module (a dotted name on the Python path, "
+                     "or a .py file); repeatable. Imported only in the probe process, which may import TensorFlow. "
+                     "Installed packages contribute probes through the 'envlock.probes' entry-point group.")
+PROBE_TIMEOUT_HELP = ("Seconds one probe run may take; a probe past it (or one that crashes the probe process) is "
+                      "reported as an error for that probe and the others run on in a fresh process.")

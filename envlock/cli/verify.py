@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from envlock.cli.common import TRUSTED_KEY_HELP, app, handles_errors, strict_int
+from envlock.cli.common import PROBE_MODULE_HELP, PROBE_TIMEOUT_HELP, TRUSTED_KEY_HELP, app, handles_errors, strict_int
 from envlock.cli.explain import BUDGET_HELP, BUDGET_PARSER, run_explain
 from envlock.errors import ENVIRONMENT, BadFileError, BadInputError
 from envlock.limits import MAX_REPEAT
@@ -51,12 +51,19 @@ def verify(
                                           "(`envlock explain`): its causes say 'proved'.")] = False,
     budget: Annotated[int, typer.Option("--budget", parser=BUDGET_PARSER, metavar="SECONDS",
                                           help="With --explain: " + BUDGET_HELP)] = 120,
+    probe_module: Annotated[list[str] | None, typer.Option("--probe-module", metavar="MODULE",
+                                                           help=PROBE_MODULE_HELP)] = None,
+    probe_timeout: Annotated[float, typer.Option("--probe-timeout", min=1, max=86400, metavar="SECONDS",
+                                                 help=PROBE_TIMEOUT_HELP)] = 120.0,
+    allow_changed_probes: Annotated[bool, typer.Option(
+        "--allow-changed-probes", help="Compare probes whose source code changed since the golden was recorded "
+        "(by default they are skipped with the two digests).")] = False,
 ) -> None:
     """Run the probe suite here and compare it with a golden: identical, within tolerance, drift
     (with likely causes), nondeterministic or skipped, per probe.
 
-    Exit codes: 0 reproduces; 1 drift or nondeterminism; 2 bad golden or bad usage;
-    3 cannot run the probes (e.g. TensorFlow missing).
+    Exit codes: 0 reproduces; 1 drift, nondeterminism or a probe that fails here; 2 bad golden, bad usage
+    or a --probe-module that does not import; 3 cannot run the probes (e.g. TensorFlow missing).
     """
     if list_probes:
         typer.echo(_list_probes())
@@ -80,7 +87,8 @@ def verify(
         # Checked before the probes run: a typo should not cost a TF import to discover.
         check_output_path(report)
     result = verify_golden(golden, probe_names=names, tolerance=policy, repeat=repeat, golden_env=golden_env,
-                           trusted_keys=keys)
+                           trusted_keys=keys, probe_modules=probe_module or [], probe_timeout=probe_timeout,
+                           allow_changed_probes=allow_changed_probes)
     text = dumps_canonical(result.model_dump(mode="json"))
     if report is not None:
         try:

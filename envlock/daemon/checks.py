@@ -30,7 +30,7 @@ from envlock.runner import kill_tree, spawn
 # Manifest sections a capture without TensorFlow cannot know (left to the verify check).
 TF_ONLY_PREFIXES = ("tensorflow",)
 FAILING_SEVERITIES = ("critical", "warning")
-DRIFTING_PROBE_STATUSES = ("drift", "nondeterministic")
+DRIFTING_PROBE_STATUSES = ("drift", "nondeterministic", "error")  # "error": a probe failed to run here
 _MAX_OUTPUT_BYTES = 16 * 1024 * 1024
 # A verify being stopped (daemon stopping, golden replaced, time limit) gets SIGTERM and this long
 # to kill its probe child and remove its temp files before the whole group gets SIGKILL.

@@ -21,54 +21,35 @@ TF_MISSING_EXIT = 3
 CHILD_TIMEOUT_SECONDS = 900.0
 
 
-def run_child(*, probe_names: list[str], repeat: int, settings: Any, env: dict[str, str],
-              runner: Any = None, timeout: float = CHILD_TIMEOUT_SECONDS, affinity: list[int] | None = None,
+def run_child(*, probe_names: list[str] | None, repeat: int, settings: Any, env: dict[str, str],
+              runner: Any = None, timeout: float = CHILD_TIMEOUT_SECONDS, probe_modules: list[str] | None = None,
+              probe_timeout: float | None = None, unknown: str = "error", affinity: list[int] | None = None,
               onednn_verbose: bool = False) -> dict[str, Any]:
     """Parent side: run the probes in a fresh process with ``env``; return the parsed result.
 
-    ``affinity``: the CPUs the child pins itself to before importing anything numeric (TF and
-    OpenBLAS size their thread pools from it). ``onednn_verbose``: record per probe the oneDNN
-    primitive implementations it executed (``ONEDNN_VERBOSE=1`` for the child only).
-    Raises ``TensorflowMissing`` when the child cannot import TF and ``EnvironmentProblem``
-    when it dies; both mean "this machine cannot run the probes" (exit 3).
+    ``probe_names`` None: every probe the child knows (built-ins, ``probe_modules``, entry points).
+    ``unknown``: "error" (a name nobody registers is bad input, exit 2) or "skip" (listed in the
+    result's ``unknown``). A probe that hangs past ``probe_timeout`` or crashes the child is an
+    ``error`` run of that probe (envlock.probes.supervisor). ``affinity``: the CPUs the child pins
+    itself to before importing anything numeric (TF and OpenBLAS size their thread pools from it).
+    ``onednn_verbose``: record per probe the oneDNN primitive implementations it executed
+    (``ONEDNN_VERBOSE=1`` for the child only). Raises ``TensorflowMissing`` when the child cannot
+    import TF and ``EnvironmentProblem`` when it dies outside any probe (exit 3).
     """
-    import tempfile
-
-    from envlock.errors import EnvironmentProblem, TensorflowMissing
+    from envlock.probes.supervisor import run_probes
     from envlock.runner import Runner
 
     request = {
         "probes": probe_names, "repeat": repeat, "seed": settings.seed, "op_determinism": settings.op_determinism,
         "intra_op_threads": settings.intra_op_threads, "inter_op_threads": settings.inter_op_threads,
-        "collect_tf_info": True,
+        "collect_tf_info": True, "probe_modules": list(probe_modules or []), "unknown": unknown,
     }
     if affinity is not None:
         request["affinity"] = sorted(affinity)
     if onednn_verbose:
         env = {**env, "ONEDNN_VERBOSE": "1"}  # the child's only: verbose output changes no numerics
-    with tempfile.TemporaryDirectory(prefix="envlock-probes-") as tmp:
-        if onednn_verbose:
-            request["onednn_verbose_dir"] = tmp
-        request_path, result_path = Path(tmp) / "request.json", Path(tmp) / "result.json"
-        request_path.write_text(json.dumps(request), encoding="utf-8")
-        argv = [sys.executable, "-m", "envlock.probes.child", str(request_path), str(result_path)]
-        proc = (runner or Runner()).run(argv, timeout=timeout, env=env)
-        result: dict[str, Any] = {}
-        # The child writes its result atomically, but a child killed by the time limit or a full
-        # disk may still leave none: that is a failed probe run, never a traceback.
-        with contextlib.suppress(OSError, ValueError):
-            loaded = json.loads(result_path.read_text(encoding="utf-8"))
-            result = loaded if isinstance(loaded, dict) else {}
-        if result:
-            if not result.get("ok") and result.get("error") == "tensorflow_missing":
-                raise TensorflowMissing(str(result.get("detail", "")))
-            if result.get("ok"):
-                return result
-    if proc is None:
-        raise EnvironmentProblem(f"the probe process did not finish within {timeout:.0f} s or could not start")
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    last = lines[-1].strip() if lines else "no error output"
-    raise EnvironmentProblem(f"the probe process failed (exit {proc.returncode}): {last}")
+        request["onednn_verbose"] = True
+    return run_probes(request, env=env, runner=runner or Runner(), timeout=timeout, probe_timeout=probe_timeout)
 
 
 def _configure_devices(tf: Any) -> None:
@@ -151,7 +132,6 @@ def _run_probe(probe: Any, ctx: Any, tf: Any, verbose_dir: str | None = None) ->
 
 
 def _run_probe_inner(probe: Any, ctx: Any, tf: Any) -> dict[str, Any]:
-    from envlock.probes.compare import summarize_array
     from envlock.probes.registry import ProbeSkipped
 
     # Reseed before every probe so a probe's result does not depend on which probes ran
@@ -165,14 +145,93 @@ def _run_probe_inner(probe: Any, ctx: Any, tf: Any) -> dict[str, Any]:
         outputs = probe.fn(ctx)
     except ProbeSkipped as exc:
         return {"status": "skipped", "reason": str(exc), "seconds": time.perf_counter() - start}
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a user probe calling sys.exit() fails alone, too
         last = traceback.format_exception_only(type(exc), exc)[-1].strip()
         return {"status": "error", "reason": f"probe failed: {last}", "seconds": time.perf_counter() - start}
-    records = [summarize_array(name, outputs[name]) for name in sorted(outputs)]
+    records, problem = _output_records(outputs)
+    if problem is not None:
+        return {"status": "error", "reason": problem, "seconds": time.perf_counter() - start}
     result = {"status": "ok", "outputs": records, "seconds": time.perf_counter() - start}
     result["intermediates"] = _intermediate_records(ctx)  # [] for a probe that records none
     ctx.intermediates.clear()
     return result
+
+
+def _output_records(outputs: Any) -> tuple[list[dict[str, Any]], str | None]:
+    """The records of a probe's outputs, or what is wrong with them (a user probe's own message)."""
+    from collections.abc import Mapping
+
+    import numpy as np
+
+    from envlock.golden import DTYPE_ITEMSIZE
+    from envlock.probes.compare import summarize_array
+
+    if not isinstance(outputs, Mapping):
+        if not (isinstance(outputs, np.ndarray) or hasattr(outputs, "numpy")):  # one array or tensor is fine
+            return [], (f"probe returned {type(outputs).__name__}: a probe returns a dict of output name -> array "
+                        "(or one array)")
+        outputs = {"output": outputs}
+    if not outputs:
+        return [], "probe returned no outputs (an empty dict)"
+    records = []
+    for name in sorted(outputs, key=str):
+        if not isinstance(name, str) or not name or not name.isprintable():
+            return [], f"probe returned an output named {name!r}: names are non-empty printable strings"
+        try:
+            arr = np.asarray(outputs[name])
+        except Exception as exc:
+            return [], f"output {name!r} is not an array: {type(exc).__name__}: {exc}"
+        if arr.dtype.name not in DTYPE_ITEMSIZE:
+            return [], (f"output {name!r} has dtype {arr.dtype.name} ({type(outputs[name]).__name__}): outputs must "
+                        f"be numeric or bool arrays ({', '.join(sorted(DTYPE_ITEMSIZE))})")
+        if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
+            nan, inf = int(np.isnan(arr).sum()), int(np.isinf(arr).sum())
+            return [], (f"output {name!r} has {nan} NaN and {inf} Inf of {arr.size} values: outputs must be "
+                        "finite (a NaN cannot show drift)")
+        records.append(summarize_array(name, arr))
+    return records, None
+
+
+class _Progress:
+    """Each probe run as it starts and ends, one JSON line each, flushed: if this process dies or
+    hangs in a probe, the parent still knows which one and keeps the runs that finished."""
+
+    def __init__(self, path: str | None) -> None:
+        self._file = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115 - lives with the process
+
+    def write(self, event: dict[str, Any]) -> None:
+        if self._file is not None:
+            self._file.write(json.dumps(event) + "\n")
+            self._file.flush()
+
+
+def _select(request: dict[str, Any]) -> tuple[list[Any], list[str], set[str]]:
+    """The probes to run (built-ins, --probe-module modules, entry points), the unknown names, and
+    the modules loaded from a file. Raises ``ProbeModuleError`` for a module that does not import."""
+    from envlock.probes.registry import all_probes
+    from envlock.probes.user import load_entry_points, load_probe_modules, looks_like_path
+
+    specs = list(request.get("probe_modules") or [])
+    loaded = load_probe_modules(specs)
+    from_file = {name for spec, name in zip(specs, loaded, strict=True) if looks_like_path(spec)}
+    names = request.get("probes")
+    registry = all_probes()
+    # Entry points are imported only when needed: for the whole suite, or for a name nothing else has.
+    if request.get("entry_points", True) and (names is None or any(n not in registry for n in names)):
+        load_entry_points()
+        registry = all_probes()
+    if names is None:
+        return list(registry.values()), [], from_file
+    unknown = [n for n in dict.fromkeys(names) if n not in registry]
+    return [registry[n] for n in dict.fromkeys(names) if n in registry], unknown, from_file
+
+
+def _probe_metadata(p: Any, from_file: set[str]) -> dict[str, Any]:
+    from envlock.probes.user import probe_source
+
+    return {"name": p.name, "tags": list(p.tags), "group": p.group, "dtype": p.dtype, "description": p.description,
+            "needs_gpu": p.needs_gpu, "source": probe_source(p.fn, from_file=getattr(p.fn, "__module__", None)
+                                                             in from_file)}
 
 
 def run_request(request: dict[str, Any]) -> dict[str, Any]:
@@ -190,8 +249,10 @@ def run_request(request: dict[str, Any]) -> dict[str, Any]:
     import_seconds = time.perf_counter() - import_start
 
     from envlock.locking import apply_tf_controls
-    from envlock.probes.registry import ProbeContext, select_probes
+    from envlock.probes.registry import ProbeContext
+    from envlock.probes.user import ProbeModuleError
 
+    progress = _Progress(request.get("progress"))
     _configure_devices(tf)
     # Fingerprint TF as the user's job finds it, before the lockdown controls: the golden records
     # those separately (Golden.lockdown), and a plain `envlock capture` of the same machine must
@@ -203,23 +264,30 @@ def run_request(request: dict[str, Any]) -> dict[str, Any]:
     )
     gpu = bool(tf.config.list_physical_devices("GPU"))
     ctx = ProbeContext(tf=tf, np=np, seed=request["seed"], gpu_available=gpu)
-    probes = select_probes(request["probes"])
+    # User modules are imported after the controls are applied: one that runs TF ops at import
+    # time would otherwise initialise TF's thread pools before the lockdown fixes them.
+    try:
+        probes, unknown, from_file = _select(request)
+    except ProbeModuleError as exc:
+        return {"ok": False, "error": "bad_input", "detail": str(exc)}
+    if unknown and request.get("unknown", "error") == "error":
+        return {"ok": False, "error": "bad_input",
+                "detail": f"unknown probe(s): {', '.join(unknown)} (not built in, not in the probe modules given, "
+                          "not from an installed envlock.probes entry point)"}
+    metadata = {p.name: _probe_metadata(p, from_file) for p in probes}
+    setup = {"import_seconds": import_seconds, "applied": applied, "gpu_available": gpu, "tf_info": tf_info,
+             "tf_info_error": tf_info_error, "probes": metadata, "order": [p.name for p in probes], "unknown": unknown}
+    progress.write({"event": "setup", **setup})
     runs: dict[str, list[dict[str, Any]]] = {p.name: [] for p in probes}
     verbose_dir = request.get("onednn_verbose_dir")
     suite_start = time.perf_counter()
-    for _ in range(max(1, int(request.get("repeat", 1)))):
+    for index in range(max(1, int(request.get("repeat", 1)))):
         for p in probes:
-            runs[p.name].append(_run_probe(p, ctx, tf, verbose_dir))
-    return {
-        "ok": True,
-        "import_seconds": import_seconds,
-        "suite_seconds": time.perf_counter() - suite_start,
-        "applied": applied,
-        "gpu_available": gpu,
-        "tf_info": tf_info,
-        "tf_info_error": tf_info_error,
-        "runs": runs,
-    }
+            progress.write({"event": "start", "probe": p.name, "repeat": index})
+            run = _run_probe(p, ctx, tf, verbose_dir)
+            runs[p.name].append(run)
+            progress.write({"event": "run", "probe": p.name, "repeat": index, "run": run})
+    return {"ok": True, **setup, "suite_seconds": time.perf_counter() - suite_start, "runs": runs}
 
 
 def main(argv: list[str]) -> int:
@@ -232,7 +300,7 @@ def main(argv: list[str]) -> int:
 
     atomic_write_text(argv[1], json.dumps(result))
     if not result["ok"]:
-        return TF_MISSING_EXIT
+        return TF_MISSING_EXIT if result.get("error") == "tensorflow_missing" else 2
     return 0
 
 

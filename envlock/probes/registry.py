@@ -83,10 +83,20 @@ _REGISTRY: dict[str, Probe] = {}
 
 def probe(name: str, *, tags: list[str], group: Group, dtype: str, description: str,
           needs_gpu: bool = False) -> Callable[[ProbeFn], ProbeFn]:
-    """Register ``fn`` as a probe (decorator)."""
+    """Register ``fn`` as a probe (decorator); public as ``envlock.probe`` for user probe modules.
+
+    ``fn(ctx: ProbeContext)`` returns a dict of output name -> array (numpy array, TF tensor or
+    anything ``numpy.asarray`` takes; numeric dtypes, finite values). ``tags`` come from
+    ``envlock.tags.PROBE_TAGS`` (they decide which manifest differences can explain a drift),
+    ``group`` is ``"stable"`` or ``"canary"``.
+    """
     unknown = set(tags) - KNOWN_TAGS
     if unknown:
-        raise ValueError(f"probe {name}: unknown tags {sorted(unknown)}")
+        raise ValueError(f"probe {name}: unknown tags {sorted(unknown)} (known: {', '.join(sorted(KNOWN_TAGS))})")
+    if group not in ("stable", "canary"):
+        raise ValueError(f"probe {name}: group must be 'stable' or 'canary', not {group!r}")
+    if not isinstance(name, str) or not name or not name.isprintable() or len(name) > 200:
+        raise ValueError(f"probe name {name!r}: a printable string of 1 to 200 characters")
 
     def register(fn: ProbeFn) -> ProbeFn:
         if name in _REGISTRY:

@@ -23,6 +23,10 @@ class _ChildLeaves(Runner):
             Path(argv[-1]).write_text(self.content, encoding="utf-8")
         return CommandResult(self.returncode, "", self.stderr)
 
+    def run_watched(self, argv: list[str], *, timeout: float, env: dict[str, str] | None = None,
+                    watch: object = None, interval: float = 0.25) -> CommandResult:
+        return self.run(argv, timeout=timeout, env=env)
+
 
 def _run(runner: Runner) -> dict[str, object]:
     return run_child(probe_names=["matmul.f32"], repeat=1, settings=LockdownSettings(), env={}, runner=runner)

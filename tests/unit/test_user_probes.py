@@ -1,0 +1,264 @@
+"""User probes without TensorFlow: the public decorator, module loading, source digests, output checks,
+the parent surviving a probe that hangs or crashes its child, and verify's source check."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from envlock.cli import app
+from envlock.errors import BadInputError, EnvironmentProblem
+from envlock.golden import OutputRecord, ProbeRecord, ProbeSource, compute_golden_digest, load_golden
+from envlock.models import LockdownSettings
+from envlock.probes.child import _output_records, run_child
+from envlock.probes.compare import Tolerance, summarize_array
+from envlock.probes.supervisor import ProbeInfo, probe_infos
+from envlock.probes.user import ProbeModuleError, load_probe_modules, probe_source
+from envlock.runner import CommandResult, Runner
+from envlock.verify import _verdict
+from tests.conftest import REFERENCE_GOLDEN, REPO_ROOT
+
+# ---------------------------------------------------------------- the public decorator
+
+
+def test_probe_is_public_and_import_envlock_stays_light() -> None:
+    code = ("import sys, envlock; light = 'envlock.probes.registry' not in sys.modules; "
+            "from envlock import probe, ProbeContext, ProbeSkipped; "
+            "from envlock.probes.registry import probe as registered; "
+            "heavy = sorted(m for m in ('numpy', 'pydantic', 'tensorflow') if m in sys.modules); "
+            "print(light, probe is registered, heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["True", "True", "[]"]
+
+
+def test_decorator_refuses_unknown_tags_and_groups() -> None:
+    from envlock import probe
+
+    with pytest.raises(ValueError, match="unknown tags.*'gpus'"):
+        probe("user.bad_tag", tags=["gpus"], group="canary", dtype="float32", description="")
+    with pytest.raises(ValueError, match="group must be"):
+        probe("user.bad_group", tags=["matmul"], group="flaky", dtype="float32", description="")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- modules and their source
+
+
+def _module(tmp_path: Path, name: str, body: str) -> Path:
+    path = tmp_path / f"{name}.py"
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+def test_a_module_that_fails_to_import_names_itself(tmp_path: Path) -> None:
+    broken = _module(tmp_path, "i12_broken_probes", "raise RuntimeError('no model weights here')\n")
+    with pytest.raises(ProbeModuleError, match=r"i12_broken_probes.py.*RuntimeError: no model weights here"):
+        load_probe_modules([str(broken)])
+    assert "i12_broken_probes" not in sys.modules
+    with pytest.raises(ProbeModuleError, match="no such file"):
+        load_probe_modules([str(tmp_path / "missing.py")])
+    with pytest.raises(ProbeModuleError, match="'no_such_pkg_i12.probes' failed to import: ModuleNotFoundError"):
+        load_probe_modules(["no_such_pkg_i12.probes"])
+
+
+def test_source_digest_follows_the_function_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    first = _module(tmp_path, "i12_src_a", "def fn(ctx):\n    return {'x': 1}\n")
+    second = _module(tmp_path, "i12_src_b", "def fn(ctx):\n    return {'x': 2}\n")
+    load_probe_modules([str(first), str(second)])
+    a = probe_source(sys.modules["i12_src_a"].fn, from_file=True)
+    b = probe_source(sys.modules["i12_src_b"].fn, from_file=True)
+    assert a["module"] == "i12_src_a" and a["file"] == "i12_src_a.py" and a["distribution"] is None
+    assert a["sha256"] and b["sha256"] and a["sha256"] != b["sha256"]
+    outside = probe_source(sys.modules["i12_src_a"].fn, from_file=True, cwd=REPO_ROOT)
+    assert outside["file"] == "i12_src_a.py"  # outside the working directory: the base name, never a home path
+    assert probe_source(len)["sha256"] is None  # no source text: unknown, not a crash
+
+
+def test_builtin_probes_carry_their_source() -> None:
+    from envlock.probes.registry import all_probes
+
+    fn = all_probes()["matmul.f32"].fn
+    source = probe_source(fn, cwd=REPO_ROOT)
+    assert source["module"] == "envlock.probes.suite_linalg" and source["file"] == "envlock/probes/suite_linalg.py"
+    assert str(source["sha256"]).startswith("sha256:")
+
+
+# ---------------------------------------------------------------- what a probe may return
+
+
+@pytest.mark.parametrize(("returned", "message"), [
+    ("a string", "probe returned str"),
+    (None, "probe returned NoneType"),
+    ({}, "no outputs"),
+    ({"loss": np.array([1.0, np.nan, np.inf])}, "'loss' has 1 NaN and 1 Inf of 3 values"),
+    ({"names": np.array(["a", "b"])}, "'names' has dtype str"),
+    ({"ragged": [[1], [1, 2]]}, "'ragged' is not an array"),
+    ({3: np.zeros(2)}, "named 3"),
+])
+def test_unusable_outputs_are_that_probes_error(returned: Any, message: str) -> None:
+    records, problem = _output_records(returned)
+    assert records == [] and problem is not None and message in problem
+
+
+def test_one_array_or_a_dict_of_arrays_is_fine() -> None:
+    records, problem = _output_records(np.arange(3, dtype=np.float32))
+    assert problem is None and [r["name"] for r in records] == ["output"]
+    records, problem = _output_records({"b": np.zeros(2), "a": [1, 2]})
+    assert problem is None and [r["name"] for r in records] == ["a", "b"]
+
+
+# ---------------------------------------------------------------- the parent survives its child
+
+
+class _ScriptedChild(Runner):
+    """Plays one scripted child per call: writes its progress lines, then ends as the script says."""
+
+    def __init__(self, script: list[dict[str, Any]]) -> None:
+        self.script, self.requests = script, []
+
+    def run_watched(self, argv: list[str], *, timeout: float, env: dict[str, str] | None = None,
+                    watch: Any = None, interval: float = 0.25) -> CommandResult:
+        request = json.loads(Path(argv[-2]).read_text())
+        self.requests.append(request)
+        step = self.script[len(self.requests) - 1]
+        with open(request["progress"], "a") as progress:
+            for line in step["lines"]:
+                progress.write(json.dumps(line) + "\n")
+        if step.get("hang"):
+            watch()  # sees the probe start
+            time.sleep(0.01)
+            if watch() is not None:  # past its time: the real runner kills the child
+                return CommandResult(-9, "", "")
+        if "result" in step:
+            Path(argv[-1]).write_text(json.dumps(step["result"]))
+        return CommandResult(step.get("rc", 0), "", step.get("stderr", ""))
+
+
+def _setup(order: list[str]) -> dict[str, Any]:
+    return {"event": "setup", "order": order, "tf_info": {"version": "2.21.0"}, "import_seconds": 3.0,
+            "probes": {n: {"name": n, "tags": ["matmul"], "group": "canary"} for n in order}, "unknown": []}
+
+
+OK_RUN = {"status": "ok", "outputs": []}
+
+
+def _ran(name: str, repeat: int = 0) -> list[dict[str, Any]]:
+    return [{"event": "start", "probe": name, "repeat": repeat},
+            {"event": "run", "probe": name, "repeat": repeat, "run": OK_RUN}]
+
+
+def _run(runner: Runner, probe_timeout: float = 120) -> dict[str, Any]:
+    return run_child(probe_names=None, repeat=1, settings=LockdownSettings(), env={}, runner=runner,
+                     probe_modules=["mine.py"], probe_timeout=probe_timeout)
+
+
+def test_a_crash_is_that_probes_error_and_the_rest_run_in_a_fresh_child() -> None:
+    order = ["a", "crashes", "b", "hangs", "c"]
+    runner = _ScriptedChild([
+        {"lines": [_setup(order), *_ran("a"), {"event": "start", "probe": "crashes", "repeat": 0}], "rc": -11},
+        {"lines": [_setup(order[2:]), *_ran("b"), {"event": "start", "probe": "hangs", "repeat": 0}], "hang": True},
+        {"lines": [_setup(["c"]), *_ran("c")],
+         "result": {"ok": True, "runs": {"c": [OK_RUN]}, "probes": {}, "suite_seconds": 0.1}},
+    ])
+    result = _run(runner, probe_timeout=0.001)
+    assert result["runs"]["crashes"][0]["status"] == "error"
+    assert "crashed the probe process with SIGSEGV" in result["runs"]["crashes"][0]["reason"]
+    assert result["runs"]["hangs"][0]["status"] == "error"
+    assert "timed out after 0.001 s" in result["runs"]["hangs"][0]["reason"]
+    assert {n: r[0]["status"] for n, r in result["runs"].items() if n in "abc"} == {"a": "ok", "b": "ok", "c": "ok"}
+    assert [r["probes"] for r in runner.requests] == [None, ["b", "hangs", "c"], ["c"]]
+    assert [r["collect_tf_info"] for r in runner.requests] == [True, False, False]
+    assert all(r["probe_modules"] == ["mine.py"] for r in runner.requests)
+    # The first child's fingerprint and the whole suite's order survive the restarts.
+    assert result["tf_info"] == {"version": "2.21.0"} and result["order"] == order and result["restarts"] == 2
+    assert [p.name for p in probe_infos(result, None)] == order
+
+
+def test_a_child_that_dies_outside_any_probe_is_an_environment_problem() -> None:
+    runner = _ScriptedChild([{"lines": [_setup(["a"]), *_ran("a")], "rc": -9, "stderr": "Killed\n"}])
+    with pytest.raises(EnvironmentProblem, match="exit -9.*Killed"):
+        _run(runner)
+
+
+def test_the_child_reporting_bad_probe_names_is_bad_input() -> None:
+    result = {"ok": False, "error": "bad_input", "detail": "unknown probe(s): user.nope"}
+    with pytest.raises(BadInputError, match="user.nope"):
+        _run(_ScriptedChild([{"lines": [], "result": result, "rc": 2}]))
+
+
+# ---------------------------------------------------------------- golden compatibility and verify
+
+
+def test_goldens_without_source_keep_their_digest_and_shape() -> None:
+    golden = load_golden(REFERENCE_GOLDEN)
+    assert all(p.source is None for p in golden.probes)
+    assert compute_golden_digest(golden) == golden.digest
+    assert "source" not in golden.probes[0].model_dump(mode="json")
+
+
+def _user_record(sha: str = "sha256:" + "a" * 64) -> ProbeRecord:
+    values = np.arange(6, dtype=np.float32)
+    return ProbeRecord(name="user.model", tags=["training"], group="canary", status="ok",
+                       outputs=[OutputRecord.model_validate(summarize_array("w", values))],
+                       source=ProbeSource(module="mypkg.envlock_probes", distribution="mypkg", version="1.0",
+                                          file="mypkg/envlock_probes.py", sha256=sha))
+
+
+def _child_result(sha: str) -> dict[str, Any]:
+    run = {"status": "ok", "outputs": [summarize_array("w", np.arange(6, dtype=np.float32))]}
+    return {"runs": {"user.model": [run]}, "probes": {"user.model": {"source": {"sha256": sha}}}}
+
+
+def test_a_probe_whose_source_changed_is_not_compared_unless_allowed() -> None:
+    changed = "sha256:" + "b" * 64
+    verdict = _verdict(_user_record(), _child_result(changed), Tolerance(), pytest_golden=False,
+                       allow_changed_probes=False)
+    assert verdict.status == "skipped" and verdict.reason is not None
+    assert "probe source changed since the golden was recorded (sha256 aaaaaaaaaaaa -> bbbbbbbbbbbb)" in verdict.reason
+    assert "--allow-changed-probes" in verdict.reason
+    allowed = _verdict(_user_record(), _child_result(changed), Tolerance(), pytest_golden=False,
+                       allow_changed_probes=True)
+    assert allowed.status == "identical" and "compared anyway" in (allowed.reason or "")
+    same = _verdict(_user_record(), _child_result("sha256:" + "a" * 64), Tolerance(), pytest_golden=False,
+                    allow_changed_probes=False)
+    assert same.status == "identical"
+
+
+def test_a_user_probe_not_loaded_here_says_how_to_load_it() -> None:
+    verdict = _verdict(_user_record(), {"runs": {}}, Tolerance(), pytest_golden=False, allow_changed_probes=False)
+    assert verdict.status == "skipped" and verdict.reason is not None
+    assert "mypkg.envlock_probes (distribution mypkg 1.0) is not loaded here" in verdict.reason
+    assert "--probe-module mypkg/envlock_probes.py" in verdict.reason
+
+
+def test_probe_record_keeps_the_source_the_child_reported() -> None:
+    from envlock.golden import probe_record
+
+    info = ProbeInfo(name="user.model", tags=("training",), group="canary",
+                     source={"module": "m", "distribution": None, "version": None, "file": "m.py",
+                             "sha256": "sha256:" + "c" * 64})
+    record = probe_record(info, [{"status": "ok", "outputs": [summarize_array("w", np.zeros(2))]}])
+    assert record.source is not None and record.source.module == "m" and record.source.file == "m.py"
+    failed = probe_record(info, [{"status": "error", "reason": "probe failed: RuntimeError: boom"}])
+    assert failed.status == "skipped" and "boom" in (failed.reason or "")
+
+
+@pytest.mark.parametrize("args", [["capture", "--probe-module", "x.py"], ["capture", "--no-tf", "--probe-module", "x"]])
+def test_probe_module_without_golden_is_exit_2(args: list[str]) -> None:
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "--probe-module only makes sense with --golden" in result.output
+
+
+def test_a_source_with_control_characters_is_refused() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="printable"):
+        ProbeSource(module="evil\x1b[2J")
