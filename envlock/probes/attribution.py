@@ -81,12 +81,13 @@ ATTRIBUTION_RULES: tuple[AttributionRule, ...] = (
         "{path} {old} -> {new}: another CPU model or vendor can select other kernels"),
     AttributionRule(
         "cpu-arithmetic", ("cpu.vendor", "cpu.model_name", "cpu.family", "cpu.model", "cpu.stepping"),
-        _tags("approx"), 5, "hardware",
+        # Above cpu-isa: the cross-vendor case capped the ISA and the drift stayed bit for bit.
+        _tags("approx"), 11, "hardware",
         "{path} {old} -> {new}: Eigen computes reciprocal and rsqrt (softmax, layer/batch norm and their "
         "gradients) with this CPU's approximate instructions plus a Newton step, which are not specified bit "
         "for bit across vendors or models; no setting changes them"),
     AttributionRule(
-        "cpu-cache-blocking", ("cpu.caches.*",), _tags("eigen"), 5, "hardware",
+        "cpu-cache-blocking", ("cpu.caches.*",), _tags("eigen"), 10, "hardware",
         "{path} {old} -> {new}: Eigen's contraction blocking (and whether it shards K) follows the cache sizes "
         "it reads from CPUID, and TF single-threads a oneDNN matmul that fits in Eigen's idea of L2; other "
         "sizes sum a matmul in another order"),
