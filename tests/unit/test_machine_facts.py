@@ -158,7 +158,8 @@ def test_hardware_group_blames_the_cpu_model_on_recorded_machines() -> None:
                 ProbeVerdict(name="rng.global_seed", group="stable", tags=["rng"], status="identical")]
     assert attribute(verdicts, differences) is False  # stable held
     reciprocal, contraction, canary = verdicts[0].causes[0], verdicts[1].causes[0], verdicts[2].causes[0]
-    assert reciprocal.rule == "cpu-arithmetic" and reciprocal.path in ("cpu.model_name", "cpu.vendor", "cpu.family", "cpu.model")
+    assert reciprocal.rule == "cpu-arithmetic"
+    assert reciprocal.path in ("cpu.model_name", "cpu.vendor", "cpu.family", "cpu.model")
     assert "approximate instructions" in reciprocal.reason and not reciprocal.environment
     assert contraction.rule == "cpu-cache-blocking" and contraction.path.startswith("cpu.caches.")
     assert canary.path and canary.path.startswith(("cpu.", "tensorflow.onednn_isa"))
