@@ -141,7 +141,10 @@ def is_allowed(name: str) -> bool:
         return False  # the variables we care about are all upper case; mixed case is a user's own
     if name.startswith(DENIED_PREFIXES) or any(marker in upper for marker in _SECRET_MARKERS):
         return False
-    return name in ALLOWED_NAMES or name.startswith(ALLOWED_PREFIXES) or name in discovered_names()
+    if name in ALLOWED_NAMES or name.startswith(ALLOWED_PREFIXES):
+        return True
+    # Cheap refusals first: loading the discovered names costs ~30 ms, once per process.
+    return "_" in name and not _is_process_variable(name) and name in discovered_names()
 
 
 def _shown(text: str) -> str:
