@@ -26,7 +26,9 @@ from pydantic import BaseModel
 
 UNEXPLAINED = "no recorded difference explains this: an unrecorded hardware or firmware difference"
 
-Kind = Literal["version", "hardware", "threads", "onednn", "xla", "numpy", "none"]
+# "arithmetic": the CPU model's own arithmetic (approximate instructions, cache-sized blocking), which
+# only the hardware-arithmetic group can single out; elsewhere it ranks below the other hardware rules.
+Kind = Literal["version", "hardware", "arithmetic", "threads", "onednn", "xla", "numpy", "none"]
 
 
 @dataclass(frozen=True)
@@ -81,13 +83,12 @@ ATTRIBUTION_RULES: tuple[AttributionRule, ...] = (
         "{path} {old} -> {new}: another CPU model or vendor can select other kernels"),
     AttributionRule(
         "cpu-arithmetic", ("cpu.vendor", "cpu.model_name", "cpu.family", "cpu.model", "cpu.stepping"),
-        # Above cpu-isa: the cross-vendor case capped the ISA and the drift stayed bit for bit.
-        _tags("approx"), 11, "hardware",
+        _tags("approx"), 5, "arithmetic",
         "{path} {old} -> {new}: Eigen computes reciprocal and rsqrt (softmax, layer/batch norm and their "
         "gradients) with this CPU's approximate instructions plus a Newton step, which are not specified bit "
         "for bit across vendors or models; no setting changes them"),
     AttributionRule(
-        "cpu-cache-blocking", ("cpu.caches.*",), _tags("eigen"), 10, "hardware",
+        "cpu-cache-blocking", ("cpu.caches.*",), _tags("eigen"), 5, "arithmetic",
         "{path} {old} -> {new}: Eigen's contraction blocking (and whether it shards K) follows the cache sizes "
         "it reads from CPUID, and TF single-threads a oneDNN matmul that fits in Eigen's idea of L2; other "
         "sizes sum a matmul in another order"),
@@ -153,8 +154,9 @@ SEVERITY_SCORE = {"critical": 3.0, "warning": 1.5, "info": 0.2}
 GROUP_BOOST: dict[str, dict[str, float]] = {
     "stable": {"version": 6.0},
     "canary": {"hardware": 2.0, "threads": 2.0, "onednn": 2.0, "xla": 2.0, "numpy": 1.0},
-    # Hardware-arithmetic probes moved, stable held: the CPU model, not a setting.
-    "hardware": {"hardware": 8.0, "threads": 1.0, "onednn": 1.0},
+    # Hardware-arithmetic probes moved, stable held: the CPU model, not a setting. Above the ISA
+    # flags too: the cross-vendor case capped the ISA and the drift stayed bit for bit.
+    "hardware": {"arithmetic": 14.0, "hardware": 8.0, "threads": 1.0, "onednn": 1.0},
 }
 HARDWARE_NOTE = ("only hardware-arithmetic probes (and canaries) moved while the stable probes held: the cause is "
                  "the CPU model (its approximate reciprocal/rsqrt instructions or the cache sizes Eigen blocks "

@@ -22,8 +22,8 @@ from typing import Any
 
 from envlock.probes.registry import ProbeContext, probe
 
-# Tags: "approx" = the CPU's approximate reciprocal/rsqrt instructions; "eigen" = Eigen kernels.
-_APPROX = ["approx", "elementwise", "eigen"]
+# Tags: "approx" = the CPU's approximate reciprocal/rsqrt instructions (Eigen fast math).
+_APPROX = ["approx", "elementwise"]  # not "eigen": no contraction, so no cache blocking
 
 
 def _spread(ctx: ProbeContext, n: int, stream: int, *, positive: bool = True) -> Any:
