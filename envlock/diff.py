@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from envlock.models import Manifest, identity_dict
+from envlock.models import NOT_RECORDED_WHEN_ABSENT, Manifest, identity_dict
 from envlock.redact import redact_data
 from envlock.tags import PROBE_TAGS
 
@@ -70,6 +70,9 @@ SEVERITY_RULES: tuple[Rule, ...] = (
          "visible devices decide where ops run (and Keras' jit_compile='auto')"),
     Rule("tensorflow.keras_version", "critical", ["keras", "training", "init", "rng"],
          "a Keras release changes layers and training"),
+    Rule("tensorflow.onednn_version", "critical", _ONEDNN, "another oneDNN release ships other kernels"),
+    Rule("tensorflow.onednn_isa", "critical", _ONEDNN,
+         "oneDNN detected another instruction set, so its JIT kernels (matmul, conv, softmax) differ"),
     Rule("tensorflow.loaded_libraries.libcud*", "critical", _GPU, "a different CUDA/cuDNN library is loaded"),
     Rule("tensorflow.loaded_libraries.libcublas*", "critical", _GPU, "a different cuBLAS is loaded"),
     Rule("tensorflow.loaded_libraries.libtensorflow*", "critical", _ALL, "a different TensorFlow library is loaded"),
@@ -91,6 +94,11 @@ SEVERITY_RULES: tuple[Rule, ...] = (
     Rule("cpu.logical_cores", "warning", _THREADS, "default thread counts follow the core count"),
     Rule("cpu.physical_cores", "warning", _THREADS, "default thread counts follow the core count"),
     Rule("cpu.affinity", "warning", _THREADS, "TF and OpenBLAS default thread counts follow CPU affinity"),
+    Rule("cpu.caches.*.size_bytes", "warning", ["eigen", "matmul", "conv", "training"],
+         "Eigen's contraction blocking follows the cache sizes, so a matmul may sum in another order"),
+    Rule("cpu.caches.*.shared_by", "warning", ["eigen", "matmul", "threads"],
+         "Eigen divides the shared cache among the threads that share it when it blocks a contraction"),
+    Rule("cpu.caches.*", "info", [], "cache geometry besides size and sharing does not enter Eigen's blocking"),
     Rule("cpu.microcode", "warning", _ISA, "microcode updates can change instruction behaviour"),
     Rule("cpu.*", "warning", _ISA, "another CPU model can select other kernels"),
     # GPU
@@ -202,6 +210,12 @@ def _distribution_text(dist: dict[str, Any]) -> str:
     return f"{dist.get('version')} (RECORD {record[:12]})" if record else str(dist.get("version"))
 
 
+def _keyed_caches(items: list[dict[str, Any]]) -> dict[str, Any]:
+    # "L1d", "L1i", "L2", "L3": the names people use, so a difference reads cpu.caches.L2.size_bytes.
+    suffix = {"Data": "d", "Instruction": "i"}
+    return {f"L{c.get('level')}{suffix.get(str(c.get('type')), '')}": c for c in items}
+
+
 def _keyed_flags(items: list[str]) -> dict[str, Any]:
     return dict.fromkeys(items, True)
 
@@ -212,6 +226,7 @@ _KEYED_LISTS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "tensorflow.loaded_libraries": _keyed_libraries,
     "python.distributions": _keyed_distributions,
     "cpu.flags": _keyed_flags,
+    "cpu.caches": _keyed_caches,
 }
 
 
@@ -256,13 +271,34 @@ def _difference(path: str, old: Any, new: Any) -> Difference:
     )
 
 
+def _lacks(data: dict[str, Any], dotted: str) -> bool:
+    node: Any = data
+    for key in dotted.split("."):
+        if not isinstance(node, dict) or node.get(key) is None:
+            return True
+        node = node[key]
+    return False
+
+
+def not_recorded(old: dict[str, Any], new: dict[str, Any]) -> tuple[str, ...]:
+    """The fields added after 0.1.0 that one side lacks: an older manifest (or a capture that could not
+    read them) has not recorded them, which is no evidence of a difference."""
+    return tuple(f for f in NOT_RECORDED_WHEN_ABSENT if _lacks(old, f) or _lacks(new, f))
+
+
 def diff_manifests(old: Manifest, new: Manifest) -> list[Difference]:
-    """Every identity difference between two manifests, most severe first, then by path."""
-    old_flat = flatten(identity_dict(old))
-    new_flat = flatten(identity_dict(new))
+    """Every identity difference between two manifests, most severe first, then by path.
+
+    A field of ``NOT_RECORDED_WHEN_ABSENT`` that one side lacks is "not recorded", not a difference.
+    """
+    old_identity, new_identity = identity_dict(old), identity_dict(new)
+    unrecorded = not_recorded(old_identity, new_identity)
+    old_flat = flatten(old_identity)
+    new_flat = flatten(new_identity)
     differences = [
         _difference(path, old_flat.get(path), new_flat.get(path))
         for path in sorted(set(old_flat) | set(new_flat))
         if old_flat.get(path) != new_flat.get(path)
+        and not any(path == f or path.startswith(f + ".") for f in unrecorded)
     ]
     return sorted(differences, key=lambda d: (SEVERITY_ORDER[d.severity], d.path))

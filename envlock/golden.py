@@ -115,7 +115,7 @@ class ProbeSource(_Model):
 class ProbeRecord(_Model):
     name: str
     tags: list[str]
-    group: Literal["stable", "canary"]
+    group: Literal["stable", "canary", "hardware"]  # "hardware": added after 0.1.0 (old goldens lack it)
     status: Literal["ok", "skipped", "nondeterministic"]
     reason: str | None = None
     outputs: list[OutputRecord] = Field(default_factory=list)

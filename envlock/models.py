@@ -11,7 +11,7 @@ import hashlib
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from envlock.fingerprint.environ import check_environment
 from envlock.limits import MAX_SEED, MAX_THREADS
@@ -82,6 +82,29 @@ class IsaSummary(_Model):
     sve: bool | None = None
 
 
+def _omit_none(data: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    for name in names:
+        if name in data and data[name] is None:
+            del data[name]
+    return data
+
+
+class CacheInfo(_Model):
+    """One cache level as the OS reports it (sysfs ``cache/index*``), for one instance of it.
+
+    Eigen's contraction blocking reads these sizes (from CPUID), so they can move a matmul's bits.
+    """
+
+    level: Count
+    type: Literal["Data", "Instruction", "Unified"]
+    size_bytes: Count | None = None
+    line_bytes: Count | None = None
+    ways: Count | None = None  # 0: fully associative (sysfs) or not reported (getconf)
+    sets: Count | None = None
+    shared_by: Count | None = None  # logical CPUs sharing one instance
+    instances: Count | None = None  # how many instances this machine has
+
+
 class CpuInfo(_Model):
     vendor: str | None = None
     model_name: str | None = None
@@ -94,6 +117,12 @@ class CpuInfo(_Model):
     affinity: list[Count] | None = None
     flags: list[str] = Field(default_factory=list)
     isa: IsaSummary = Field(default_factory=IsaSummary)
+    # Added after 0.1.0 (see NOT_RECORDED_WHEN_ABSENT): omitted from the file and the digest while None.
+    caches: list[CacheInfo] | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_unrecorded(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _omit_none(handler(self), ("caches",))
 
 
 class MemoryInfo(_Model):
@@ -161,6 +190,14 @@ class TensorflowInfo(_Model):
     physical_devices: list[str] | None = None
     keras_version: str | None = None
     loaded_libraries: list[LoadedLibrary] = Field(default_factory=list)
+    # Added after 0.1.0 (see NOT_RECORDED_WHEN_ABSENT): oneDNN's own report (ONEDNN_VERBOSE "info"
+    # lines) of its version and of the instruction set it detected; omitted while None.
+    onednn_version: str | None = None
+    onednn_isa: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_unrecorded(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _omit_none(handler(self), ("onednn_version", "onednn_isa"))
 
 
 class Distribution(_Model):
@@ -204,6 +241,12 @@ VOLATILE_FIELDS: dict[str, Any] = {
     "tensorflow": {"loaded_libraries": {"__all__": {"path"}}, "detail": True},
     "gpu": {"detail": True},
 }
+
+
+# Identity fields added after 0.1.0. While None they are left out of the file and of
+# ``identity_dict`` (so a manifest written before them keeps its digest), and ``diff`` treats one
+# that a side lacks as "not recorded" rather than as a difference.
+NOT_RECORDED_WHEN_ABSENT: tuple[str, ...] = ("cpu.caches", "tensorflow.onednn_version", "tensorflow.onednn_isa")
 
 
 def identity_dict(manifest: Manifest) -> dict[str, Any]:

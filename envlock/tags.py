@@ -6,4 +6,5 @@ from __future__ import annotations
 PROBE_TAGS: tuple[str, ...] = (
     "rng", "tf.data", "init", "matmul", "blas", "numpy", "onednn", "eigen", "reduction", "conv", "elementwise",
     "xla", "tf.function", "eager", "training", "distribute", "threads", "gpu", "keras",
+    "approx",  # the CPU's approximate reciprocal/rsqrt instructions (Eigen fast math), not specified across vendors
 )

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from envlock.errors import DRIFT, ENVIRONMENT, OK, BadInputError
 from envlock.golden import Golden, ProbeRecord, load_golden, manifest_with_tf, repeat_hashes
-from envlock.probes.attribution import Cause, explain
+from envlock.probes.attribution import HARDWARE_NOTE, Cause, explain
 from envlock.probes.compare import Tolerance, compare_output
 from envlock.redact import redact_value
 from envlock.signing import TrustedKey, check_signature, signature_note
@@ -135,9 +135,11 @@ def _compare_outputs(base: ProbeVerdict, record: ProbeRecord, outputs: list[dict
 def attribute(verdicts: list[ProbeVerdict], differences: list[Any]) -> bool:
     """Fill ``causes`` of every drifting probe; return whether a stable probe drifted."""
     stable_drifted = any(v.status == "drift" and v.group == "stable" for v in verdicts)
+    hardware_drifted = any(v.status == "drift" and v.group == "hardware" for v in verdicts)
     for verdict in verdicts:
         if verdict.status == "drift":
-            verdict.causes = explain(set(verdict.tags), differences, stable_drifted=stable_drifted)
+            verdict.causes = explain(set(verdict.tags), differences, stable_drifted=stable_drifted,
+                                     hardware_drifted=hardware_drifted)
     return stable_drifted
 
 
@@ -335,6 +337,8 @@ def _report(path: Path, golden: Golden, manifest_digest: str, verdicts: list[Pro
     if stable_drifted:
         notes.append("stable probes (RNG, tf.data order, init, elementwise) moved: these only move with "
                      "TensorFlow/numpy/Keras versions or seeds, so suspect a version or seed difference first")
+    elif any(v.status == "drift" and v.group == "hardware" for v in verdicts):
+        notes.append(HARDWARE_NOTE)
     elif counts["drift"]:
         notes.append("only canary probes moved (stable probes held): suspect hardware, thread counts, "
                      "oneDNN or XLA settings rather than versions")

@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from envlock.fingerprint.cache import collect_caches
 from envlock.models import CpuInfo, IsaSummary
 from envlock.runner import Runner
 
@@ -177,7 +178,7 @@ def collect_cpu(runner: Runner) -> CpuInfo:
             cpu = from_py_cpuinfo(cpuinfo.get_cpu_info())
         except Exception:  # noqa: BLE001 - an unknown CPU is None fields, not a crash
             cpu = CpuInfo()
-    updates: dict[str, Any] = {"affinity": _affinity()}
+    updates: dict[str, Any] = {"affinity": _affinity(), "caches": collect_caches(runner)}
     if cpu.logical_cores is None:
         updates["logical_cores"] = os.cpu_count()
     return cpu.model_copy(update=updates)

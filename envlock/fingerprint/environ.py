@@ -6,8 +6,11 @@ allow-list (prefixes + exact names) instead of a deny-list, and drop everything 
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from envlock.redact import redact_value
@@ -101,6 +104,36 @@ MAX_VARIABLES = 256
 _SANE_VALUE = re.compile(r"[\x20-\x7e]*")
 
 
+# Names the libraries read, discovered from their string tables (scripts/scan_env_names.py), one
+# committed file per TensorFlow version. They extend the allow-list above; they never override a
+# refusal. Libraries also read general process variables (LD_LIBRARY_PATH, HOME, proxies, paths):
+# those say where, not how the numbers are computed, and can carry user names or hosts.
+DISCOVERED_NAMES_DIR = Path(__file__).parent / "data"
+_PROCESS_PREFIXES: tuple[str, ...] = ("LD_", "DYLD_", "XDG_", "SSH_", "LC_", "PYTHON", "GIT_", "HTTP", "HTTPS",
+                                      "NO_PROXY", "ALL_PROXY", "FTP_", "DBUS_", "GPG_", "SUDO_", "TERM", "LANG")
+_PROCESS_SUFFIXES: tuple[str, ...] = ("_PATH", "_DIR", "_DIRS", "_HOME", "_FILE", "_URL", "_URI", "_PROXY", "_HOST",
+                                      "_HOSTS", "_USER", "_ADDR", "_ADDRESS", "_PORT", "_ROOT", "_PREFIX", "_SOCKET")
+
+
+@functools.lru_cache(maxsize=1)
+def discovered_names() -> frozenset[str]:
+    """Every name in the committed scans (all TensorFlow versions: a golden from another version
+    must load here too), minus general process variables. Empty if the data is missing."""
+    names: set[str] = set()
+    for path in sorted(DISCOVERED_NAMES_DIR.glob("env_names-tf*.json")):
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+            names.update(n for group in document["names"].values() for n in group if isinstance(n, str))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue  # a broken data file narrows the allow-list; it never widens it
+    # The scan keeps identifier-shaped upper-case names only; variable_problem checks every name again.
+    return frozenset(n for n in names if not _is_process_variable(n))
+
+
+def _is_process_variable(name: str) -> bool:
+    return name.startswith(_PROCESS_PREFIXES) or name.endswith(_PROCESS_SUFFIXES)
+
+
 def is_allowed(name: str) -> bool:
     """True when ``name`` may be recorded in a manifest."""
     upper = name.upper()
@@ -108,7 +141,10 @@ def is_allowed(name: str) -> bool:
         return False  # the variables we care about are all upper case; mixed case is a user's own
     if name.startswith(DENIED_PREFIXES) or any(marker in upper for marker in _SECRET_MARKERS):
         return False
-    return name in ALLOWED_NAMES or name.startswith(ALLOWED_PREFIXES)
+    if name in ALLOWED_NAMES or name.startswith(ALLOWED_PREFIXES):
+        return True
+    # Cheap refusals first: loading the discovered names costs ~30 ms, once per process.
+    return "_" in name and not _is_process_variable(name) and name in discovered_names()
 
 
 def _shown(text: str) -> str:

@@ -9,6 +9,11 @@ The stable-vs-canary rule: stable probes (RNG, tf.data order, init, TF elementwi
 reductions) never moved under hardware, thread or oneDNN changes, only under version or
 seed changes. So when a stable probe drifts, version rules are boosted; when only canaries
 drift, hardware/thread/oneDNN/XLA rules are.
+
+The hardware-arithmetic rule: the ``hardware`` group (approximate reciprocal/rsqrt, division,
+normalisation, Eigen's cache-blocked contraction) depends on the CPU model itself. When one of
+them drifts and the stable group held, the CPU model (vendor, model, cache sizes) is boosted
+above every setting: no variable makes one vendor's approximate instructions give the other's bits.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from pydantic import BaseModel
 
 UNEXPLAINED = "no recorded difference explains this: an unrecorded hardware or firmware difference"
 
-Kind = Literal["version", "hardware", "threads", "onednn", "xla", "numpy", "none"]
+# "arithmetic": the CPU model's own arithmetic (approximate instructions, cache-sized blocking), which
+# only the hardware-arithmetic group can single out; elsewhere it ranks below the other hardware rules.
+Kind = Literal["version", "hardware", "arithmetic", "threads", "onednn", "xla", "numpy", "none"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,8 @@ def _tags(*names: str) -> frozenset[str]:
 
 
 _GEMM = _tags("matmul", "conv", "eigen", "onednn", "training", "distribute")
+# The CPU's approximate reciprocal/rsqrt (Eigen fast math) and Eigen's cache-dependent blocking.
+_CPU_ARITHMETIC = _tags("approx", "eigen")
 
 ATTRIBUTION_RULES: tuple[AttributionRule, ...] = (
     AttributionRule(
@@ -72,6 +81,24 @@ ATTRIBUTION_RULES: tuple[AttributionRule, ...] = (
         "cpu-model", ("cpu.vendor", "cpu.model_name", "cpu.family", "cpu.model", "cpu.stepping", "cpu.microcode"),
         _GEMM | _tags("xla", "numpy", "blas"), 3, "hardware",
         "{path} {old} -> {new}: another CPU model or vendor can select other kernels"),
+    AttributionRule(
+        "cpu-arithmetic", ("cpu.vendor", "cpu.model_name", "cpu.family", "cpu.model", "cpu.stepping"),
+        _tags("approx"), 5, "arithmetic",
+        "{path} {old} -> {new}: Eigen computes reciprocal and rsqrt (softmax, layer/batch norm and their "
+        "gradients) with this CPU's approximate instructions plus a Newton step, which are not specified bit "
+        "for bit across vendors or models; no setting changes them"),
+    AttributionRule(
+        "cpu-cache-blocking", ("cpu.caches.*",), _tags("eigen"), 5, "arithmetic",
+        "{path} {old} -> {new}: Eigen's contraction blocking (and whether it shards K) follows the cache sizes "
+        "it reads from CPUID, and TF single-threads a oneDNN matmul that fits in Eigen's idea of L2; other "
+        "sizes sum a matmul in another order"),
+    AttributionRule(
+        "onednn-version", ("tensorflow.onednn_version",), _tags("onednn"), 6, "version",
+        "{path} {old} -> {new}: another oneDNN release ships other kernels"),
+    AttributionRule(
+        "onednn-detected-isa", ("tensorflow.onednn_isa",), _tags("onednn"), 7, "hardware",
+        "{path} {old} -> {new}: oneDNN detected another instruction set here, so its JIT kernels differ "
+        "(an ISA ceiling set to the golden's level makes them match, unless it is the CPU's arithmetic)"),
     AttributionRule(
         "tf-intra-threads", ("tensorflow.intra_op_threads", "environment.TF_NUM_INTRAOP_THREADS"),
         _tags("matmul", "conv", "reduction", "training", "distribute"), 8, "threads",
@@ -127,7 +154,21 @@ SEVERITY_SCORE = {"critical": 3.0, "warning": 1.5, "info": 0.2}
 GROUP_BOOST: dict[str, dict[str, float]] = {
     "stable": {"version": 6.0},
     "canary": {"hardware": 2.0, "threads": 2.0, "onednn": 2.0, "xla": 2.0, "numpy": 1.0},
+    # Hardware-arithmetic probes moved, stable held: the CPU model, not a setting. Above the ISA
+    # flags too: the issue's cross-vendor case capped the ISA and the drift stayed bit for bit.
+    "hardware": {"arithmetic": 14.0, "hardware": 8.0, "threads": 1.0, "onednn": 1.0},
 }
+HARDWARE_NOTE = ("only hardware-arithmetic probes (and canaries) moved while the stable probes held: the cause is "
+                 "the CPU model (its approximate reciprocal/rsqrt instructions or the cache sizes Eigen blocks "
+                 "by), not a setting; no environment variable makes this machine give the golden's bits")
+
+
+def group_rule(*, stable_drifted: bool, hardware_drifted: bool) -> str:
+    """Which GROUP_BOOST applies: versions when a stable probe moved, else the CPU model when a
+    hardware-arithmetic probe moved, else the canary settings."""
+    if stable_drifted:
+        return "stable"
+    return "hardware" if hardware_drifted else "canary"
 
 
 class Cause(BaseModel):
@@ -155,14 +196,17 @@ def _rule_matches(rule: AttributionRule, path: str, all_paths: set[str]) -> bool
     return not any(fnmatch.fnmatchcase(p, u) for p in all_paths for u in rule.unless)
 
 
-def explain(probe_tags: set[str], differences: list[Any], *, stable_drifted: bool) -> list[Cause]:
+def explain(probe_tags: set[str], differences: list[Any], *, stable_drifted: bool,
+            hardware_drifted: bool = False) -> list[Cause]:
     """The differences that can explain a drift of a probe with ``probe_tags``, most likely first.
 
     ``stable_drifted``: whether any stable-group probe drifted in this verify (the
-    stable-vs-canary rule). Returns ``[UNEXPLAINED]`` when nothing matches.
+    stable-vs-canary rule); ``hardware_drifted``: whether a hardware-group probe drifted (the
+    hardware-arithmetic rule, applied when the stable group held). Returns ``[UNEXPLAINED]`` when
+    nothing matches.
     """
     all_paths = {d.path for d in differences}
-    boosts = GROUP_BOOST["stable" if stable_drifted else "canary"]
+    boosts = GROUP_BOOST[group_rule(stable_drifted=stable_drifted, hardware_drifted=hardware_drifted)]
     causes: list[Cause] = []
     for diff in differences:
         matched = [r for r in ATTRIBUTION_RULES if _rule_matches(r, diff.path, all_paths)]

@@ -11,6 +11,10 @@ Each probe belongs to a *group*, taken from the field notes (shared/determinism-
   (or seed) changes. If one of them drifts, suspect versions or seeds first.
 * ``canary`` -- matmul, conv gradients, big reductions, oneDNN-routed ops, XLA, training.
   They move with hardware, thread counts, oneDNN and XLA settings.
+* ``hardware`` -- small fixed-input probes of the CPU's own arithmetic: Eigen's approximate
+  reciprocal/rsqrt, division, sqrt, the normalisation inside softmax / layer norm / batch norm,
+  and Eigen's cache-blocked contraction. When only they (and canaries) move while the stable
+  group holds, the CPU model is the cause, not a setting.
 
 Tags name the components a probe depends on; ``envlock.diff.Difference.components`` uses
 the same vocabulary, which is how verify matches a drift to its likely causes.
@@ -25,7 +29,7 @@ from typing import Any, Literal
 from envlock.errors import BadInputError
 from envlock.tags import PROBE_TAGS
 
-Group = Literal["stable", "canary"]
+Group = Literal["stable", "canary", "hardware"]
 
 # The tag vocabulary (documented in --list-probes and shared with envlock.diff).
 KNOWN_TAGS: frozenset[str] = frozenset(PROBE_TAGS)
@@ -107,13 +111,14 @@ def probe(name: str, *, tags: list[str], group: Group, dtype: str, description: 
     return register
 
 
-# Suite order: stable controls first, then canaries, then the GPU probes.
+# Suite order: stable controls first, then canaries, the hardware-arithmetic group, then the GPU probes.
 SUITE_MODULES: tuple[str, ...] = (
     "envlock.probes.suite_rng",
     "envlock.probes.suite_linalg",
     "envlock.probes.suite_compile",
     "envlock.probes.suite_training",
     "envlock.probes.suite_layers",
+    "envlock.probes.suite_hardware",
     "envlock.probes.suite_gpu",
 )
 
