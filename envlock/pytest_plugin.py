@@ -205,8 +205,8 @@ def _probe_record(probe_name: str, arrays: Mapping[str, Any] | Any, tags: list[s
     unknown = sorted(set(chosen) - set(PROBE_TAGS))
     if unknown:
         raise ValueError(f"envlock_regression.check: unknown tags {unknown} (known: {', '.join(PROBE_TAGS)})")
-    if group not in ("stable", "canary"):
-        raise ValueError(f"envlock_regression.check: group must be 'stable' or 'canary', not {group!r}")
+    if group not in ("stable", "canary", "hardware"):
+        raise ValueError(f"envlock_regression.check: group must be 'stable', 'canary' or 'hardware', not {group!r}")
     named = dict(arrays) if isinstance(arrays, Mapping) else {SINGLE_ARRAY_NAME: arrays}
     if not named:
         raise ValueError("envlock_regression.check: no arrays given")

@@ -97,8 +97,8 @@ def probe(name: str, *, tags: list[str], group: Group, dtype: str, description: 
     unknown = set(tags) - KNOWN_TAGS
     if unknown:
         raise ValueError(f"probe {name}: unknown tags {sorted(unknown)} (known: {', '.join(sorted(KNOWN_TAGS))})")
-    if group not in ("stable", "canary"):
-        raise ValueError(f"probe {name}: group must be 'stable' or 'canary', not {group!r}")
+    if group not in ("stable", "canary", "hardware"):
+        raise ValueError(f"probe {name}: group must be 'stable', 'canary' or 'hardware', not {group!r}")
     if not isinstance(name, str) or not name or not name.isprintable() or len(name) > 200:
         raise ValueError(f"probe name {name!r}: a printable string of 1 to 200 characters")
 
