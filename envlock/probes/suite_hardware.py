@@ -70,9 +70,13 @@ def hw_rsqrt(ctx: ProbeContext) -> dict[str, Any]:
        description="float32 x / y, tf.sqrt and tf.math.divide_no_nan on 4096 values over 60 binades")
 def hw_divide_sqrt(ctx: ProbeContext) -> dict[str, Any]:
     tf = ctx.tf
+    np = ctx.np
     x, y = _spread(ctx, 4096, 3, positive=False), _spread(ctx, 4096, 4, positive=False)
-    return {"divide": (tf.constant(x) / tf.constant(y)).numpy(), "sqrt": tf.sqrt(ctx.np.abs(x)).numpy(),
-            "divide_no_nan": tf.math.divide_no_nan(x, y).numpy()}
+    # Quotients of values within 1e-15..1e15 stay finite (1e-30..1e30): a full 1e-30..1e30 pair overflows
+    # to Inf, and an Inf output can show no drift (outputs must be finite).
+    xq, yq = (np.sign(v) * np.sqrt(np.abs(v)) for v in (x, y))
+    return {"divide": (tf.constant(xq) / tf.constant(yq)).numpy(), "sqrt": tf.sqrt(np.abs(x)).numpy(),
+            "divide_no_nan": tf.math.divide_no_nan(xq, yq).numpy()}
 
 
 @probe("hw.softmax_grad", tags=_APPROX, group="hardware", dtype="float32",
