@@ -92,6 +92,10 @@ _SECRET_MARKERS: tuple[str, ...] = (
 
 # Terraform/OpenTofu names inside TensorFlow-looking families, refused outright.
 DENIED_PREFIXES: tuple[str, ...] = ("TF_DATA_DIR",)
+# Names the libraries themselves write into os.environ when they load (TensorFlow sets TF2_BEHAVIOR=1
+# on import): they say nothing about the user's configuration, and once TF is imported they would
+# read as drift from a golden recorded before the import.
+SET_BY_IMPORT: frozenset[str] = frozenset({"TF2_BEHAVIOR"})
 
 # What a recorded variable may look like. A golden is untrusted input, and its environment is
 # applied to processes (verify --golden-env, lockdown(golden=)) and baked into images (build):
@@ -139,7 +143,7 @@ def is_allowed(name: str) -> bool:
     upper = name.upper()
     if name != upper:
         return False  # the variables we care about are all upper case; mixed case is a user's own
-    if name.startswith(DENIED_PREFIXES) or any(marker in upper for marker in _SECRET_MARKERS):
+    if name.startswith(DENIED_PREFIXES) or name in SET_BY_IMPORT or any(marker in upper for marker in _SECRET_MARKERS):
         return False
     if name in ALLOWED_NAMES or name.startswith(ALLOWED_PREFIXES):
         return True
