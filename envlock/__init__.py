@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from envlock.version import __version__
 
 __all__ = ["ProbeContext", "ProbeSkipped", "__version__", "lockdown", "probe", "reseed"]
 

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer, model_validator
 
-from envlock import __version__
+from envlock.version import __version__
 from envlock.errors import BadFileError, IntegrityError
 from envlock.limits import MAX_REPEAT, MAX_THREADS
 from envlock.models import (
@@ -279,7 +279,7 @@ def repeat_hashes(run: dict[str, Any]) -> tuple[str, ...] | None:
 
 def lockdown_settings_for_this_process(environ: dict[str, str], seed: int = 42) -> LockdownSettings:
     """The controls a golden is recorded under: explicit thread counts and today's determinism env."""
-    from envlock.fingerprint.environ import capture_environment
+    from envlock.environ import capture_environment
     from envlock.locking import default_thread_count
 
     threads = min(default_thread_count(), MAX_THREADS)  # a golden must load wherever it goes

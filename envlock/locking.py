@@ -91,7 +91,7 @@ def golden_environment_changes(current: dict[str, str], golden_env: dict[str, st
     lockdown(golden=)): it refuses anything off the allow-list (PYTHONPATH, LD_PRELOAD, ...) or
     with a value that is not short printable text, even when the model was built without validation.
     """
-    from envlock.fingerprint.environ import environment_problem, is_allowed
+    from envlock.environ import environment_problem, is_allowed
 
     problem = environment_problem(golden_env)
     if problem:

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
-from envlock.fingerprint.environ import check_environment
+from envlock.environ import check_environment
 from envlock.limits import MAX_SEED, MAX_THREADS
 
 MANIFEST_KIND = "envlock.manifest"
@@ -266,7 +266,7 @@ class LockdownSettings(_Model):
     """The controls envlock applies before running probes or a user's job.
 
     ``environment`` is the allow-listed determinism environment in force when the golden
-    was recorded (see ``envlock.fingerprint.environ``); ``--golden-env`` reproduces it exactly.
+    was recorded (see ``envlock.environ``); ``--golden-env`` reproduces it exactly.
     """
 
     seed: int = Field(default=42, ge=0, le=MAX_SEED)  # numpy refuses others: exit 2 here, not 3 in TF

@@ -224,7 +224,7 @@ def _with_record(golden: Golden | None, record: ProbeRecord, manifest: Manifest)
     """The golden with ``record`` added or replaced (probes sorted by name), on this machine's manifest."""
     import datetime as dt
 
-    from envlock import __version__
+    from envlock.version import __version__
     from envlock.golden import Golden
     from envlock.models import LockdownSettings
 

@@ -2,7 +2,7 @@
 
 Standard library only, pure, and linear in the length of the value: every pattern is anchored
 by a literal or a look-behind that fixes where a match can start, so no input backtracks
-quadratically (values are also bounded, see ``envlock.fingerprint.environ``).
+quadratically (values are also bounded, see ``envlock.environ``).
 
 What is redacted (README "Nothing secret"):
 

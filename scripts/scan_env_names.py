@@ -6,10 +6,10 @@ numpy's extension modules and the OpenBLAS it bundles, and any NVIDIA CUDA libra
 as wheels) for NUL-terminated, identifier-shaped upper-case strings with an underscore: every
 ``getenv("NAME")`` literal is one. That is a superset (enum names such as ``DT_FLOAT`` pass too),
 which is harmless: envlock records a name from this list only when it is set in the environment,
-is no credential and no general process variable (``envlock.fingerprint.environ``).
+is no credential and no general process variable (``envlock.environ``).
 
 Scanning ~900 MB takes seconds, too slow for every capture, so the result is DATA: one JSON per
-TensorFlow version, ``envlock/fingerprint/data/env_names-tf<version>.json``, committed.
+TensorFlow version, ``envlock/data/env_names-tf<version>.json``, committed.
 
     python scripts/scan_env_names.py [--out DIR]
 """
@@ -28,7 +28,7 @@ from pathlib import Path
 # A NUL, then an identifier in upper case with at least one underscore, then a NUL.
 NAME = re.compile(rb"(?<=\x00)([A-Z][A-Z0-9]*_[A-Z0-9_]*[A-Z0-9])(?=\x00)")
 MIN_LENGTH, MAX_LENGTH = 4, 64
-DEFAULT_OUT = Path(__file__).resolve().parent.parent / "envlock" / "fingerprint" / "data"
+DEFAULT_OUT = Path(__file__).resolve().parent.parent / "envlock" / "data"
 
 
 def names_in(path: Path) -> set[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from envlock import __version__
+from envlock.version import __version__
 from envlock.cli import build, capture, explain, verify, watch  # noqa: F401  (registers commands)
 from envlock.cli.common import app
 from envlock.errors import BAD_INPUT

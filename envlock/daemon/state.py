@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from envlock import __version__
+from envlock.version import __version__
 from envlock.daemon.history import History
 from envlock.daemon.metrics import Metrics
 from envlock.daemon.results import KINDS, CheckResult

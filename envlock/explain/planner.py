@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from envlock.fingerprint.environ import is_allowed
+from envlock.environ import is_allowed
 from envlock.models import IsaSummary, Manifest
 
 # oneDNN's ONEDNN_MAX_CPU_ISA names, lowest first, each with the CPU features it needs (on top of

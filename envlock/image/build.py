@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envlock import __version__
+from envlock.version import __version__
 from envlock.errors import BadFileError, BadInputError, EnvironmentProblem, IntegrityError
 from envlock.image import compat as compat_table
 from envlock.image import data, wheelhouse

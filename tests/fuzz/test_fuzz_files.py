@@ -71,7 +71,7 @@ def test_loaders_raise_only_one_line_envlock_errors(workdir: Path, content: Fuzz
 @given(content=st.one_of(golden_mutations, arbitrary_bytes))
 def test_lockdown_golden_never_exports_what_is_not_allow_listed(workdir: Path, content: FuzzInput) -> None:
     """lockdown(golden=) up to the TF import (TF is kept out: importing it is the point it stops)."""
-    from envlock.fingerprint.environ import is_allowed
+    from envlock.environ import is_allowed
     from envlock.locking import lockdown
 
     path = _file(workdir, content)

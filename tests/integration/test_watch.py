@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from envlock.fingerprint.environ import is_allowed
+from envlock.environ import is_allowed
 
 # The daemon's environment: this one without any numerics-related variable, so a golden built
 # with the same environment matches it and one with an extra variable does not.

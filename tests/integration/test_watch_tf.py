@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from envlock.fingerprint.environ import is_allowed
+from envlock.environ import is_allowed
 from tests.integration.test_watch import DAEMON_ENV, Daemon, wait_for
 
 pytestmark = [pytest.mark.tf, pytest.mark.slow]

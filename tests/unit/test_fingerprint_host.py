@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from envlock.fingerprint.environ import capture_environment, is_allowed
+from envlock.environ import capture_environment, is_allowed
 from envlock.fingerprint.host import collect_host, detect_container_runtime, parse_glibc, parse_os_release
 from envlock.fingerprint.loaded_libs import parse_library_filename, parse_proc_maps
 from envlock.fingerprint.memory import collect_memory, count_numa_nodes, parse_meminfo_total

@@ -24,7 +24,7 @@ import pytest
 
 from envlock.diff import diff_manifests
 from envlock.errors import BAD_INPUT, BadFileError, BadInputError
-from envlock.fingerprint.environ import MAX_VALUE_LENGTH, capture_environment, environment_problem
+from envlock.environ import MAX_VALUE_LENGTH, capture_environment, environment_problem
 from envlock.golden import Golden, OutputRecord, ProbeRecord, load_golden, save_golden, seal
 from envlock.image import wheelhouse
 from envlock.image.spec import check_golden_for_image, spec_from_golden

@@ -11,7 +11,7 @@ import pytest
 
 from envlock.diff import diff_manifests
 from envlock.fingerprint.cache import SYSFS_CPU, collect_caches, parse_cpu_list, parse_getconf, parse_size
-from envlock.fingerprint.environ import capture_environment, discovered_names, is_allowed
+from envlock.environ import capture_environment, discovered_names, is_allowed
 from envlock.fingerprint.onednn import capture_fd1, parse_verbose_info
 from envlock.golden import ProbeRecord, load_golden
 from envlock.models import CacheInfo, Manifest, compute_digest, identity_dict, with_digest
@@ -187,7 +187,7 @@ def test_hardware_group_is_a_third_group_in_goldens() -> None:
 
 def test_a_variable_tensorflow_sets_on_import_is_never_recorded() -> None:
     # TF writes TF2_BEHAVIOR=1 into os.environ when imported; recorded, it read as drift in strict lockdown.
-    from envlock.fingerprint.environ import capture_environment, is_allowed
+    from envlock.environ import capture_environment, is_allowed
 
     assert not is_allowed("TF2_BEHAVIOR")
     assert capture_environment({"TF2_BEHAVIOR": "1", "OMP_NUM_THREADS": "2"}) == {"OMP_NUM_THREADS": "2"}
