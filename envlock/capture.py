@@ -90,9 +90,8 @@ def _collect_beside_child(runner: Runner | None, environ: dict[str, str]) -> Man
 def _collect_everything_else(runner: Runner | None, environ: dict[str, str]) -> Manifest:
     from datetime import datetime, timezone
 
-    from envlock.version import __version__
-    from envlock.fingerprint.cpu import collect_cpu
     from envlock.environ import capture_environment
+    from envlock.fingerprint.cpu import collect_cpu
     from envlock.fingerprint.gpu import collect_gpu
     from envlock.fingerprint.host import collect_host
     from envlock.fingerprint.memory import collect_memory
@@ -100,6 +99,7 @@ def _collect_everything_else(runner: Runner | None, environ: dict[str, str]) -> 
     from envlock.fingerprint.python_env import collect_python
     from envlock.models import Manifest, TensorflowInfo
     from envlock.runner import Runner
+    from envlock.version import __version__
 
     runner = runner or Runner()
     return Manifest(

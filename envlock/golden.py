@@ -20,7 +20,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer, model_validator
 
-from envlock.version import __version__
 from envlock.errors import BadFileError, IntegrityError
 from envlock.limits import MAX_REPEAT, MAX_THREADS
 from envlock.models import (
@@ -34,6 +33,7 @@ from envlock.models import (
 )
 from envlock.models import EnvlockModel as _Model
 from envlock.store import Migration, atomic_write_text, dumps_canonical, load_model
+from envlock.version import __version__
 
 GOLDEN_KIND = "envlock.golden"
 GOLDEN_SCHEMA_VERSION = 1

@@ -224,9 +224,9 @@ def _with_record(golden: Golden | None, record: ProbeRecord, manifest: Manifest)
     """The golden with ``record`` added or replaced (probes sorted by name), on this machine's manifest."""
     import datetime as dt
 
-    from envlock.version import __version__
     from envlock.golden import Golden
     from envlock.models import LockdownSettings
+    from envlock.version import __version__
 
     probes = {p.name: p for p in (golden.probes if golden is not None else [])}
     probes[record.name] = record

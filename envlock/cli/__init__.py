@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import typer
 
-from envlock.version import __version__
 from envlock.cli import build, capture, explain, verify, watch  # noqa: F401  (registers commands)
 from envlock.cli.common import app
 from envlock.errors import BAD_INPUT
 from envlock.runner import Terminated, stop_cleanly_on_sigterm
+from envlock.version import __version__
 
 
 def _version_callback(value: bool) -> None:

@@ -23,10 +23,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from envlock.version import __version__
 from envlock.daemon.history import History
 from envlock.daemon.metrics import Metrics
 from envlock.daemon.results import KINDS, CheckResult
+from envlock.version import __version__
 
 # A fingerprint check is overdue when none has finished for OVERDUE_FACTOR intervals plus the
 # slack (a capture takes a second or two, more on a loaded node); a verify when it runs past its

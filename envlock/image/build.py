@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envlock.version import __version__
 from envlock.errors import BadFileError, BadInputError, EnvironmentProblem, IntegrityError
 from envlock.image import compat as compat_table
 from envlock.image import data, wheelhouse
@@ -25,6 +24,7 @@ from envlock.image.data import BaseImage
 from envlock.image.render import DOCKERIGNORE, render
 from envlock.image.spec import ImageSpec, Variant, check_golden_for_image, check_line, spec_from_golden
 from envlock.store import atomic_write_bytes, read_input_bytes, read_input_text
+from envlock.version import __version__
 
 Progress = Callable[[str], None]
 

@@ -8,8 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from envlock.errors import BadInputError
 from envlock.environ import environment_problem
+from envlock.errors import BadInputError
 from envlock.image.compat import TfCompat
 from envlock.image.data import BaseImage
 from envlock.models import LockdownSettings, Manifest

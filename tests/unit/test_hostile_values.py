@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 
 from envlock.diff import diff_manifests
-from envlock.errors import BAD_INPUT, BadFileError, BadInputError
 from envlock.environ import MAX_VALUE_LENGTH, capture_environment, environment_problem
+from envlock.errors import BAD_INPUT, BadFileError, BadInputError
 from envlock.golden import Golden, OutputRecord, ProbeRecord, load_golden, save_golden, seal
 from envlock.image import wheelhouse
 from envlock.image.spec import check_golden_for_image, spec_from_golden

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from envlock.diff import diff_manifests
-from envlock.fingerprint.cache import SYSFS_CPU, collect_caches, parse_cpu_list, parse_getconf, parse_size
 from envlock.environ import capture_environment, discovered_names, is_allowed
+from envlock.fingerprint.cache import SYSFS_CPU, collect_caches, parse_cpu_list, parse_getconf, parse_size
 from envlock.fingerprint.onednn import capture_fd1, parse_verbose_info
 from envlock.golden import ProbeRecord, load_golden
 from envlock.models import CacheInfo, Manifest, compute_digest, identity_dict, with_digest
