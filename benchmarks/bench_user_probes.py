@@ -31,8 +31,8 @@ def segfault(ctx):
 
 
 def timed_child(names: list[str], modules: list[str]) -> tuple[float, dict]:
-    from envlock.golden import lockdown_settings_for_this_process
     from envlock.probes.child import run_child
+    from envlock.record import lockdown_settings_for_this_process
 
     environ = dict(os.environ)
     start = time.perf_counter()

@@ -11,7 +11,6 @@ import contextlib
 import os
 import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from envlock.fingerprint import tf as tf_fingerprint
@@ -19,13 +18,8 @@ from envlock.fingerprint import tf as tf_fingerprint
 if TYPE_CHECKING:
     from envlock.models import Manifest
     from envlock.runner import Runner
-    from envlock.store import Migration
 
 _WORKER_NICENESS = 10
-
-# schema_version n -> n+1 upgrades, applied one step at a time on load (none yet).
-MANIFEST_MIGRATIONS: dict[int, Migration] = {}
-
 
 def capture_manifest(
     *, include_tf: bool = True, runner: Runner | None = None, environ: Mapping[str, str] | None = None
@@ -115,24 +109,3 @@ def _collect_everything_else(runner: Runner | None, environ: dict[str, str]) -> 
         environment=capture_environment(environ),
     )
 
-
-def load_manifest(path: Path | str) -> Manifest:
-    """Read a manifest file (validated, migrated); any problem is a one-line BadFileError."""
-    from envlock.models import MANIFEST_KIND, MANIFEST_SCHEMA_VERSION, Manifest
-    from envlock.store import load_model
-
-    return load_model(
-        path, Manifest, kind=MANIFEST_KIND, current_version=MANIFEST_SCHEMA_VERSION, migrations=MANIFEST_MIGRATIONS
-    )
-
-
-def load_any_manifest(path: Path | str) -> Manifest:
-    """A manifest from a manifest file or from a golden file (its recorded manifest)."""
-    from envlock.store import read_json_file
-
-    data = read_json_file(path)
-    if isinstance(data, dict) and data.get("kind") == "envlock.golden":
-        from envlock.golden import load_golden  # lazily: verify's module, only needed for goldens
-
-        return load_golden(path).manifest
-    return load_manifest(path)

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from envlock.errors import BadInputError
 from envlock.redact import redact_value
 
 # TensorFlow's own families. "TF_" alone is not allowed: Terraform and OpenTofu share it
@@ -203,3 +204,18 @@ def capture_environment(environ: Mapping[str, str]) -> dict[str, str]:
         if variable_problem(name, value) is None:
             captured[name] = value
     return captured
+
+
+def golden_environment_changes(current: dict[str, str], golden_env: dict[str, str]) -> dict[str, str | None]:
+    """What makes the allow-listed environment exactly the golden's: name -> value (None = unset).
+
+    The one path by which a golden's environment reaches a process (verify --golden-env and
+    lockdown(golden=)): it refuses anything off the allow-list (PYTHONPATH, LD_PRELOAD, ...) or
+    with a value that is not short printable text, even when the model was built without validation.
+    """
+    problem = environment_problem(golden_env)
+    if problem:
+        raise BadInputError(f"golden environment: {problem}")
+    changes: dict[str, str | None] = {n: None for n in current if is_allowed(n) and n not in golden_env}
+    changes.update({n: v for n, v in golden_env.items() if current.get(n) != v})
+    return dict(sorted(changes.items()))

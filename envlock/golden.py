@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime as _dt
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -21,7 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer, model_validator
 
 from envlock.errors import BadFileError, IntegrityError
-from envlock.limits import MAX_REPEAT, MAX_THREADS
+from envlock.limits import MAX_REPEAT
 from envlock.models import (
     MANIFEST_SCHEMA_VERSION,
     LockdownSettings,
@@ -29,11 +27,11 @@ from envlock.models import (
     TensorflowInfo,
     canonical_sha256,
     compute_digest,
+    load_manifest,
     with_digest,
 )
 from envlock.models import EnvlockModel as _Model
-from envlock.store import Migration, atomic_write_text, dumps_canonical, load_model
-from envlock.version import __version__
+from envlock.store import Migration, atomic_write_text, dumps_canonical, load_model, read_json_file
 
 GOLDEN_KIND = "envlock.golden"
 GOLDEN_SCHEMA_VERSION = 1
@@ -277,16 +275,6 @@ def repeat_hashes(run: dict[str, Any]) -> tuple[str, ...] | None:
     return tuple(o["sha256"] for o in run["outputs"])
 
 
-def lockdown_settings_for_this_process(environ: dict[str, str], seed: int = 42) -> LockdownSettings:
-    """The controls a golden is recorded under: explicit thread counts and today's determinism env."""
-    from envlock.environ import capture_environment
-    from envlock.locking import default_thread_count
-
-    threads = min(default_thread_count(), MAX_THREADS)  # a golden must load wherever it goes
-    return LockdownSettings(seed=seed, op_determinism=True, intra_op_threads=threads, inter_op_threads=threads,
-                            environment=capture_environment(environ))
-
-
 def manifest_with_tf(manifest: Manifest, child_result: dict[str, Any]) -> Manifest:
     """Fill the manifest's TensorFlow section from the child (the parent never imports TF)."""
     info = child_result.get("tf_info")
@@ -297,33 +285,9 @@ def manifest_with_tf(manifest: Manifest, child_result: dict[str, Any]) -> Manife
     return with_digest(manifest.model_copy(update={"tensorflow": tf_section}))
 
 
-def capture_golden(*, probe_names: list[str] | None = None, repeat: int = 2, probe_modules: list[str] | None = None,
-                   probe_timeout: float | None = None) -> Golden:
-    """Run the probe suite on this machine in a child process and build a sealed golden.
-
-    ``probe_modules`` (``--probe-module``) and installed ``envlock.probes`` entry points add user
-    probes; they are imported only in the child, which reports each probe's metadata and source.
-    """
-    from envlock.capture import capture_manifest
-    from envlock.probes.child import run_child
-    from envlock.probes.supervisor import check_probe_names, probe_infos
-
-    check_probe_names(probe_names, probe_modules or [])  # built-in names in the parent, the rest in the child
-    # Snapshot the environment before capturing: collectors may add variables to os.environ
-    # (threadpoolctl sets KMP_DUPLICATE_LIB_OK), and the probes must see the user's environment.
-    environ = dict(os.environ)
-    settings = lockdown_settings_for_this_process(environ)
-    manifest = capture_manifest(include_tf=False, environ=environ)
-    # oneDNN's verbose lines name the kernels each probe ran: explain compares them with this machine's.
-    result = run_child(probe_names=probe_names, repeat=repeat, settings=settings, env=environ,
-                       probe_modules=probe_modules or [], probe_timeout=probe_timeout, onednn_verbose=True)
-    probes = probe_infos(result, probe_names)
-    golden = Golden(
-        envlock_version=__version__,
-        created_at=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
-        manifest=manifest_with_tf(manifest, result),
-        lockdown=settings,
-        repeat=repeat,
-        probes=[probe_record(p, result["runs"][p.name]) for p in probes],
-    )
-    return seal(golden)
+def load_any_manifest(path: Path | str) -> Manifest:
+    """A manifest from a manifest file or from a golden file (its recorded manifest)."""
+    data = read_json_file(path)
+    if isinstance(data, dict) and data.get("kind") == GOLDEN_KIND:
+        return load_golden(path).manifest
+    return load_manifest(path)

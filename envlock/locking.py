@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from envlock.environ import golden_environment_changes
 from envlock.errors import BadInputError, DriftFound
+from envlock.tfcontrols import apply_tf_controls, default_thread_count
 
 
 class LockdownWarning(RuntimeWarning):
@@ -39,66 +41,6 @@ class LockdownReport:
     inter_op_threads: int | None
     environment_changes: dict[str, str | None] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
-
-
-def default_thread_count() -> int:
-    """The CPUs this process may run on: what TF would pick by default, made explicit."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def apply_tf_controls(tf: Any, *, seed: int, op_determinism: bool, intra_op_threads: int | None,
-                      inter_op_threads: int | None) -> dict[str, Any]:
-    """Seeds, op determinism and thread counts on an imported TF; returns what is in force.
-
-    Shared by the probe child and ``lockdown()`` so probes run exactly as users' jobs do.
-    """
-    problems: list[str] = []
-    threading = tf.config.threading
-    for label, wanted, setter, getter in (
-        ("intra-op", intra_op_threads, threading.set_intra_op_parallelism_threads,
-         threading.get_intra_op_parallelism_threads),
-        ("inter-op", inter_op_threads, threading.set_inter_op_parallelism_threads,
-         threading.get_inter_op_parallelism_threads),
-    ):
-        if wanted is None or getter() == wanted:
-            continue
-        try:
-            setter(wanted)
-        except RuntimeError:
-            problems.append(
-                f"TF {label} threads could not be set to {wanted}: TensorFlow's runtime is already "
-                f"initialised (call envlock.lockdown() before running any TF op)"
-            )
-    if op_determinism:
-        tf.config.experimental.enable_op_determinism()
-    tf.keras.utils.set_random_seed(seed)  # python random, numpy, TF and Keras' global generator
-    return {
-        "seed": seed,
-        "op_determinism": op_determinism,
-        "intra_op_threads": threading.get_intra_op_parallelism_threads() or None,
-        "inter_op_threads": threading.get_inter_op_parallelism_threads() or None,
-        "problems": problems,
-    }
-
-
-def golden_environment_changes(current: dict[str, str], golden_env: dict[str, str]) -> dict[str, str | None]:
-    """What makes the allow-listed environment exactly the golden's: name -> value (None = unset).
-
-    The one path by which a golden's environment reaches a process (verify --golden-env and
-    lockdown(golden=)): it refuses anything off the allow-list (PYTHONPATH, LD_PRELOAD, ...) or
-    with a value that is not short printable text, even when the model was built without validation.
-    """
-    from envlock.environ import environment_problem, is_allowed
-
-    problem = environment_problem(golden_env)
-    if problem:
-        raise BadInputError(f"golden environment: {problem}")
-    changes: dict[str, str | None] = {n: None for n in current if is_allowed(n) and n not in golden_env}
-    changes.update({n: v for n, v in golden_env.items() if current.get(n) != v})
-    return dict(sorted(changes.items()))
 
 
 def _environment_problems(golden_env: dict[str, str] | None) -> list[str]:

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from envlock.environ import check_environment
 from envlock.limits import MAX_SEED, MAX_THREADS
+from envlock.store import Migration, load_model
 
 MANIFEST_KIND = "envlock.manifest"
 MANIFEST_SCHEMA_VERSION = 1
+# schema_version n -> n+1 upgrades, applied one step at a time on load (none yet).
+MANIFEST_MIGRATIONS: dict[int, Migration] = {}
 
 
 class EnvlockModel(BaseModel):
@@ -274,3 +278,10 @@ class LockdownSettings(_Model):
     intra_op_threads: ThreadCount | None = None  # 0: TensorFlow's default; negative SIGABRTs TF
     inter_op_threads: ThreadCount | None = None
     environment: RecordedEnvironment = Field(default_factory=dict)
+
+
+def load_manifest(path: Path | str) -> Manifest:
+    """Read a manifest file (validated, migrated); any problem is a one-line BadFileError."""
+    return load_model(
+        path, Manifest, kind=MANIFEST_KIND, current_version=MANIFEST_SCHEMA_VERSION, migrations=MANIFEST_MIGRATIONS
+    )

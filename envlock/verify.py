@@ -160,7 +160,7 @@ def child_environment(golden: Golden, environ: dict[str, str], *, golden_env: bo
     """The probes' environment: this machine's, or with the golden's determinism variables exactly."""
     env = dict(environ)
     if golden_env:
-        from envlock.locking import golden_environment_changes
+        from envlock.environ import golden_environment_changes
 
         for name, value in golden_environment_changes(env, golden.lockdown.environment).items():
             if value is None:

@@ -11,8 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, TypeVar
 
-from envlock.capture import load_manifest
-from envlock.models import Manifest
+from envlock.models import Manifest, load_manifest
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 MANIFEST_DIR = DATA_DIR / "manifests"

@@ -92,9 +92,10 @@ def _capture_golden(output: Path | None, probes: str | None, repeat: int, *, as_
     if no_tf:
         raise BadInputError("--golden runs TensorFlow probes; it cannot be combined with --no-tf")
     _check_writable(output)
-    from envlock.golden import capture_golden, save_golden
+    from envlock.golden import save_golden
     from envlock.probes.registry import parse_probe_list
     from envlock.probes.supervisor import check_probe_names
+    from envlock.record import capture_golden
     from envlock.store import dumps_canonical
 
     names = parse_probe_list(probes)
@@ -132,8 +133,8 @@ def diff(
 
     Exit codes: 0 identical in identity; 1 different; 2 bad input file.
     """
-    from envlock.capture import load_any_manifest
     from envlock.diff import diff_manifests
+    from envlock.golden import load_any_manifest
     from envlock.models import compute_digest
     from envlock.render import render_differences
 

@@ -248,9 +248,9 @@ def run_request(request: dict[str, Any]) -> dict[str, Any]:
         return {"ok": False, "error": "tensorflow_missing", "detail": str(exc)}
     import_seconds = time.perf_counter() - import_start
 
-    from envlock.locking import apply_tf_controls
     from envlock.probes.registry import ProbeContext
     from envlock.probes.user import ProbeModuleError
+    from envlock.tfcontrols import apply_tf_controls
 
     progress = _Progress(request.get("progress"))
     _configure_devices(tf)

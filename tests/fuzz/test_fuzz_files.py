@@ -53,8 +53,8 @@ def _file(workdir: Path, content: FuzzInput | bytes, name: str = "input.json") -
 @examples(150)
 @given(content=any_file)
 def test_loaders_raise_only_one_line_envlock_errors(workdir: Path, content: FuzzInput) -> None:
-    from envlock.capture import load_any_manifest, load_manifest
-    from envlock.golden import load_golden
+    from envlock.golden import load_any_manifest, load_golden
+    from envlock.models import load_manifest
 
     path = _file(workdir, content)
     for loader in (load_golden, load_manifest, load_any_manifest):

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from envlock.capture import load_any_manifest, load_manifest
-from envlock.models import compute_digest
+from envlock.golden import load_any_manifest
+from envlock.models import compute_digest, load_manifest
 from tests.conftest import envlock_cli
 
 pytestmark = pytest.mark.tf

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from envlock.capture import capture_manifest, load_manifest
+from envlock.capture import capture_manifest
 from envlock.cli import app
 from envlock.diff import diff_manifests
 from envlock.fingerprint.gpu import collect_gpu
-from envlock.models import MANIFEST_SCHEMA_VERSION, Manifest
+from envlock.models import MANIFEST_SCHEMA_VERSION, Manifest, load_manifest
 
 runner = CliRunner()
 

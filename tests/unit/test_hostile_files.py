@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from envlock.capture import load_any_manifest, load_manifest
 from envlock.errors import BAD_INPUT, BadFileError
-from envlock.golden import load_golden
+from envlock.golden import load_any_manifest, load_golden
 from envlock.image.build import _requirements_file
 from envlock.limits import MAX_INPUT_BYTES, MAX_JSON_CONTAINERS, MAX_JSON_DEPTH
+from envlock.models import load_manifest
 from envlock.store import json_shape_problem, read_input_bytes, read_json_file
 from tests.hostile import REAL_GOLDEN, one_error_line, real_golden_data, reseal, run_envlock, write_json
 

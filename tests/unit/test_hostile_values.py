@@ -23,12 +23,11 @@ import numpy as np
 import pytest
 
 from envlock.diff import diff_manifests
-from envlock.environ import MAX_VALUE_LENGTH, capture_environment, environment_problem
+from envlock.environ import MAX_VALUE_LENGTH, capture_environment, environment_problem, golden_environment_changes
 from envlock.errors import BAD_INPUT, BadFileError, BadInputError
 from envlock.golden import Golden, OutputRecord, ProbeRecord, load_golden, save_golden, seal
 from envlock.image import wheelhouse
 from envlock.image.spec import check_golden_for_image, spec_from_golden
-from envlock.locking import golden_environment_changes
 from envlock.models import Distribution, LockdownSettings, Manifest, with_digest
 from envlock.probes.compare import Tolerance, summarize_array
 from envlock.redact import needs_redaction, redact_value

@@ -33,7 +33,7 @@ AMD, INTEL = "amd-epyc-zen4", "intel-xeon-amx"
 CONFTEST = """
 import os
 import pytest
-from envlock.capture import load_manifest
+from envlock.models import load_manifest
 
 @pytest.fixture(scope="session")
 def envlock_this_machine():

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from envlock.capture import load_any_manifest, load_manifest
 from envlock.errors import BAD_INPUT, BadFileError
-from envlock.golden import load_golden
+from envlock.golden import load_any_manifest, load_golden
+from envlock.models import load_manifest
 from tests.hostile import REPO_ROOT, one_error_line, real_golden_data, reseal, run_envlock, write_json
 from tests.recorded import RECORDED_MACHINES
 
