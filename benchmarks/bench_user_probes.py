@@ -31,7 +31,7 @@ def segfault(ctx):
 
 
 def timed_child(names: list[str], modules: list[str]) -> tuple[float, dict]:
-    from envlock.probes.child import run_child
+    from envlock.probes.supervisor import run_child
     from envlock.record import lockdown_settings_for_this_process
 
     environ = dict(os.environ)

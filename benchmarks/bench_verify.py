@@ -33,8 +33,8 @@ def median_wall(argv: list[str], runs: int) -> tuple[float, list[subprocess.Comp
 
 def per_probe_seconds() -> dict[str, float]:
     """One child run of the full suite (repeat 1), timed probe by probe (first call: tracing included)."""
-    from envlock.probes.child import run_child
     from envlock.probes.registry import default_probe_names
+    from envlock.probes.supervisor import run_child
     from envlock.record import lockdown_settings_for_this_process
 
     environ = dict(os.environ)

@@ -31,6 +31,7 @@ from envlock.models import (
     with_digest,
 )
 from envlock.models import EnvlockModel as _Model
+from envlock.protocol import DTYPE_ITEMSIZE, ChildResult, ProbeRun
 from envlock.store import Migration, atomic_write_text, dumps_canonical, load_model, read_json_file
 
 GOLDEN_KIND = "envlock.golden"
@@ -40,10 +41,6 @@ MIGRATIONS: dict[int, Migration] = {}
 
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
-# Bytes per element of the dtypes a probe output may have (numpy's names; what compare decodes).
-DTYPE_ITEMSIZE = {"bool": 1, "int8": 1, "uint8": 1, "int16": 2, "uint16": 2, "float16": 2, "int32": 4,
-                  "uint32": 4, "float32": 4, "int64": 8, "uint64": 8, "float64": 8, "complex64": 8,
-                  "complex128": 16}
 MAX_SAMPLE_ELEMENTS = 4096  # envlock stores at most 256 (FULL_LIMIT); a sample is never bigger
 MAX_DIMENSION = 2**40  # a shape entry (or a stride): far beyond any probe, far below overflow
 
@@ -248,7 +245,7 @@ def save_golden(path: Path | str, golden: Golden) -> None:
     atomic_write_text(path, dumps_canonical(sealed.model_dump(mode="json", exclude=exclude)))
 
 
-def probe_record(probe: Any, runs: list[dict[str, Any]]) -> ProbeRecord:
+def probe_record(probe: Any, runs: list[ProbeRun]) -> ProbeRecord:
     """Turn a probe's repeated child runs into its golden record."""
     first = runs[0]
     base: dict[str, Any] = {"name": probe.name, "tags": list(probe.tags), "group": probe.group}
@@ -269,13 +266,13 @@ def probe_record(probe: Any, runs: list[dict[str, Any]]) -> ProbeRecord:
                        **extra)
 
 
-def repeat_hashes(run: dict[str, Any]) -> tuple[str, ...] | None:
+def repeat_hashes(run: ProbeRun) -> tuple[str, ...] | None:
     if run.get("status") != "ok":
         return None
     return tuple(o["sha256"] for o in run["outputs"])
 
 
-def manifest_with_tf(manifest: Manifest, child_result: dict[str, Any]) -> Manifest:
+def manifest_with_tf(manifest: Manifest, child_result: ChildResult) -> Manifest:
     """Fill the manifest's TensorFlow section from the child (the parent never imports TF)."""
     info = child_result.get("tf_info")
     if info is None:

@@ -28,9 +28,11 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
+
+from envlock.protocol import OutputSummary
 
 if TYPE_CHECKING:
     from envlock.golden import Golden, ProbeRecord
@@ -257,8 +259,8 @@ def _compare(path: Path, golden: Golden, stored: ProbeRecord, current: ProbeReco
     """None when ``current`` reproduces ``stored``; otherwise the failure message."""
     from envlock.verify import judge_probe
 
-    outputs = [o.model_dump() for o in current.outputs]
-    verdict = judge_probe(stored, [{"status": "ok", "outputs": outputs}], tolerance)
+    outputs = [cast(OutputSummary, o.model_dump()) for o in current.outputs]
+    verdict = judge_probe(stored, [{"status": "ok", "outputs": outputs, "seconds": 0.0}], tolerance)
     if verdict.status in ("identical", "within_tolerance"):
         return None
     from envlock.diff import diff_manifests

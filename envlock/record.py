@@ -12,8 +12,7 @@ from envlock.environ import capture_environment
 from envlock.golden import Golden, manifest_with_tf, probe_record, seal
 from envlock.limits import MAX_THREADS
 from envlock.models import LockdownSettings
-from envlock.probes.child import run_child
-from envlock.probes.supervisor import check_probe_names, probe_infos
+from envlock.probes.supervisor import check_probe_names, probe_infos, run_child
 from envlock.tfcontrols import default_thread_count
 from envlock.version import __version__
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from envlock.protocol import AppliedControls
+
 
 def default_thread_count() -> int:
     """The CPUs this process may run on: what TF would pick by default, made explicit."""
@@ -20,7 +22,7 @@ def default_thread_count() -> int:
 
 
 def apply_tf_controls(tf: Any, *, seed: int, op_determinism: bool, intra_op_threads: int | None,
-                      inter_op_threads: int | None) -> dict[str, Any]:
+                      inter_op_threads: int | None) -> AppliedControls:
     """Seeds, op determinism and thread counts on an imported TF; returns what is in force.
 
     Shared by the probe child and ``lockdown()`` so probes run exactly as users' jobs do.

@@ -21,6 +21,7 @@ from envlock.errors import DRIFT, ENVIRONMENT, OK, BadInputError
 from envlock.golden import Golden, ProbeRecord, load_golden, manifest_with_tf, repeat_hashes
 from envlock.probes.attribution import HARDWARE_NOTE, Cause, explain
 from envlock.probes.compare import Tolerance, compare_output
+from envlock.protocol import ChildResult, OutputSummary, ProbeRun
 from envlock.redact import redact_value
 from envlock.signing import TrustedKey, check_signature, signature_note
 
@@ -82,7 +83,7 @@ def _skipped(record: ProbeRecord, reason: str) -> ProbeVerdict:
     return ProbeVerdict(name=record.name, group=record.group, tags=record.tags, status="skipped", reason=reason)
 
 
-def judge_probe(record: ProbeRecord, runs: list[dict[str, Any]], tolerance: Tolerance) -> ProbeVerdict:
+def judge_probe(record: ProbeRecord, runs: list[ProbeRun], tolerance: Tolerance) -> ProbeVerdict:
     """Verdict for one probe: its golden record against this machine's repeated runs."""
     if record.status != "ok":
         return _skipped(record, f"not recorded in the golden ({record.status}: {record.reason})")
@@ -102,7 +103,7 @@ def judge_probe(record: ProbeRecord, runs: list[dict[str, Any]], tolerance: Tole
     return _compare_outputs(base, record, first["outputs"], tolerance)
 
 
-def _compare_outputs(base: ProbeVerdict, record: ProbeRecord, outputs: list[dict[str, Any]],
+def _compare_outputs(base: ProbeVerdict, record: ProbeRecord, outputs: list[OutputSummary],
                      tolerance: Tolerance) -> ProbeVerdict:
     current = {o["name"]: o for o in outputs}
     golden = {o.name: o.model_dump() for o in record.outputs}
@@ -187,7 +188,7 @@ class VerifyRun:
     golden: Golden
     manifest: Any  # this machine's Manifest, TensorFlow section from the child
     environ: dict[str, str]
-    result: dict[str, Any]  # the probe child's result (runs per probe, timings)
+    result: ChildResult  # the probe child's result (runs per probe, timings)
 
 
 def verify_golden(golden_path: Path | str | None, *, probe_names: list[str] | None = None,
@@ -226,8 +227,8 @@ def verify_run(golden_path: Path | str | None, *, probe_names: list[str] | None 
 
     from envlock.capture import capture_manifest
     from envlock.diff import diff_manifests
-    from envlock.probes.child import run_child
     from envlock.probes.registry import all_probes
+    from envlock.probes.supervisor import run_child
 
     known = all_probes()
     # User probes (a source outside envlock) exist only in the child, which skips names nobody registers.
@@ -269,7 +270,7 @@ def verify_run(golden_path: Path | str | None, *, probe_names: list[str] | None 
 SOURCE_CHANGED = "probe source changed since the golden was recorded"
 
 
-def _verdict(record: ProbeRecord, result: dict[str, Any], tolerance: Tolerance, *, pytest_golden: bool,
+def _verdict(record: ProbeRecord, result: ChildResult, tolerance: Tolerance, *, pytest_golden: bool,
              allow_changed_probes: bool) -> ProbeVerdict:
     if pytest_golden:
         return _skipped(record, PYTEST_PROBE_REASON)
@@ -278,7 +279,7 @@ def _verdict(record: ProbeRecord, result: dict[str, Any], tolerance: Tolerance, 
         if record.status == "ok":  # recorded, but nothing here registers it
             return _skipped(record, _not_loaded_reason(record) if _is_user_probe(record)
                             else "this envlock version does not know this probe")
-        return judge_probe(record, [{"status": "skipped"}], tolerance)
+        return judge_probe(record, [{"status": "skipped", "seconds": 0.0}], tolerance)
     changed = _source_change(record, result)
     if changed and not allow_changed_probes:
         return _skipped(record, f"{changed}; re-record the golden or pass --allow-changed-probes")
@@ -305,11 +306,12 @@ def _not_loaded_reason(record: ProbeRecord) -> str:
             "that provides it")
 
 
-def _source_change(record: ProbeRecord, result: dict[str, Any]) -> str | None:
+def _source_change(record: ProbeRecord, result: ChildResult) -> str | None:
     """'probe source changed ... (sha256 a -> b)' when the golden and this run both know the digest."""
     recorded = record.source.sha256 if record.source else None
-    current_source = ((result.get("probes") or {}).get(record.name) or {}).get("source") or {}
-    current = current_source.get("sha256")
+    metadata = (result.get("probes") or {}).get(record.name)
+    source = metadata.get("source") if metadata else None
+    current = source.get("sha256") if source else None
     if recorded is None or current is None or recorded == current:
         return None
     return f"{SOURCE_CHANGED} (sha256 {recorded[7:19]} -> {current[7:19]})"

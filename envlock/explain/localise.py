@@ -10,6 +10,7 @@ a probe executed, the implementations that differ are named too.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -17,6 +18,7 @@ from pydantic import BaseModel, Field
 from envlock.golden import ProbeRecord
 from envlock.probes.compare import Tolerance, compare_output
 from envlock.probes.onednn_verbose import primitive_kinds
+from envlock.protocol import ProbeRun
 
 
 class Localisation(BaseModel):
@@ -32,7 +34,7 @@ class Localisation(BaseModel):
     summary: str
 
 
-def _identical(golden: dict[str, Any], current: dict[str, Any]) -> bool:
+def _identical(golden: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
     return bool(golden.get("sha256") == current.get("sha256") and golden.get("shape") == current.get("shape")
                 and golden.get("dtype") == current.get("dtype"))
 
@@ -65,7 +67,7 @@ def compare_primitives(golden: list[str] | None, here: list[str] | None) -> list
     return lines
 
 
-def _by_intermediates(record: ProbeRecord, run: dict[str, Any]) -> Localisation | None:
+def _by_intermediates(record: ProbeRecord, run: ProbeRun) -> Localisation | None:
     if not record.intermediates or not run.get("intermediates"):
         return None
     here = {i["name"]: i for i in run["intermediates"]}
@@ -90,7 +92,7 @@ def _by_intermediates(record: ProbeRecord, run: dict[str, Any]) -> Localisation 
                         summary="every recorded intermediate is identical: the difference is after the last one")
 
 
-def _by_outputs(record: ProbeRecord, run: dict[str, Any]) -> Localisation:
+def _by_outputs(record: ProbeRecord, run: ProbeRun) -> Localisation:
     here = {o["name"]: o for o in run.get("outputs", [])}
     same = [o.name for o in record.outputs if o.name in here and _identical(o.model_dump(), here[o.name])]
     differ = [o.name for o in record.outputs if o.name not in same]
@@ -105,7 +107,7 @@ def _by_outputs(record: ProbeRecord, run: dict[str, Any]) -> Localisation:
                         differing_outputs=differ, summary=summary + (note if record.intermediates is None else ""))
 
 
-def localise(record: ProbeRecord, run: dict[str, Any]) -> Localisation:
+def localise(record: ProbeRecord, run: ProbeRun) -> Localisation:
     """Where ``run`` (this machine's child result for the probe) first departs from ``record``."""
     if run.get("status") != "ok":
         return Localisation(method="none", summary=f"the probe did not run here ({run.get('reason') or 'skipped'})")

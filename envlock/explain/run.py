@@ -53,7 +53,7 @@ class _Runner:
         self.estimate = float(result.get("import_seconds", 4.0)) + seconds + CHILD_OVERHEAD_SECONDS
 
     def _one(self, candidate: Candidate) -> CandidateOutcome:
-        from envlock.probes.child import run_child
+        from envlock.probes.supervisor import run_child
 
         started = time.perf_counter()
         outcome = CandidateOutcome(id=candidate.id, kind=candidate.kind, reason=candidate.reason,
@@ -70,7 +70,7 @@ class _Runner:
             outcome.seconds = round(time.perf_counter() - started, 2)
             return outcome
         for name, record in self.records.items():
-            runs = result["runs"].get(name) or [{"status": "skipped", "reason": "not run"}]
+            runs = result.get("runs", {}).get(name) or [{"status": "skipped", "reason": "not run", "seconds": 0.0}]
             verdict = judge_probe(record, runs, Tolerance())
             if verdict.status == "identical":
                 outcome.probes[name] = "identical"
@@ -219,7 +219,7 @@ def explain_golden(golden_path: Path | str | None, *, probe_names: list[str] | N
     explain.not_tried = [o.id for o in outcomes if o.status != "tried"]
     cpu_change = _cpu_change(run)
     for verdict in drifting:
-        first_run = run.result["runs"].get(verdict.name, [{"status": "skipped"}])[0]
+        first_run = run.result.get("runs", {}).get(verdict.name, [{"status": "skipped", "seconds": 0.0}])[0]
         loc = localise(records[verdict.name], first_run) if verdict.name in records else None
         finding = _finding(verdict.name, plan, outcomes, loc, verdict.outputs_differing, cpu_change)
         explain.findings.append(finding)

@@ -10,46 +10,42 @@ and writes a JSON result file (TF logs go to stderr, which the parent keeps for 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
+import os
 import sys
+import tempfile
 import time
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+# Only standard-library modules here: numpy and TensorFlow size their thread pools when they are
+# imported, so they load inside run_request, after the CPU affinity is set; pydantic never loads
+# before TensorFlow (its import is the child's critical path).
+from envlock.probes.onednn_verbose import detected_isa, executed_primitives
+from envlock.probes.registry import ProbeContext, ProbeSkipped, all_probes
+from envlock.probes.user import (
+    ProbeModuleError,
+    load_entry_points,
+    load_probe_modules,
+    looks_like_path,
+    probe_source,
+)
+from envlock.protocol import (
+    DTYPE_ITEMSIZE,
+    ChildRequest,
+    ChildResult,
+    ChildSetup,
+    IntermediateSummary,
+    OutputSummary,
+    ProbeMetadata,
+    ProbeRun,
+)
+from envlock.tfcontrols import apply_tf_controls
+
 TF_MISSING_EXIT = 3
-CHILD_TIMEOUT_SECONDS = 900.0
-
-
-def run_child(*, probe_names: list[str] | None, repeat: int, settings: Any, env: dict[str, str],
-              runner: Any = None, timeout: float = CHILD_TIMEOUT_SECONDS, probe_modules: list[str] | None = None,
-              probe_timeout: float | None = None, unknown: str = "error", affinity: list[int] | None = None,
-              onednn_verbose: bool = False) -> dict[str, Any]:
-    """Parent side: run the probes in a fresh process with ``env``; return the parsed result.
-
-    ``probe_names`` None: every probe the child knows (built-ins, ``probe_modules``, entry points).
-    ``unknown``: "error" (a name nobody registers is bad input, exit 2) or "skip" (listed in the
-    result's ``unknown``). A probe that hangs past ``probe_timeout`` or crashes the child is an
-    ``error`` run of that probe (envlock.probes.supervisor). ``affinity``: the CPUs the child pins
-    itself to before importing anything numeric (TF and OpenBLAS size their thread pools from it).
-    ``onednn_verbose``: record per probe the oneDNN primitive implementations it executed
-    (``ONEDNN_VERBOSE=1`` for the child only). Raises ``TensorflowMissing`` when the child cannot
-    import TF and ``EnvironmentProblem`` when it dies outside any probe (exit 3).
-    """
-    from envlock.probes.supervisor import run_probes
-    from envlock.runner import Runner
-
-    request = {
-        "probes": probe_names, "repeat": repeat, "seed": settings.seed, "op_determinism": settings.op_determinism,
-        "intra_op_threads": settings.intra_op_threads, "inter_op_threads": settings.inter_op_threads,
-        "collect_tf_info": True, "probe_modules": list(probe_modules or []), "unknown": unknown,
-    }
-    if affinity is not None:
-        request["affinity"] = sorted(affinity)
-    if onednn_verbose:
-        env = {**env, "ONEDNN_VERBOSE": "1"}  # the child's only: verbose output changes no numerics
-        request["onednn_verbose"] = True
-    return run_probes(request, env=env, runner=runner or Runner(), timeout=timeout, probe_timeout=probe_timeout)
 
 
 def _configure_devices(tf: Any) -> None:
@@ -64,7 +60,7 @@ def _configure_devices(tf: Any) -> None:
 
 def _collect_tf_info() -> tuple[dict[str, Any] | None, str | None]:
     try:
-        from envlock.fingerprint.tf import collect_tensorflow_info
+        from envlock.fingerprint.tf import collect_tensorflow_info  # lazy: its models import pydantic, after TF
 
         return collect_tensorflow_info().model_dump(mode="json"), None
     except Exception as exc:  # a fingerprinting failure must not lose the probe results
@@ -79,17 +75,12 @@ class _StdoutCapture:
         self.text = ""
 
     def _flush_c_stdio(self) -> None:
-        import ctypes
-
         with contextlib.suppress(Exception):  # C stdio buffers verbose lines: flush them into the right file
             ctypes.CDLL(None).fflush(None)
 
     def __enter__(self) -> _StdoutCapture:
         if self.directory is None:
             return self
-        import os
-        import tempfile
-
         self._flush_c_stdio()
         sys.stdout.flush()
         self._saved = os.dup(1)
@@ -100,8 +91,6 @@ class _StdoutCapture:
     def __exit__(self, *exc: object) -> None:
         if self.directory is None:
             return
-        import os
-
         self._flush_c_stdio()
         sys.stdout.flush()
         os.dup2(self._saved, 1)
@@ -111,15 +100,13 @@ class _StdoutCapture:
         self._file.close()
 
 
-def _intermediate_records(ctx: Any) -> list[dict[str, Any]]:
-    from envlock.probes.compare import summarize_array
+def _intermediate_records(ctx: Any) -> list[IntermediateSummary]:
+    from envlock.probes.compare import summarize_array  # lazy: compare imports numpy (see the imports above)
 
     return [{**summarize_array(name, value), "op": op} for name, value, op in ctx.intermediates]
 
 
-def _run_probe(probe: Any, ctx: Any, tf: Any, verbose_dir: str | None = None) -> dict[str, Any]:
-    from envlock.probes.onednn_verbose import detected_isa, executed_primitives
-
+def _run_probe(probe: Any, ctx: Any, tf: Any, verbose_dir: str | None = None) -> ProbeRun:
     capture = _StdoutCapture(verbose_dir)
     with capture:
         result = _run_probe_inner(probe, ctx, tf)
@@ -131,9 +118,7 @@ def _run_probe(probe: Any, ctx: Any, tf: Any, verbose_dir: str | None = None) ->
     return result
 
 
-def _run_probe_inner(probe: Any, ctx: Any, tf: Any) -> dict[str, Any]:
-    from envlock.probes.registry import ProbeSkipped
-
+def _run_probe_inner(probe: Any, ctx: Any, tf: Any) -> ProbeRun:
     # Reseed before every probe so a probe's result does not depend on which probes ran
     # before it: `--probes` subsets must reproduce the full suite's bits.
     if probe.needs_gpu and not ctx.gpu_available:
@@ -151,20 +136,17 @@ def _run_probe_inner(probe: Any, ctx: Any, tf: Any) -> dict[str, Any]:
     records, problem = _output_records(outputs)
     if problem is not None:
         return {"status": "error", "reason": problem, "seconds": time.perf_counter() - start}
-    result = {"status": "ok", "outputs": records, "seconds": time.perf_counter() - start}
+    result: ProbeRun = {"status": "ok", "outputs": records, "seconds": time.perf_counter() - start}
     result["intermediates"] = _intermediate_records(ctx)  # [] for a probe that records none
     ctx.intermediates.clear()
     return result
 
 
-def _output_records(outputs: Any) -> tuple[list[dict[str, Any]], str | None]:
+def _output_records(outputs: Any) -> tuple[list[OutputSummary], str | None]:
     """The records of a probe's outputs, or what is wrong with them (a user probe's own message)."""
-    from collections.abc import Mapping
+    import numpy as np  # lazy: numpy loads after the CPU affinity is set (run_request)
 
-    import numpy as np
-
-    from envlock.golden import DTYPE_ITEMSIZE
-    from envlock.probes.compare import summarize_array
+    from envlock.probes.compare import summarize_array  # lazy: compare imports numpy
 
     if not isinstance(outputs, Mapping):
         if not (isinstance(outputs, np.ndarray) or hasattr(outputs, "numpy")):  # one array or tensor is fine
@@ -205,12 +187,9 @@ class _Progress:
             self._file.flush()
 
 
-def _select(request: dict[str, Any]) -> tuple[list[Any], list[str], set[str]]:
+def _select(request: ChildRequest) -> tuple[list[Any], list[str], set[str]]:
     """The probes to run (built-ins, --probe-module modules, entry points), the unknown names, and
     the modules loaded from a file. Raises ``ProbeModuleError`` for a module that does not import."""
-    from envlock.probes.registry import all_probes
-    from envlock.probes.user import load_entry_points, load_probe_modules, looks_like_path
-
     specs = list(request.get("probe_modules") or [])
     loaded = load_probe_modules(specs)
     from_file = {name for spec, name in zip(specs, loaded, strict=True) if looks_like_path(spec)}
@@ -226,31 +205,23 @@ def _select(request: dict[str, Any]) -> tuple[list[Any], list[str], set[str]]:
     return [registry[n] for n in dict.fromkeys(names) if n in registry], unknown, from_file
 
 
-def _probe_metadata(p: Any, from_file: set[str]) -> dict[str, Any]:
-    from envlock.probes.user import probe_source
-
+def _probe_metadata(p: Any, from_file: set[str]) -> ProbeMetadata:
     return {"name": p.name, "tags": list(p.tags), "group": p.group, "dtype": p.dtype, "description": p.description,
             "needs_gpu": p.needs_gpu, "source": probe_source(p.fn, from_file=getattr(p.fn, "__module__", None)
                                                              in from_file)}
 
 
-def run_request(request: dict[str, Any]) -> dict[str, Any]:
+def run_request(request: ChildRequest) -> ChildResult:
     if request.get("affinity"):
-        import os
-
         # Before TF and numpy load: their thread pools are sized from the affinity at import.
         os.sched_setaffinity(0, set(request["affinity"]))
     import_start = time.perf_counter()
     try:
-        import numpy as np
-        import tensorflow as tf
+        import numpy as np  # lazy: after the affinity above, and TF is the child's whole purpose
+        import tensorflow as tf  # lazy: as numpy
     except ImportError as exc:
         return {"ok": False, "error": "tensorflow_missing", "detail": str(exc)}
     import_seconds = time.perf_counter() - import_start
-
-    from envlock.probes.registry import ProbeContext
-    from envlock.probes.user import ProbeModuleError
-    from envlock.tfcontrols import apply_tf_controls
 
     progress = _Progress(request.get("progress"))
     _configure_devices(tf)
@@ -275,10 +246,10 @@ def run_request(request: dict[str, Any]) -> dict[str, Any]:
                 "detail": f"unknown probe(s): {', '.join(unknown)} (not built in, not in the probe modules given, "
                           "not from an installed envlock.probes entry point)"}
     metadata = {p.name: _probe_metadata(p, from_file) for p in probes}
-    setup = {"import_seconds": import_seconds, "applied": applied, "gpu_available": gpu, "tf_info": tf_info,
+    setup: ChildSetup = {"import_seconds": import_seconds, "applied": applied, "gpu_available": gpu, "tf_info": tf_info,
              "tf_info_error": tf_info_error, "probes": metadata, "order": [p.name for p in probes], "unknown": unknown}
     progress.write({"event": "setup", **setup})
-    runs: dict[str, list[dict[str, Any]]] = {p.name: [] for p in probes}
+    runs: dict[str, list[ProbeRun]] = {p.name: [] for p in probes}
     verbose_dir = request.get("onednn_verbose_dir")
     suite_start = time.perf_counter()
     for index in range(max(1, int(request.get("repeat", 1)))):
@@ -296,7 +267,7 @@ def main(argv: list[str]) -> int:
         return 2
     request = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     result = run_request(request)
-    from envlock.store import atomic_write_text
+    from envlock.store import atomic_write_text  # lazy: store imports pydantic; loaded once the probes ran
 
     atomic_write_text(argv[1], json.dumps(result))
     if not result["ok"]:

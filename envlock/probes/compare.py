@@ -17,12 +17,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from envlock.errors import BadInputError
+from envlock.protocol import OutputStats, OutputSummary
 
 FULL_LIMIT = 256  # outputs up to this many elements are stored whole
 SAMPLE_SIZE = 128  # larger outputs: this many elements at a fixed stride
@@ -44,8 +46,8 @@ def sample_stride(size: int) -> int:
     return 1 if size <= FULL_LIMIT else size // SAMPLE_SIZE
 
 
-def summarize_array(name: str, value: Any) -> dict[str, Any]:
-    """The record of one output (a plain dict matching ``envlock.golden.OutputRecord``)."""
+def summarize_array(name: str, value: Any) -> OutputSummary:
+    """The record of one output (the protocol's OutputSummary; ``envlock.golden.OutputRecord`` validates it)."""
     arr = canonical_array(value)
     flat = arr.reshape(-1)
     stride = sample_stride(flat.size)
@@ -61,7 +63,7 @@ def summarize_array(name: str, value: Any) -> dict[str, Any]:
     }
 
 
-def _stats(flat: np.ndarray) -> dict[str, float] | None:
+def _stats(flat: np.ndarray) -> OutputStats | None:
     if flat.size == 0 or flat.dtype.kind not in "fiu":
         return None
     as_f64 = flat.astype(np.float64)
@@ -140,7 +142,7 @@ class OutputComparison:
     note: str | None = None
 
 
-def compare_output(golden: dict[str, Any], current: dict[str, Any], tolerance: Tolerance) -> OutputComparison:
+def compare_output(golden: Mapping[str, Any], current: Mapping[str, Any], tolerance: Tolerance) -> OutputComparison:
     """Compare two output records (dicts with the ``summarize_array`` keys)."""
     if golden["dtype"] != current["dtype"] or list(golden["shape"]) != list(current["shape"]):
         return OutputComparison(False, False, None, None, None, 0,
@@ -170,7 +172,7 @@ def compare_output(golden: dict[str, Any], current: dict[str, Any], tolerance: T
     return OutputComparison(False, within, max_ulp, max_rel, mismatched, int(g.size), note)
 
 
-def _scale(record: dict[str, Any], sample: np.ndarray) -> float:
+def _scale(record: Mapping[str, Any], sample: np.ndarray) -> float:
     stats = record.get("stats") or {}
     if stats.get("abs_max") is not None:
         return float(stats["abs_max"])
@@ -188,7 +190,7 @@ def _within(g: np.ndarray, ulps: np.ndarray, diff: np.ndarray, scale: float, tol
     return bool(np.all(ok))
 
 
-def _stats_within(golden: dict[str, Any], current: dict[str, Any], dtype: np.dtype, tolerance: Tolerance) -> bool:
+def _stats_within(golden: Mapping[str, Any], current: Mapping[str, Any], dtype: np.dtype, tolerance: Tolerance) -> bool:
     if tolerance.max_ulp == 0 or dtype.kind != "f":
         return False
     gs, cs = golden.get("stats"), current.get("stats")

@@ -17,11 +17,19 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from envlock.errors import BadInputError, EnvironmentProblem, TensorflowMissing
+from envlock.probes.registry import all_probes, select_probes
+from envlock.probes.user import probe_entry_points
+from envlock.protocol import ChildRequest, ChildResult, ChildSetup, ProbeRun
+from envlock.runner import CommandResult, Runner
+
+if TYPE_CHECKING:
+    from envlock.models import LockdownSettings
 
 DEFAULT_PROBE_TIMEOUT = 120.0
+CHILD_TIMEOUT_SECONDS = 900.0
 
 
 @dataclass(frozen=True)
@@ -37,13 +45,16 @@ class ProbeInfo:
     source: dict[str, Any] | None = None
 
 
-def probe_infos(result: dict[str, Any], names: list[str] | None) -> list[ProbeInfo]:
+def probe_infos(result: ChildResult, names: list[str] | None) -> list[ProbeInfo]:
     """The probes a child ran, in the order asked (the child's order for the whole suite)."""
-    metadata: dict[str, Any] = result.get("probes") or {}
+    metadata = result.get("probes") or {}
     order = list(dict.fromkeys(names)) if names else list(result.get("order") or metadata)
     infos = []
     for name in order:
-        meta = metadata.get(name) or {}
+        meta = metadata.get(name)
+        if meta is None:  # asked for, but the child never reported it (it died first)
+            infos.append(ProbeInfo(name=name, tags=(), group="canary"))
+            continue
         infos.append(ProbeInfo(name=name, tags=tuple(meta.get("tags") or ()), group=meta.get("group") or "canary",
                                dtype=meta.get("dtype"), description=meta.get("description"),
                                needs_gpu=bool(meta.get("needs_gpu")), source=meta.get("source")))
@@ -58,16 +69,12 @@ def check_probe_names(names: list[str] | None, probe_modules: list[str]) -> None
     """
     if not names:
         return
-    from envlock.probes.registry import all_probes, select_probes
-
     if probe_modules or (any(n not in all_probes() for n in names) and _has_entry_points()):
         return
     select_probes(names)
 
 
 def _has_entry_points() -> bool:
-    from envlock.probes.user import probe_entry_points
-
     try:
         return bool(probe_entry_points())
     except Exception:  # broken metadata: the child reports it when it loads them
@@ -81,10 +88,10 @@ class _Watch:
     path: Path
     probe_timeout: float
     offset: int = 0
-    setup: dict[str, Any] | None = None
+    setup: ChildSetup | None = None
     current: tuple[str, int] | None = None
     current_since: float = 0.0
-    runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    runs: dict[str, list[ProbeRun]] = field(default_factory=dict)
     stopped: str | None = None
 
     def poll(self) -> str | None:
@@ -109,9 +116,10 @@ class _Watch:
                 self._event(json.loads(line))
 
     def _event(self, event: dict[str, Any]) -> None:
+        """One progress line (``envlock.protocol.ProgressEvent``; setup carries ChildSetup's keys)."""
         kind = event.get("event")
         if kind == "setup":
-            self.setup = event
+            self.setup = cast(ChildSetup, {key: value for key, value in event.items() if key != "event"})
         elif kind == "start":
             self.current, self.current_since = (event["probe"], event["repeat"]), time.monotonic()
         elif kind == "run":
@@ -128,32 +136,35 @@ def _crash_reason(returncode: int) -> str:
     return f"ended the probe process (exit {returncode})"
 
 
-def _one_child(request: dict[str, Any], *, env: dict[str, str], runner: Any, timeout: float,
-               probe_timeout: float) -> tuple[dict[str, Any], _Watch, Any]:
+def _one_child(request: ChildRequest, *, env: dict[str, str], runner: Runner, timeout: float,
+               probe_timeout: float) -> tuple[ChildResult, _Watch, CommandResult | None]:
     with tempfile.TemporaryDirectory(prefix="envlock-probes-") as tmp:
         request_path, result_path = Path(tmp) / "request.json", Path(tmp) / "result.json"
         watch = _Watch(Path(tmp) / "progress.jsonl", probe_timeout)
-        extra = {"onednn_verbose_dir": tmp} if request.get("onednn_verbose") else {}  # per-probe stdout files
-        request_path.write_text(json.dumps({**request, "progress": str(watch.path), **extra}), encoding="utf-8")
+        sent: ChildRequest = {**request, "progress": str(watch.path)}
+        if request.get("onednn_verbose"):
+            sent["onednn_verbose_dir"] = tmp  # per-probe stdout files
+        request_path.write_text(json.dumps(sent), encoding="utf-8")
         argv = [sys.executable, "-m", "envlock.probes.child", str(request_path), str(result_path)]
         proc = runner.run_watched(argv, timeout=timeout, env=env, watch=watch.poll)
         watch.poll()  # the lines written after the last poll
-        result: dict[str, Any] = {}
+        result: ChildResult = {}
         # The child writes its result atomically, but a child killed by the time limit or a full
         # disk may still leave none: that is a failed probe run, never a traceback.
         with contextlib.suppress(OSError, ValueError):
             loaded = json.loads(result_path.read_text(encoding="utf-8"))
-            result = loaded if isinstance(loaded, dict) else {}
+            if isinstance(loaded, dict):
+                result = cast(ChildResult, loaded)
     return result, watch, proc
 
 
-def run_probes(request: dict[str, Any], *, env: dict[str, str], runner: Any, timeout: float,
-               probe_timeout: float | None = None) -> dict[str, Any]:
+def run_probes(request: ChildRequest, *, env: dict[str, str], runner: Runner, timeout: float,
+               probe_timeout: float | None = None) -> ChildResult:
     """Run ``request`` (see ``envlock.probes.child``) in as many fresh children as failing probes need."""
     probe_timeout = DEFAULT_PROBE_TIMEOUT if probe_timeout is None else probe_timeout
     repeat = max(1, int(request.get("repeat", 1)))
-    done: dict[str, list[dict[str, Any]]] = {}  # probes whose repeats are all settled, from children that died
-    setup: dict[str, Any] | None = None
+    done: dict[str, list[ProbeRun]] = {}  # probes whose repeats are all settled, from children that died
+    setup: ChildSetup | None = None
     suite_seconds, restarts = 0.0, 0
     while True:
         started = time.perf_counter()
@@ -166,8 +177,10 @@ def run_probes(request: dict[str, Any], *, env: dict[str, str], runner: Any, tim
             if not restarts:
                 return result
             # The first child's setup (its TF fingerprint, the whole suite's order and metadata), every run.
-            return {**(setup or {}), "ok": True, "runs": {**done, **result.get("runs", {})},
-                    "suite_seconds": suite_seconds + float(result.get("suite_seconds", 0.0)), "restarts": restarts}
+            merged: ChildResult = {**(setup or result), "ok": True, "runs": {**done, **result.get("runs", {})},
+                                   "suite_seconds": suite_seconds + float(result.get("suite_seconds", 0.0)),
+                                   "restarts": restarts}
+            return merged
         if watch.setup is None or watch.current is None:  # died before or between probes: not one probe's fault
             if proc is None:
                 raise EnvironmentProblem(f"the probe process did not finish within {timeout:.0f} s or could not start")
@@ -182,7 +195,7 @@ def run_probes(request: dict[str, Any], *, env: dict[str, str], runner: Any, tim
             reason = f"did not finish within the probe process's time limit ({timeout:.0f} s)"
         else:
             reason = _crash_reason(proc.returncode)
-        setup = setup or {key: value for key, value in watch.setup.items() if key != "event"}
+        setup = setup or watch.setup
         done.update({name: runs for name, runs in watch.runs.items() if len(runs) >= repeat})
         done[failed] = [{"status": "error", "reason": f"probe {reason}; the other probes ran in a fresh process",
                          "seconds": 0.0}]
@@ -193,3 +206,32 @@ def run_probes(request: dict[str, Any], *, env: dict[str, str], runner: Any, tim
             return {**setup, "ok": True, "runs": done, "suite_seconds": suite_seconds, "restarts": restarts}
         # The fresh child needs no TF fingerprint (the first one sent it) and knows the names now.
         request = {**request, "probes": remaining, "collect_tf_info": False}
+
+
+def run_child(*, probe_names: list[str] | None, repeat: int, settings: LockdownSettings, env: dict[str, str],
+              runner: Runner | None = None, timeout: float = CHILD_TIMEOUT_SECONDS,
+              probe_modules: list[str] | None = None, probe_timeout: float | None = None,
+              unknown: Literal["error", "skip"] = "error", affinity: list[int] | None = None,
+              onednn_verbose: bool = False) -> ChildResult:
+    """Parent side: run the probes in a fresh process with ``env``; return the parsed result.
+
+    ``probe_names`` None: every probe the child knows (built-ins, ``probe_modules``, entry points).
+    ``unknown``: "error" (a name nobody registers is bad input, exit 2) or "skip" (listed in the
+    result's ``unknown``). A probe that hangs past ``probe_timeout`` or crashes the child is an
+    ``error`` run of that probe (``run_probes``). ``affinity``: the CPUs the child pins
+    itself to before importing anything numeric (TF and OpenBLAS size their thread pools from it).
+    ``onednn_verbose``: record per probe the oneDNN primitive implementations it executed
+    (``ONEDNN_VERBOSE=1`` for the child only). Raises ``TensorflowMissing`` when the child cannot
+    import TF and ``EnvironmentProblem`` when it dies outside any probe (exit 3).
+    """
+    request: ChildRequest = {
+        "probes": probe_names, "repeat": repeat, "seed": settings.seed, "op_determinism": settings.op_determinism,
+        "intra_op_threads": settings.intra_op_threads, "inter_op_threads": settings.inter_op_threads,
+        "collect_tf_info": True, "probe_modules": list(probe_modules or []), "unknown": unknown,
+    }
+    if affinity is not None:
+        request["affinity"] = sorted(affinity)
+    if onednn_verbose:
+        env = {**env, "ONEDNN_VERBOSE": "1"}  # the child's only: verbose output changes no numerics
+        request["onednn_verbose"] = True
+    return run_probes(request, env=env, runner=runner or Runner(), timeout=timeout, probe_timeout=probe_timeout)

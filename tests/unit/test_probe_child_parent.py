@@ -8,7 +8,7 @@ import pytest
 
 from envlock.errors import ENVIRONMENT, EnvironmentProblem, TensorflowMissing
 from envlock.models import LockdownSettings
-from envlock.probes.child import run_child
+from envlock.probes.supervisor import run_child
 from envlock.runner import CommandResult, Runner
 
 
