@@ -257,7 +257,7 @@ def _parse_tolerance(text: str) -> Tolerance:
 def _compare(path: Path, golden: Golden, stored: ProbeRecord, current: ProbeRecord, tolerance: Tolerance,
              this_machine: Callable[[], Manifest]) -> str | None:
     """None when ``current`` reproduces ``stored``; otherwise the failure message."""
-    from envlock.verify import judge_probe
+    from envlock.verdict import judge_probe
 
     outputs = [cast(OutputSummary, o.model_dump()) for o in current.outputs]
     verdict = judge_probe(stored, [{"status": "ok", "outputs": outputs, "seconds": 0.0}], tolerance)

@@ -71,7 +71,7 @@ def capture(
     from envlock.capture import capture_manifest
 
     manifest = capture_manifest(include_tf=not no_tf)  # starts the TF child before anything heavy is imported
-    from envlock.render import render_manifest
+    from envlock.display import render_manifest
     from envlock.store import dumps_canonical, save_model
 
     if output is not None:
@@ -134,9 +134,9 @@ def diff(
     Exit codes: 0 identical in identity; 1 different; 2 bad input file.
     """
     from envlock.diff import diff_manifests
+    from envlock.display import render_differences
     from envlock.golden import load_any_manifest
     from envlock.models import compute_digest
-    from envlock.render import render_differences
 
     a, b = load_any_manifest(old), load_any_manifest(new)
     differences = diff_manifests(a, b)

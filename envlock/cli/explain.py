@@ -20,12 +20,11 @@ def run_explain(golden: Path | None, *, as_json: bool, report: Path | None, emit
                 probes: str | None, budget: float, jobs: int, trusted_key: list[Path] | None,
                 with_verify_table: bool) -> int:
     """Shared by `explain` and `verify --explain`: run, write the files asked for, print; the exit code."""
-    from envlock.explain.report import render_explain
+    from envlock.display import render_explain, render_report
     from envlock.explain.run import environment_file, explain_golden
     from envlock.probes.registry import parse_probe_list
     from envlock.signing import load_trusted_keys
     from envlock.store import atomic_write_text, check_output_path, dumps_canonical
-    from envlock.verify import render_report
 
     if budget <= 0:
         raise BadInputError(f"--budget must be a positive number of seconds, not {budget}")

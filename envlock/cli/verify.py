@@ -74,11 +74,12 @@ def verify(
                                 "environment: it does not combine with --tolerance, --repeat or --golden-env")
         raise typer.Exit(run_explain(golden, as_json=as_json, report=report, emit_env=None, probes=probes,
                                      budget=budget, jobs=2, trusted_key=trusted_key, with_verify_table=True))
+    from envlock.display import nothing_verified_line, render_report
     from envlock.probes.compare import Tolerance
     from envlock.probes.registry import parse_probe_list
     from envlock.signing import load_trusted_keys
     from envlock.store import atomic_write_text, check_output_path, dumps_canonical
-    from envlock.verify import render_report, verify_golden
+    from envlock.verify import verify_golden
 
     keys = load_trusted_keys(trusted_key or [])  # a bad key file fails before the golden is read
     policy = Tolerance.parse(tolerance)
@@ -97,6 +98,5 @@ def verify(
             raise BadFileError(report, f"cannot write the report ({exc.strerror or exc})") from None
     typer.echo(text if as_json else render_report(result), nl=not as_json)
     if result.exit_code == ENVIRONMENT:  # like every exit 2/3: one line on stderr says why
-        typer.echo(f"envlock: error: {result.golden}: no probe of the golden could be compared on this machine "
-                   f"({result.counts['skipped']} skipped): nothing was verified", err=True)
+        typer.echo(nothing_verified_line(result), err=True)
     raise typer.Exit(result.exit_code)

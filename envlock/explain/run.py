@@ -19,17 +19,18 @@ from typing import Any
 from envlock.errors import DRIFT, OK, EnvlockError
 from envlock.explain.localise import localise
 from envlock.explain.planner import Candidate, Plan, combine, plan_interventions
-from envlock.explain.report import CandidateOutcome, ExplainReport, Finding, render_explain
+from envlock.explain.report import CandidateOutcome, ExplainReport, Finding
 from envlock.golden import ProbeRecord
 from envlock.probes.compare import Tolerance
 from envlock.signing import TrustedKey
-from envlock.verify import VerifyRun, judge_probe, verify_run
+from envlock.verdict import judge_probe
+from envlock.verify import VerifyRun, verify_run
 
 DEFAULT_BUDGET_SECONDS = 120.0
 DEFAULT_JOBS = 2
 CHILD_OVERHEAD_SECONDS = 1.5  # process start and result transfer, on top of the TF import
 
-__all__ = ["DEFAULT_BUDGET_SECONDS", "DEFAULT_JOBS", "explain_golden", "render_explain"]
+__all__ = ["DEFAULT_BUDGET_SECONDS", "DEFAULT_JOBS", "explain_golden"]
 
 
 def _candidate_env(environ: dict[str, str], candidate: Candidate) -> dict[str, str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from envlock.golden import load_golden
-from envlock.verify import PYTEST_PROBE_REASON
+from envlock.verdict import PYTEST_PROBE_REASON
 from tests.conftest import env_with, envlock_cli
 
 NUMPY_TEST = """

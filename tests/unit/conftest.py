@@ -8,6 +8,7 @@ Tests whose point is the live machine live in tests/integration/.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,7 +28,11 @@ def _host_read(what: str) -> Any:
 
 @pytest.fixture(autouse=True)
 def no_host_reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(envlock.capture, "capture_manifest", _host_read("capture_manifest"))
+    # Every envlock module that imported capture_manifest holds its own reference: refuse them all.
+    original = envlock.capture.capture_manifest
+    for name, module in list(sys.modules.items()):
+        if (name == "envlock" or name.startswith("envlock.")) and getattr(module, "capture_manifest", None) is original:
+            monkeypatch.setattr(module, "capture_manifest", _host_read("capture_manifest"))
     for method in ("read_text", "exists", "listdir"):
         # FakeRunner overrides each of these, so only the real runner is refused.
         monkeypatch.setattr(Runner, method, _host_read(f"Runner.{method}"))

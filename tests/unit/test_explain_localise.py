@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from envlock.display import render_explain
 from envlock.explain.localise import compare_primitives, localise
-from envlock.explain.report import CandidateOutcome, ExplainReport, Finding, render_explain
+from envlock.explain.report import CandidateOutcome, ExplainReport, Finding
 from envlock.golden import compute_golden_digest, load_golden, save_golden
 from envlock.probes.onednn_verbose import detected_isa, executed_primitives
 

@@ -12,9 +12,11 @@ from typer.testing import CliRunner
 
 from envlock.cli import app
 from envlock.diff import Difference
+from envlock.display import render_report
 from envlock.golden import OutputRecord, ProbeRecord
 from envlock.probes.compare import Tolerance, summarize_array
-from envlock.verify import VerifyReport, _report, attribute, judge_probe, render_report, resolve_golden_path
+from envlock.verdict import VerifyReport, attribute, build_report, judge_probe
+from envlock.verify import resolve_golden_path
 
 GOLDEN_VALUES = np.random.default_rng(0).standard_normal((50, 50)).astype(np.float32)
 
@@ -72,7 +74,7 @@ def _report_for(verdicts: list, diffs: list, golden_env: bool = False) -> Verify
     golden = Golden.model_construct(digest="sha256:" + "a" * 64,
                                     manifest=type("M", (), {"digest": "sha256:" + "b" * 64})())
     stable = attribute(verdicts, diffs)
-    return _report(Path("g.json"), golden, "sha256:" + "c" * 64, verdicts, diffs, tolerance=Tolerance(),
+    return build_report(Path("g.json"), golden, "sha256:" + "c" * 64, verdicts, diffs, tolerance=Tolerance(),
                    repeat=2, golden_env=golden_env, stable_drifted=stable, timings={})
 
 

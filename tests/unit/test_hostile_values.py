@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from envlock.diff import diff_manifests
+from envlock.display import render_differences, render_manifest, render_report
 from envlock.environ import MAX_VALUE_LENGTH, capture_environment, environment_problem, golden_environment_changes
 from envlock.errors import BAD_INPUT, BadFileError, BadInputError
 from envlock.golden import Golden, OutputRecord, ProbeRecord, load_golden, save_golden, seal
@@ -31,8 +32,8 @@ from envlock.image.spec import check_golden_for_image, spec_from_golden
 from envlock.models import Distribution, LockdownSettings, Manifest, with_digest
 from envlock.probes.compare import Tolerance, summarize_array
 from envlock.redact import needs_redaction, redact_value
-from envlock.render import render_differences, render_manifest
-from envlock.verify import ProbeVerdict, _report, child_environment, render_report
+from envlock.verdict import ProbeVerdict, build_report
+from envlock.verify import child_environment
 from tests.conftest import env_with, envlock_cli
 from tests.unit.test_render import BASE, make_manifest
 
@@ -336,7 +337,7 @@ def test_differences_reports_and_renders_carry_no_secret() -> None:
     _no_secret(render_differences(differences))
     _no_secret(render_manifest(golden.manifest))
     verdict = ProbeVerdict(name="gpu.matmul", status="skipped", reason=golden.probes[1].reason)
-    report = _report(Path("g.json"), golden, here.digest, [verdict], differences, tolerance=Tolerance(), repeat=1,
+    report = build_report(Path("g.json"), golden, here.digest, [verdict], differences, tolerance=Tolerance(), repeat=1,
                      golden_env=False, stable_drifted=False, timings={})
     _no_secret(report.model_dump_json())
     _no_secret(render_report(report))

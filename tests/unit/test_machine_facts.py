@@ -18,7 +18,7 @@ from envlock.models import CacheInfo, Manifest, compute_digest, identity_dict, w
 from envlock.probes.attribution import HARDWARE_NOTE, explain
 from envlock.probes.registry import all_probes
 from envlock.runner import CommandResult, FakeRunner
-from envlock.verify import ProbeVerdict, attribute
+from envlock.verdict import ProbeVerdict, attribute
 from tests.recorded import DATA_DIR, RECORDED_MACHINES, recorded_manifest
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import envlock.capture
+import envlock.verify
 from envlock.cli import app
 from envlock.golden import load_golden
 from envlock.pytest_plugin import golden_path_for, probe_test_id
-from envlock.verify import PYTEST_GOLDEN_NOTE, PYTEST_PROBE_REASON, verify_golden
+from envlock.verdict import PYTEST_GOLDEN_NOTE, PYTEST_PROBE_REASON
+from envlock.verify import verify_golden
 from tests.recorded import RECORDED_MACHINES, recorded_manifest
 
 pytest_plugins = ["pytester"]
@@ -245,7 +246,7 @@ def test_verify_compares_the_manifest_and_says_it_cannot_rerun_tests(
         suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, machine: str) -> None:
     run(suite).assert_outcomes(passed=1)  # recorded on the AMD machine
     here = recorded_manifest(machine)
-    monkeypatch.setattr(envlock.capture, "capture_manifest", lambda **_kwargs: here)
+    monkeypatch.setattr(envlock.verify, "capture_manifest", lambda **_kwargs: here)
 
     report = verify_golden(golden_of(suite))
     assert [(v.name, v.status, v.reason) for v in report.probes] == [

@@ -23,7 +23,7 @@ from envlock.probes.compare import Tolerance, summarize_array
 from envlock.probes.supervisor import ProbeInfo, probe_infos, run_child
 from envlock.probes.user import ProbeModuleError, load_probe_modules, probe_source
 from envlock.runner import CommandResult, Runner
-from envlock.verify import _verdict
+from envlock.verdict import verdict_for
 from tests.conftest import REFERENCE_GOLDEN, REPO_ROOT
 
 # ---------------------------------------------------------------- the public decorator
@@ -219,21 +219,21 @@ def _child_result(sha: str) -> dict[str, Any]:
 
 def test_a_probe_whose_source_changed_is_not_compared_unless_allowed() -> None:
     changed = "sha256:" + "b" * 64
-    verdict = _verdict(_user_record(), _child_result(changed), Tolerance(), pytest_golden=False,
+    verdict = verdict_for(_user_record(), _child_result(changed), Tolerance(), pytest_golden=False,
                        allow_changed_probes=False)
     assert verdict.status == "skipped" and verdict.reason is not None
     assert "probe source changed since the golden was recorded (sha256 aaaaaaaaaaaa -> bbbbbbbbbbbb)" in verdict.reason
     assert "--allow-changed-probes" in verdict.reason
-    allowed = _verdict(_user_record(), _child_result(changed), Tolerance(), pytest_golden=False,
+    allowed = verdict_for(_user_record(), _child_result(changed), Tolerance(), pytest_golden=False,
                        allow_changed_probes=True)
     assert allowed.status == "identical" and "compared anyway" in (allowed.reason or "")
-    same = _verdict(_user_record(), _child_result("sha256:" + "a" * 64), Tolerance(), pytest_golden=False,
+    same = verdict_for(_user_record(), _child_result("sha256:" + "a" * 64), Tolerance(), pytest_golden=False,
                     allow_changed_probes=False)
     assert same.status == "identical"
 
 
 def test_a_user_probe_not_loaded_here_says_how_to_load_it() -> None:
-    verdict = _verdict(_user_record(), {"runs": {}}, Tolerance(), pytest_golden=False, allow_changed_probes=False)
+    verdict = verdict_for(_user_record(), {"runs": {}}, Tolerance(), pytest_golden=False, allow_changed_probes=False)
     assert verdict.status == "skipped" and verdict.reason is not None
     assert "mypkg.envlock_probes (distribution mypkg 1.0) is not loaded here" in verdict.reason
     assert "--probe-module mypkg/envlock_probes.py" in verdict.reason

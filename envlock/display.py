@@ -1,0 +1,238 @@
+"""Display: every text envlock prints for a person, rendered from values (pure functions).
+
+Manifests and their differences (``capture``, ``diff``), verify's table and verdict line, and
+explain's table. Unknown values read "not known"; nothing here decides an outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from envlock.diff import Difference
+from envlock.errors import ENVIRONMENT
+from envlock.explain.report import ExplainReport, Finding
+from envlock.models import Manifest
+from envlock.redact import redact_value
+from envlock.verdict import VerifyReport
+
+UNKNOWN = "not known"
+
+
+def _v(value: Any, unit: str = "") -> str:
+    return UNKNOWN if value is None else f"{value}{unit}"
+
+
+def _on_off(value: bool | None) -> str:
+    return UNKNOWN if value is None else ("on" if value else "off")
+
+
+def _ranges(cpus: list[int] | None) -> str:
+    """[0, 1, 2, 5] -> "0-2,5"."""
+    if cpus is None:
+        return UNKNOWN
+    runs: list[list[int]] = []
+    for cpu in cpus:
+        if runs and cpu == runs[-1][-1] + 1:
+            runs[-1].append(cpu)
+        else:
+            runs.append([cpu])
+    return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs) or "none"
+
+
+def _gib(n: int | None) -> str:
+    return UNKNOWN if n is None else f"{n / 2**30:.1f} GiB"
+
+
+def _section_lines(m: Manifest) -> list[tuple[str, str]]:
+    h, c, num, g, p = m.host, m.cpu, m.numeric, m.gpu, m.python
+    isa = [name for name, present in c.isa.model_dump().items() if present]
+    lines = [
+        ("host", f"{_v(h.distro)} {h.distro_version or ''}".rstrip() + f", kernel {_v(h.kernel)}, glibc {_v(h.glibc)}, "
+         f"{_v(h.architecture)}, container {_v(h.container_runtime)}"),
+        ("cpu", f"{_v(c.vendor)} {_v(c.model_name)} (family {_v(c.family)}, model {_v(c.model)}, stepping "
+         f"{_v(c.stepping)}, microcode {_v(c.microcode)}); {_v(c.logical_cores)} logical / {_v(c.physical_cores)} "
+         f"physical cores; may run on CPUs {_ranges(c.affinity)}"),
+        ("isa", " ".join(isa) if isa else (UNKNOWN if not c.flags else "none of the tracked features")),
+        ("memory", f"{_gib(m.memory.total_bytes)}, NUMA nodes {_v(m.memory.numa_nodes)}"),
+    ]
+    blas = "; ".join(
+        f"{b.internal_api or b.user_api} {_v(b.version)} ({_v(b.architecture)}, {_v(b.threading_layer)}, "
+        f"{_v(b.num_threads)} threads)" for b in num.blas
+    ) or UNKNOWN
+    baseline = " ".join(num.simd_baseline or []) or UNKNOWN
+    simd = f"baseline {baseline}, dispatch {' '.join(num.simd_dispatch or []) or UNKNOWN}"
+    lines.append(("numpy", f"{_v(num.numpy_version)}; BLAS {blas}; SIMD {simd}"))
+    if g.status == "ok":
+        for d in g.devices:
+            lines.append((f"gpu {d.index}", f"{_v(d.name)}, compute {_v(d.compute_capability)}, "
+                          f"{_gib(d.memory_total_bytes)}, MIG {_v(d.mig_mode)}, ECC {_v(d.ecc_mode)}"))
+        lines.append(("driver", f"{_v(g.driver_version)}, CUDA driver {_v(g.cuda_driver_version)}"))
+    else:
+        lines.append(("gpu", {"no_gpu": "no GPU", "no_driver": "no NVIDIA driver", "nvml_unavailable":
+                              "NVML not available", "error": "could not collect"}[g.status]
+                      + (f" ({g.detail})" if g.detail else "")))
+    lines.extend(_tensorflow_lines(m))
+    lines.append(("python", f"{_v(p.version)} {_v(p.implementation)} ({_v(p.compiler)}), "
+                  f"{len(p.distributions)} distributions"))
+    env = " ".join(f"{k}={redact_value(v)}" for k, v in m.environment.items()) or "no numerics-related variables set"
+    lines.append(("environment", env))
+    return lines
+
+
+def _tensorflow_lines(m: Manifest) -> list[tuple[str, str]]:
+    t = m.tensorflow
+    if t.status != "present":
+        text = {"absent": "not installed", "not_captured": "not captured (--no-tf)", "error": "could not collect"}
+        return [("tensorflow", text[t.status] + (f" ({t.detail})" if t.detail and t.status == "error" else ""))]
+    build = "CUDA " + _v(t.built_cuda_version) + ", cuDNN " + _v(t.built_cudnn_version) if t.is_cuda_build else (
+        "ROCm build" if t.is_rocm_build else "CPU build")
+    libs = ", ".join(f"{lib.name} {lib.version or ''}".rstrip() for lib in t.loaded_libraries) or "none found"
+    return [
+        ("tensorflow", f"{_v(t.version)} ({_v(t.git_version)}, {_v(t.compiler)}), {build}, "
+         f"keras {_v(t.keras_version)}"),
+        ("tf config", f"oneDNN {_on_off(t.onednn_enabled)}, XLA jit {_v(t.xla_jit)}, op determinism "
+         f"{_on_off(t.op_determinism)}, threads intra {_v(t.intra_op_threads)} / inter {_v(t.inter_op_threads)} "
+         "(0 = TF default)"),
+        ("devices", ", ".join(t.physical_devices) if t.physical_devices is not None else UNKNOWN),
+        ("loaded libs", libs),
+    ]
+
+
+def render_manifest(m: Manifest) -> str:
+    lines = [f"envlock manifest {m.digest} (captured {m.captured_at})"]
+    width = max(len(label) for label, _ in _section_lines(m))
+    lines += [f"  {label:<{width}}  {text}" for label, text in _section_lines(m)]
+    return "\n".join(lines)
+
+
+def render_differences(differences: Iterable[Difference]) -> str:
+    diffs = list(differences)
+    if not diffs:
+        return "identical: no identity differences"
+    counts = {s: sum(1 for d in diffs if d.severity == s) for s in ("critical", "warning", "info")}
+    lines = [f"{len(diffs)} differences ({counts['critical']} critical, {counts['warning']} warning, "
+             f"{counts['info']} info)"]
+    lines += [f"  {d.severity:<8}  {d.reason}" for d in diffs]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- verify
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def render_report(report: VerifyReport) -> str:
+    """The human table: one row per probe, then causes for each drifting probe."""
+    lines = [f"golden  {report.golden} ({report.golden_digest[:19]})",
+             f"policy  {report.tolerance}, {report.repeat} repeat(s)"
+             + (", golden environment" if report.golden_env else ", this machine's environment"), ""]
+    header = f"{'probe':28} {'status':17} {'max ULP':>10} {'max rel err':>12} {'differing':>10}"
+    lines += [header, "-" * len(header)]
+    for v in report.probes:
+        if v.status in ("skipped", "error"):
+            lines.append(f"{v.name:28} {v.status:17} {v.reason or ''}")
+            continue
+        differing = "-" if v.mismatched is None else str(v.mismatched)
+        if v.compared:
+            differing += f"/{v.compared}"
+        lines.append(f"{v.name:28} {v.status:17} {_fmt(v.max_ulp, '.0f'):>10} {_fmt(v.max_rel_error, '.2e'):>12} "
+                     f"{differing:>10}")
+    for v in report.probes:
+        if v.status in ("drift", "nondeterministic"):
+            lines.append("")
+            lines.append(f"{v.name}: {v.status}: {v.reason}")
+            if v.proved:
+                lines.append(f"  proved: {v.proved}")
+                continue
+            for rank, cause in enumerate(v.causes[:3], 1):
+                lines.append(f"  {rank}. {cause.reason}")
+    lines.append("")
+    lines += [f"note: {n}" for n in report.notes]
+    if report.suggestion:
+        lines.append(f"hint: {report.suggestion}")
+    c = report.counts
+    verdict = ("REPRODUCES" if report.reproduces else "NOTHING VERIFIED" if report.exit_code == ENVIRONMENT
+               else "DOES NOT REPRODUCE")
+    lines.append(f"{verdict}: {c['identical']} identical, {c['within_tolerance']} within tolerance, "
+                 f"{c['drift']} drift, {c['nondeterministic']} nondeterministic, {c['skipped']} skipped"
+                 + (f", {c['error']} error " if c.get("error") else " ") +
+                 f"({len(report.differences)} manifest differences)")
+    return "\n".join(lines)
+
+
+def nothing_verified_line(report: VerifyReport) -> str:
+    """The one stderr line of a verify that compared no probe (exit 3), like every exit 2/3."""
+    return (f"envlock: error: {report.golden}: no probe of the golden could be compared on this machine "
+            f"({report.counts['skipped']} skipped): nothing was verified")
+
+
+# ---------------------------------------------------------------- explain
+
+
+def _first_difference(f: Finding) -> str:
+    loc = f.localisation
+    if loc is None or not loc.first_difference:
+        return "-"
+    if loc.method == "intermediates":
+        return f"{loc.first_difference} ({loc.op or 'op not named'})"
+    return f"output {loc.first_difference}" + (f" ({', '.join(loc.identical_outputs)} identical)"
+                                               if loc.identical_outputs else "")
+
+
+def _short_proof(f: Finding) -> str:
+    if f.status in ("fixed", "partly"):
+        return f.fixed_by or "-"
+    if f.status == "hardware-bound":
+        return "no configuration restores it (CPU)"
+    if f.status == "version":
+        return "versions differ: envlock build"
+    return "candidates not tried"
+
+
+def render_explain(report: ExplainReport) -> str:
+    """One table (a row per drifting probe), then what was not tried and the environment to use."""
+    lines = [f"golden  {report.golden} ({report.golden_digest[:19]})"]
+    if not report.findings:
+        lines += [f"note: {n}" for n in report.notes]
+        lines.append("REPRODUCES: nothing to explain" if report.reproduces else "DOES NOT REPRODUCE")
+        return "\n".join(lines)
+    rows = [("probe", "verdict", "proved by / evidence", "first difference")]
+    for f in report.findings:
+        rows.append((f.probe, f.status, _short_proof(f), _first_difference(f)))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for index, row in enumerate(rows):
+        lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3])
+        if index == 0:
+            lines.append("-" * (sum(widths) + 6 + len("first difference")))
+    lines.append("")
+    for f in report.findings:
+        lines.append(f"{f.probe}: {f.proof()}")
+        if f.localisation is not None:
+            lines += [f"  oneDNN: {p}" for p in f.localisation.primitives]
+    tried = [c for c in report.candidates if c.status == "tried"]
+    lines.append(f"candidates tried: {len(tried)}"
+                 + (" (" + "; ".join(f"{c.id} {c.seconds:.1f}s" for c in tried) + ")" if tried else ""))
+    for c in report.candidates:
+        if c.status == "crashed":
+            lines.append(f"could not be tried (crashed): {c.id}: {c.detail}")
+    if report.not_tried:
+        skipped = [c for c in report.not_tried
+                   if not any(x.id == c and x.status == "crashed" for x in report.candidates)]
+        if skipped:
+            lines.append(f"not tried within the {report.budget_seconds:.0f} s budget: {', '.join(skipped)}")
+    lines += [f"not settable here: {n}" for n in report.not_applicable]
+    lines += [f"note: {n}" for n in report.notes]
+    if report.emit_env is not None or report.emit_affinity:
+        parts = [f"{k}={v}" if v is not None else f"unset {k}" for k, v in (report.emit_env or {}).items()]
+        if report.emit_affinity:
+            parts.append("taskset -c " + ",".join(map(str, report.emit_affinity)))
+        lines.append(("reproduces with: " if report.emit_complete else "reproduces some probes with: ")
+                     + " ".join(parts))
+    counts = {s: sum(f.status == s for f in report.findings) for s in ("fixed", "partly", "hardware-bound",
+                                                                       "version", "not proved")}
+    lines.append("DOES NOT REPRODUCE: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+                 + f" ({report.timings.get('total_seconds', 0):.1f} s)")
+    return "\n".join(lines)

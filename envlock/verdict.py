@@ -1,0 +1,235 @@
+"""Verdicts: a golden's probe records against this machine's runs, and the report they make.
+
+Pure: from the golden, the probe child's typed result (``envlock.protocol``) and the manifest
+differences to per-probe verdicts, ranked causes and the exit code. ``envlock.verify`` runs the
+probes; ``envlock.display`` renders the report.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from envlock.errors import DRIFT, ENVIRONMENT, OK
+from envlock.golden import Golden, ProbeRecord, repeat_hashes
+from envlock.probes.attribution import HARDWARE_NOTE, Cause, explain
+from envlock.probes.compare import Tolerance, compare_output
+from envlock.protocol import ChildResult, OutputSummary, ProbeRun
+from envlock.redact import redact_value
+
+# "error": the probe raised, returned something unusable, hung or crashed here (a user probe, usually).
+Status = Literal["identical", "within_tolerance", "drift", "nondeterministic", "skipped", "error"]
+
+GOLDEN_ENV_HINT = (
+    "an environment difference is the likely cause: re-run with --golden-env to check whether this machine "
+    "reproduces the golden when configured like it"
+)
+
+
+class ProbeVerdict(BaseModel):
+    name: str
+    group: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    status: Status
+    max_ulp: float | None = None
+    max_rel_error: float | None = None  # max|diff| / max|golden| over the compared values
+    mismatched: int | None = None  # differing elements among those compared (sampled for large outputs)
+    compared: int | None = None
+    outputs_differing: list[str] = Field(default_factory=list)
+    reason: str | None = None
+    causes: list[Cause] = Field(default_factory=list)
+    # Set by explain (envlock.explain): what an experiment proved about this drift, which supersedes
+    # the ranked causes (they are guesses from manifest differences).
+    proved: str | None = None
+
+
+class VerifyReport(BaseModel):
+    reproduces: bool
+    exit_code: int
+    golden: str
+    golden_digest: str
+    manifest_digest: str
+    golden_manifest_digest: str
+    tolerance: str
+    repeat: int
+    golden_env: bool
+    counts: dict[str, int]
+    probes: list[ProbeVerdict]
+    differences: list[Any]  # envlock.diff.Difference, as recorded
+    notes: list[str] = Field(default_factory=list)
+    suggestion: str | None = None
+    timings: dict[str, float] = Field(default_factory=dict)
+
+
+# A golden written by the pytest plugin (envlock.pytest_plugin) holds arrays a test computed, not probes.
+PYTEST_PROBE_REASON = "recorded by the envlock pytest plugin: run its test with pytest to compare it"
+PYTEST_GOLDEN_NOTE = ("this golden was recorded by the envlock pytest plugin: verify compared this machine's manifest "
+                      "with the one it was recorded on but cannot re-run tests; run them with pytest here to compare "
+                      "their arrays")
+
+
+# ---------------------------------------------------------------- verdicts
+
+
+def _skipped(record: ProbeRecord, reason: str) -> ProbeVerdict:
+    return ProbeVerdict(name=record.name, group=record.group, tags=record.tags, status="skipped", reason=reason)
+
+
+def judge_probe(record: ProbeRecord, runs: list[ProbeRun], tolerance: Tolerance) -> ProbeVerdict:
+    """Verdict for one probe: its golden record against this machine's repeated runs."""
+    if record.status != "ok":
+        return _skipped(record, f"not recorded in the golden ({record.status}: {record.reason})")
+    first = runs[0]
+    if first["status"] == "skipped":
+        return _skipped(record, first.get("reason") or "skipped")
+    base = ProbeVerdict(name=record.name, group=record.group, tags=record.tags, status="drift")
+    if first["status"] == "error":
+        return base.model_copy(update={"status": "error",
+                                       "reason": f"ran in the golden but fails here: {first.get('reason')}"})
+    hashes = [repeat_hashes(r) for r in runs]
+    if len(set(hashes)) > 1:
+        return base.model_copy(update={
+            "status": "nondeterministic",
+            "reason": f"outputs differed between the {len(runs)} repeats on this machine: run-to-run "
+                      "nondeterminism here, a different problem from drift against the golden"})
+    return _compare_outputs(base, record, first["outputs"], tolerance)
+
+
+def _compare_outputs(base: ProbeVerdict, record: ProbeRecord, outputs: list[OutputSummary],
+                     tolerance: Tolerance) -> ProbeVerdict:
+    current = {o["name"]: o for o in outputs}
+    golden = {o.name: o.model_dump() for o in record.outputs}
+    if set(current) != set(golden):
+        return base.model_copy(update={"reason": f"outputs changed: golden {sorted(golden)}, here {sorted(current)}"})
+    results = {name: compare_output(golden[name], current[name], tolerance) for name in sorted(golden)}
+    differing = [name for name, r in results.items() if not r.identical]
+    if not differing:
+        return base.model_copy(update={"status": "identical", "max_ulp": 0.0, "max_rel_error": 0.0,
+                                       "mismatched": 0})
+    ulps = [r.max_ulp for r in results.values() if r.max_ulp is not None]
+    rels = [r.max_rel_error for r in results.values() if r.max_rel_error is not None]
+    mismatched = [r.mismatched for r in results.values() if r.mismatched is not None]
+    notes = sorted({r.note for r in results.values() if r.note})
+    within = all(r.within_tolerance for r in results.values())
+    reason = f"{len(differing)} of {len(results)} outputs differ ({', '.join(differing)})"
+    if notes:
+        reason += "; " + "; ".join(notes)
+    return base.model_copy(update={
+        "status": "within_tolerance" if within else "drift",
+        "max_ulp": max(ulps) if ulps else None,
+        "max_rel_error": max(rels) if rels else None,
+        "mismatched": sum(mismatched) if mismatched else None,
+        "compared": sum(r.compared for r in results.values()),
+        "outputs_differing": differing,
+        "reason": reason,
+    })
+
+
+def attribute(verdicts: list[ProbeVerdict], differences: list[Any]) -> bool:
+    """Fill ``causes`` of every drifting probe; return whether a stable probe drifted."""
+    stable_drifted = any(v.status == "drift" and v.group == "stable" for v in verdicts)
+    hardware_drifted = any(v.status == "drift" and v.group == "hardware" for v in verdicts)
+    for verdict in verdicts:
+        if verdict.status == "drift":
+            verdict.causes = explain(set(verdict.tags), differences, stable_drifted=stable_drifted,
+                                     hardware_drifted=hardware_drifted)
+    return stable_drifted
+
+
+SOURCE_CHANGED = "probe source changed since the golden was recorded"
+
+
+def verdict_for(record: ProbeRecord, result: ChildResult, tolerance: Tolerance, *, pytest_golden: bool,
+             allow_changed_probes: bool) -> ProbeVerdict:
+    if pytest_golden:
+        return _skipped(record, PYTEST_PROBE_REASON)
+    runs = result["runs"].get(record.name)
+    if record.status != "ok" or runs is None:
+        if record.status == "ok":  # recorded, but nothing here registers it
+            return _skipped(record, _not_loaded_reason(record) if is_user_probe(record)
+                            else "this envlock version does not know this probe")
+        return judge_probe(record, [{"status": "skipped", "seconds": 0.0}], tolerance)
+    changed = _source_change(record, result)
+    if changed and not allow_changed_probes:
+        return _skipped(record, f"{changed}; re-record the golden or pass --allow-changed-probes")
+    verdict = judge_probe(record, runs, tolerance)
+    if changed:
+        verdict.reason = f"{verdict.reason}; {changed} (compared anyway)" if verdict.reason \
+            else f"{changed} (compared anyway)"
+    return verdict
+
+
+def is_user_probe(record: ProbeRecord) -> bool:
+    module = record.source.module if record.source else None
+    return module is not None and not module.startswith("envlock.probes.")
+
+
+def _not_loaded_reason(record: ProbeRecord) -> str:
+    source = record.source
+    assert source is not None
+    where = source.module or "?"
+    if source.distribution:
+        where += f" (distribution {source.distribution} {source.version or ''})".replace(" )", ")")
+    hint = source.file if source.file and source.file.endswith(".py") else source.module
+    return (f"user probe from {where} is not loaded here: pass --probe-module {hint}, or install the package "
+            "that provides it")
+
+
+def _source_change(record: ProbeRecord, result: ChildResult) -> str | None:
+    """'probe source changed ... (sha256 a -> b)' when the golden and this run both know the digest."""
+    recorded = record.source.sha256 if record.source else None
+    metadata = (result.get("probes") or {}).get(record.name)
+    source = metadata.get("source") if metadata else None
+    current = source.get("sha256") if source else None
+    if recorded is None or current is None or recorded == current:
+        return None
+    return f"{SOURCE_CHANGED} (sha256 {recorded[7:19]} -> {current[7:19]})"
+
+
+def build_report(path: Path, golden: Golden, manifest_digest: str, verdicts: list[ProbeVerdict], differences: list[Any],
+            *, tolerance: Tolerance, repeat: int, golden_env: bool, stable_drifted: bool,
+            timings: dict[str, float]) -> VerifyReport:
+    counts = {s: sum(v.status == s for v in verdicts)
+              for s in ("identical", "within_tolerance", "drift", "nondeterministic", "skipped", "error")}
+    # Reasons quote the golden (a skipped probe's recorded reason) and child errors (paths): the
+    # report goes to files, /status and logs, so they are redacted like manifest values are.
+    for verdict in verdicts:
+        if verdict.reason:
+            verdict.reason = redact_value(verdict.reason, os.environ.get("HOME"))
+    compared = len(verdicts) - counts["skipped"]
+    # Nothing compared proves nothing: never "reproduces" (exit 0) on a machine that ran no probe of
+    # the golden (all skipped here, e.g. GPU probes without a GPU, or a pytest-plugin golden).
+    reproduces = compared > 0 and counts["drift"] == 0 and counts["nondeterministic"] == 0 and counts["error"] == 0
+    exit_code = OK if reproduces else DRIFT if compared else ENVIRONMENT
+    notes: list[str] = []
+    if not compared:
+        notes.append("no probe of the golden could be compared on this machine (every one was skipped): "
+                     "nothing was verified")
+    if stable_drifted:
+        notes.append("stable probes (RNG, tf.data order, init, elementwise) moved: these only move with "
+                     "TensorFlow/numpy/Keras versions or seeds, so suspect a version or seed difference first")
+    elif any(v.status == "drift" and v.group == "hardware" for v in verdicts):
+        notes.append(HARDWARE_NOTE)
+    elif counts["drift"]:
+        notes.append("only canary probes moved (stable probes held): suspect hardware, thread counts, "
+                     "oneDNN or XLA settings rather than versions")
+    if counts["error"]:
+        notes.append("some probes failed here (raised, returned unusable outputs, hung or crashed): each says why; "
+                     "a probe that cannot run does not reproduce")
+    if counts["nondeterministic"]:
+        notes.append("some probes are nondeterministic on this machine: results differ run to run here, "
+                     "independently of the golden")
+    # The two likeliest causes: an env var is often second to the manifest field it changes
+    # (e.g. NPY_DISABLE_CPU_FEATURES behind numeric.simd_dispatch).
+    likely = [c for v in verdicts if v.status == "drift" for c in v.causes[:2]]
+    suggestion = GOLDEN_ENV_HINT if not golden_env and any(c.environment for c in likely) else None
+    return VerifyReport(
+        reproduces=reproduces, exit_code=exit_code, golden=str(path), golden_digest=golden.digest,
+        manifest_digest=manifest_digest, golden_manifest_digest=golden.manifest.digest, tolerance=tolerance.label,
+        repeat=repeat, golden_env=golden_env, counts=counts, probes=verdicts,
+        differences=[d.model_dump(mode="json") for d in differences], notes=notes, suggestion=suggestion,
+        timings={k: round(v, 3) for k, v in timings.items()},
+    )
