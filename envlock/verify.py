@@ -38,16 +38,6 @@ from envlock.verdict import (
 NO_PROBES_RUN: ChildResult = {"runs": {}, "tf_info": None, "tf_info_error": "no probes to run"}
 
 
-def resolve_golden_path(path: Path | str | None) -> Path:
-    """GOLDEN, else $ENVLOCK_GOLDEN (how `docker run IMAGE envlock verify` finds its golden)."""
-    if path:
-        return Path(path)
-    from_env = os.environ.get("ENVLOCK_GOLDEN")
-    if from_env:
-        return Path(from_env)
-    raise BadInputError("no golden given: pass GOLDEN or set ENVLOCK_GOLDEN")
-
-
 def child_environment(golden: Golden, environ: dict[str, str], *, golden_env: bool) -> dict[str, str]:
     """The probes' environment: this machine's, or with the golden's determinism variables exactly."""
     env = dict(environ)
@@ -80,7 +70,7 @@ class VerifyRun:
     result: ChildResult  # the probe child's result (runs per probe, timings)
 
 
-def verify_golden(golden_path: Path | str | None, *, probe_names: list[str] | None = None,
+def verify_golden(golden_path: Path | str, *, probe_names: list[str] | None = None,
                   tolerance: Tolerance | None = None, repeat: int | None = None,
                   golden_env: bool = False, trusted_keys: Sequence[TrustedKey] = (),
                   probe_modules: Sequence[str] = (), probe_timeout: float | None = None,
@@ -95,7 +85,7 @@ def verify_golden(golden_path: Path | str | None, *, probe_names: list[str] | No
                       probe_timeout=probe_timeout, allow_changed_probes=allow_changed_probes).report
 
 
-def verify_run(golden_path: Path | str | None, *, probe_names: list[str] | None = None,
+def verify_run(golden_path: Path | str, *, probe_names: list[str] | None = None,
                tolerance: Tolerance | None = None, repeat: int | None = None, golden_env: bool = False,
                trusted_keys: Sequence[TrustedKey] = (), onednn_verbose: bool = False,
                probe_modules: Sequence[str] = (), probe_timeout: float | None = None,
@@ -103,7 +93,7 @@ def verify_run(golden_path: Path | str | None, *, probe_names: list[str] | None 
     """``verify_golden`` keeping what explain needs (``onednn_verbose``: record the primitives run)."""
     started = time.perf_counter()
     tolerance = tolerance or Tolerance()
-    path = resolve_golden_path(golden_path)
+    path = Path(golden_path)
     golden = load_golden(path)
     if trusted_keys:
         signer = check_signature(golden, path, trusted_keys)  # before anything of the golden is used

@@ -7,15 +7,12 @@ from typing import Annotated
 
 import typer
 
-from envlock.cli.common import TRUSTED_KEY_HELP, app, handles_errors
+from envlock.cli.common import TRUSTED_KEY_HELP, GoldenOption, app, resolve_golden_path
 
 
 @app.command()
-@handles_errors
 def build(
-    golden: Annotated[Path, typer.Option("--golden", help="Golden file to reproduce (from `envlock capture "
-                                         "--golden`): its package set, determinism settings and probes.")]
-    = Path("golden.json"),
+    golden: GoldenOption = None,
     gpu: Annotated[bool, typer.Option("--gpu", help="Render Dockerfile.gpu: the and-cuda wheels of tensorflow, "
                                       "hash-pinned, on the pinned OS base (the host needs only the driver).")]
     = False,
@@ -49,7 +46,8 @@ def build(
     def progress(line: str) -> None:
         typer.echo(line, err=True)
 
-    options = BuildOptions(golden=golden, variant="gpu" if gpu else "cpu", tag=tag, base_image=base_image,
+    options = BuildOptions(golden=resolve_golden_path(golden),
+                           variant="gpu" if gpu else "cpu", tag=tag, base_image=base_image,
                            wheelhouse=wheelhouse, context_only=context_only, no_cache=no_cache,
                            requirements=requirements, trusted_keys=tuple(load_trusted_keys(trusted_key or [])))
     result = run_build(options, progress)

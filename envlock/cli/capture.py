@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from envlock.cli.common import PROBE_MODULE_HELP, PROBE_TIMEOUT_HELP, app, handles_errors, strict_int
+from envlock.cli.common import PROBE_MODULE_HELP, PROBE_TIMEOUT_HELP, app, strict_int
 from envlock.errors import DRIFT, OK, BadFileError, BadInputError
 from envlock.limits import MAX_REPEAT
 
@@ -29,7 +29,6 @@ def _save(output: Path, model: object, save: Callable[[Path, object], None]) -> 
 
 
 @app.command()
-@handles_errors
 def capture(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the manifest (or golden) to FILE, "
                                                 "atomically, as JSON with sorted keys.")] = None,
@@ -123,7 +122,6 @@ def _capture_golden(output: Path | None, probes: str | None, repeat: int, *, as_
 
 
 @app.command()
-@handles_errors
 def diff(
     old: Annotated[Path, typer.Argument(help="Manifest (or golden) file A.", show_default=False)],
     new: Annotated[Path, typer.Argument(help="Manifest (or golden) file B.", show_default=False)],

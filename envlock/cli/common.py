@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
 import typer
 from typer.core import TyperGroup
 
-from envlock.errors import BAD_INPUT, EXIT_CODES_HELP, EnvlockError, one_line
+from envlock.errors import BAD_INPUT, EXIT_CODES_HELP, BadInputError, EnvlockError, one_line
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -20,8 +22,10 @@ _Abort: type[BaseException] = next(c for c in typer.Abort.__mro__ if c.__name__ 
 
 
 class OneLineUsageGroup(TyperGroup):
-    """Bad flags, unknown commands and missing arguments give one line and exit 2, like every
-    other bad input -- not click's multi-line usage box."""
+    """Where every error of every command is caught, once: a typed ``EnvlockError`` from the core
+    becomes one line on stderr and its exit code (no traceback); bad flags, unknown commands and
+    missing arguments give one line and exit 2, like every other bad input -- not click's
+    multi-line usage box; Ctrl-C is exit 130."""
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True,
@@ -36,7 +40,10 @@ class OneLineUsageGroup(TyperGroup):
             message = one_line(f"{exc.format_message()}{hint}")  # type: ignore[attr-defined]
             typer.echo(f"envlock: error: {message}", err=True)
             sys.exit(BAD_INPUT)
-        except _Abort:
+        except EnvlockError as exc:
+            typer.echo(f"envlock: error: {one_line(str(exc))}", err=True)  # one line, whatever a path holds
+            sys.exit(exc.exit_code)
+        except (_Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort; a lazy import may see it first
             typer.echo("envlock: interrupted", err=True)
             sys.exit(130)
         if not standalone_mode:
@@ -76,20 +83,37 @@ app = typer.Typer(
 
 
 def handles_errors(fn: F) -> F:
-    """Turn an ``EnvlockError`` into one line on stderr and its exit code; no traceback."""
+    """Kept for ``watch`` until its split lands; the group catches errors for every command."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except EnvlockError as exc:
-            typer.echo(f"envlock: error: {one_line(str(exc))}", err=True)  # one line, whatever a path holds
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            typer.echo("envlock: interrupted", err=True)
-            raise typer.Exit(130) from None
+        return fn(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+# One convention for the golden on every command that takes one (verify, explain, build, watch):
+# `--golden FILE`, else $ENVLOCK_GOLDEN (how an image built by `envlock build` finds its own).
+# verify and explain also take it as their argument: `envlock verify GOLDEN` keeps working.
+GOLDEN_ENV = "ENVLOCK_GOLDEN"
+GOLDEN_HELP = "The golden file (from `envlock capture --golden`); default: $ENVLOCK_GOLDEN."
+GoldenOption = Annotated[Path | None, typer.Option("--golden", metavar="FILE", help=GOLDEN_HELP, show_default=False)]
+GoldenArgument = Annotated[Path | None, typer.Argument(metavar="GOLDEN", help="Same as --golden.",
+                                                       show_default=False)]
+
+
+def resolve_golden_path(*given: Path | str | None, environ: Mapping[str, str] | None = None) -> Path:
+    """The golden a command was given: the one named on the command line, else $ENVLOCK_GOLDEN.
+    Two different ones (``verify A --golden B``) or none at all is bad usage (exit 2)."""
+    named = list(dict.fromkeys(str(g) for g in given if g))
+    if len(named) > 1:
+        raise BadInputError(f"two goldens given ({' and '.join(named)}): give one")
+    if named:
+        return Path(named[0])
+    from_env = (os.environ if environ is None else environ).get(GOLDEN_ENV)
+    if from_env:
+        return Path(from_env)
+    raise BadInputError("no golden given: pass --golden FILE or set ENVLOCK_GOLDEN")
 
 
 # `--trusted-key`, the same option on verify, build and watch (envlock.signing).

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from envlock.cli.common import TRUSTED_KEY_HELP, app, handles_errors, strict_int
+from envlock.cli.common import TRUSTED_KEY_HELP, GoldenArgument, GoldenOption, app, resolve_golden_path, strict_int
 from envlock.errors import BadFileError, BadInputError
 
 BUDGET_HELP = ("Whole seconds for the whole run, verify included, 1 to 86400 (default 120); candidates that do "
@@ -16,7 +16,7 @@ BUDGET_HELP = ("Whole seconds for the whole run, verify included, 1 to 86400 (de
 BUDGET_PARSER = strict_int("--budget", 1, 86_400)
 
 
-def run_explain(golden: Path | None, *, as_json: bool, report: Path | None, emit_env: Path | None,
+def run_explain(golden: Path, *, as_json: bool, report: Path | None, emit_env: Path | None,
                 probes: str | None, budget: float, jobs: int, trusted_key: list[Path] | None,
                 with_verify_table: bool) -> int:
     """Shared by `explain` and `verify --explain`: run, write the files asked for, print; the exit code."""
@@ -58,10 +58,9 @@ def run_explain(golden: Path | None, *, as_json: bool, report: Path | None, emit
 
 
 @app.command()
-@handles_errors
 def explain(
-    golden: Annotated[Path | None, typer.Argument(help="Golden file; defaults to $ENVLOCK_GOLDEN.",
-                                                  show_default=False)] = None,
+    golden: GoldenArgument = None,
+    golden_file: GoldenOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
     report: Annotated[Path | None, typer.Option("--report", help="Also write the JSON report to FILE.")] = None,
     emit_env: Annotated[Path | None, typer.Option(
@@ -83,5 +82,6 @@ def explain(
     Exit codes: 0 reproduces (nothing to explain); 1 drift or nondeterminism; 2 bad golden or bad
     usage; 3 cannot run the probes (e.g. TensorFlow missing).
     """
-    raise typer.Exit(run_explain(golden, as_json=as_json, report=report, emit_env=emit_env, probes=probes,
+    path = resolve_golden_path(golden, golden_file)
+    raise typer.Exit(run_explain(path, as_json=as_json, report=report, emit_env=emit_env, probes=probes,
                                  budget=budget, jobs=jobs, trusted_key=trusted_key, with_verify_table=False))

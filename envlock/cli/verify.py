@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from envlock.cli.common import PROBE_MODULE_HELP, PROBE_TIMEOUT_HELP, TRUSTED_KEY_HELP, app, handles_errors, strict_int
+from envlock.cli.common import (
+    PROBE_MODULE_HELP,
+    PROBE_TIMEOUT_HELP,
+    TRUSTED_KEY_HELP,
+    GoldenArgument,
+    GoldenOption,
+    app,
+    resolve_golden_path,
+    strict_int,
+)
 from envlock.cli.explain import BUDGET_HELP, BUDGET_PARSER, run_explain
 from envlock.errors import ENVIRONMENT, BadFileError, BadInputError
 from envlock.limits import MAX_REPEAT
@@ -23,10 +32,9 @@ def _list_probes() -> str:
 
 
 @app.command()
-@handles_errors
 def verify(
-    golden: Annotated[Path | None, typer.Argument(help="Golden file (from `envlock capture --golden`); "
-                                                  "defaults to $ENVLOCK_GOLDEN.", show_default=False)] = None,
+    golden: GoldenArgument = None,
+    golden_file: GoldenOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
     report: Annotated[Path | None, typer.Option("--report", help="Also write the JSON report to FILE (atomically).")]
     = None,
@@ -72,7 +80,8 @@ def verify(
         if tolerance != "bitwise" or repeat is not None or golden_env:
             raise BadInputError("--explain proves bitwise causes with the golden's repeat count in this machine's "
                                 "environment: it does not combine with --tolerance, --repeat or --golden-env")
-        raise typer.Exit(run_explain(golden, as_json=as_json, report=report, emit_env=None, probes=probes,
+        raise typer.Exit(run_explain(resolve_golden_path(golden, golden_file), as_json=as_json, report=report,
+                                     emit_env=None, probes=probes,
                                      budget=budget, jobs=2, trusted_key=trusted_key, with_verify_table=True))
     from envlock.display import nothing_verified_line, render_report
     from envlock.probes.compare import Tolerance
@@ -87,7 +96,8 @@ def verify(
     if report is not None:
         # Checked before the probes run: a typo should not cost a TF import to discover.
         check_output_path(report)
-    result = verify_golden(golden, probe_names=names, tolerance=policy, repeat=repeat, golden_env=golden_env,
+    path = resolve_golden_path(golden, golden_file)
+    result = verify_golden(path, probe_names=names, tolerance=policy, repeat=repeat, golden_env=golden_env,
                            trusted_keys=keys, probe_modules=probe_module or [], probe_timeout=probe_timeout,
                            allow_changed_probes=allow_changed_probes)
     text = dumps_canonical(result.model_dump(mode="json"))

@@ -177,7 +177,7 @@ def _cpu_change(run: VerifyRun) -> str | None:
     return f"{g.model_name or g.vendor} in the golden, {h.model_name or h.vendor} here"
 
 
-def explain_golden(golden_path: Path | str | None, *, probe_names: list[str] | None = None,
+def explain_golden(golden_path: Path | str, *, probe_names: list[str] | None = None,
                    budget: float = DEFAULT_BUDGET_SECONDS, jobs: int = DEFAULT_JOBS,
                    trusted_keys: Sequence[TrustedKey] = ()) -> ExplainReport:
     """Verify, then prove by experiment why each drifting probe drifts. Raises like ``verify_golden``."""

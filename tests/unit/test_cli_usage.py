@@ -58,3 +58,54 @@ def test_help_documents_exit_codes_for_every_command() -> None:
         result = CliRunner().invoke(app, [command, "--help"])
         assert result.exit_code == 0, command
         assert "Exit code" in result.output or "exit code" in result.output, f"{command} --help lacks exit codes"
+
+
+# ---------------------------------------------------------------- one --golden convention
+
+
+def _one_error_line(result: object) -> str:
+    lines = result.stderr.strip().splitlines()  # type: ignore[attr-defined]
+    assert len(lines) == 1, result.stderr  # type: ignore[attr-defined]
+    return lines[0]
+
+
+GOLDEN_COMMANDS = [["verify"], ["explain"], ["build", "--context-only", "CTX"], ["watch", "--once"]]
+
+
+@pytest.mark.parametrize("command", GOLDEN_COMMANDS, ids=lambda c: c[0])
+def test_every_golden_command_without_a_golden_names_both_ways_to_give_one(
+        command: list[str], tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ENVLOCK_GOLDEN", raising=False)
+    argv = [str(tmp_path) + "/ctx" if a == "CTX" else a for a in command]
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == BAD_INPUT, result.output
+    assert _one_error_line(result) == "envlock: error: no golden given: pass --golden FILE or set ENVLOCK_GOLDEN"
+
+
+@pytest.mark.parametrize("command", GOLDEN_COMMANDS, ids=lambda c: c[0])
+@pytest.mark.parametrize("how", ["--golden", "ENVLOCK_GOLDEN"])
+def test_every_golden_command_takes_the_golden_from_the_option_or_the_environment(
+        command: list[str], how: str, tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    missing = f"{tmp_path}/no-such-golden.json"
+    monkeypatch.delenv("ENVLOCK_GOLDEN", raising=False)
+    argv = [str(tmp_path) + "/ctx" if a == "CTX" else a for a in command]
+    if how == "--golden":
+        argv += ["--golden", missing]
+    else:
+        monkeypatch.setenv("ENVLOCK_GOLDEN", missing)
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == BAD_INPUT, result.output
+    # The command read that golden (and found it missing): it took the path from where it was given.
+    assert missing in _one_error_line(result)
+
+
+@pytest.mark.parametrize("command", ["verify", "explain"])
+def test_bare_golden_argument_still_works_and_two_different_goldens_are_refused(
+        command: str, tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENVLOCK_GOLDEN", f"{tmp_path}/from-env.json")
+    positional = f"{tmp_path}/positional.json"
+    result = CliRunner().invoke(app, [command, positional])  # the argument beats the environment
+    assert result.exit_code == BAD_INPUT and positional in _one_error_line(result)
+    result = CliRunner().invoke(app, [command, positional, "--golden", f"{tmp_path}/other.json"])
+    assert result.exit_code == BAD_INPUT
+    assert "two goldens given" in _one_error_line(result)

@@ -11,12 +11,12 @@ import pytest
 from typer.testing import CliRunner
 
 from envlock.cli import app
+from envlock.cli.common import resolve_golden_path
 from envlock.diff import Difference
 from envlock.display import render_report
 from envlock.golden import OutputRecord, ProbeRecord
 from envlock.probes.compare import Tolerance, summarize_array
 from envlock.verdict import VerifyReport, attribute, build_report, judge_probe
-from envlock.verify import resolve_golden_path
 
 GOLDEN_VALUES = np.random.default_rng(0).standard_normal((50, 50)).astype(np.float32)
 
