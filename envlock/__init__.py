@@ -19,6 +19,7 @@ def lockdown(*args: Any, **kwargs: Any) -> Any:
 
     See ``envlock.locking.lockdown`` for the arguments and the report it returns.
     """
+    # lazy: `import envlock` stays cheap; lockdown() loads on first use
     from envlock.locking import lockdown as _lockdown
 
     return _lockdown(*args, **kwargs)
@@ -26,6 +27,7 @@ def lockdown(*args: Any, **kwargs: Any) -> Any:
 
 def reseed(seed: int) -> None:
     """Reset every seed (for code that trains twice in one process)."""
+    # lazy: `import envlock` stays cheap; reseed() loads on first use
     from envlock.locking import reseed as _reseed
 
     _reseed(seed)
@@ -38,6 +40,7 @@ _LAZY = {"probe": "probe", "ProbeContext": "ProbeContext", "ProbeSkipped": "Prob
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
+        # lazy: `import envlock` stays cheap; the probe decorator loads on first use
         from envlock.probes import registry
 
         return getattr(registry, _LAZY[name])

@@ -10,9 +10,11 @@ import sys
 
 
 def main() -> None:
+    # lazy: the TF child starts before typer and pydantic load
     from envlock.fingerprint.tf import prestart_for_argv
 
     prestart_for_argv(sys.argv[1:])
+    # lazy: after the TF child started
     from envlock.cli import main as cli_main
 
     cli_main()

@@ -10,14 +10,18 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
+from envlock.environ import capture_environment
 from envlock.fingerprint import tf as tf_fingerprint
+from envlock.runner import Runner
+from envlock.version import __version__
 
 if TYPE_CHECKING:
     from envlock.models import Manifest
-    from envlock.runner import Runner
 
 _WORKER_NICENESS = 10
 
@@ -37,6 +41,7 @@ def capture_manifest(
         else:
             manifest = _collect_beside_child(runner, environ)
     except BaseException:
+    # lazy: pydantic loads after the TF child started (see the docstring)
         if child is not None:
             child.kill()
         raise
@@ -59,7 +64,6 @@ def _collect_beside_child(runner: Runner | None, environ: dict[str, str]) -> Man
     the nice value is per thread, so only this short-lived worker is reniced -- never the
     caller's thread (capture_manifest also runs inside long-lived processes such as watch).
     """
-    import threading
 
     result: dict[str, Manifest] = {}
     failure: list[BaseException] = []
@@ -82,9 +86,7 @@ def _collect_beside_child(runner: Runner | None, environ: dict[str, str]) -> Man
 
 
 def _collect_everything_else(runner: Runner | None, environ: dict[str, str]) -> Manifest:
-    from datetime import datetime, timezone
-
-    from envlock.environ import capture_environment
+    # lazy: the collectors import pydantic and numpy: after the TF child started
     from envlock.fingerprint.cpu import collect_cpu
     from envlock.fingerprint.gpu import collect_gpu
     from envlock.fingerprint.host import collect_host
@@ -92,8 +94,6 @@ def _collect_everything_else(runner: Runner | None, environ: dict[str, str]) -> 
     from envlock.fingerprint.numeric import collect_numeric
     from envlock.fingerprint.python_env import collect_python
     from envlock.models import Manifest, TensorflowInfo
-    from envlock.runner import Runner
-    from envlock.version import __version__
 
     runner = runner or Runner()
     return Manifest(

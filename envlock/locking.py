@@ -21,8 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from envlock.capture import capture_manifest
+from envlock.diff import diff_manifests
 from envlock.environ import golden_environment_changes
 from envlock.errors import BadInputError, DriftFound
+from envlock.fingerprint.tf import collect_tensorflow_info
+from envlock.golden import load_golden
+from envlock.limits import MAX_SEED, MAX_THREADS
+from envlock.models import with_digest
+from envlock.redact import redact_value
 from envlock.tfcontrols import apply_tf_controls, default_thread_count
 
 
@@ -56,8 +63,6 @@ def _environment_problems(golden_env: dict[str, str] | None) -> list[str]:
 
 
 def _redacted(value: str | None) -> str | None:
-    from envlock.redact import redact_value
-
     return None if value is None else redact_value(value, os.environ.get("HOME"))
 
 
@@ -88,11 +93,6 @@ LOCKDOWN_CONTROLLED_FIELDS = frozenset(
 
 
 def _critical_differences(golden: Any) -> list[str]:
-    from envlock.capture import capture_manifest
-    from envlock.diff import diff_manifests
-    from envlock.fingerprint.tf import collect_tensorflow_info
-    from envlock.models import with_digest
-
     here = capture_manifest(include_tf=False)
     here = with_digest(here.model_copy(update={"tensorflow": collect_tensorflow_info()}))
     return [f"{d.path}: {d.old!r} -> {d.new!r} ({d.reason})"
@@ -106,7 +106,7 @@ def reseed(seed: int = 42) -> None:
     For code that trains several times in one process and wants each run to start from the
     same state, as the seed documents' ``train_model(seed)`` does.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: the golden's environment must be in place before TensorFlow is imported
 
     tf.keras.utils.set_random_seed(seed)
 
@@ -124,7 +124,6 @@ def _caller_stacklevel() -> int:
 def _check_controls(seed: object, *threads: object) -> None:
     """The same ranges a golden's lockdown must have: numpy refuses other seeds, and a negative thread
     count makes TensorFlow abort the whole process (SIGABRT)."""
-    from envlock.limits import MAX_SEED, MAX_THREADS
 
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise BadInputError(f"lockdown: seed must be an integer from 0 to {MAX_SEED}, not {seed!r}")
@@ -144,8 +143,6 @@ def lockdown(seed: int | None = None, *, golden: str | Path | None = None, stric
     """
     loaded = None
     if golden is not None:
-        from envlock.golden import load_golden
-
         loaded = load_golden(golden)
         seed = loaded.lockdown.seed if seed is None else seed
         intra_op_threads = intra_op_threads or loaded.lockdown.intra_op_threads
@@ -157,7 +154,7 @@ def lockdown(seed: int | None = None, *, golden: str | Path | None = None, stric
     report.problems.extend(_environment_problems(loaded.lockdown.environment if loaded else None))
     if loaded is not None:
         _apply_golden_environment(loaded.lockdown.environment, report)
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: the golden's environment must be in place before TensorFlow is imported
 
     # Compare with the golden before applying the controls: a golden's manifest is TF as a job
     # finds it, its lockdown is recorded apart (and applied below on both machines alike).

@@ -24,6 +24,7 @@ are imported inside the functions that need them, when a check runs.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,9 +33,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
+from envlock.errors import BadInputError, EnvlockError
 from envlock.protocol import OutputSummary
+from envlock.tags import PROBE_TAGS
+from envlock.version import __version__
 
 if TYPE_CHECKING:
+    # lazy: the plugin loads in every pytest session: no pydantic or numpy until a check runs
     from envlock.golden import Golden, ProbeRecord
     from envlock.models import Manifest
     from envlock.probes.compare import Tolerance
@@ -71,7 +76,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     tolerance_text = config.getoption("envlock_tolerance") or "bitwise"
     if tolerance_text != "bitwise":
-        from envlock.errors import BadInputError
+        # lazy: the plugin loads in every pytest session: no numpy until a check runs
         from envlock.probes.compare import Tolerance
 
         try:
@@ -100,6 +105,7 @@ def envlock_this_machine(pytestconfig: pytest.Config) -> Callable[[], Manifest]:
 
     def capture() -> Manifest:
         if state.manifest is None:
+            # lazy: the plugin loads in every pytest session: no pydantic or numpy until a check runs
             from envlock.capture import capture_manifest
 
             state.manifest = capture_manifest(include_tf=False, environ=state.environ)
@@ -134,7 +140,6 @@ class EnvlockRegression:
         threads, oneDNN, XLA) or "stable" (moves only with versions or seeds). ``tolerance``:
         "bitwise" or "ulp:N" for this check, instead of ``--envlock-tolerance``.
         """
-        from envlock.errors import EnvlockError
 
         probe_name = f"{probe_test_id(self._node.nodeid)}::{_check_name(name, self._names)}"
         record = _probe_record(probe_name, arrays, tags, group)
@@ -154,12 +159,14 @@ class EnvlockRegression:
     def _load(self) -> Golden | None:
         goldens = self._state.goldens
         if self.golden_path not in goldens:
+            # lazy: the plugin loads in every pytest session: no pydantic or numpy until a check runs
             from envlock.golden import load_golden
 
             goldens[self.golden_path] = load_golden(self.golden_path) if self.golden_path.exists() else None
         return goldens[self.golden_path]
 
     def _record(self, golden: Golden | None, record: ProbeRecord) -> None:
+        # lazy: the plugin loads in every pytest session: no pydantic or numpy until a check runs
         from envlock.golden import save_golden
 
         manifest = self._this_machine()
@@ -197,11 +204,11 @@ def _check_name(name: str, used: set[str]) -> str:
 
 def _probe_record(probe_name: str, arrays: Mapping[str, Any] | Any, tags: list[str] | None,
                   group: str) -> ProbeRecord:
+    # lazy: the plugin loads in every pytest session: no pydantic or numpy until a check runs
     import numpy as np
 
     from envlock.golden import OutputRecord, ProbeRecord
     from envlock.probes.compare import summarize_array
-    from envlock.tags import PROBE_TAGS
 
     chosen = sorted(set(PROBE_TAGS if tags is None else tags))
     unknown = sorted(set(chosen) - set(PROBE_TAGS))
@@ -224,11 +231,10 @@ def _probe_record(probe_name: str, arrays: Mapping[str, Any] | Any, tags: list[s
 
 def _with_record(golden: Golden | None, record: ProbeRecord, manifest: Manifest) -> Golden:
     """The golden with ``record`` added or replaced (probes sorted by name), on this machine's manifest."""
-    import datetime as dt
 
+    # lazy: the plugin loads in every pytest session: no pydantic or numpy until a check runs
     from envlock.golden import Golden
     from envlock.models import LockdownSettings
-    from envlock.version import __version__
 
     probes = {p.name: p for p in (golden.probes if golden is not None else [])}
     probes[record.name] = record
@@ -246,6 +252,7 @@ def _with_record(golden: Golden | None, record: ProbeRecord, manifest: Manifest)
 
 
 def _parse_tolerance(text: str) -> Tolerance:
+    # lazy: the plugin loads in every pytest session: no pydantic or numpy until a check runs
     from envlock.probes.compare import Tolerance
 
     return Tolerance.parse(text)
@@ -257,11 +264,13 @@ def _parse_tolerance(text: str) -> Tolerance:
 def _compare(path: Path, golden: Golden, stored: ProbeRecord, current: ProbeRecord, tolerance: Tolerance,
              this_machine: Callable[[], Manifest]) -> str | None:
     """None when ``current`` reproduces ``stored``; otherwise the failure message."""
+    # lazy: the plugin loads in every pytest session: no pydantic or numpy until a check runs
     from envlock.verdict import judge_probe
 
     outputs = [cast(OutputSummary, o.model_dump()) for o in current.outputs]
     verdict = judge_probe(stored, [{"status": "ok", "outputs": outputs, "seconds": 0.0}], tolerance)
     if verdict.status in ("identical", "within_tolerance"):
+    # lazy: the plugin loads in every pytest session: no pydantic or numpy until a check runs
         return None
     from envlock.diff import diff_manifests
     from envlock.probes.attribution import explain
@@ -289,12 +298,11 @@ def _compare(path: Path, golden: Golden, stored: ProbeRecord, current: ProbeReco
 
 
 def _all_tags() -> tuple[str, ...]:
-    from envlock.tags import PROBE_TAGS
-
     return PROBE_TAGS
 
 
 def _output_table(stored: ProbeRecord, current: ProbeRecord, tolerance: Tolerance) -> list[str]:
+    # lazy: the plugin loads in every pytest session: no pydantic or numpy until a check runs
     from envlock.probes.compare import compare_output
 
     golden = {o.name: o.model_dump() for o in stored.outputs}

@@ -53,6 +53,7 @@ def fingerprint_of_blob(blob: bytes) -> str:
 
 
 def _public_blob(public_key: object) -> bytes:
+    # lazy: cryptography loads only to sign or to check a signature (most goldens are unsigned)
     from cryptography.hazmat.primitives import serialization
 
     line = public_key.public_bytes(serialization.Encoding.OpenSSH,  # type: ignore[attr-defined]
@@ -88,6 +89,7 @@ def read_key_file(path: Path | str) -> bytes:
 
 def load_signing_key(path: Path | str) -> object:
     """An unencrypted Ed25519 private key in OpenSSH format (``ssh-keygen -t ed25519 -N ''``)."""
+    # lazy: cryptography loads only to sign or to check a signature (most goldens are unsigned)
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -110,6 +112,7 @@ def load_signing_key(path: Path | str) -> object:
 
 
 def _parse_public_line(line: str, where: str) -> TrustedKey:
+    # lazy: cryptography loads only to sign or to check a signature (most goldens are unsigned)
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     tokens = line.split()
@@ -177,6 +180,7 @@ def check_signature(golden: Golden, path: Path | str, trusted: Sequence[TrustedK
 
     Raises ``SignatureError`` (exit 2) naming the key found and the keys expected.
     """
+    # lazy: cryptography loads only to sign or to check a signature (most goldens are unsigned)
     from cryptography.exceptions import InvalidSignature
 
     record = golden.signature

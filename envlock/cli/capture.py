@@ -16,6 +16,7 @@ from envlock.limits import MAX_REPEAT
 
 def _check_writable(output: Path) -> None:
     """Refuse an unusable -o before spending seconds capturing (one line, exit 2)."""
+    # lazy: a command imports its core only when it runs (CLI start-up time)
     from envlock.store import check_output_path
 
     check_output_path(output)
@@ -67,9 +68,11 @@ def capture(
         raise BadInputError("--probes only makes sense with --golden")
     if output is not None:
         _check_writable(output)
+    # lazy: a command imports its core only when it runs (CLI start-up time)
     from envlock.capture import capture_manifest
 
     manifest = capture_manifest(include_tf=not no_tf)  # starts the TF child before anything heavy is imported
+    # lazy: pydantic and the renderers load while the TF child imports TensorFlow
     from envlock.display import render_manifest
     from envlock.store import dumps_canonical, save_model
 
@@ -91,6 +94,7 @@ def _capture_golden(output: Path | None, probes: str | None, repeat: int, *, as_
     if no_tf:
         raise BadInputError("--golden runs TensorFlow probes; it cannot be combined with --no-tf")
     _check_writable(output)
+    # lazy: a command imports its core only when it runs (CLI start-up time)
     from envlock.golden import save_golden
     from envlock.probes.registry import parse_probe_list
     from envlock.probes.supervisor import check_probe_names
@@ -102,6 +106,7 @@ def _capture_golden(output: Path | None, probes: str | None, repeat: int, *, as_
     # the child checks them (exit 2 too).
     check_probe_names(names, probe_modules or [])
     if sign is not None:
+        # lazy: a command imports its core only when it runs (CLI start-up time)
         from envlock.signing import load_signing_key, sign_golden
 
         key = load_signing_key(sign)  # an unusable key fails before the probes run
@@ -131,6 +136,7 @@ def diff(
 
     Exit codes: 0 identical in identity; 1 different; 2 bad input file.
     """
+    # lazy: a command imports its core only when it runs (CLI start-up time)
     from envlock.diff import diff_manifests
     from envlock.display import render_differences
     from envlock.golden import load_any_manifest
@@ -154,6 +160,7 @@ def diff(
 @app.command()
 def schema() -> None:
     """Print the manifest's JSON Schema (exit code 0)."""
+    # lazy: a command imports its core only when it runs (CLI start-up time)
     from envlock.models import Manifest
 
     typer.echo(json.dumps(Manifest.model_json_schema(), indent=2, sort_keys=True))

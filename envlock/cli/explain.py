@@ -20,6 +20,7 @@ def run_explain(golden: Path, *, as_json: bool, report: Path | None, emit_env: P
                 probes: str | None, budget: float, jobs: int, trusted_key: list[Path] | None,
                 with_verify_table: bool) -> int:
     """Shared by `explain` and `verify --explain`: run, write the files asked for, print; the exit code."""
+    # lazy: a command imports its core only when it runs (CLI start-up time)
     from envlock.display import render_explain, render_report
     from envlock.explain.run import environment_file, explain_golden
     from envlock.probes.registry import parse_probe_list

@@ -23,6 +23,7 @@ from envlock.limits import MAX_REPEAT
 
 
 def _list_probes() -> str:
+    # lazy: a command imports its core only when it runs (CLI start-up time)
     from envlock.probes.registry import all_probes
 
     rows = [f"{'probe':28} {'group':7} {'dtype':8} tags"]
@@ -77,6 +78,7 @@ def verify(
         typer.echo(_list_probes())
         return
     if explain:
+    # lazy: a command imports its core only when it runs (CLI start-up time)
         if tolerance != "bitwise" or repeat is not None or golden_env:
             raise BadInputError("--explain proves bitwise causes with the golden's repeat count in this machine's "
                                 "environment: it does not combine with --tolerance, --repeat or --golden-env")

@@ -11,6 +11,7 @@ on this machine -> the environment that reproduces, where one exists.
 from __future__ import annotations
 
 import concurrent.futures
+import shlex
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +23,7 @@ from envlock.explain.planner import Candidate, Plan, combine, plan_interventions
 from envlock.explain.report import CandidateOutcome, ExplainReport, Finding
 from envlock.golden import ProbeRecord
 from envlock.probes.compare import Tolerance
+from envlock.probes.supervisor import run_child
 from envlock.signing import TrustedKey
 from envlock.verdict import judge_probe
 from envlock.verify import VerifyRun, verify_run
@@ -54,8 +56,6 @@ class _Runner:
         self.estimate = float(result.get("import_seconds", 4.0)) + seconds + CHILD_OVERHEAD_SECONDS
 
     def _one(self, candidate: Candidate) -> CandidateOutcome:
-        from envlock.probes.supervisor import run_child
-
         started = time.perf_counter()
         outcome = CandidateOutcome(id=candidate.id, kind=candidate.kind, reason=candidate.reason,
                                    env=dict(candidate.env), size=candidate.size,
@@ -253,7 +253,6 @@ def _emit(explain: ExplainReport) -> None:
 
 def environment_file(explain: ExplainReport) -> str:
     """A shell snippet: ``export``/``unset`` lines, and the CPU list to run under where one is needed."""
-    import shlex
 
     lines = [f"# envlock explain: the environment under which this machine reproduced {explain.golden}",
              "# " + ("every drifting probe" if explain.emit_complete else "some drifting probes (see the report)")]

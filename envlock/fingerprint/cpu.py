@@ -173,6 +173,7 @@ def collect_cpu(runner: Runner) -> CpuInfo:
         cpu = parse_proc_cpuinfo(text)
     else:
         try:
+            # lazy: py-cpuinfo is slow (it spawns processes): only where /proc/cpuinfo is missing
             import cpuinfo  # py-cpuinfo: slow (spawns processes), only where /proc/cpuinfo is missing
 
             cpu = from_py_cpuinfo(cpuinfo.get_cpu_info())

@@ -85,6 +85,7 @@ def collect_gpu(nvml: Any | None = None) -> GpuInfo:
     """GPU section via NVML; ``nvml`` defaults to the real ``pynvml`` module."""
     if nvml is None:
         try:
+            # lazy: NVML is optional (a GPU machine's package), loaded only to read a GPU
             import pynvml
         except ImportError:
             return GpuInfo(status="nvml_unavailable", detail="nvidia-ml-py (pynvml) is not installed")

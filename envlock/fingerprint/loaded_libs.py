@@ -95,6 +95,6 @@ def loaded_library_records(text: str) -> list[dict[str, Any]]:
 
 def parse_proc_maps(text: str) -> list[LoadedLibrary]:
     """Numeric libraries mapped in a process (text of /proc/<pid>/maps), one entry per file."""
-    from envlock.models import LoadedLibrary
+    from envlock.models import LoadedLibrary  # lazy: the TF child uses loaded_library_records without pydantic
 
     return [LoadedLibrary(**record) for record in loaded_library_records(text)]

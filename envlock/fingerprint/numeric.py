@@ -40,9 +40,11 @@ def simd_in_use(baseline: list[str] | None, dispatch: list[str] | None, features
 
 def _numpy_simd() -> tuple[list[str] | None, list[str] | None]:
     try:
+        # lazy: numpy is optional; this is where numpy >= 2 keeps it
         from numpy._core import _multiarray_umath as umath  # type: ignore[attr-defined]  # numpy >= 2
     except ImportError:
         try:
+            # lazy: numpy 1.x keeps it here
             from numpy.core import _multiarray_umath as umath  # numpy 1.x
         except ImportError:
             return None, None
@@ -55,6 +57,7 @@ def _numpy_simd() -> tuple[list[str] | None, list[str] | None]:
 
 def collect_numeric() -> NumericInfo:
     try:
+        # lazy: numpy is optional: without it the numeric section is unknown
         import numpy as np
     except ImportError:
         return NumericInfo()
@@ -63,6 +66,7 @@ def collect_numeric() -> NumericInfo:
     # change the environment it fingerprints (a second capture, or lockdown(), would see it).
     kmp_before = os.environ.get("KMP_DUPLICATE_LIB_OK")
     try:
+        # lazy: importing it sets KMP_DUPLICATE_LIB_OK: only inside the guard that restores it
         import threadpoolctl
 
         blas = parse_threadpool_info(threadpoolctl.threadpool_info())

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import tempfile
 from collections.abc import Callable
 from typing import Any
@@ -37,7 +38,6 @@ def parse_verbose_info(text: str) -> dict[str, str | None]:
 
 def capture_fd1(action: Callable[[], Any]) -> str:
     """What ``action`` wrote to file descriptor 1 (C code included), at most MAX_CAPTURED_BYTES."""
-    import sys
 
     sys.stdout.flush()
     saved = os.dup(1)

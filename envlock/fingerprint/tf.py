@@ -9,12 +9,18 @@ prints one marked line of TensorflowInfo JSON, with the libraries from *its own*
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from envlock.fingerprint.loaded_libs import loaded_library_records
+from envlock.fingerprint.onednn import onednn_info
+from envlock.runner import kill_tree, spawn
 
 if TYPE_CHECKING:
     from envlock.models import TensorflowInfo
@@ -59,24 +65,26 @@ def _onednn_enabled() -> bool | None:
     # TF turns oneDNN on by default only on CPUs with AVX512_VNNI/BF16, AVX_VNNI or AMX
     # (determinism-notes trap 1), so the effective state, not TF_ENABLE_ONEDNN_OPTS, is what
     # decides the bits. IsMklEnabled() reports that effective state.
+    # lazy: TensorFlow loads only in the process it fingerprints (seconds to import)
     from tensorflow.python.util import _pywrap_util_port
 
     return bool(_pywrap_util_port.IsMklEnabled())
 
 
 def _op_determinism() -> bool | None:
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: TensorFlow loads only in the process it fingerprints (seconds to import)
 
     public = getattr(tf.config.experimental, "is_op_determinism_enabled", None)
     if public is not None:
         return bool(public())
+    # lazy: TensorFlow loads only in the process it fingerprints (seconds to import)
     from tensorflow.python.framework import config as tf_config
 
     return bool(tf_config.is_op_determinism_enabled())
 
 
 def _xla_jit() -> str | None:
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: TensorFlow loads only in the process it fingerprints (seconds to import)
 
     jit = tf.config.optimizer.get_jit()
     # get_jit() returns "" when auto-clustering is off; older TFs returned a bool.
@@ -86,13 +94,13 @@ def _xla_jit() -> str | None:
 
 
 def _keras_version() -> str | None:
-    import keras
+    import keras  # lazy: as TensorFlow, which it comes with
 
     return _as_version(getattr(keras, "__version__", None))
 
 
 def _tiny_matmul() -> None:
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: TensorFlow loads only in the process it fingerprints (seconds to import)
 
     tf.linalg.matmul(tf.ones([8, 8]), tf.ones([8, 8])).numpy()
 
@@ -105,20 +113,16 @@ def tensorflow_info_fields(*, onednn_report: bool = False) -> dict[str, Any]:
     detected ISA. Only for a process that runs nothing else afterwards (the capture child): oneDNN
     reads the variable once, so verbose output would stay on for later ops."""
     try:
-        import tensorflow as tf
+        import tensorflow as tf  # lazy: TensorFlow loads only in the process it fingerprints (seconds to import)
     except ImportError as exc:
         # Installed but failing to import (a missing CUDA library, an ABI mismatch) is an error,
         # not an absence: the user has a TensorFlow, it is just broken.
         status = "error" if tensorflow_installed() else "absent"
         return {"status": status, "detail": f"tensorflow is not importable: {exc}"}
-    from envlock.fingerprint.loaded_libs import loaded_library_records
-
     raw_build = _safe(lambda: dict(tf.sysconfig.get_build_info())) or {}
     maps_text = _safe(lambda: Path("/proc/self/maps").read_text(encoding="utf-8", errors="replace"))
     onednn: dict[str, Any] = {}
     if onednn_report:
-        from envlock.fingerprint.onednn import onednn_info
-
         onednn = _safe(lambda: onednn_info(_tiny_matmul)) or {}
     return {
         "status": "present",
@@ -141,6 +145,7 @@ def tensorflow_info_fields(*, onednn_report: bool = False) -> dict[str, Any]:
 
 def collect_tensorflow_info() -> TensorflowInfo:
     """Everything about the TF in this process. Imports TF (safe if already imported)."""
+    # lazy: pydantic loads after TensorFlow in the child, and after the child started in the parent
     from envlock.models import TensorflowInfo
 
     return TensorflowInfo.model_validate(tensorflow_info_fields())
@@ -154,8 +159,6 @@ class TensorflowChild:
     """A child process importing TF and reporting TensorflowInfo; started early, joined late."""
 
     def __init__(self) -> None:
-        from envlock.runner import spawn
-
         # Same interpreter, same environment: the child must see exactly what a user's job sees.
         # spawn: it dies with capture, even when capture is SIGKILLed.
         self._proc = spawn([sys.executable, "-m", "envlock.fingerprint.tf"], stdout=subprocess.PIPE,
@@ -166,14 +169,13 @@ class TensorflowChild:
             stdout, stderr = self._proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.kill()
+            # lazy: pydantic loads after TensorFlow in the child, and after the child started in the parent
             from envlock.models import TensorflowInfo
 
             return TensorflowInfo(status="error", detail=f"TensorFlow child timed out after {timeout:.0f} s")
         return parse_child_output(stdout, stderr, self._proc.returncode)
 
     def kill(self) -> None:
-        from envlock.runner import kill_tree
-
         if self._proc.poll() is None:
             kill_tree(self._proc)
         self._proc.communicate()
@@ -181,6 +183,7 @@ class TensorflowChild:
 
 def parse_child_output(stdout: str, stderr: str, returncode: int) -> TensorflowInfo:
     """The child's marked JSON line as TensorflowInfo; anything else becomes status "error"."""
+    # lazy: pydantic loads after TensorFlow in the child, and after the child started in the parent
     from envlock.models import TensorflowInfo
 
     for line in reversed(stdout.splitlines()):
@@ -205,8 +208,6 @@ def prestart_for_argv(argv: list[str]) -> None:
     """
     global _prestarted
     if _prestarted is None and is_full_capture(argv) and tensorflow_installed():
-        import atexit
-
         _prestarted = TensorflowChild()
         atexit.register(_kill_unclaimed_child)
 
@@ -233,8 +234,6 @@ def start_tensorflow_child() -> TensorflowChild | None:
 
 
 def _child_main() -> None:
-    import json
-
     sys.stdout.write(RESULT_MARKER + json.dumps(tensorflow_info_fields(onednn_report=True)) + "\n")
     sys.stdout.flush()
     sys.stderr.flush()

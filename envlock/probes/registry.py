@@ -22,6 +22,7 @@ the same vocabulary, which is how verify matches a drift to its likely causes.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -125,7 +126,6 @@ SUITE_MODULES: tuple[str, ...] = (
 
 def _load_suites() -> None:
     # Importing a suite module registers its probes; none of them imports TF at import time.
-    import importlib
 
     for module in SUITE_MODULES:
         importlib.import_module(module)

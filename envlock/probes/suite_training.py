@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from envlock.probes.registry import ProbeContext, probe
+from envlock.probes.registry import ProbeContext, ProbeSkipped, probe
 
 N_SAMPLES, N_FEATURES = 256, 10
 
@@ -81,8 +81,6 @@ def distribute_mirrored_step(ctx: ProbeContext) -> dict[str, Any]:
     tf = ctx.tf
     devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
     if len(devices) < 2:
-        from envlock.probes.registry import ProbeSkipped
-
         raise ProbeSkipped("fewer than two logical CPU devices were configured")
     strategy = tf.distribute.MirroredStrategy(devices, cross_device_ops=tf.distribute.HierarchicalCopyAllReduce())
     tf.keras.utils.set_random_seed(ctx.seed)

@@ -47,7 +47,7 @@ def fake_child(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, str]]:
             return {"runs": {"elementwise.softmax": [{"status": "skipped", "reason": "bf16 under an AVX2 cap"}]}}
         return _run_of(GOOD if env.get("FIX") == "1" and env.get("ALSO") == "1" else BAD)
 
-    monkeypatch.setattr("envlock.probes.supervisor.run_child", run_child)
+    monkeypatch.setattr("envlock.explain.run.run_child", run_child)
     return seen
 
 
