@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from envlock.cli.common import TRUSTED_KEY_HELP, GoldenArgument, GoldenOption, app, resolve_golden_path, strict_int
+from envlock.cli.common import (
+    PROBE_MODULE_HELP,
+    PROBE_TIMEOUT_HELP,
+    TRUSTED_KEY_HELP,
+    GoldenArgument,
+    GoldenOption,
+    app,
+    resolve_golden_path,
+    strict_int,
+)
 from envlock.errors import BadFileError, BadInputError
 
 BUDGET_HELP = ("Whole seconds for the whole run, verify included, 1 to 86400 (default 120); candidates that do "
@@ -18,7 +27,8 @@ BUDGET_PARSER = strict_int("--budget", 1, 86_400)
 
 def run_explain(golden: Path, *, as_json: bool, report: Path | None, emit_env: Path | None,
                 probes: str | None, budget: float, jobs: int, trusted_key: list[Path] | None,
-                with_verify_table: bool) -> int:
+                with_verify_table: bool, probe_module: list[str] | None = None,
+                probe_timeout: float | None = None) -> int:
     """Shared by `explain` and `verify --explain`: run, write the files asked for, print; the exit code."""
     # lazy: a command imports its core only when it runs (CLI start-up time)
     from envlock.display import render_explain, render_report
@@ -34,7 +44,8 @@ def run_explain(golden: Path, *, as_json: bool, report: Path | None, emit_env: P
     for path in (report, emit_env):
         if path is not None:
             check_output_path(path)  # before the probes run: a typo should not cost a TF import
-    result = explain_golden(golden, probe_names=names, budget=budget, jobs=jobs, trusted_keys=keys)
+    result = explain_golden(golden, probe_names=names, budget=budget, jobs=jobs, trusted_keys=keys,
+                            probe_modules=probe_module or [], probe_timeout=probe_timeout)
     text = dumps_canonical(result.model_dump(mode="json"))
     writes = [(report, text)]
     if emit_env is not None and (result.emit_env is not None or result.emit_affinity):
@@ -74,6 +85,10 @@ def explain(
     jobs: Annotated[int, typer.Option("--jobs", parser=strict_int("--jobs", 1, 64), metavar="N",
                                       help="Probe children at once, 1 to 64 (default 2).")] = 2,
     trusted_key: Annotated[list[Path] | None, typer.Option("--trusted-key", help=TRUSTED_KEY_HELP)] = None,
+    probe_module: Annotated[list[str] | None, typer.Option("--probe-module", metavar="MODULE",
+                                                           help=PROBE_MODULE_HELP)] = None,
+    probe_timeout: Annotated[float, typer.Option("--probe-timeout", min=1, max=86400, metavar="SECONDS",
+                                                 help=PROBE_TIMEOUT_HELP)] = 120.0,
 ) -> None:
     """Verify, then re-run only the drifting probes in fresh processes under configurations derived
     from the differences between the golden and this machine (determinism variables, oneDNN,
@@ -85,4 +100,5 @@ def explain(
     """
     path = resolve_golden_path(golden, golden_file)
     raise typer.Exit(run_explain(path, as_json=as_json, report=report, emit_env=emit_env, probes=probes,
-                                 budget=budget, jobs=jobs, trusted_key=trusted_key, with_verify_table=False))
+                                 budget=budget, jobs=jobs, trusted_key=trusted_key, with_verify_table=False,
+                                 probe_module=probe_module, probe_timeout=probe_timeout))

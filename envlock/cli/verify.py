@@ -84,7 +84,8 @@ def verify(
                                 "environment: it does not combine with --tolerance, --repeat or --golden-env")
         raise typer.Exit(run_explain(resolve_golden_path(golden, golden_file), as_json=as_json, report=report,
                                      emit_env=None, probes=probes,
-                                     budget=budget, jobs=2, trusted_key=trusted_key, with_verify_table=True))
+                                     budget=budget, jobs=2, trusted_key=trusted_key, with_verify_table=True,
+                                     probe_module=probe_module, probe_timeout=probe_timeout))
     from envlock.display import nothing_verified_line, render_report
     from envlock.probes.compare import Tolerance
     from envlock.probes.registry import parse_probe_list

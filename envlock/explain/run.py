@@ -49,8 +49,9 @@ class _Runner:
     """Runs candidates in probe children within the budget; remembers what it could not try."""
 
     def __init__(self, run: VerifyRun, records: dict[str, ProbeRecord], baseline: dict[str, set[str]],
-                 deadline: float, jobs: int) -> None:
+                 deadline: float, jobs: int, probe_modules: list[str], probe_timeout: float | None) -> None:
         self.run, self.records, self.baseline, self.deadline, self.jobs = run, records, baseline, deadline, jobs
+        self.probe_modules, self.probe_timeout = probe_modules, probe_timeout
         result = run.result
         seconds = sum(r[0].get("seconds", 0.0) for n, r in result.get("runs", {}).items() if n in records)
         self.estimate = float(result.get("import_seconds", 4.0)) + seconds + CHILD_OVERHEAD_SECONDS
@@ -64,7 +65,8 @@ class _Runner:
         try:
             result = run_child(probe_names=list(self.records), repeat=1, settings=self.run.golden.lockdown,
                                env=_candidate_env(self.run.environ, candidate), timeout=timeout,
-                               affinity=list(candidate.affinity) if candidate.affinity else None)
+                               affinity=list(candidate.affinity) if candidate.affinity else None,
+                               probe_modules=self.probe_modules, probe_timeout=self.probe_timeout)
         except EnvlockError as exc:
             outcome.status = "crashed"
             outcome.detail = str(exc)
@@ -179,11 +181,14 @@ def _cpu_change(run: VerifyRun) -> str | None:
 
 def explain_golden(golden_path: Path | str, *, probe_names: list[str] | None = None,
                    budget: float = DEFAULT_BUDGET_SECONDS, jobs: int = DEFAULT_JOBS,
-                   trusted_keys: Sequence[TrustedKey] = ()) -> ExplainReport:
-    """Verify, then prove by experiment why each drifting probe drifts. Raises like ``verify_golden``."""
+                   trusted_keys: Sequence[TrustedKey] = (), probe_modules: Sequence[str] = (),
+                   probe_timeout: float | None = None) -> ExplainReport:
+    """Verify, then prove by experiment why each drifting probe drifts. Raises like ``verify_golden``.
+    ``probe_modules`` load user probes in every child (verify's and each candidate's)."""
     started = time.monotonic()
     deadline = started + budget
-    run = verify_run(golden_path, probe_names=probe_names, trusted_keys=trusted_keys, onednn_verbose=True)
+    run = verify_run(golden_path, probe_names=probe_names, trusted_keys=trusted_keys, onednn_verbose=True,
+                     probe_modules=probe_modules, probe_timeout=probe_timeout)
     verified = time.monotonic()
     report = run.report
     drifting = [v for v in report.probes if v.status == "drift"]
@@ -203,7 +208,7 @@ def explain_golden(golden_path: Path | str, *, probe_names: list[str] | None = N
         explain.notes.append("no setting on this machine can change a TensorFlow, Keras or numpy version: the real "
                              "fix is `envlock build` from this golden (its pinned image); the rest is proved below")
     baseline = {v.name: set(v.outputs_differing) or {"(the probe)"} for v in drifting}
-    runner = _Runner(run, records, baseline, deadline, jobs)
+    runner = _Runner(run, records, baseline, deadline, jobs, list(probe_modules), probe_timeout)
     outcomes = runner.run_all(plan.candidates)
     # "All together" fixed a probe that no single candidate fixes: look for a smaller set.
     combined = next((o for o in outcomes if o.kind == "all"), None)

@@ -71,6 +71,19 @@ def test_the_example_verifies_and_drifts_with_onednn_named(example_golden: Path)
     assert probes["rng.op_seed"]["status"] == "identical"
 
 
+def test_explain_loads_the_user_probes_and_proves_what_moved_them(example_golden: Path) -> None:
+    # The drift above, explained: explain runs the user's probe in its candidate children too, and
+    # proves the flipped oneDNN setting by restoring it (the golden was recorded without the variable).
+    flipped = "0" if load_golden(example_golden).manifest.tensorflow.onednn_enabled else "1"
+    proc = envlock_cli("explain", str(example_golden), "--json", "--probe-module", EXAMPLE,
+                       "--probes", "user.seed_doc_train_model", env=env_with(TF_ENABLE_ONEDNN_OPTS=flipped),
+                       cwd=REPO_ROOT)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    (finding,) = json.loads(proc.stdout)["findings"]
+    assert finding["probe"] == "user.seed_doc_train_model" and finding["status"] == "fixed", finding
+    assert "TF_ENABLE_ONEDNN_OPTS" in finding["fixed_by"]
+
+
 def test_without_the_module_its_probes_are_skipped_with_the_flag_to_pass(example_golden: Path) -> None:
     code, report = _verify(example_golden, "--probes", "user.seed_doc_train_model,rng.op_seed", "--repeat", "1")
     probes = _by_name(report)

@@ -5,10 +5,10 @@ import says why it is lazy, and child processes start in one module only."""
 from __future__ import annotations
 
 import ast
-import tomllib  # Python 3.11+, what CI runs
 from pathlib import Path
 
 import pytest
+import tomllib  # Python 3.11+, what CI runs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = REPO_ROOT / "envlock"
@@ -105,8 +105,8 @@ def _summary(items: list[str]) -> str:
 def test_the_lazy_check_can_fail(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("x = 1\n\n\ndef f():\n    y = 2\n\n    import json\n    return json\n\n\n"
-                   "def g():\n    # lazy: a reason\n    import json\n\n    from os import path\n    return json, path\n",
-                   encoding="utf-8")
+                   "def g():\n    # lazy: a reason\n    import json\n\n    from os import path\n"
+                   "    return json, path\n", encoding="utf-8")
     assert _function_local_imports(bad) == [(7, False), (13, True), (15, True)]
 
 
