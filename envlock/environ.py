@@ -114,6 +114,14 @@ _SANE_VALUE = re.compile(r"[\x20-\x7e]*")
 # refusal. Libraries also read general process variables (LD_LIBRARY_PATH, HOME, proxies, paths):
 # those say where, not how the numbers are computed, and can carry user names or hosts.
 DISCOVERED_NAMES_DIR = Path(__file__).parent / "data"
+# A string table holds far more than variable names (opcode and enum names), and the libraries read
+# variables that have nothing to do with numbers (CURL_CA_BUNDLE, the gRPC and cloud-storage
+# settings): a discovered name counts only inside the numeric libraries' own families.
+DISCOVERED_FAMILIES: tuple[str, ...] = (
+    "TF_", "XLA_", "TPU_", "CUDA_", "CUDNN_", "CUBLAS_", "CUSOLVER_", "CUFFT_", "NCCL_", "NVIDIA_", "NVPL_",
+    "MKL_", "KMP_", "OMP_", "GOMP_", "ONEDNN_", "DNNL_", "ZENDNN_", "OPENBLAS_", "GOTO_", "BLIS_", "NPY_",
+    "NUMPY_", "ROCM_", "HIP_", "MIOPEN_", "ROCBLAS_",
+)
 _PROCESS_PREFIXES: tuple[str, ...] = ("LD_", "DYLD_", "XDG_", "SSH_", "LC_", "PYTHON", "GIT_", "HTTP", "HTTPS",
                                       "NO_PROXY", "ALL_PROXY", "FTP_", "DBUS_", "GPG_", "SUDO_", "TERM", "LANG")
 _PROCESS_SUFFIXES: tuple[str, ...] = ("_PATH", "_DIR", "_DIRS", "_HOME", "_FILE", "_URL", "_URI", "_PROXY", "_HOST",
@@ -132,7 +140,13 @@ def discovered_names() -> frozenset[str]:
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue  # a broken data file narrows the allow-list; it never widens it
     # The scan keeps identifier-shaped upper-case names only; variable_problem checks every name again.
-    return frozenset(n for n in names if not _is_process_variable(n))
+    return frozenset(n for n in names if is_discoverable(n))
+
+
+def is_discoverable(name: str) -> bool:
+    """Whether a name found in a library's strings may join the allow-list: in a numeric family,
+    and no general process variable."""
+    return name.startswith(DISCOVERED_FAMILIES) and not _is_process_variable(name)
 
 
 def _is_process_variable(name: str) -> bool:

@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from envlock.environ import is_discoverable
+
 # A NUL, then an identifier in upper case with at least one underscore, then a NUL.
 NAME = re.compile(rb"(?<=\x00)([A-Z][A-Z0-9]*_[A-Z0-9_]*[A-Z0-9])(?=\x00)")
 MIN_LENGTH, MAX_LENGTH = 4, 64
@@ -71,7 +73,7 @@ def main() -> None:
         names: set[str] = set()
         for path in paths:
             names |= names_in(path)
-        by_component[component] = sorted(names)
+        by_component[component] = sorted(n for n in names if is_discoverable(n))
         scanned[component] = sorted(p.name for p in paths)
     document = {
         "kind": "envlock.env-names",

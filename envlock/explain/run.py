@@ -49,9 +49,10 @@ class _Runner:
     """Runs candidates in probe children within the budget; remembers what it could not try."""
 
     def __init__(self, run: VerifyRun, records: dict[str, ProbeRecord], baseline: dict[str, set[str]],
-                 deadline: float, jobs: int, probe_modules: list[str], probe_timeout: float | None) -> None:
+                 deadline: float, jobs: int, probe_modules: list[str] | None = None,
+                 probe_timeout: float | None = None) -> None:
         self.run, self.records, self.baseline, self.deadline, self.jobs = run, records, baseline, deadline, jobs
-        self.probe_modules, self.probe_timeout = probe_modules, probe_timeout
+        self.probe_modules, self.probe_timeout = list(probe_modules or []), probe_timeout
         result = run.result
         seconds = sum(r[0].get("seconds", 0.0) for n, r in result.get("runs", {}).items() if n in records)
         self.estimate = float(result.get("import_seconds", 4.0)) + seconds + CHILD_OVERHEAD_SECONDS

@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 from envlock.diff import diff_manifests
-from envlock.environ import capture_environment, discovered_names, is_allowed
+from envlock.environ import (
+    DISCOVERED_FAMILIES,
+    DISCOVERED_NAMES_DIR,
+    capture_environment,
+    discovered_names,
+    is_allowed,
+)
 from envlock.fingerprint.cache import SYSFS_CPU, collect_caches, parse_cpu_list, parse_getconf, parse_size
 from envlock.fingerprint.onednn import capture_fd1, parse_verbose_info
 from envlock.golden import ProbeRecord, load_golden
@@ -103,6 +109,14 @@ def test_discovered_names_extend_the_allow_list_but_refusals_hold() -> None:
     # Read by a library, still refused: credentials, Terraform, and process variables.
     for refused in ("AWS_SECRET_ACCESS_KEY", "TF_DATA_DIR", "LD_LIBRARY_PATH", "HOME", "TF_TOKEN_APP"):
         assert not is_allowed(refused), refused
+    # In TensorFlow's string table but no numerics setting: a CA bundle path, gRPC, cloud storage.
+    for unrelated in ("CURL_CA_BUNDLE", "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", "GRPC_TRACE",
+                      "GCS_METADATA_REQUEST_TIMEOUT_SECS"):
+        assert not is_allowed(unrelated), unrelated
+    # The committed data holds nothing else either (scan_env_names.py filters what it writes).
+    data = json.loads(next(DISCOVERED_NAMES_DIR.glob("env_names-tf*.json")).read_text(encoding="utf-8"))
+    written = {n for group in data["names"].values() for n in group}
+    assert written and all(n.startswith(DISCOVERED_FAMILIES) for n in written)
     captured = capture_environment({"TF_FP16_MATMUL_USE_FP32_COMPUTE": "1", "AWS_SECRET_ACCESS_KEY": "x",
                                     "LD_LIBRARY_PATH": "/opt/lib", "PATH": "/bin"})
     assert captured == {"TF_FP16_MATMUL_USE_FP32_COMPUTE": "1"}
