@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from envlock.errors import BadInputError, DockerUnavailable, EnvironmentProblem
+from envlock.errors import BadInputError, DockerUnavailable, ImageBuildFailed
 from envlock.redact import redact_value
 
 Progress = Callable[[str], None]
@@ -30,10 +30,6 @@ BUILD_SILENCE_TIMEOUT_S = 3600
 
 START_HINT = ("start one (e.g. `sudo systemctl start docker`, or `sudo dockerd &`), or point DOCKER_HOST "
               "at a running daemon")
-
-
-class ImageBuildFailed(EnvironmentProblem):
-    """The Docker build failed; the message names the step and carries its last log lines."""
 
 
 def _no_answer(exc: BaseException) -> bool:
