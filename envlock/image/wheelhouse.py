@@ -25,6 +25,7 @@ from typing import Any
 from envlock.errors import BadInputError, EnvironmentProblem
 from envlock.fingerprint.python_env import normalize_name
 from envlock.image.compat import TfCompat
+from envlock.image.spec import check_golden_packages
 from envlock.models import Manifest
 from envlock.runner import Runner, kill_tree, spawn
 from envlock.store import atomic_write_text
@@ -68,8 +69,6 @@ def envlock_runtime_requirements() -> list[str]:
 def package_set(manifest: Manifest, *, variant: str, compat: TfCompat | None,
                 envlock_requirements: Iterable[str]) -> PackageSet:
     """What to install: the golden's TensorFlow (+ CUDA wheels for gpu) and envlock's runtime deps."""
-    from envlock.image.spec import check_golden_packages
-
     check_golden_packages(manifest)  # names and versions become lines of pip's constraints file
     dists = {normalize_name(d.name): d for d in manifest.python.distributions}
     tf_name = next((n for n in TF_DISTRIBUTIONS if n in dists), None)
