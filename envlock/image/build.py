@@ -2,8 +2,8 @@
 
 Every step but the last is plain files; ``--context-only`` stops there, for people who build
 elsewhere. The use case of the image package: it decides the order, and the side effects are
-its neighbours' -- the package set and its wheels ``wheelhouse``, Docker ``docker_engine``
-(which imports the docker SDK only when Docker is used).
+its neighbours' -- the third-party wheels ``wheelhouse``, envlock's own wheel ``wheel``, Docker
+``docker_engine`` (which imports the docker SDK only when Docker is used).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from envlock.image import data, docker_engine, wheelhouse
 from envlock.image.data import BaseImage
 from envlock.image.render import DOCKERIGNORE, render
 from envlock.image.spec import ImageSpec, Variant, check_golden_for_image, check_line, spec_from_golden
+from envlock.image.wheel import envlock_wheel
 from envlock.signing import TrustedKey, check_signature
 from envlock.store import atomic_write_bytes, read_input_bytes, read_input_text
 from envlock.version import __version__
@@ -217,7 +218,7 @@ def run_build(options: BuildOptions, progress: Progress = lambda _: None) -> Bui
         lock = wheelhouse.resolve(packages, python_version=python_minor, arch=arch, glibc=glibc, cache_dir=cache,
                                   progress=progress)
         wheelhouse.download(lock, house, python_version=python_minor, arch=arch, glibc=glibc, progress=progress)
-        own = wheelhouse.envlock_wheel(__version__, cache_dir=cache, wheelhouse=house, progress=progress)
+        own = envlock_wheel(__version__, cache_dir=cache, wheelhouse=house, progress=progress)
         own_locked = wheelhouse.LockedWheel(name="envlock", version=__version__, filename=own.name,
                                             url=own.as_uri(), sha256=wheelhouse.file_sha256(own))
         write_context(context, dockerfile=render(spec), lock_text=wheelhouse.lock_text(lock),
