@@ -142,8 +142,17 @@ def _sync_wheels(directory: Path, wheels: list[Path]) -> None:
         _link_or_copy(wheel, directory / wheel.name)
 
 
+def _same_content(path: Path, data: bytes) -> bool:
+    """Whether ``path`` holds exactly ``data``, read with the bounded reader: whatever sits in the
+    context's place (a FIFO, a device, a huge file) is read no further than ``len(data)`` bytes."""
+    try:
+        return read_input_bytes(path, max_bytes=len(data)) == data
+    except BadFileError:
+        return False
+
+
 def _write_if_changed(path: Path, data: bytes, mode: int | None = None) -> None:
-    same = path.is_file() and path.read_bytes() == data
+    same = _same_content(path, data)
     if not same or (mode is not None and path.stat().st_mode & 0o777 != mode):
         atomic_write_bytes(path, data, mode)
 

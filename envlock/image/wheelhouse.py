@@ -6,14 +6,20 @@ the golden's exact version and only TensorFlow's dependency closure (plus envloc
 dependencies) is installed -- not the golden venv's dev tools. Wheels are fetched with
 ``pip download --require-hashes`` and re-checked against their sha256 before use.
 
-A side-effect module: pip runs through ``envlock.runner``. envlock's own wheel is ``wheel.py``'s job.
+A side-effect module: pip runs through ``envlock.runner``, and what it caches under the cache
+directory (resolutions in ``locks/``, the wheelhouse's sha256 cache) is read with the bounded
+reader of ``envlock.store``; a cache entry that cannot be read (damaged, from another envlock, a
+FIFO or a huge file in its place) is a cache miss, removed and made again. envlock's own wheel
+is ``wheel.py``'s job.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterable
@@ -22,13 +28,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from envlock.errors import BadInputError, EnvironmentProblem
+from envlock.errors import BadFileError, BadInputError, EnvironmentProblem
 from envlock.fingerprint.python_env import normalize_name
 from envlock.image.compat import TfCompat
 from envlock.image.spec import check_golden_packages
 from envlock.models import Manifest
 from envlock.runner import Runner, run_streaming
-from envlock.store import atomic_write_text
+from envlock.store import atomic_write_text, read_json_file
 
 Progress = Callable[[str], None]
 
@@ -117,10 +123,10 @@ def resolve(packages: PackageSet, *, python_version: str, arch: str, glibc: str,
     if cached is not None:
         progress(f"package set: cached resolution {cache_file.name}")
         return cached
-    if cache_file.exists():
+    if os.path.lexists(cache_file):
         progress(f"package set: cached resolution {cache_file.name} is damaged or from another envlock; "
                  "resolving again")
-        cache_file.unlink()
+        _discard(cache_file)
     progress(f"package set: resolving {len(packages.requirements)} requirements for Python {python_version} {arch}")
     with tempfile.TemporaryDirectory(prefix="envlock-resolve-") as tmp:
         req, cons, report = Path(tmp, "requirements.in"), Path(tmp, "constraints.txt"), Path(tmp, "report.json")
@@ -144,12 +150,32 @@ def lock_cache_file(packages: PackageSet, target: list[str], cache_dir: Path) ->
     return cache_dir / "locks" / (hashlib.sha256(key_text.encode()).hexdigest()[:32] + ".json")
 
 
+def _read_cache_json(path: Path) -> Any:
+    """The JSON of a cache entry, or None when there is none or it cannot be read.
+
+    Read through the bounded reader like any input: a FIFO, device or directory in the entry's
+    place is refused without blocking, a huge or deeply nested file without exhausting memory;
+    missing, unreadable, not UTF-8, not JSON: all of them a cache miss, never an error.
+    """
+    try:
+        return read_json_file(path)
+    except BadFileError:
+        return None
+
+
+def _discard(path: Path) -> None:
+    """Remove a cache entry that could not be used, whatever it is, so it is made again: a FIFO or
+    a device left in its place would be written through by the atomic writer, not replaced."""
+    with contextlib.suppress(FileNotFoundError):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
 def _read_lock_cache(path: Path) -> list[LockedWheel] | None:
     """The cached lock, or None when there is none or it cannot be trusted (a cache miss, not an error)."""
-    try:
-        rows = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # missing, unreadable, not UTF-8, not JSON
-        return None
+    rows = _read_cache_json(path)
     fields = set(LockedWheel.__dataclass_fields__)
     if not isinstance(rows, list) or not rows:
         return None
@@ -185,12 +211,11 @@ class _HashCache:
     def __init__(self, wheelhouse: Path) -> None:
         self.path = wheelhouse / ".envlock-sha256.json"
         self.entries: dict[str, list[Any]] = {}
-        try:
-            entries = json.loads(self.path.read_text(encoding="utf-8")) if self.path.is_file() else {}
-        except (OSError, ValueError):
-            entries = {}  # damaged: re-hashing every wheel once is the whole cost
+        entries = _read_cache_json(self.path)
         if isinstance(entries, dict):
             self.entries = entries
+        elif os.path.lexists(self.path):
+            _discard(self.path)  # damaged: re-hashing every wheel once is the whole cost
 
     def sha256(self, file: Path) -> str:
         stat = file.stat()
