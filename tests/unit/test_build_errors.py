@@ -11,14 +11,24 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from typer.testing import CliRunner
 
 from envlock.cli import app
-from envlock.errors import BAD_INPUT, BadFileError, BadInputError, DockerUnavailable, EnvironmentProblem, IntegrityError
+from envlock.errors import (
+    BAD_INPUT,
+    ENVIRONMENT,
+    BadFileError,
+    BadInputError,
+    DockerUnavailable,
+    EnvironmentProblem,
+    ImageBuildFailed,
+    IntegrityError,
+)
 from envlock.golden import Golden, ProbeRecord, save_golden, seal
-from envlock.image import wheelhouse
+from envlock.image import docker_engine, wheelhouse
 from envlock.image.build import file_errors, write_context
 from envlock.image.data import BaseImage, glibc_for, parse_base_images
 from envlock.models import LockdownSettings, with_digest
@@ -169,6 +179,27 @@ def test_image_id_with_the_daemon_gone_is_docker_unavailable(tmp_path: Path) -> 
     client = docker.DockerClient(base_url=f"unix://{tmp_path}/no-docker.sock", version="1.41", timeout=5)
     with pytest.raises(DockerUnavailable, match="start"):
         image_id(client, "envlock-base:bookworm")
+
+
+class _FailingBuildApi:
+    """What the SDK's low-level build streams back when a RUN step fails."""
+
+    def build(self, **_kwargs: object) -> Iterator[dict[str, str]]:
+        yield {"stream": "Step 1/2 : FROM envlock-base:bookworm\n"}
+        yield {"stream": " ---> 0123456789ab\n"}
+        yield {"stream": "Step 2/2 : RUN   pip install --no-index six\n"}
+        yield {"stream": "ERROR: No matching distribution found for six\n"}
+        yield {"error": "The command '/bin/sh -c pip install --no-index six' returned a non-zero code: 1"}
+
+
+def test_a_failed_docker_build_is_image_build_failed_naming_the_step_exit_3(tmp_path: Path) -> None:
+    client = SimpleNamespace(api=_FailingBuildApi())
+    with pytest.raises(ImageBuildFailed) as caught:
+        docker_engine.build(client, tmp_path, tag="envlock/t:1")
+    assert caught.value.exit_code == ENVIRONMENT and isinstance(caught.value, EnvironmentProblem)
+    message = str(caught.value)
+    assert message.startswith("docker build failed at Step 2/2 : RUN pip install --no-index six: The command ")
+    assert "No matching distribution found for six" in message and "\n" not in message  # one line
 
 
 class _SilentDocker:
