@@ -78,6 +78,10 @@ class IntegrityError(BadFileError):
     """A file whose integrity digest does not match its content (tampered or corrupted)."""
 
 
+class SignatureError(BadFileError):
+    """A golden whose signature is missing, by an untrusted key, or does not verify (exit 2)."""
+
+
 class EnvironmentProblem(EnvlockError):
     """This machine cannot do what was asked (a component is missing or unreachable)."""
 
@@ -94,7 +98,18 @@ class DockerUnavailable(EnvironmentProblem):
     pass
 
 
+class ImageBuildFailed(EnvironmentProblem):
+    """The Docker build failed; the message names the step and carries its last log lines."""
+
+
 class DriftFound(EnvlockError):
     """Raised where a caller wants drift as an error (e.g. ``lockdown(strict=True)``)."""
 
     exit_code = DRIFT
+
+
+class ProbeModuleError(Exception):
+    """A probe module could not be imported (bad input: the message names the module).
+
+    Raised in the probe child, which reports it to the parent as a result: a plain ``Exception``,
+    not an ``EnvlockError``, so it never carries an exit code of its own."""

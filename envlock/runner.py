@@ -105,6 +105,28 @@ def run_bounded(argv: Sequence[str], *, timeout: float, env: Mapping[str, str] |
     return CommandResult(proc.returncode, out or "", err or "")
 
 
+def run_streaming(argv: Sequence[str], on_line: Callable[[str], None], *,
+                  env: Mapping[str, str] | None = None) -> int:
+    """Run ``argv`` to completion, handing each non-blank output line (stdout and stderr merged,
+    trailing whitespace stripped) to ``on_line`` as it comes; returns the exit status. For long
+    children whose progress a person watches (pip downloading wheels for minutes). Any exception
+    here (Ctrl-C, SIGTERM -> SystemExit, one from ``on_line``) kills the child's whole process
+    group before it propagates."""
+    proc = spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.strip():
+                on_line(line.rstrip())
+        return proc.wait()
+    except BaseException:
+        kill_tree(proc)
+        raise
+    finally:
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
 # ---- SIGTERM as a clean stop ------------------------------------------------------------------
 
 

@@ -28,16 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from envlock.errors import BadFileError
+from envlock.errors import BadFileError, SignatureError
 from envlock.golden import Golden, GoldenSignature, compute_golden_digest, seal
 
 SIGNATURE_CONTEXT = b"envlock.golden.signature.v1\n"
 KEY_TYPE: Final = "ssh-ed25519"
 MAX_KEY_FILE_BYTES = 256 * 1024  # a key file, or a file of public keys; never a reason to read a device
-
-
-class SignatureError(BadFileError):
-    """A golden whose signature is missing, by an untrusted key, or does not verify (exit 2)."""
 
 
 @dataclass(frozen=True)

@@ -40,8 +40,8 @@ def build(
 
     Exit codes: 0 built; 2 bad golden or bad usage; 3 Docker unreachable, download or build failed.
     """
-    from envlock.image.build import BuildOptions, run_build
-    from envlock.signing import load_trusted_keys
+    from envlock.image.build import BuildOptions, run_build  # lazy: pydantic + image package, only for `build`
+    from envlock.signing import load_trusted_keys  # lazy: imports golden (pydantic); keeps `envlock --help` fast
 
     def progress(line: str) -> None:
         typer.echo(line, err=True)

@@ -1,7 +1,9 @@
 """`envlock build`: golden -> package set -> wheelhouse -> build context -> (Docker) image.
 
 Every step but the last is plain files; ``--context-only`` stops there, for people who build
-elsewhere. Docker is reached only through ``envlock.image.docker_engine``.
+elsewhere. The use case of the image package: it decides the order, and the side effects are
+its neighbours' -- the third-party wheels ``wheelhouse``, envlock's own wheel ``wheel``, Docker
+``docker_engine`` (which imports the docker SDK only when Docker is used).
 """
 
 from __future__ import annotations
@@ -15,14 +17,16 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from envlock.errors import BadFileError, BadInputError, EnvironmentProblem, IntegrityError
+from envlock.golden import load_golden
 from envlock.image import compat as compat_table
-from envlock.image import data, wheelhouse
+from envlock.image import data, docker_engine, wheelhouse
 from envlock.image.data import BaseImage
 from envlock.image.render import DOCKERIGNORE, render
 from envlock.image.spec import ImageSpec, Variant, check_golden_for_image, check_line, spec_from_golden
+from envlock.image.wheel import envlock_wheel
+from envlock.signing import TrustedKey, check_signature
 from envlock.store import atomic_write_bytes, read_input_bytes, read_input_text
 from envlock.version import __version__
 
@@ -45,7 +49,7 @@ class BuildOptions:
     context_only: Path | None = None
     no_cache: bool = False
     requirements: Path | None = None
-    trusted_keys: tuple[Any, ...] = ()  # envlock.signing.TrustedKey: when given, the golden must be signed
+    trusted_keys: tuple[TrustedKey, ...] = ()  # when given, the golden must be signed by one of them
     cache_dir: Path = field(default_factory=default_cache_dir)
 
 
@@ -100,20 +104,16 @@ def _resolve_base(options: BuildOptions, python_version: str | None, client: obj
     """The pinned base: from images/base-images.cfg, or --base-image pinned to its local image ID."""
     if options.base_image is None:
         base = data.base_for_python(python_version)
-        if client is not None and base.image.startswith("sha256:"):
-            from envlock.image import docker_engine
-
-            if docker_engine.image_id(client, base.image) is None:
-                # A local image ID pins bytes made on one machine; no registry can supply them.
-                raise EnvironmentProblem(f"the pinned base {base.tag} ({base.image[:19]}...) is not on this "
-                                         f"Docker host; make it with images/make-base.sh, use --base-image {base.tag}")
+        # A local image ID pins bytes made on one machine; no registry can supply them.
+        pinned_here = client is not None and base.image.startswith("sha256:")
+        if pinned_here and docker_engine.image_id(client, base.image) is None:
+            raise EnvironmentProblem(f"the pinned base {base.tag} ({base.image[:19]}...) is not on this "
+                                     f"Docker host; make it with images/make-base.sh, use --base-image {base.tag}")
         return base
     ref = options.base_image
     check_line("--base-image", ref)
     if "@sha256:" in ref or ref.startswith("sha256:") or client is None:
         return BaseImage(name="command-line", image=ref, tag=ref, python=None)
-    from envlock.image import docker_engine
-
     image = docker_engine.image_id(client, ref)
     if image is None:
         raise EnvironmentProblem(f"base image {ref} is not on this Docker host (no registry is used); "
@@ -142,8 +142,17 @@ def _sync_wheels(directory: Path, wheels: list[Path]) -> None:
         _link_or_copy(wheel, directory / wheel.name)
 
 
+def _same_content(path: Path, data: bytes) -> bool:
+    """Whether ``path`` holds exactly ``data``, read with the bounded reader: whatever sits in the
+    context's place (a FIFO, a device, a huge file) is read no further than ``len(data)`` bytes."""
+    try:
+        return read_input_bytes(path, max_bytes=len(data)) == data
+    except BadFileError:
+        return False
+
+
 def _write_if_changed(path: Path, data: bytes, mode: int | None = None) -> None:
-    same = path.is_file() and path.read_bytes() == data
+    same = _same_content(path, data)
     if not same or (mode is not None and path.stat().st_mode & 0o777 != mode):
         atomic_write_bytes(path, data, mode)
 
@@ -156,8 +165,6 @@ def write_context(context: Path, *, dockerfile: str, lock_text: str, wheels: lis
     a golden with ``golden_digest``, the one the image's labels and tag were made from, so a golden
     edited while the build ran can never end up in the image.
     """
-    from envlock.golden import load_golden
-
     _sync_wheels(context / "wheelhouse", wheels)
     _sync_wheels(context / "envlock", [own_wheel])
     texts = (("Dockerfile", dockerfile), ("requirements.lock", lock_text), (".dockerignore", DOCKERIGNORE),
@@ -178,13 +185,9 @@ def write_context(context: Path, *, dockerfile: str, lock_text: str, wheels: lis
 
 def run_build(options: BuildOptions, progress: Progress = lambda _: None) -> BuildResult:
     """Prepare the context and, unless ``context_only``, build the image."""
-    from envlock.golden import load_golden
-
     start = time.monotonic()
     golden = load_golden(options.golden)
     if options.trusted_keys:
-        from envlock.signing import check_signature
-
         check_signature(golden, options.golden, options.trusted_keys)
     manifest = golden.manifest
     check_golden_for_image(manifest, golden.lockdown)  # one line, exit 2, before Docker or pip
@@ -200,8 +203,6 @@ def run_build(options: BuildOptions, progress: Progress = lambda _: None) -> Bui
     warnings: list[str] = []
     client = None
     if options.context_only is None:
-        from envlock.image import docker_engine
-
         client = docker_engine.connect()  # fail fast (exit 3) before minutes of downloads
     if options.variant == "gpu":
         warnings += _gpu_warnings(row, manifest.tensorflow.version, manifest.python.version,
@@ -226,7 +227,7 @@ def run_build(options: BuildOptions, progress: Progress = lambda _: None) -> Bui
         lock = wheelhouse.resolve(packages, python_version=python_minor, arch=arch, glibc=glibc, cache_dir=cache,
                                   progress=progress)
         wheelhouse.download(lock, house, python_version=python_minor, arch=arch, glibc=glibc, progress=progress)
-        own = wheelhouse.envlock_wheel(__version__, cache_dir=cache, wheelhouse=house, progress=progress)
+        own = envlock_wheel(__version__, cache_dir=cache, wheelhouse=house, progress=progress)
         own_locked = wheelhouse.LockedWheel(name="envlock", version=__version__, filename=own.name,
                                             url=own.as_uri(), sha256=wheelhouse.file_sha256(own))
         write_context(context, dockerfile=render(spec), lock_text=wheelhouse.lock_text(lock),
@@ -235,8 +236,6 @@ def run_build(options: BuildOptions, progress: Progress = lambda _: None) -> Bui
     progress(f"context: {context} ({len(lock) + 1} wheels)")
     result = BuildResult(context_dir=context, spec=spec, warnings=warnings)
     if client is not None:
-        from envlock.image import docker_engine
-
         tag = options.tag or default_tag(spec, golden.digest)
         result.image_id = docker_engine.build(client, context, tag=tag, nocache=options.no_cache, progress=progress)
         result.tag = tag

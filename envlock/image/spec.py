@@ -13,6 +13,7 @@ from envlock.errors import BadInputError
 from envlock.image.compat import TfCompat
 from envlock.image.data import BaseImage
 from envlock.models import LockdownSettings, Manifest
+from envlock.redact import needs_redaction
 
 Variant = Literal["cpu", "gpu"]
 
@@ -96,8 +97,6 @@ def check_golden_environment(manifest: Manifest, lockdown: LockdownSettings) -> 
     PYTHONPATH, LD_PRELOAD, ...), and no value that envlock would redact (a credential or a home
     directory): baking the redacted text would change what the job runs with, so it is refused.
     """
-    from envlock.redact import needs_redaction
-
     for what, environment in (("golden environment", manifest.environment),
                               ("golden lockdown environment", lockdown.environment)):
         check_pairs(what, environment, ENV_NAME)

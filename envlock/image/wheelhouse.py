@@ -5,15 +5,21 @@ and platform, with every distribution of the golden as a constraint, so each pac
 the golden's exact version and only TensorFlow's dependency closure (plus envlock's runtime
 dependencies) is installed -- not the golden venv's dev tools. Wheels are fetched with
 ``pip download --require-hashes`` and re-checked against their sha256 before use.
+
+A side-effect module: pip runs through ``envlock.runner``, and what it caches under the cache
+directory (resolutions in ``locks/``, the wheelhouse's sha256 cache) is read with the bounded
+reader of ``envlock.store``; a cache entry that cannot be read (damaged, from another envlock, a
+FIFO or a huge file in its place) is a cache miss, removed and made again. envlock's own wheel
+is ``wheel.py``'s job.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterable
@@ -22,20 +28,18 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from envlock.errors import BadInputError, EnvironmentProblem
+from envlock.errors import BadFileError, BadInputError, EnvironmentProblem
 from envlock.fingerprint.python_env import normalize_name
 from envlock.image.compat import TfCompat
+from envlock.image.spec import check_golden_packages
 from envlock.models import Manifest
-from envlock.runner import Runner, kill_tree, spawn
-from envlock.store import atomic_write_text
+from envlock.runner import Runner, run_streaming
+from envlock.store import atomic_write_text, read_json_file
 
 Progress = Callable[[str], None]
 
 TF_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-intel", "tensorflow-aarch64", "tf-nightly",
                     "tf-nightly-cpu")
-# Reproducible envlock wheels: setuptools/wheel take zip timestamps from SOURCE_DATE_EPOCH, so the
-# same source gives the same bytes, the same sha256 and a cached Docker layer.
-SOURCE_DATE_EPOCH = "315532800"
 # Part of the resolution cache key: a new envlock whose lock rows differ never reads old ones.
 LOCK_CACHE_FORMAT = 2
 
@@ -68,8 +72,6 @@ def envlock_runtime_requirements() -> list[str]:
 def package_set(manifest: Manifest, *, variant: str, compat: TfCompat | None,
                 envlock_requirements: Iterable[str]) -> PackageSet:
     """What to install: the golden's TensorFlow (+ CUDA wheels for gpu) and envlock's runtime deps."""
-    from envlock.image.spec import check_golden_packages
-
     check_golden_packages(manifest)  # names and versions become lines of pip's constraints file
     dists = {normalize_name(d.name): d for d in manifest.python.distributions}
     tf_name = next((n for n in TF_DISTRIBUTIONS if n in dists), None)
@@ -121,10 +123,10 @@ def resolve(packages: PackageSet, *, python_version: str, arch: str, glibc: str,
     if cached is not None:
         progress(f"package set: cached resolution {cache_file.name}")
         return cached
-    if cache_file.exists():
+    if os.path.lexists(cache_file):
         progress(f"package set: cached resolution {cache_file.name} is damaged or from another envlock; "
                  "resolving again")
-        cache_file.unlink()
+        _discard(cache_file)
     progress(f"package set: resolving {len(packages.requirements)} requirements for Python {python_version} {arch}")
     with tempfile.TemporaryDirectory(prefix="envlock-resolve-") as tmp:
         req, cons, report = Path(tmp, "requirements.in"), Path(tmp, "constraints.txt"), Path(tmp, "report.json")
@@ -148,12 +150,32 @@ def lock_cache_file(packages: PackageSet, target: list[str], cache_dir: Path) ->
     return cache_dir / "locks" / (hashlib.sha256(key_text.encode()).hexdigest()[:32] + ".json")
 
 
+def _read_cache_json(path: Path) -> Any:
+    """The JSON of a cache entry, or None when there is none or it cannot be read.
+
+    Read through the bounded reader like any input: a FIFO, device or directory in the entry's
+    place is refused without blocking, a huge or deeply nested file without exhausting memory;
+    missing, unreadable, not UTF-8, not JSON: all of them a cache miss, never an error.
+    """
+    try:
+        return read_json_file(path)
+    except BadFileError:
+        return None
+
+
+def _discard(path: Path) -> None:
+    """Remove a cache entry that could not be used, whatever it is, so it is made again: a FIFO or
+    a device left in its place would be written through by the atomic writer, not replaced."""
+    with contextlib.suppress(FileNotFoundError):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
 def _read_lock_cache(path: Path) -> list[LockedWheel] | None:
     """The cached lock, or None when there is none or it cannot be trusted (a cache miss, not an error)."""
-    try:
-        rows = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # missing, unreadable, not UTF-8, not JSON
-        return None
+    rows = _read_cache_json(path)
     fields = set(LockedWheel.__dataclass_fields__)
     if not isinstance(rows, list) or not rows:
         return None
@@ -189,12 +211,11 @@ class _HashCache:
     def __init__(self, wheelhouse: Path) -> None:
         self.path = wheelhouse / ".envlock-sha256.json"
         self.entries: dict[str, list[Any]] = {}
-        try:
-            entries = json.loads(self.path.read_text(encoding="utf-8")) if self.path.is_file() else {}
-        except (OSError, ValueError):
-            entries = {}  # damaged: re-hashing every wheel once is the whole cost
+        entries = _read_cache_json(self.path)
         if isinstance(entries, dict):
             self.entries = entries
+        elif os.path.lexists(self.path):
+            _discard(self.path)  # damaged: re-hashing every wheel once is the whole cost
 
     def sha256(self, file: Path) -> str:
         stat = file.stat()
@@ -218,23 +239,6 @@ def lock_text(lock: Iterable[LockedWheel]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def stream(argv: list[str], progress: Progress, *, env: dict[str, str] | None = None) -> int:
-    """Run ``argv`` and hand each output line to ``progress`` as it comes (downloads take minutes)."""
-    proc = spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.strip():
-                progress("  " + line.rstrip())
-        return proc.wait()
-    except BaseException:  # Ctrl-C, SIGTERM: pip and its children go too
-        kill_tree(proc)
-        raise
-    finally:
-        if proc.stdout is not None:
-            proc.stdout.close()
-
-
 def download(lock: list[LockedWheel], wheelhouse: Path, *, python_version: str, arch: str, glibc: str,
              progress: Progress = lambda _: None) -> None:
     """Make sure every locked wheel is in ``wheelhouse`` with the right sha256 (downloading what is missing)."""
@@ -250,7 +254,7 @@ def download(lock: list[LockedWheel], wheelhouse: Path, *, python_version: str, 
             argv = [sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes", "--progress-bar", "off",
                     "--disable-pip-version-check", *_pip_target_args(python_version, arch, glibc),
                     "-d", str(wheelhouse), "-r", need.name]
-            if stream(argv, progress) != 0:
+            if run_streaming(argv, lambda line: progress("  " + line)) != 0:
                 raise EnvironmentProblem("pip download failed for the image's wheels (see the lines above)")
         finally:
             os.unlink(need.name)
@@ -260,58 +264,3 @@ def download(lock: list[LockedWheel], wheelhouse: Path, *, python_version: str, 
             raise EnvironmentProblem(f"{path}: missing or sha256 does not match the lock after download")
     hashes.save()
     progress(f"wheelhouse: {len(lock)} wheels present, sha256 checked")
-
-
-def _source_root() -> Path | None:
-    """The repository envlock runs from, if it runs from one (editable install or checkout)."""
-    root = Path(__file__).resolve().parents[2]
-    pyproject = root / "pyproject.toml"
-    if pyproject.is_file() and 'name = "envlock"' in pyproject.read_text(encoding="utf-8"):
-        return root
-    return None
-
-
-def _source_digest(root: Path) -> str:
-    digest = hashlib.sha256()
-    files = [root / "pyproject.toml", *sorted((root / "envlock").rglob("*")), *sorted((root / "images").glob("*"))]
-    for path in files:
-        if path.is_file() and "__pycache__" not in path.parts:
-            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:24]
-
-
-def envlock_wheel(version: str, *, cache_dir: Path, wheelhouse: Path, progress: Progress = lambda _: None) -> Path:
-    """A wheel of this envlock: built from the source tree (cached by its content) or found in the wheelhouse."""
-    root = _source_root()
-    if root is None:
-        found = sorted(wheelhouse.glob(f"envlock-{version}-*.whl"))
-        if not found:
-            raise EnvironmentProblem(f"envlock is not running from a source tree; put envlock-{version}-*.whl "
-                                     f"in the wheelhouse ({wheelhouse})")
-        return found[-1]
-    out = cache_dir / "envlock-wheels" / _source_digest(root)
-    built = sorted(out.glob("envlock-*.whl"))
-    if built:
-        return built[-1]
-    progress(f"envlock: building a wheel from {root}")
-    out.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH}
-    # Build from a clean copy of exactly the hashed sources: pip builds in-tree, and a stale
-    # build/lib left in the user's checkout (e.g. a module since renamed) would end up in the wheel.
-    with tempfile.TemporaryDirectory(prefix="envlock-src-") as tmp:
-        src = Path(tmp) / "envlock-src"
-        src.mkdir()
-        for name in ("pyproject.toml", "README.md"):
-            if (root / name).is_file():
-                shutil.copy2(root / name, src / name)
-        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-        shutil.copytree(root / "envlock", src / "envlock", symlinks=True, ignore=ignore)
-        shutil.copytree(root / "images", src / "images", symlinks=True, ignore=ignore)
-        argv = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--disable-pip-version-check",
-                "-w", str(out), str(src)]
-        if stream(argv, progress, env=env) != 0:
-            raise EnvironmentProblem(f"could not build an envlock wheel from {root} (see the lines above)")
-    built = sorted(out.glob("envlock-*.whl"))
-    if not built:
-        raise EnvironmentProblem(f"pip wheel left no envlock wheel in {out}")
-    return built[-1]

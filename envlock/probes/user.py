@@ -2,7 +2,8 @@
 
 Imported only in the probe child (a user's module may ``import tensorflow`` at top level, and
 the parent never imports TensorFlow). Importing a module runs its ``@envlock.probe`` decorators,
-which register into the same registry as the built-in suites. Standard library only.
+which register into the same registry as the built-in suites. Standard library only (and
+envlock's base layer: ``envlock.errors``).
 
 Each probe's *source* is recorded in the golden: its module, the installed distribution and
 version the module belongs to (if any), its file (relative to the working directory when
@@ -23,12 +24,10 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from envlock.errors import ProbeModuleError
+
 ENTRY_POINT_GROUP = "envlock.probes"
 BUILTIN_MODULE_PREFIX = "envlock.probes."
-
-
-class ProbeModuleError(Exception):
-    """A probe module could not be imported (bad input: the message names the module)."""
 
 
 def _last_line(exc: BaseException) -> str:

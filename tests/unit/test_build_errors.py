@@ -3,20 +3,32 @@ always before the slow work (pip, Docker) when the problem can be seen up front.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from typer.testing import CliRunner
 
 from envlock.cli import app
-from envlock.errors import BAD_INPUT, BadFileError, BadInputError, DockerUnavailable, EnvironmentProblem, IntegrityError
+from envlock.errors import (
+    BAD_INPUT,
+    ENVIRONMENT,
+    BadFileError,
+    BadInputError,
+    DockerUnavailable,
+    EnvironmentProblem,
+    ImageBuildFailed,
+    IntegrityError,
+)
 from envlock.golden import Golden, ProbeRecord, save_golden, seal
-from envlock.image import wheelhouse
+from envlock.image import docker_engine, wheelhouse
 from envlock.image.build import file_errors, write_context
 from envlock.image.data import BaseImage, glibc_for, parse_base_images
 from envlock.models import LockdownSettings, with_digest
@@ -167,6 +179,27 @@ def test_image_id_with_the_daemon_gone_is_docker_unavailable(tmp_path: Path) -> 
     client = docker.DockerClient(base_url=f"unix://{tmp_path}/no-docker.sock", version="1.41", timeout=5)
     with pytest.raises(DockerUnavailable, match="start"):
         image_id(client, "envlock-base:bookworm")
+
+
+class _FailingBuildApi:
+    """What the SDK's low-level build streams back when a RUN step fails."""
+
+    def build(self, **_kwargs: object) -> Iterator[dict[str, str]]:
+        yield {"stream": "Step 1/2 : FROM envlock-base:bookworm\n"}
+        yield {"stream": " ---> 0123456789ab\n"}
+        yield {"stream": "Step 2/2 : RUN   pip install --no-index six\n"}
+        yield {"stream": "ERROR: No matching distribution found for six\n"}
+        yield {"error": "The command '/bin/sh -c pip install --no-index six' returned a non-zero code: 1"}
+
+
+def test_a_failed_docker_build_is_image_build_failed_naming_the_step_exit_3(tmp_path: Path) -> None:
+    client = SimpleNamespace(api=_FailingBuildApi())
+    with pytest.raises(ImageBuildFailed) as caught:
+        docker_engine.build(client, tmp_path, tag="envlock/t:1")
+    assert caught.value.exit_code == ENVIRONMENT and isinstance(caught.value, EnvironmentProblem)
+    message = str(caught.value)
+    assert message.startswith("docker build failed at Step 2/2 : RUN pip install --no-index six: The command ")
+    assert "No matching distribution found for six" in message and "\n" not in message  # one line
 
 
 class _SilentDocker:
@@ -337,6 +370,56 @@ def test_a_damaged_hash_cache_means_rehashing(tmp_path: Path, content: str) -> N
     (house / ".envlock-sha256.json").write_text(content)
     lock = [wheelhouse.LockedWheel("six", "1.17.0", "six.whl", "u", wheelhouse.file_sha256(wheel))]
     wheelhouse.download(lock, house, python_version="3.11", arch="x86_64", glibc="2.36")  # nothing to download
+    entries = json.loads((house / ".envlock-sha256.json").read_text())
+    assert entries["six.whl"][2] == lock[0].sha256
+
+
+@contextlib.contextmanager
+def _no_hang(seconds: float = 10.0) -> Iterator[None]:
+    """Fail, instead of hanging the run, when the block blocks (e.g. opening a FIFO nobody writes)."""
+    def _alarm(_signum: int, _frame: object) -> None:
+        raise AssertionError(f"blocked for {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _make_entry(path: Path, kind: str) -> None:
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        (path / "inside").mkdir(parents=True)
+    elif kind == "huge":  # sparse: 4 GiB on paper, nothing on disk; only a bounded read stays quick
+        with path.open("wb") as handle:
+            handle.truncate(4 << 30)
+    elif kind == "device link":
+        path.symlink_to("/dev/zero")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "huge", "device link"])
+def test_a_resolution_cache_entry_that_is_no_file_is_a_miss_and_is_removed(tmp_path: Path, kind: str) -> None:
+    cache_file = _lock_cache(tmp_path)
+    _make_entry(cache_file, kind)
+    with _no_hang(), pytest.raises(EnvironmentProblem, match="pip did not run"):  # it went on to resolve again
+        _resolve(tmp_path)
+    assert not os.path.lexists(cache_file)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "huge", "device link"])
+def test_a_hash_cache_that_is_no_file_means_rehashing_and_is_replaced(tmp_path: Path, kind: str) -> None:
+    house = tmp_path / "wheelhouse"
+    house.mkdir()
+    wheel = house / "six.whl"
+    wheel.write_bytes(b"six")
+    _make_entry(house / ".envlock-sha256.json", kind)
+    lock = [wheelhouse.LockedWheel("six", "1.17.0", "six.whl", "u", wheelhouse.file_sha256(wheel))]
+    with _no_hang():
+        wheelhouse.download(lock, house, python_version="3.11", arch="x86_64", glibc="2.36")  # nothing to download
     entries = json.loads((house / ".envlock-sha256.json").read_text())
     assert entries["six.whl"][2] == lock[0].sha256
 
