@@ -24,10 +24,10 @@ from typing import Any
 # Only standard-library modules here: numpy and TensorFlow size their thread pools when they are
 # imported, so they load inside run_request, after the CPU affinity is set; pydantic never loads
 # before TensorFlow (its import is the child's critical path).
+from envlock.errors import ProbeModuleError
 from envlock.probes.onednn_verbose import detected_isa, executed_primitives
 from envlock.probes.registry import ProbeContext, ProbeSkipped, all_probes
 from envlock.probes.user import (
-    ProbeModuleError,
     load_entry_points,
     load_probe_modules,
     looks_like_path,

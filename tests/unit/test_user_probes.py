@@ -15,13 +15,13 @@ import pytest
 from typer.testing import CliRunner
 
 from envlock.cli import app
-from envlock.errors import BadInputError, EnvironmentProblem
+from envlock.errors import BadInputError, EnvironmentProblem, ProbeModuleError
 from envlock.golden import OutputRecord, ProbeRecord, ProbeSource, compute_golden_digest, load_golden
 from envlock.models import LockdownSettings
 from envlock.probes.child import _output_records
 from envlock.probes.compare import Tolerance, summarize_array
 from envlock.probes.supervisor import ProbeInfo, probe_infos, run_child
-from envlock.probes.user import ProbeModuleError, load_probe_modules, probe_source
+from envlock.probes.user import load_probe_modules, probe_source
 from envlock.runner import CommandResult, Runner
 from envlock.verdict import verdict_for
 from tests.conftest import REFERENCE_GOLDEN, REPO_ROOT
