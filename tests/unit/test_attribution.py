@@ -6,14 +6,16 @@ from typing import Any
 
 import pytest
 
-from envlock.diff import Difference, rule_for
+import envlock.rules
+from envlock.diff import Difference
 from envlock.errors import BadInputError
-from envlock.probes.attribution import ATTRIBUTION_RULES, UNEXPLAINED, explain
+from envlock.probes.attribution import UNEXPLAINED, explain
 from envlock.probes.registry import KNOWN_TAGS, all_probes, parse_probe_list, select_probes
+from envlock.rules import RULES, Mechanism, rule_for
 
 
 def _diff(path: str, old: Any, new: Any) -> Difference:
-    # Severity and components come from envlock.diff's real rules, as in a real verify.
+    # Severity and components come from the real rule table, as in a real verify.
     rule = rule_for(path)
     return Difference(path=path, old=old, new=new, severity=rule.severity, reason=f"{path}: {rule.why}",
                       components=list(rule.components))
@@ -94,9 +96,13 @@ def test_stable_vs_canary_rule(stable_drifted: bool, top: str) -> None:
 
 
 def test_rules_use_known_tags_and_have_reasons() -> None:
-    for rule in ATTRIBUTION_RULES:
-        assert rule.tags <= KNOWN_TAGS, rule.id
-        assert rule.reason.strip() and rule.paths
+    mechanisms = {m for rule in RULES for m in rule.causes}
+    for mechanism in mechanisms:
+        assert mechanism.tags <= KNOWN_TAGS, mechanism.id
+        assert mechanism.reason.strip()
+    # Every mechanism envlock.rules defines covers at least one path (one entry of the table names it).
+    defined = {v for v in vars(envlock.rules).values() if isinstance(v, Mechanism)}
+    assert defined and defined <= mechanisms, sorted(m.id for m in defined - mechanisms)
 
 
 def test_registry_covers_the_issue_and_tags_are_known() -> None:

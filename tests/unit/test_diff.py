@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 
-from envlock.diff import SEVERITY_RULES, Difference, diff_manifests, flatten, rule_for
+from envlock.diff import Difference, diff_manifests, flatten
 from envlock.models import GpuDevice, GpuInfo, LoadedLibrary, Manifest, compute_digest, identity_dict, with_digest
+from envlock.probes.registry import KNOWN_TAGS
+from envlock.rules import ALL_COMPONENTS, RULES, rule_for
 from tests.recorded import dotted_get, other_than
 
 
@@ -186,15 +188,12 @@ def test_every_identity_path_of_a_real_manifest_has_a_rule_of_its_own(base: Mani
 
 
 def test_rules_are_data() -> None:
-    assert len(SEVERITY_RULES) > 30
-    assert SEVERITY_RULES[-1].pattern == "*"
-    assert {r.severity for r in SEVERITY_RULES} == {"critical", "warning", "info"}
+    assert len(RULES) > 30
+    assert RULES[-1].pattern == "*"
+    assert {r.severity for r in RULES} == {"critical", "warning", "info"}
 
 
 def test_components_are_probe_tags() -> None:
-    from envlock.diff import ALL_COMPONENTS
-    from envlock.probes.registry import KNOWN_TAGS
-
     assert set(ALL_COMPONENTS) <= KNOWN_TAGS
-    for rule in SEVERITY_RULES:
+    for rule in RULES:
         assert set(rule.components) <= set(ALL_COMPONENTS), rule.pattern
