@@ -209,6 +209,8 @@ RULES: tuple[Rule, ...] = (
          (NUMPY_VERSION,)),
     Rule("numeric.simd_*", "critical", ("numpy", "elementwise", "reduction", "blas"),
          "numpy dispatches to different SIMD kernels (exp/log/tanh move by a few ULP)", (NUMPY_SIMD,)),
+    # The section's own fallback, judged as the catch-all judges it: a numeric field added later belongs here.
+    Rule("numeric.*", "warning", (), "an identity field changed"),
     # CPU: instruction-set features. The four that decide TF's oneDNN default come first.
     Rule("cpu.isa.avx512_vnni", "critical", _ISA, _ISA_WHY, (ONEDNN_DEFAULT_ISA, CPU_ISA)),
     Rule("cpu.isa.avx512_bf16", "critical", _ISA, _ISA_WHY, (ONEDNN_DEFAULT_ISA, CPU_ISA)),
