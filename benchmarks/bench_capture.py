@@ -1,6 +1,6 @@
 """Wall time of `envlock capture` against baselines measured in the same run.
 
-Prints two ratios (issue 2's targets):
+Prints two ratios against their targets:
   full capture / `python -c "import tensorflow"`           target <= 1.15
   `capture --no-tf` / `python -m torch.utils.collect_env`  target <= 0.60 (and --no-tf < 1.0 s)
 

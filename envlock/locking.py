@@ -104,7 +104,7 @@ def reseed(seed: int = 42) -> None:
     """Reset the Python, numpy, TF and Keras seeds only (the rest of ``lockdown()`` stays in force).
 
     For code that trains several times in one process and wants each run to start from the
-    same state, as the seed documents' ``train_model(seed)`` does.
+    same state, as ``train_model(seed)`` in examples/train_under_lockdown.py does.
     """
     import tensorflow as tf  # lazy: the golden's environment must be in place before TensorFlow is imported
 

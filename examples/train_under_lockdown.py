@@ -1,6 +1,6 @@
 """The seed documents' training examples, run under ``envlock.lockdown``.
 
-Adapted from shared/seeds: "Are TensorFlow results reproducible?" (train_model with a seeded
+Adapted from the seed documents (docs/causes.md): "Are TensorFlow results reproducible?" (train_model with a seeded
 tf.data shuffle and Adam, with and without op determinism), "Why is TensorFlow training
 inconsistent?" (seeded shuffle, seeded Keras init, MirroredStrategy with
 HierarchicalCopyAllReduce over two logical CPUs) and "Why does TensorFlow prediction output vary?" (fit + predict).

@@ -63,7 +63,7 @@ def _safe(fn: Any) -> Any:
 
 def _onednn_enabled() -> bool | None:
     # TF turns oneDNN on by default only on CPUs with AVX512_VNNI/BF16, AVX_VNNI or AMX
-    # (determinism-notes trap 1), so the effective state, not TF_ENABLE_ONEDNN_OPTS, is what
+    # (docs/causes.md, finding 1), so the effective state, not TF_ENABLE_ONEDNN_OPTS, is what
     # decides the bits. IsMklEnabled() reports that effective state.
     # lazy: TensorFlow loads only in the process it fingerprints (seconds to import)
     from tensorflow.python.util import _pywrap_util_port

@@ -4,7 +4,7 @@ A probe is a function ``fn(ctx) -> dict[str, numpy.ndarray]``. It never imports 
 at module import time (``envlock verify --list-probes`` and the parent process stay
 TF-free); the child process hands it ``ctx.tf`` and ``ctx.np`` instead.
 
-Each probe belongs to a *group*, taken from the field notes (shared/determinism-notes.md):
+Each probe belongs to a *group*, taken from our measurements (docs/causes.md, docs/probes.md):
 
 * ``stable`` -- RNG streams, tf.data order, weight init, TF elementwise ops, row reductions.
   They never moved under any configuration or hardware perturbation, only under version

@@ -1,6 +1,6 @@
 """Hardware-arithmetic probes: operations whose bits depend on the CPU model itself.
 
-Two mechanisms, both outside any setting a user can change (determinism-notes, "Across
+Two mechanisms, both outside any setting a user can change (docs/causes.md, "Across
 machines"):
 
 * Eigen's fast math computes reciprocal and rsqrt with the CPU's approximate instructions

@@ -1,4 +1,4 @@
-"""Layer probes: the sources the seed documents name beyond matmul and conv.
+"""Layer probes: the sources the seed documents (docs/causes.md) name beyond matmul and conv.
 
 Dropout (the RNG inside training), recurrent layers (LSTM, GRU: oneDNN on CPU, cuDNN on GPU),
 batch normalisation in training mode, bfloat16 and mixed precision (AMX and AVX512_BF16 CPUs

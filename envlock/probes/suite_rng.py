@@ -1,6 +1,6 @@
 """Stable-group probes: RNG streams, tf.data order, Keras weight init, TF elementwise ops.
 
-The field notes found these never move under hardware, thread or oneDNN changes -- only
+Our measurements (docs/causes.md) found these never move under hardware, thread or oneDNN changes -- only
 under version or seed changes -- which makes them the controls of the suite.
 """
 

@@ -1,4 +1,4 @@
-"""One example-based regression test per class of issue 10, next to the properties that hunt for
+"""One example-based regression test per class of docs/untrusted-input.md, next to the properties that hunt for
 more of each. Real files, FIFOs, processes and sockets; subprocesses with timeouts (no hang)."""
 
 from __future__ import annotations

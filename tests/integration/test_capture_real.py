@@ -16,7 +16,7 @@ from tests.conftest import envlock_cli
 
 pytestmark = pytest.mark.tf
 
-# TF turns oneDNN on by default only on CPUs with these (determinism-notes trap 1).
+# TF turns oneDNN on by default only on CPUs with these (docs/causes.md, finding 1).
 ONEDNN_DEFAULT_ON_FEATURES = ("avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile")
 
 

@@ -166,7 +166,7 @@ def test_list_probes() -> None:
 
 
 def test_onednn_default_by_cpu_trap(golden_path: Path, tmp_path: Path) -> None:
-    # Simulate trap 1 of the notes: a reference CPU on which TF's oneDNN default was the
+    # Simulate finding 1 of docs/causes.md: a reference CPU on which TF's oneDNN default was the
     # opposite of this one's, with TF_ENABLE_ONEDNN_OPTS unset on both. Record the reference
     # bits with the flag flipped, then erase the flag from the golden as if its CPU had chosen.
     from envlock.golden import save_golden, seal

@@ -1,4 +1,4 @@
-"""Cause attribution: the notes' traps, the stable-vs-canary rule, and the probe registry's tags."""
+"""Cause attribution: the findings of docs/causes.md, the stable-vs-canary rule, and the probe registry's tags."""
 
 from __future__ import annotations
 
@@ -114,13 +114,13 @@ def test_registry_covers_the_issue_and_tags_are_known() -> None:
                 "conv2d.forward", "conv2d.grad", "elementwise.tf", "elementwise.softmax", "compile.eager",
                 "compile.function", "compile.xla", "training.keras_fit", "distribute.mirrored_step",
                 "numpy.matmul", "gpu.matmul", "gpu.conv2d", "gpu.cpu_vs_gpu",
-                # the seed documents' other sources: RNG inside training, RNNs, batch norm, mixed precision,
-                # scatter/segment reductions (GPU-nondeterministic), tf.data interleave
+                # the seed documents' other sources (docs/causes.md): RNG inside training, RNNs, batch norm,
+                # mixed precision, scatter/segment reductions (GPU-nondeterministic), tf.data interleave
                 "rng.dropout", "layers.lstm", "layers.gru", "layers.batchnorm_train", "mixed.bf16_matmul",
                 "mixed.keras_bf16_step", "scatter.embedding_segment", "data.interleave", "gpu.rnn",
                 "gpu.mixed_float16", "gpu.scatter"]
     assert not [name for name in required if name not in probes]
-    # Stable controls must not depend on what moves between machines (the notes' finding).
+    # Stable controls must not depend on what moves between machines (docs/causes.md, finding 3).
     movers = {"onednn", "threads", "matmul", "conv", "xla", "blas"}
     assert not [p.name for p in probes.values() if p.group == "stable" and movers & set(p.tags)]
 

@@ -34,7 +34,7 @@ def test_cascade_lake_avx512_without_vnni_exposed() -> None:
     assert (cpu.family, cpu.model, cpu.stepping, cpu.microcode) == (6, 85, 7, "0x5003901")
     assert (cpu.logical_cores, cpu.physical_cores) == (2, 1)  # two hyperthreads of one core
     assert cpu.isa.avx512f and cpu.isa.avx512bw and cpu.isa.avx512vl and cpu.isa.avx512dq and cpu.isa.avx512cd
-    # TF's oneDNN default is "on" only with AVX512_VNNI/BF16, AVX_VNNI or AMX (determinism-notes trap 1):
+    # TF's oneDNN default is "on" only with AVX512_VNNI/BF16, AVX_VNNI or AMX (docs/causes.md, finding 1):
     assert not (cpu.isa.avx512_vnni or cpu.isa.avx512_bf16 or cpu.isa.avx_vnni or cpu.isa.amx_tile)
 
 
@@ -46,7 +46,7 @@ def test_this_machine_zen4_has_vnni_and_bf16() -> None:
 
 
 def test_intel_sapphire_rapids_class_has_amx_fp16_and_avx_vnni() -> None:
-    # The second machine kind CI runs on (../shared/machines/intel-xeon-amx-2vcpu): microcode 0x1 (a KVM guest).
+    # The second machine kind CI runs on (tests/data/README.md): microcode 0x1 (a KVM guest).
     cpu = _parse("intel_xeon_sapphire_rapids_amx_kvm.txt")
     assert (cpu.vendor, cpu.family, cpu.model, cpu.stepping, cpu.microcode) == ("GenuineIntel", 6, 167, 1, "0x1")
     assert cpu.model_name == "Intel(R) Xeon(R) Processor"

@@ -1,4 +1,4 @@
-"""Hostile input files (issue 10, classes 4 and 5): every reader refuses non-regular files without
+"""Hostile input files (docs/untrusted-input.md, classes 4 and 5): every reader refuses non-regular files without
 blocking, reads a bounded amount, never recurses without bound, and says so in one line."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The one writer (issue 10, class 2): a regular file is replaced atomically at the symlink's target,
+"""The one writer (docs/untrusted-input.md, class 2): a regular file is replaced atomically at the symlink's target,
 a FIFO or character device is written through without blocking, and no other node is ever
 replaced; a 255-byte file name works. Error messages stay one line (class 9)."""
 

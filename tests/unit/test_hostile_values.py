@@ -1,4 +1,4 @@
-"""Values that come from a golden or the environment (issue 10, classes 1 and 3).
+"""Values that come from a golden or the environment (docs/untrusted-input.md, classes 1 and 3).
 
 Class 1: a golden can run code. The integrity digest is a checksum, so an attacker edits the
 golden and reseals it (``envlock.golden.seal``), exactly as these tests do. Its environment must

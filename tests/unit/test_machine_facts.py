@@ -1,4 +1,4 @@
-"""Issue 11 parts 3 and 4 on recorded data: cache topology, oneDNN's report, discovered variable
+"""Machine facts on recorded data: cache topology, oneDNN's report, discovered variable
 names, old goldens and manifests migrating, and the hardware-arithmetic group's attribution."""
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def test_fd1_capture_takes_c_level_writes_and_restores() -> None:
 
 def test_discovered_names_extend_the_allow_list_but_refusals_hold() -> None:
     names = discovered_names()
-    # The variables the field notes measured are in the libraries' own string tables.
+    # The variables docs/causes.md measured are in the libraries' own string tables.
     for measured in ("TF_ENABLE_ONEDNN_OPTS", "XLA_FLAGS", "TF_XLA_FLAGS", "OPENBLAS_NUM_THREADS",
                      "NPY_DISABLE_CPU_FEATURES", "TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
         assert measured in names, measured

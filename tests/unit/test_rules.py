@@ -8,6 +8,7 @@ mechanism fails here (not only in a verify on another machine).
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -168,3 +169,36 @@ def test_mechanisms_are_well_formed() -> None:
         assert (mechanism.weight <= 0) == (mechanism is HARMLESS), mechanism.id
         text = mechanism.reason.format(path="cpu.vendor", old="'A'", new="'B'")
         assert "{" not in text and "}" not in text, mechanism.id
+
+
+def _doc_table(header: str) -> list[list[str]]:
+    """The rows of the table in docs/attribution.md whose header line is ``header``."""
+    lines = (Path(__file__).parents[2] / "docs" / "attribution.md").read_text().splitlines()
+    start = lines.index(header) + 2  # past the header and its |---| line
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip().strip("`") for cell in line.strip("|").split("|")])
+    return rows
+
+
+def test_the_documented_table_is_the_code() -> None:
+    # docs/attribution.md is written by hand from RULES: a rule changed in one place only fails here.
+    groups = {name: set(tags.split(", ")) for name, tags in _doc_table("| group | probe tags |")}
+
+    def components(cell: str) -> set[str]:
+        return set() if cell == "-" else set().union(*(groups.get(t, {t}) for t in cell.split(", ")))
+
+    def names(cell: str) -> list[str]:
+        return [] if cell == "-" else cell.split(", ")
+
+    documented = [(pattern, severity, components(comps), names(mechs))
+                  for pattern, severity, comps, mechs in _doc_table("| pattern | severity | components | mechanisms |")]
+    assert documented == [(r.pattern, r.severity, set(r.components), [m.id for m in r.causes]) for r in RULES]
+    mechanisms = {m.id: m for rule in RULES for m in rule.causes}
+    rows = _doc_table("| mechanism | kind | weight | probe tags it can move |")
+    assert {row[0] for row in rows} == set(mechanisms)
+    for name, kind, weight, tags in rows:
+        m = mechanisms[name]
+        assert (kind, float(weight), set(names(tags))) == (m.kind, m.weight, set(m.tags)), name

@@ -1,4 +1,4 @@
-"""Strict validation (issue 10, classes 4 and 8): a resealed golden or a hand-made manifest with a
+"""Strict validation (docs/untrusted-input.md, classes 4 and 8): a resealed golden or a hand-made manifest with a
 wrong-typed, out-of-range or inconsistent value is refused on load (exit 2, one line), before any of
 it reaches TensorFlow; every golden and manifest envlock itself wrote still loads."""
 
