@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeAlias
 
 # ---- spawning children that die with their parent ----------------------------------------------
 #
@@ -57,6 +57,12 @@ def _die_with_parent_preexec() -> Callable[[], None] | None:
     return preexec
 
 
+# What ``spawn`` returns, and what it raises when a child cannot start (a missing program, a
+# failed preexec), for callers that keep a child without importing ``subprocess`` themselves.
+ChildProcess: TypeAlias = "subprocess.Popen[Any]"
+SPAWN_ERRORS: tuple[type[Exception], ...] = (OSError, subprocess.SubprocessError)
+
+
 def spawn(argv: Sequence[str], *, env: Mapping[str, str] | None = None, stdin: Any = subprocess.DEVNULL,
           stdout: Any = None, stderr: Any = None, text: bool = False, cwd: str | Path | None = None,
           ) -> subprocess.Popen[Any]:
@@ -81,6 +87,63 @@ def kill_tree(proc: subprocess.Popen[Any], *, grace_s: float = 0.0) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+def signal_group(proc: subprocess.Popen[Any], signum: int) -> None:
+    """Send ``signum`` to ``proc``'s whole process group (it leads one: ``spawn``); a group that is
+    already gone, or one that is not ours to signal, is left alone."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signum)
+
+
+def group_members(pgid: int) -> list[int]:
+    """Processes (zombies included) in process group ``pgid``, from /proc; [] where there is none."""
+    members = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and fields[2] == str(pgid):
+            members.append(int(entry))
+    return members
+
+
+def reap_orphans(pids: Sequence[int], *, timeout_s: float = 2.0) -> None:
+    """Wait for killed grandchildren that were re-parented to this process.
+
+    As PID 1 of a container (or a subreaper) a process inherits the orphans of a child group it
+    killed; nobody else will ever wait for them, so each kill would leave a zombie behind. Only
+    these pids are waited for, never -1: that would steal exit statuses from other threads'
+    subprocesses. Elsewhere waitpid says "not my child" and the loop ends when init reaps them.
+    """
+    pending = set(pids)
+    deadline = time.monotonic() + timeout_s
+    while pending and time.monotonic() < deadline:
+        for pid in list(pending):
+            try:
+                reaped, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                reaped = pid if not os.path.exists(f"/proc/{pid}") else 0  # gone, or someone else's
+            if reaped:
+                pending.discard(pid)
+        if pending:
+            time.sleep(0.02)
+
+
+def end_group(proc: subprocess.Popen[Any], *, grace_s: float = 0.0) -> None:
+    """Leave nothing of ``proc``'s group behind: ``kill_tree`` (SIGTERM and ``grace_s`` first, when
+    given), then reap the group's other members where they were re-parented to this process."""
+    leftovers = [pid for pid in group_members(proc.pid) if pid != proc.pid]
+    kill_tree(proc, grace_s=grace_s)
+    reap_orphans(leftovers)
 
 
 def run_bounded(argv: Sequence[str], *, timeout: float, env: Mapping[str, str] | None = None,
