@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 from envlock.errors import BAD_INPUT, EXIT_CODES_HELP, BadInputError, EnvlockError, one_line
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 # click's UsageError and Abort, whether typer vendors click or depends on it.
 _UsageError: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
@@ -80,16 +77,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-
-def handles_errors(fn: F) -> F:
-    """Kept for ``watch`` until its split lands; the group catches errors for every command."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return fn(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
 
 
 # One convention for the golden on every command that takes one (verify, explain, build, watch):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from envlock.cli.common import TRUSTED_KEY_HELP, app, handles_errors
+from envlock.cli.common import TRUSTED_KEY_HELP, app
+from envlock.daemon.config import WatchConfig, default_state_dir, parse_duration, parse_listen, verify_argv
 from envlock.errors import BadInputError
 
 WATCH_HELP = """Keep checking this machine against GOLDEN and report its health.
@@ -50,7 +51,6 @@ Exit codes: 0 stopped by SIGTERM/SIGINT (or --once and healthy); 1 --once and no
 
 
 @app.command(help=WATCH_HELP, no_args_is_help=False)
-@handles_errors
 def watch(
     golden: Annotated[
         str | None,
@@ -102,25 +102,26 @@ def watch(
 def _watch(*, environ: dict[str, str], golden: str | None, listen: str, fingerprint_every: str, verify_every: str,
            verify_timeout: str, state_dir: str | None, nfd_features_file: str | None, verify_command: str | None,
            once: bool, trusted_key: list[Path] | None = None) -> int:
-    from envlock.daemon.http import parse_listen
-    from envlock.daemon.watch import WatchConfig, default_state_dir, parse_duration, run_watch, verify_argv
+    # lazy: the daemon and key loading bring pydantic, prometheus_client, sqlite3: `envlock` starts without them
+    from envlock.daemon.loop import run_watch
     from envlock.signing import load_trusted_keys
 
     if not golden:
         raise BadInputError("no golden given: pass --golden FILE or set ENVLOCK_GOLDEN")
+    golden_path = Path(golden)
     listen_address = parse_listen(listen)
-    config: dict[str, Any] = {
-        "golden_path": Path(golden),
+    config = WatchConfig(
+        golden_path=golden_path,
         # Parsed even with --once (which serves no HTTP): a malformed option is exit 2 either way.
-        "listen": None if once else listen_address,
-        "fingerprint_every": parse_duration(fingerprint_every, option="--fingerprint-every"),
-        "verify_every": parse_duration(verify_every, option="--verify-every", allow_zero=True),
-        "verify_timeout": parse_duration(verify_timeout, option="--verify-timeout"),
-        "state_dir": Path(state_dir) if state_dir else default_state_dir(),
-        "environ": environ,
-        "nfd_features_file": Path(nfd_features_file) if nfd_features_file else None,
-        "verify_command": verify_argv(Path(golden), verify_command, trusted_key or []),
-        "once": once,
-        "trusted_keys": tuple(load_trusted_keys(trusted_key or [])),
-    }
-    return run_watch(WatchConfig(**config))
+        listen=None if once else listen_address,
+        fingerprint_every=parse_duration(fingerprint_every, option="--fingerprint-every"),
+        verify_every=parse_duration(verify_every, option="--verify-every", allow_zero=True),
+        verify_timeout=parse_duration(verify_timeout, option="--verify-timeout"),
+        state_dir=Path(state_dir) if state_dir else default_state_dir(),
+        environ=environ,
+        nfd_features_file=Path(nfd_features_file) if nfd_features_file else None,
+        verify_command=verify_argv(golden_path, verify_command, trusted_key or []),
+        once=once,
+        trusted_keys=tuple(load_trusted_keys(trusted_key or [])),
+    )
+    return run_watch(config)

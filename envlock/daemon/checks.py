@@ -1,40 +1,31 @@
-"""The two checks the daemon runs.
+"""The two checks the daemon runs, as values: what they found, never how a process was run.
 
 * fingerprint: re-capture this machine WITHOUT TensorFlow (in-process, ~a second) and diff it
   against the golden's manifest. The ``tensorflow`` section is skipped: only a process that
   imports TensorFlow can know it, and that is the verify check's job.
-* verify: ``envlock verify GOLDEN --json`` in a CHILD process, in its own process group, with a
-  time limit. A hang is killed (the whole group, so grandchildren go too) and recorded as a
-  timeout; a crash or unparsable output is recorded as an error with the exit code and the last
-  stderr line. TensorFlow is therefore never loaded into the daemon.
+* verify: what ``envlock verify GOLDEN --json``, run in a child process by ``daemon.process``,
+  printed and exited with, turned into a result (pure): a crash or unparsable output is an error
+  with the exit code and the last stderr line. TensorFlow is therefore never loaded into the daemon.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import signal
-import subprocess
-import tempfile
-import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import IO, Any
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from pydantic_core import to_jsonable_python
 
+from envlock.capture import capture_manifest
 from envlock.daemon.results import CheckResult, DriftItem, ProbeSummary, difference_key
-from envlock.runner import kill_tree, spawn
+from envlock.diff import diff_manifests
 
 # Manifest sections a capture without TensorFlow cannot know (left to the verify check).
 TF_ONLY_PREFIXES = ("tensorflow",)
 FAILING_SEVERITIES = ("critical", "warning")
 DRIFTING_PROBE_STATUSES = ("drift", "nondeterministic", "error")  # "error": a probe failed to run here
-_MAX_OUTPUT_BYTES = 16 * 1024 * 1024
-# A verify being stopped (daemon stopping, golden replaced, time limit) gets SIGTERM and this long
-# to kill its probe child and remove its temp files before the whole group gets SIGKILL.
-VERIFY_STOP_GRACE_S = 5.0
 
 
 def _is_tf_only(path: str) -> bool:
@@ -51,15 +42,7 @@ def capture_without_tf(environ: Mapping[str, str]) -> Any:
     ``environ`` is the daemon's environment as it STARTED (WatchConfig.environ), never os.environ
     now: the capture's own imports write to os.environ (threadpoolctl sets KMP_DUPLICATE_LIB_OK),
     so a second capture would report a variable the user never set."""
-    from envlock.capture import capture_manifest  # lazy: keeps `envlock --help` fast
-
     return capture_manifest(include_tf=False, environ=dict(environ))
-
-
-def _diff(old: Any, new: Any) -> list[Any]:
-    from envlock.diff import diff_manifests
-
-    return diff_manifests(old, new)
 
 
 def value_json(value: Any) -> str:
@@ -75,7 +58,7 @@ def fingerprint_check(
     environ: Mapping[str, str],
     vouched: frozenset[str] = frozenset(),
     capture: Callable[[Mapping[str, str]], Any] = capture_without_tf,
-    diff: Callable[[Any, Any], list[Any]] = _diff,
+    diff: Callable[[Any, Any], list[Any]] = diff_manifests,
     clock: Callable[[], float] = time.time,
 ) -> CheckResult:
     """Capture this machine without TensorFlow (``capture(environ)``) and compare it with the golden manifest.
@@ -109,14 +92,7 @@ def fingerprint_check(
     )
 
 
-# ---- verify in a child process -----------------------------------------------------------
-
-
-def _read_tail(handle: IO[bytes]) -> str:
-    handle.seek(0, os.SEEK_END)
-    size = handle.tell()
-    handle.seek(max(0, size - _MAX_OUTPUT_BYTES))
-    return handle.read().decode("utf-8", errors="replace")
+# ---- what a verify child did -------------------------------------------------------------
 
 
 def _last_line(text: str) -> str:
@@ -213,137 +189,28 @@ def interpret_verify(
     )
 
 
-class VerifyRunner:
-    """Runs the verify command in a child process group; ``cancel()`` kills it from another thread."""
-
-    def __init__(
-        self, argv: Sequence[str], *, timeout_s: float, golden_digest: str | None, env: Mapping[str, str],
-    ) -> None:
-        # ``env``: the daemon's environment as it STARTED (WatchConfig.environ); libraries imported
-        # since (threadpoolctl) wrote to os.environ, and the child must not inherit what the user never set.
-        self.env = dict(env)
-        self.argv = list(argv)
-        self.timeout_s = timeout_s
-        self.golden_digest = golden_digest
-        self._lock = threading.Lock()
-        self._proc: subprocess.Popen[Any] | None = None
-        self._cancelled = False
-        self._cancel_event = threading.Event()
-
-    def cancel(self) -> None:
-        """Stop the running verify (from another thread): it gets SIGTERM to clean up, then SIGKILL."""
-        with self._lock:
-            self._cancelled = True
-            proc = self._proc
-        self._cancel_event.set()
-        if proc is not None:
-            _signal_group(proc, signal.SIGTERM)
-
-    def kill_now(self) -> None:
-        """SIGKILL the running verify's whole group at once (the daemon is being forced out)."""
-        with self._lock:
-            self._cancelled = True
-            proc = self._proc
-        self._cancel_event.set()
-        if proc is not None:
-            _signal_group(proc, signal.SIGKILL)
-
-    def run(self) -> CheckResult | None:
-        """Run once. Returns None when cancelled (the daemon is stopping: nothing was learned).
-
-        The child is started with ``runner.spawn`` (own process group, killed by the kernel if the
-        daemon dies, even by SIGKILL) and gets a private TMPDIR that is removed afterwards, so not
-        even a SIGKILLed verify leaves its temp files behind."""
-        started = time.time()
-        t0 = time.monotonic()
-        # files, not pipes: a grandchild that escaped the group cannot keep us waiting for EOF
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
-                tempfile.TemporaryDirectory(prefix="envlock-verify-") as private_tmp:
-            try:
-                with self._lock:
-                    if self._cancelled:
-                        return None
-                    self._proc = spawn(self.argv, stdout=out, stderr=err, env={**self.env, "TMPDIR": private_tmp})
-            except (OSError, subprocess.SubprocessError) as exc:
-                return CheckResult(
-                    kind="verify", started_at=started, duration_s=time.monotonic() - t0, outcome="error",
-                    reason=f"cannot start verify command {self.argv[0]!r}: {getattr(exc, 'strerror', None) or exc}",
-                    golden_digest=self.golden_digest,
-                )
-            proc = self._proc
-            timed_out = self._wait(proc, t0 + self.timeout_s)
-            leftovers = [pid for pid in _group_members(proc.pid) if pid != proc.pid]
-            # on timeout or cancel the child gets its grace to clean up; leftover grandchildren go anyway
-            kill_tree(proc, grace_s=VERIFY_STOP_GRACE_S if timed_out or self._cancel_event.is_set() else 0.0)
-            _reap_orphans(leftovers)
-            duration = time.monotonic() - t0
-            with self._lock:
-                self._proc = None
-                if self._cancelled:
-                    return None
-            if timed_out:
-                return CheckResult(
-                    kind="verify", started_at=started, duration_s=duration, outcome="timeout",
-                    reason=f"verify timed out after {self.timeout_s:g} s (killed)", golden_digest=self.golden_digest,
-                )
-            return interpret_verify(
-                returncode=proc.returncode, stdout=_read_tail(out), stderr=_read_tail(err),
-                started=started, duration=duration, golden_digest=self.golden_digest,
-            )
-
-    def _wait(self, proc: subprocess.Popen[Any], deadline: float) -> bool:
-        """Wait until the child exits (False), the deadline passes (True) or cancel() (False)."""
-        while proc.poll() is None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return True
-            if self._cancel_event.wait(timeout=min(left, 0.2)):
-                return False
-        return False
+def verify_timed_out(*, timeout_s: float, started: float, duration: float, golden_digest: str | None) -> CheckResult:
+    """A verify child that ran past its time limit (and was killed with its group)."""
+    return CheckResult(
+        kind="verify", started_at=started, duration_s=duration, outcome="timeout",
+        reason=f"verify timed out after {timeout_s:g} s (killed)", golden_digest=golden_digest,
+    )
 
 
-def _signal_group(proc: subprocess.Popen[Any], signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signum)  # the child leads its own group (runner.spawn)
+def verify_not_started(
+    *, program: str, problem: str, started: float, duration: float, golden_digest: str | None,
+) -> CheckResult:
+    """A verify command that could not even start (no such program, not executable, ...)."""
+    return CheckResult(
+        kind="verify", started_at=started, duration_s=duration, outcome="error",
+        reason=f"cannot start verify command {program!r}: {problem}", golden_digest=golden_digest,
+    )
 
 
-def _group_members(pgid: int) -> list[int]:
-    """Processes (zombies included) in process group ``pgid``, from /proc; [] where there is none."""
-    members = []
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return []
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if len(fields) > 2 and fields[2] == str(pgid):
-            members.append(int(entry))
-    return members
-
-
-def _reap_orphans(pids: list[int], *, timeout_s: float = 2.0) -> None:
-    """Wait for killed grandchildren that were re-parented to this process.
-
-    As PID 1 of a container (or a subreaper) the daemon inherits the orphans of a killed verify
-    group; nobody else will ever wait for them, so each hung verify would leave a zombie behind.
-    Only these pids are waited for, never -1: that would steal exit statuses from other threads'
-    subprocesses. Elsewhere waitpid says "not my child" and the loop ends when init reaps them.
-    """
-    pending = set(pids)
-    deadline = time.monotonic() + timeout_s
-    while pending and time.monotonic() < deadline:
-        for pid in list(pending):
-            try:
-                reaped, _ = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                reaped = pid if not os.path.exists(f"/proc/{pid}") else 0  # gone, or someone else's
-            if reaped:
-                pending.discard(pid)
-        if pending:
-            time.sleep(0.02)
+def verify_crashed(error: Exception, *, golden_digest: str | None, clock: Callable[[], float] = time.time,
+                   ) -> CheckResult:
+    """A bug in the daemon's own verify handling: a failed check, never a dead worker."""
+    return CheckResult(
+        kind="verify", started_at=clock(), duration_s=0.0, outcome="error",
+        reason=f"verify runner failed: {type(error).__name__}: {error}", golden_digest=golden_digest,
+    )

@@ -9,79 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import ipaddress
 import json
-import re
 import socket
 import threading
-from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from envlock.daemon.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from envlock.daemon.state import DaemonState
-from envlock.errors import BadInputError, EnvironmentProblem
-
-_PORT = re.compile(r"[0-9]{1,5}", re.ASCII)
-# RFC 1123 host names, ASCII only: no spaces, no "*", no full-width or other Unicode look-alikes.
-_HOSTNAME = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?", re.ASCII)
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    """``HOST:PORT`` or ``[IPv6]:PORT`` -> (address to bind, port); port 0 picks a free port.
-
-    Strict, because a listen address decides who can reach the daemon: the port is 1-5 ASCII
-    digits (no ``19_145``, no full-width digits), the host is required and is an IPv4 address,
-    a bracketed IPv6 address or a host name that resolves here. A host name is resolved once,
-    to the one address that is bound, so nothing wider than what was named is ever bound.
-    Every malformed value is bad usage (exit 2), never an environment problem.
-    """
-    def bad(problem: str) -> BadInputError:
-        return BadInputError(f"--listen {value!r}: {problem}")
-
-    host, sep, port_text = value.rpartition(":")
-    if not sep or not host:
-        raise bad("expected HOST:PORT, e.g. 127.0.0.1:9109 or [::1]:9109")
-    if not _PORT.fullmatch(port_text):
-        raise bad(f"port {port_text!r} is not a number (ASCII digits 0-65535)")
-    port = int(port_text)
-    if port > 65535:
-        raise bad("port must be between 0 and 65535")
-    if host.startswith("["):
-        if not host.endswith("]"):
-            raise bad("an IPv6 address goes in brackets, e.g. [::1]:9109")
-        return _ip_literal(host[1:-1], 6, bad), port
-    if ":" in host:
-        raise bad("an IPv6 address goes in brackets, e.g. [::1]:9109")
-    if host.isascii() and host.replace(".", "").isdigit():
-        return _ip_literal(host, 4, bad), port
-    if not _HOSTNAME.fullmatch(host):
-        raise bad(f"{host!r} is not a host name or IP address")
-    return _resolve(host, bad), port
-
-
-def _ip_literal(text: str, version: int, bad: Callable[[str], BadInputError]) -> str:
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        raise bad(f"{text!r} is not an IPv{version} address") from None
-    if address.version != version or not text.isascii():
-        raise bad(f"{text!r} is not an IPv{version} address")
-    return str(address)
-
-
-def _resolve(name: str, bad: Callable[[str], BadInputError]) -> str:
-    try:
-        infos = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError):
-        raise bad(f"host name {name!r} does not resolve here") from None
-    for family in (socket.AF_INET, socket.AF_INET6):  # IPv4 first: what "localhost" usually means
-        for info in infos:
-            if info[0] == family:
-                return str(info[4][0])
-    raise bad(f"host name {name!r} has no IPv4 or IPv6 address")
-
+from envlock.errors import EnvironmentProblem
 
 # A client gets this long to send each request (and a keep-alive connection to idle): a client
 # that connects and sends nothing (slowloris) frees its thread after it, never holds it forever.

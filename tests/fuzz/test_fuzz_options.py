@@ -56,7 +56,7 @@ _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9]
 @given(host=st.sampled_from(["127.0.0.1", "[::1]", "localhost", "0.0.0.0", ""])  # noqa: S104 - parsed, never bound
        | st.text(max_size=12), port=tricky_text)
 def test_listen_accepts_only_what_it_can_bind_exactly(host: str, port: str) -> None:
-    from envlock.daemon.http import parse_listen
+    from envlock.daemon.config import parse_listen
 
     value = f"{host}:{port}"
     try:
@@ -75,7 +75,7 @@ def test_listen_accepts_only_what_it_can_bind_exactly(host: str, port: str) -> N
 @examples(200)
 @given(text=tricky_text | st.from_regex(r"\A[0-9]{1,25}(ms|s|m|h|d)?\Z"))
 def test_durations_never_overflow_a_timestamp(text: str) -> None:
-    from envlock.daemon.watch import parse_duration
+    from envlock.daemon.config import parse_duration
 
     try:
         seconds = parse_duration(text, option="--fingerprint-every")

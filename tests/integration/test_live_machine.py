@@ -105,7 +105,7 @@ def test_real_fingerprint_check_never_imports_tensorflow() -> None:
         environ = dict(os.environ)  # what `envlock watch` snapshots at start-up
         import threadpoolctl
         assert "KMP_DUPLICATE_LIB_OK" in os.environ
-        import envlock.daemon.watch, envlock.daemon.http, envlock.daemon.nfd, envlock.cli.watch
+        import envlock.daemon.loop, envlock.daemon.http, envlock.daemon.nfd, envlock.cli.watch
         from envlock.capture import capture_manifest
         from envlock.daemon.checks import fingerprint_check
         golden_manifest = capture_manifest(include_tf=False, environ=environ)

@@ -14,7 +14,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from envlock.daemon.checks import VerifyRunner, fingerprint_check, interpret_verify, parse_report
+from envlock.daemon.checks import fingerprint_check, interpret_verify, parse_report
+from envlock.daemon.process import VerifyRunner
 
 
 def _diff(path: str, severity: str = "critical", reason: str | None = None) -> SimpleNamespace:
@@ -241,7 +242,7 @@ def test_killed_grandchildren_are_reaped_when_the_daemon_is_their_reaper(tmp_pat
     A child subreaper is the same situation outside a container: no zombie may be left."""
     script = textwrap.dedent("""
         import ctypes, json, os, sys
-        from envlock.daemon.checks import VerifyRunner
+        from envlock.daemon.process import VerifyRunner
         PR_SET_CHILD_SUBREAPER = 36
         assert ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
         hang = [sys.executable, "-c",

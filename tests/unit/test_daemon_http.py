@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from envlock.daemon.config import parse_listen
 from envlock.daemon.history import open_history
-from envlock.daemon.http import HttpServer, parse_listen
+from envlock.daemon.http import HttpServer
 from envlock.daemon.metrics import Metrics
 from envlock.daemon.results import CheckResult, DriftItem, ProbeSummary
 from envlock.daemon.state import DaemonState

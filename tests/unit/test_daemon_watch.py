@@ -19,17 +19,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from envlock.daemon import watch as watch_mod
-from envlock.daemon.checks import VerifyRunner
-from envlock.daemon.watch import (
-    JsonLog,
-    LoadedGolden,
-    WatchConfig,
-    Watcher,
-    default_state_dir,
-    parse_duration,
-    verify_argv,
-)
+from envlock.daemon import goldens as goldens_mod
+from envlock.daemon import loop as loop_mod
+from envlock.daemon import state as state_mod
+from envlock.daemon.config import WatchConfig, default_state_dir, parse_duration, verify_argv
+from envlock.daemon.goldens import LoadedGolden
+from envlock.daemon.log import JsonLog
+from envlock.daemon.loop import Watcher
+from envlock.daemon.process import VerifyRunner
 from envlock.errors import BadFileError, BadInputError
 
 PASS_REPORT = {"reproduces": True, "exit_code": 0, "probes": [], "differences": [],
@@ -118,7 +115,7 @@ HANGING_VERIFY = _py_command("import time; time.sleep(300)")
 
 @pytest.fixture()
 def make_watcher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(watch_mod, "load_golden_file", _fake_loader)
+    monkeypatch.setattr(goldens_mod, "load_golden_file", _fake_loader)
     golden = tmp_path / "golden.json"
     _write_golden(golden, "sha256:g1", MACHINE_ENV)
     logs = io.StringIO()
@@ -273,7 +270,8 @@ def test_new_fingerprint_drift_brings_the_verify_forward(make_watcher) -> None:
 
 def _verify_then(watcher: Watcher, on_finish) -> VerifyRunner:
     """A real verify child of the watcher's current golden; ``on_finish(result)`` runs after the
-    child exited and before the worker publishes, i.e. exactly where a reload can slip in."""
+    child exited and before the worker hands the result to the loop, i.e. exactly where a reload
+    can slip in."""
     runner = VerifyRunner(watcher.config.verify_command, timeout_s=60, golden_digest=watcher.golden.digest,
                           env=watcher.config.environ)
     run = runner.run
@@ -289,7 +287,7 @@ def _verify_then(watcher: Watcher, on_finish) -> VerifyRunner:
 def test_a_verify_of_the_old_golden_finishing_just_before_the_reload_is_not_published(
     make_watcher, tmp_path: Path,
 ) -> None:
-    """The verify of g1 finished, the reload to g2 happened before the worker published: that
+    """The verify of g1 finished, the reload to g2 happened before the loop published it: that
     result says nothing about g2, so /healthz, NFD and metrics must not vouch for g2 with it."""
     watcher, golden = make_watcher(verify_every=3600)
     watcher._fingerprint_tick()
@@ -300,6 +298,7 @@ def test_a_verify_of_the_old_golden_finishing_just_before_the_reload_is_not_publ
         return result
 
     watcher._verify_worker(_verify_then(watcher, reload_first))  # the worker's code, in this thread
+    watcher._take_verify_results()  # the loop publishes what the worker handed over
     watcher._fingerprint_tick()
     assert watcher.state.golden_digest == "sha256:g2"
     assert watcher.state.last("verify") is None and not watcher.state.reproduces()
@@ -313,37 +312,34 @@ def test_a_verify_of_the_old_golden_finishing_just_before_the_reload_is_not_publ
 
 
 def test_a_reload_while_a_verify_is_published_keeps_the_new_goldens_vouched_set(make_watcher) -> None:
-    """The verify of g1 passed and the worker is storing what it vouched for when the main thread
-    reloads g2: the reload must not interleave, or g1's vouched differences outlive g1."""
+    """The verify of g1 passed and its result is being published (what it vouched for stored) when
+    g2 replaces the golden file: the reload must not interleave, or g1's vouched differences
+    outlive g1. The worker only hands the result over; the loop, the one writer, publishes it and
+    then reloads, so the reload cannot cut in."""
     watcher, golden = make_watcher(verify_every=3600)
     watcher._fingerprint_tick()
-    reloaded = threading.Event()
+    loop_thread = threading.current_thread()  # this test thread plays the loop
+    readers: list[threading.Thread] = []
 
-    class ReloadWhileRead(list):
-        """Reading the vouched keys starts the reload on another thread (as the main loop would)."""
-
-        fired = False
+    class ReplaceWhileRead(list):
+        """Reading the vouched keys replaces the golden file (as an operator might, at that instant)."""
 
         def __iter__(self):
-            if not ReloadWhileRead.fired:
-                ReloadWhileRead.fired = True
+            readers.append(threading.current_thread())
+            if len(readers) == 1:
                 _write_golden(golden, "sha256:g2", MACHINE_ENV)
-                reload = threading.Thread(target=lambda: (watcher._reload_golden_if_changed(), reloaded.set()))
-                reload.start()
-                threads.append(reload)
-                # Without the golden lock the reload completes here; with it, it must wait for the
-                # worker. The wait only bounds how long the unfixed code gets to show the race.
-                reloaded.wait(timeout=1.0)
             return super().__iter__()
 
-    threads: list[threading.Thread] = []
     key = 'environment.TF_DETERMINISTIC_OPS="1"'
-    watcher._verify_worker(_verify_then(
-        watcher, lambda result: dataclasses.replace(result, vouched=ReloadWhileRead([key])),
-    ))
-    for thread in threads:
-        thread.join(timeout=30)
-    assert reloaded.is_set() and watcher.golden.digest == "sha256:g2"
+    runner = _verify_then(watcher, lambda result: dataclasses.replace(result, vouched=ReplaceWhileRead([key])))
+    worker = threading.Thread(target=watcher._verify_worker, args=(runner,))
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive() and readers == []  # the worker published nothing
+    watcher._take_verify_results()  # the loop publishes g1's verify...
+    watcher._fingerprint_tick()  # ...and its next tick reloads g2
+    assert readers and all(thread is loop_thread for thread in readers)
+    assert watcher.golden.digest == "sha256:g2"
     assert watcher._vouched == frozenset()  # g2 has no passing verify: nothing is vouched for
     assert watcher.state.last("verify") is None and not watcher.state.reproduces()
     watcher.history.close()
@@ -383,7 +379,7 @@ def test_cli_watch_snapshots_the_environment_when_it_starts(tmp_path: Path, monk
         configs.append(config)
         return 0
 
-    monkeypatch.setattr(watch_mod, "run_watch", fake_run_watch)
+    monkeypatch.setattr(loop_mod, "run_watch", fake_run_watch)
     monkeypatch.delenv("ENVLOCK_WRITTEN_BY_AN_IMPORT", raising=False)
     result = CliRunner().invoke(app, ["watch", "--golden", str(tmp_path / "g.json"), "--once",
                                       "--state-dir", str(tmp_path)], env={"ENVLOCK_AT_START": "yes"})
@@ -411,7 +407,7 @@ def _dev_zero(path: Path) -> None:
 
 def _huge(path: Path) -> None:
     with open(path, "wb") as handle:
-        handle.truncate(watch_mod.MAX_GOLDEN_BYTES + 1)  # sparse: costs no disk
+        handle.truncate(goldens_mod.MAX_GOLDEN_BYTES + 1)  # sparse: costs no disk
 
 
 def _directory(path: Path) -> None:
@@ -467,7 +463,7 @@ def test_a_golden_read_that_never_finishes_does_not_wedge_the_loop(make_watcher,
     thread, codes = _run_in_thread(watcher)
     try:
         _wait_for(lambda: watcher.state.health() == (True, "ok"))
-        monkeypatch.setattr(watch_mod, "load_golden_file", stuck_loader)
+        monkeypatch.setattr(goldens_mod, "load_golden_file", stuck_loader)
         _write_golden(golden, "sha256:g2", MACHINE_ENV)
         _wait_for(lambda: "did not finish within 0.5 s" in watcher.state.health()[1])
         before = sum(1 for e in _events(make_watcher.logs) if e["event"] == "check")
@@ -481,3 +477,41 @@ def test_a_golden_read_that_never_finishes_does_not_wedge_the_loop(make_watcher,
         release.set()
         watcher.request_stop()
         thread.join(timeout=30)
+
+
+# ---- a wedged loop ---------------------------------------------------------------------------
+
+
+def test_a_wedged_loop_turns_health_and_the_nfd_labels_unhealthy(make_watcher, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing publishes while the loop is stuck (here: a capture that does not return): the
+    watchdog alone turns health 503 and rewrites the NFD labels, and the loop recovers after."""
+    monkeypatch.setattr(state_mod, "OVERDUE_SLACK_S", 0.0)  # overdue after 3 intervals: 0.3 s
+    watcher, _ = make_watcher()
+    release = threading.Event()
+    captures: list[object] = []
+
+    def wedging_capture(environ):
+        captures.append(environ)
+        if len(captures) == 2:
+            release.wait(60)  # a read of /sys that hangs
+        return dict(MACHINE_ENV)
+
+    watcher._check_hooks["capture"] = wedging_capture
+    features = tmp_path / "features"
+    thread, codes = _run_in_thread(watcher)
+    try:
+        _wait_for(lambda: features.exists() and "envlock.healthy=true" in features.read_text())
+        _wait_for(lambda: "envlock.healthy=false" in features.read_text())
+        assert len(captures) == 2  # still stuck in the second capture: the watchdog wrote that
+        healthy, reason = watcher.state.health()
+        assert not healthy and reason.startswith("fingerprint check overdue")
+        [event] = [e for e in _events(make_watcher.logs) if e["event"] == "health"]
+        assert event["healthy"] is False and "overdue" in event["reason"]
+        release.set()
+        _wait_for(lambda: "envlock.healthy=true" in features.read_text())
+    finally:
+        release.set()
+        watcher.request_stop()
+        thread.join(timeout=30)
+    assert codes == [0]

@@ -391,7 +391,7 @@ def test_lockdown_refuses_out_of_range_controls_before_tensorflow(kwargs: dict[s
 
 
 def test_the_daemons_verify_child_gets_the_trusted_keys(tmp_path: Path) -> None:
-    from envlock.daemon.watch import verify_argv
+    from envlock.daemon.config import verify_argv
 
     keys = [tmp_path / "ci.pub", tmp_path / "backup.pub"]
     argv = verify_argv(tmp_path / "golden.json", None, keys)

@@ -46,7 +46,7 @@ with tempfile.TemporaryDirectory(prefix="envlock-probes-"):
 # A stand-in for the daemon: the verify check on a worker thread, as Watcher runs it.
 DAEMON_LIKE_PARENT = """
 import os, sys, threading, time
-from envlock.daemon.checks import VerifyRunner
+from envlock.daemon.process import VerifyRunner
 runner = VerifyRunner([sys.executable, "-c", {child!r}], timeout_s=600, golden_digest=None, env=os.environ)
 threading.Thread(target=runner.run, daemon=True).start()
 time.sleep(300)
