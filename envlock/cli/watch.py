@@ -41,12 +41,13 @@ before a restart is reused while it is fresher than --verify-every and for the s
 The golden file is re-read when it changes on disk (replace it atomically); a new golden triggers
 a verify. A replacement that cannot be loaded makes /healthz 503 naming it, and the checks go on
 against the last good golden. A check that is overdue (the loop wedged) makes /healthz 503 too.
-One JSON log line per check on stderr. SIGTERM/SIGINT: kill a running verify, exit 0.
+One JSON log line per check on stderr. SIGTERM/SIGINT: kill a running verify, exit 0; a daemon
+still not stopped 15 s after the signal is forced out (a "stop_forced" log line, exit 3).
 
 \b
 Exit codes: 0 stopped by SIGTERM/SIGINT (or --once and healthy); 1 --once and not healthy;
 2 bad flags, unreadable/invalid golden or unusable state dir (before the port is bound);
-3 the listen address is in use or cannot be bound.
+3 the listen address is in use or cannot be bound, or the stop had to be forced.
 """
 
 

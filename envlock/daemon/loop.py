@@ -17,7 +17,8 @@ The loop is the daemon's SINGLE WRITER. Which thread owns what:
 * HTTP threads (``daemon.http``) only read the ``DaemonState``, which locks itself for them.
 * signal handlers (``request_stop``) only set events. The loop then stops the verify child's
   process group, stops HTTP, closes the history and returns 0. Should anything hold the loop,
-  a backstop thread kills the verify group and exits STOP_DEADLINE_S after the signal.
+  a backstop thread kills the verify group and exits FORCED_STOP_EXIT STOP_DEADLINE_S after the
+  signal: not a clean stop, so not 0.
 """
 
 from __future__ import annotations
@@ -43,11 +44,14 @@ from envlock.daemon.metrics import Metrics
 from envlock.daemon.process import VERIFY_STOP_GRACE_S, VerifyRunner
 from envlock.daemon.results import CheckResult
 from envlock.daemon.state import DaemonState
-from envlock.errors import DRIFT, OK, EnvlockError
+from envlock.errors import DRIFT, ENVIRONMENT, OK, EnvlockError
 
 # After SIGTERM the daemon stops cleanly (verify killed after its grace, HTTP stopped, database
-# closed); should anything hold the main thread past this, it exits anyway.
+# closed); should anything hold the main thread past this, it exits anyway, with this code:
+# something on this machine (a wedged mount, a process that cannot be killed) kept it from
+# stopping cleanly, and the supervisor should hear so (README's exit codes: 3, environment).
 STOP_DEADLINE_S = 15.0
+FORCED_STOP_EXIT = ENVIRONMENT
 
 
 @dataclass(frozen=True)
@@ -123,8 +127,9 @@ class Watcher:
         if runner is not None:
             runner.kill_now()
         # straight to fd 2: whatever holds the main thread may hold the log's lock too
-        log_to_fd2("stop_forced", reason=f"still stopping {STOP_DEADLINE_S:g} s after the signal")
-        os._exit(0)
+        log_to_fd2("stop_forced", reason=f"still stopping {STOP_DEADLINE_S:g} s after the signal",
+                   exit_code=FORCED_STOP_EXIT)
+        os._exit(FORCED_STOP_EXIT)
 
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self.request_stop)

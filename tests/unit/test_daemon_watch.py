@@ -10,6 +10,8 @@ import dataclasses
 import io
 import json
 import os
+import signal
+import subprocess
 import sys
 import textwrap
 import threading
@@ -27,7 +29,8 @@ from envlock.daemon.goldens import LoadedGolden
 from envlock.daemon.log import JsonLog
 from envlock.daemon.loop import Watcher
 from envlock.daemon.process import VerifyRunner
-from envlock.errors import BadFileError, BadInputError
+from envlock.errors import ENVIRONMENT, BadFileError, BadInputError
+from tests.conftest import process_gone, wait_for_file_text
 
 PASS_REPORT = {"reproduces": True, "exit_code": 0, "probes": [], "differences": [],
                "golden_digest": None, "manifest_digest": None}
@@ -479,7 +482,7 @@ def test_a_golden_read_that_never_finishes_does_not_wedge_the_loop(make_watcher,
         thread.join(timeout=30)
 
 
-# ---- a wedged loop ---------------------------------------------------------------------------
+# ---- a wedged loop, and a stop that has to be forced ------------------------------------------
 
 
 def test_a_wedged_loop_turns_health_and_the_nfd_labels_unhealthy(make_watcher, tmp_path: Path,
@@ -515,3 +518,57 @@ def test_a_wedged_loop_turns_health_and_the_nfd_labels_unhealthy(make_watcher, t
         watcher.request_stop()
         thread.join(timeout=30)
     assert codes == [0]
+
+
+# A daemon whose loop wedges in its second fingerprint check while a verify child hangs.
+WEDGED_DAEMON = """
+import os, sys, time
+from pathlib import Path
+from envlock.daemon import goldens, loop
+from envlock.daemon.config import WatchConfig
+from envlock.daemon.goldens import LoadedGolden
+
+tmp = Path(sys.argv[1])
+loop.STOP_DEADLINE_S = 1.0
+goldens.load_golden_file = lambda path, keys=(): LoadedGolden({}, "sha256:g", goldens.stat_key(path))
+captures = []
+
+def capture(environ):
+    captures.append(environ)
+    if len(captures) == 2:
+        (tmp / "wedged").write_text("yes")
+        time.sleep(600)  # a read of /sys that hangs: the loop never gets back to the stop request
+    return {}
+
+hang = [sys.executable, "-c", "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(600)",
+        str(tmp / "verify.pid")]
+config = WatchConfig(golden_path=tmp / "golden.json", state_dir=tmp / "state", environ=dict(os.environ), listen=None,
+                     fingerprint_every=0.1, verify_every=3600, verify_timeout=600, verify_command=hang)
+watcher = loop.Watcher(config, capture=capture, diff=lambda old, new: [])
+watcher.install_signal_handlers()
+sys.exit(watcher.run())
+"""
+
+
+def test_a_stop_that_has_to_be_forced_is_not_a_clean_exit(tmp_path: Path) -> None:
+    """SIGTERM, and the loop does not come back (STOP_DEADLINE_S, 1 s here): the backstop kills
+    the verify group and exits 3 (README: environment problem), never 0, which says "stopped
+    cleanly". A clean SIGTERM stop exits 0: test_stop_kills_a_running_verify_and_returns_0."""
+    (tmp_path / "golden.json").write_text("{}")
+    proc = subprocess.Popen([sys.executable, "-c", WEDGED_DAEMON, str(tmp_path)], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_file_text(tmp_path / "wedged")
+        verify_child = int(wait_for_file_text(tmp_path / "verify.pid"))
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+        assert proc.returncode == ENVIRONMENT == loop_mod.FORCED_STOP_EXIT, stderr
+        assert time.monotonic() - started < 10
+        last = json.loads(stderr.splitlines()[-1])
+        assert last["event"] == "stop_forced" and last["exit_code"] == ENVIRONMENT
+        assert process_gone(verify_child), "the verify child outlived the forced stop"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
