@@ -8,9 +8,8 @@ from typing import Annotated
 
 import typer
 
-from envlock.cli.common import TRUSTED_KEY_HELP, app
+from envlock.cli.common import TRUSTED_KEY_HELP, GoldenOption, app, resolve_golden_path
 from envlock.daemon.config import WatchConfig, default_state_dir, parse_duration, parse_listen, verify_argv
-from envlock.errors import BadInputError
 
 WATCH_HELP = """Keep checking this machine against GOLDEN and report its health.
 
@@ -53,10 +52,7 @@ Exit codes: 0 stopped by SIGTERM/SIGINT (or --once and healthy); 1 --once and no
 
 @app.command(help=WATCH_HELP, no_args_is_help=False)
 def watch(
-    golden: Annotated[
-        str | None,
-        typer.Option("--golden", envvar="ENVLOCK_GOLDEN", show_envvar=True, help="The golden file to check against."),
-    ] = None,
+    golden: GoldenOption = None,
     listen: Annotated[
         str,
         typer.Option(envvar="ENVLOCK_LISTEN", show_envvar=True,
@@ -100,16 +96,14 @@ def watch(
     raise typer.Exit(code)
 
 
-def _watch(*, environ: dict[str, str], golden: str | None, listen: str, fingerprint_every: str, verify_every: str,
+def _watch(*, environ: dict[str, str], golden: Path | None, listen: str, fingerprint_every: str, verify_every: str,
            verify_timeout: str, state_dir: str | None, nfd_features_file: str | None, verify_command: str | None,
            once: bool, trusted_key: list[Path] | None = None) -> int:
     # lazy: the daemon and key loading bring pydantic, prometheus_client, sqlite3: `envlock` starts without them
     from envlock.daemon.loop import run_watch
     from envlock.signing import load_trusted_keys
 
-    if not golden:
-        raise BadInputError("no golden given: pass --golden FILE or set ENVLOCK_GOLDEN")
-    golden_path = Path(golden)
+    golden_path = resolve_golden_path(golden, environ=environ)
     listen_address = parse_listen(listen)
     config = WatchConfig(
         golden_path=golden_path,
