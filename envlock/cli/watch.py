@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 
 from envlock.cli.common import TRUSTED_KEY_HELP, GoldenOption, app, resolve_golden_path
-from envlock.daemon.config import WatchConfig, default_state_dir, parse_duration, parse_listen, verify_argv
 
 WATCH_HELP = """Keep checking this machine against GOLDEN and report its health.
 
@@ -99,7 +98,8 @@ def watch(
 def _watch(*, environ: dict[str, str], golden: Path | None, listen: str, fingerprint_every: str, verify_every: str,
            verify_timeout: str, state_dir: str | None, nfd_features_file: str | None, verify_command: str | None,
            once: bool, trusted_key: list[Path] | None = None) -> int:
-    # lazy: the daemon and key loading bring pydantic, prometheus_client, sqlite3: `envlock` starts without them
+    # lazy: a command imports its core only when it runs (CLI start-up time; the daemon brings pydantic, prometheus)
+    from envlock.daemon.config import WatchConfig, default_state_dir, parse_duration, parse_listen, verify_argv
     from envlock.daemon.loop import run_watch
     from envlock.signing import load_trusted_keys
 
