@@ -231,10 +231,12 @@ class Runner:
         when ``watch`` returns a reason (the caller keeps the reason). None: past ``timeout`` or not started.
 
         Output goes to temporary files, not pipes: a chatty child (TF logs) can never block on a full pipe.
+        The child is ``spawn``ed (its own process group, dying with this process) and its whole group is
+        killed when it is stopped, as every child of envlock is.
         """
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             try:
-                proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env)  # noqa: S603 - argv list, no shell
+                proc = spawn(argv, stdout=out, stderr=err, env=env)
             except OSError:
                 return None
             deadline = time.monotonic() + timeout
@@ -248,13 +250,11 @@ class Runner:
                     if time.monotonic() > deadline:
                         return None
                     if watch() is not None:
-                        proc.kill()
-                        proc.wait()
+                        kill_tree(proc)
                         break
             finally:
                 if proc.poll() is None:  # past the deadline, or interrupted: never leave it running
-                    proc.kill()
-                    proc.wait()
+                    kill_tree(proc)
             out.seek(0)
             err.seek(0)
             return CommandResult(proc.returncode, out.read().decode("utf-8", "replace"),

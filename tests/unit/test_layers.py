@@ -35,7 +35,7 @@ MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 
 def _layers() -> list[list[str]]:
     config = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"]
-    (contract,) = [c for c in config["contracts"] if c["type"] == "layers"]
+    (contract,) = [c for c in config["contracts"] if c["id"] == "layers"]  # the package-wide one
     return [[name.strip() for name in layer.replace("|", ":").split(":") if name.strip()]
             for layer in contract["layers"]]
 
