@@ -9,7 +9,7 @@ yardstick of this machine:
   envlock capture                       (full capture: its ratio to `import tensorflow` is a target)
   envlock capture --no-tf
   envlock verify goldens/cpu-reference.json
-  python -c "import envlock.probes.child"  (the probe child's imports before TensorFlow)
+  python -c "import envlock"            (what a training script pays before calling lockdown())
 
 Prints medians, then per command this tree / baseline (1.00 = unchanged) and capture / import
 tensorflow for both. Usage: python benchmarks/bench_revisions.py [--baseline REV] [--rounds N]
@@ -32,7 +32,9 @@ DEFAULT_BASELINE = "e64b049"
 
 def _wall(argv: list[str], env: dict[str, str], ok: tuple[int, ...] = (0,)) -> float:
     start = time.perf_counter()
-    proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=ROOT, check=False)
+    # Run from the tree itself: `python -m`/`-c` put the working directory first on sys.path.
+    proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                          cwd=env.get("PYTHONPATH", ROOT), check=False)
     elapsed = time.perf_counter() - start
     if proc.returncode not in ok:
         tail = proc.stderr.decode(errors="replace").strip().splitlines()[-1:]
@@ -46,7 +48,8 @@ def _env_for(tree: Path) -> dict[str, str]:
 
 
 def _which_envlock(env: dict[str, str]) -> str:
-    return subprocess.run([sys.executable, "-c", "import envlock; print(envlock.__file__)"], env=env, cwd=ROOT,
+    return subprocess.run([sys.executable, "-c", "import envlock; print(envlock.__file__)"], env=env,
+                          cwd=env["PYTHONPATH"],
                           capture_output=True, text=True, check=True).stdout.strip()
 
 
@@ -74,7 +77,7 @@ def main() -> None:
             "envlock capture": ([py, "-m", "envlock", "capture", "-o", str(out)], (0,)),
             "envlock capture --no-tf": ([py, "-m", "envlock", "capture", "--no-tf", "-o", str(out)], (0,)),
             "envlock verify": ([py, "-m", "envlock", "verify", golden], (0, 1)),
-            "import probe child": ([py, "-c", "import envlock.probes.child"], (0,)),
+            "import envlock": ([py, "-c", "import envlock"], (0,)),
         }
         yardstick = [py, "-c", "import tensorflow"]
         for (argv, ok) in commands.values():  # warm the page cache once; not timed

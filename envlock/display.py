@@ -7,14 +7,16 @@ explain's table. Unknown values read "not known"; nothing here decides an outcom
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from envlock.diff import Difference
 from envlock.errors import ENVIRONMENT
-from envlock.explain.report import ExplainReport, Finding
-from envlock.models import Manifest
 from envlock.redact import redact_value
-from envlock.verdict import VerifyReport
+
+if TYPE_CHECKING:  # only annotations: `capture` renders a manifest without loading verify's modules
+    from envlock.diff import Difference
+    from envlock.explain.report import ExplainReport, Finding
+    from envlock.models import Manifest
+    from envlock.verdict import VerifyReport
 
 UNKNOWN = "not known"
 
