@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import select
@@ -194,17 +195,13 @@ def save_model(path: Path | str, model: BaseModel) -> None:
     atomic_write_text(path, dumps_canonical(model.model_dump(mode="json")))
 
 
-def read_input_bytes(path: Path | str, *, max_bytes: int = MAX_INPUT_BYTES) -> bytes:
-    """The bytes of a file a user handed in, read without ever blocking or reading without end.
-
-    Only a regular file is read (a symlink to one is fine): a FIFO, device, socket or directory
-    is refused with one line before anything could block, and the file is opened non-blocking
-    and checked again on the open descriptor, so one swapped in between is refused too. At most
-    ``max_bytes`` are accepted (``/dev/zero`` or a multi-GB file never reaches memory).
-    """
-    path = Path(path)
+def _open_regular(path: Path) -> int:
+    """A read-only descriptor of the regular file at ``path`` (a symlink to one is fine), or one line:
+    checked by stat before opening (opening a device can have effects: a tape rewinds), opened
+    non-blocking (a FIFO never blocks), and checked again on the descriptor (a node swapped in
+    between is refused too)."""
     try:
-        found = os.stat(path)  # stat, not open: opening a device can have effects (a tape rewinds)
+        found = os.stat(path)
     except (OSError, ValueError) as exc:
         raise BadFileError(path, os_problem(exc, "read")) from None
     if not stat.S_ISREG(found.st_mode):
@@ -215,8 +212,47 @@ def read_input_bytes(path: Path | str, *, max_bytes: int = MAX_INPUT_BYTES) -> b
         raise BadFileError(path, os_problem(exc, "read")) from None
     try:
         opened = os.fstat(fd)
-        if not stat.S_ISREG(opened.st_mode):
-            raise BadFileError(path, f"is {_node_kind(opened.st_mode)}, not a regular file")
+    except OSError as exc:
+        os.close(fd)
+        raise BadFileError(path, os_problem(exc, "read")) from None
+    if not stat.S_ISREG(opened.st_mode):
+        os.close(fd)
+        raise BadFileError(path, f"is {_node_kind(opened.st_mode)}, not a regular file")
+    return fd
+
+
+def require_regular_file(path: Path | str) -> None:
+    """One line (BadFileError) unless ``path`` is a regular file (or a symlink to one)."""
+    os.close(_open_regular(Path(path)))
+
+
+def sha256_of_file(path: Path | str) -> str:
+    """The sha256 (hex) of a regular file of any size, streamed (wheels run to hundreds of MB);
+    like ``read_input_bytes`` it refuses anything but a regular file in one line, never blocking."""
+    path = Path(path)
+    fd = _open_regular(path)
+    digest = hashlib.sha256()
+    try:
+        while chunk := os.read(fd, 1 << 20):
+            digest.update(chunk)
+    except OSError as exc:
+        raise BadFileError(path, os_problem(exc, "read")) from None
+    finally:
+        os.close(fd)
+    return digest.hexdigest()
+
+
+def read_input_bytes(path: Path | str, *, max_bytes: int = MAX_INPUT_BYTES) -> bytes:
+    """The bytes of a file a user handed in, read without ever blocking or reading without end.
+
+    Only a regular file is read (a symlink to one is fine): a FIFO, device, socket or directory
+    is refused with one line before anything could block, and the file is opened non-blocking
+    and checked again on the open descriptor, so one swapped in between is refused too. At most
+    ``max_bytes`` are accepted (``/dev/zero`` or a multi-GB file never reaches memory).
+    """
+    path = Path(path)
+    fd = _open_regular(path)
+    try:
         chunks: list[bytes] = []
         size = 0
         while size <= max_bytes:  # read one byte past the cap to know the file is larger

@@ -34,7 +34,7 @@ from envlock.image.compat import TfCompat
 from envlock.image.spec import check_golden_packages
 from envlock.models import Manifest
 from envlock.runner import Runner, run_streaming
-from envlock.store import atomic_write_text, read_json_file
+from envlock.store import atomic_write_text, read_json_file, require_regular_file, sha256_of_file
 
 Progress = Callable[[str], None]
 
@@ -198,11 +198,8 @@ def _parse_report(report: dict[str, Any]) -> list[LockedWheel]:
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """A wheel's sha256; a FIFO or device named like a wheel is one line (exit 2), never a hang."""
+    return sha256_of_file(path)
 
 
 class _HashCache:
@@ -244,6 +241,9 @@ def download(lock: list[LockedWheel], wheelhouse: Path, *, python_version: str, 
     """Make sure every locked wheel is in ``wheelhouse`` with the right sha256 (downloading what is missing)."""
     wheelhouse.mkdir(parents=True, exist_ok=True)
     hashes = _HashCache(wheelhouse)
+    for wheel in lock:  # pip would block writing into a FIFO named like a wheel; envlock replaces no node
+        if os.path.lexists(wheelhouse / wheel.filename):
+            require_regular_file(wheelhouse / wheel.filename)
     missing = [w for w in lock if not (wheelhouse / w.filename).is_file()
                or hashes.sha256(wheelhouse / w.filename) != w.sha256]
     if missing:

@@ -424,6 +424,18 @@ def test_a_hash_cache_that_is_no_file_means_rehashing_and_is_replaced(tmp_path: 
     assert entries["six.whl"][2] == lock[0].sha256
 
 
+@pytest.mark.parametrize("kind", ["fifo", "directory", "device link"])
+def test_a_wheel_that_is_no_regular_file_is_one_line_not_a_hang(tmp_path: Path, kind: str) -> None:
+    house = tmp_path / "wheelhouse"
+    house.mkdir()
+    _make_entry(house / "six.whl", kind)
+    lock = [wheelhouse.LockedWheel("six", "1.17.0", "six.whl", "u", "0" * 64)]
+    with _no_hang(), pytest.raises(BadFileError, match="not a regular file"):
+        wheelhouse.file_sha256(house / "six.whl")
+    with _no_hang(), pytest.raises(BadFileError, match="six.whl: is .*, not a regular file"):
+        wheelhouse.download(lock, house, python_version="3.11", arch="x86_64", glibc="2.36")
+
+
 # 5. The glibc wheels are chosen for comes from the base, not a constant.
 
 CFG = ("[old]\ntag = base:old\nimage = sha256:1\npython = 3.10\nglibc = 2.31\n"
