@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from envlock.models import Manifest, load_manifest
+from tests.helpers import DATA_DIR
 
-DATA_DIR = Path(__file__).resolve().parent / "data"
 MANIFEST_DIR = DATA_DIR / "manifests"
 
 # id -> recorded manifest (envlock capture with TensorFlow) of that machine.

@@ -11,7 +11,7 @@ import os
 
 from hypothesis import HealthCheck, Phase, settings
 
-from tests.conftest import IN_CI
+from tests.helpers import IN_CI
 
 _COMMON = {
     "deadline": None,  # wall time is bounded per call by the properties themselves (subprocess timeouts)

@@ -26,7 +26,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from tests.conftest import DATA_DIR, REFERENCE_GOLDEN
+from tests.helpers import DATA_DIR, REFERENCE_GOLDEN
 
 REFERENCE_MANIFEST = DATA_DIR / "manifests" / "intel_xeon_amx_2vcpu_tf2.21.0.json"
 GOLDEN_DATA: dict[str, Any] = json.loads(REFERENCE_GOLDEN.read_text())

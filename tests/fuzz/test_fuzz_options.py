@@ -16,8 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from envlock.errors import BadInputError
-from tests.conftest import REFERENCE_GOLDEN
 from tests.fuzz.helpers import CHEAP_PROBE, examples, invoke, run_cli
+from tests.helpers import REFERENCE_GOLDEN
 
 # Text that option parsers get wrong: separators, signs, exponents, non-ASCII digits, controls.
 tricky_text = st.one_of(

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from envlock.errors import EnvlockError
-from tests.conftest import REFERENCE_GOLDEN, env_with
 from tests.fuzz.helpers import CHEAP_PROBE, GOLDEN_DATA, Raw, deep, dump, reseal, run_cli
+from tests.helpers import REFERENCE_GOLDEN, env_with
 
 
 def _golden(tmp_path: Path, changes: dict[tuple[Any, ...], Any], name: str = "golden.json") -> Path:

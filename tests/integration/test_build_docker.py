@@ -15,60 +15,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT, envlock_cli, require
+from envlock import __version__
+from envlock.golden import load_golden
+from envlock.image import compat, data
+from envlock.image.render import render
+from envlock.image.spec import spec_from_golden
+from tests.helpers import BASE_TAG, IMAGE_TAG, build_env, envlock_cli, run_command, tail
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-CACHE = Path(os.environ.get("ENVLOCK_TEST_CACHE") or Path.home() / ".cache" / "envlock-tests")
-BASE_TAG = "envlock-base:bookworm"
-IMAGE_TAG = "envlock-test/e2e:cpu"
-
-
-def _docker_answers() -> bool:
-    try:
-        import docker
-
-        docker.from_env(timeout=10).ping()
-        return True
-    except Exception:
-        return False
-
-
-def _env(**extra: str) -> dict[str, str]:
-    return {**os.environ, "ENVLOCK_CACHE_DIR": str(CACHE), **extra}
-
-
-def _run(*argv: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def _tail(text: str, n: int = 30) -> str:
-    return "\n".join(text.splitlines()[-n:])
-
-
-@pytest.fixture(scope="module")
-def docker_required() -> None:
-    require(_docker_answers(), "a running Docker daemon")
-
-
-@pytest.fixture(scope="module")
-def base_image(docker_required: None) -> str:
-    proc = _run(str(REPO_ROOT / "images" / "make-base.sh"), BASE_TAG, timeout=1800)
-    assert proc.returncode == 0, f"images/make-base.sh failed:\n{_tail(proc.stderr)}"
-    assert proc.stdout.strip().splitlines()[-1].startswith("sha256:")
-    return BASE_TAG
-
-
-@pytest.fixture(scope="module")
-def build(golden_path: Path, base_image: str) -> subprocess.CompletedProcess[str]:
-    proc = envlock_cli("build", "--golden", str(golden_path), "--base-image", base_image, "--tag", IMAGE_TAG,
-                       env=_env(), timeout=2400)
-    assert proc.returncode == 0, f"envlock build failed:\n{_tail(proc.stderr, 60)}"
-    return proc
-
 
 def _inspect(ref: str) -> dict:  # type: ignore[type-arg]
-    proc = _run("docker", "image", "inspect", ref)
+    proc = run_command("docker", "image", "inspect", ref)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)[0]  # type: ignore[no-any-return]
 
@@ -96,15 +54,15 @@ def test_image_is_labelled_non_root_and_has_determinism_env(build: subprocess.Co
     env = _baked_env(IMAGE_TAG)
     assert env["TF_DETERMINISTIC_OPS"] == "1" and env["PYTHONHASHSEED"] == "0"
     assert env["ENVLOCK_GOLDEN"] == "/etc/envlock/golden.json"
-    id_proc = _run("docker", "run", "--rm", "--entrypoint", "id", IMAGE_TAG, "-u")
+    id_proc = run_command("docker", "run", "--rm", "--entrypoint", "id", IMAGE_TAG, "-u")
     assert id_proc.returncode == 0 and id_proc.stdout.strip() != "0"
 
 
 def test_verify_inside_the_container_reproduces_the_host_golden(build: subprocess.CompletedProcess[str],
                                                                 golden_path: Path) -> None:
     # No golden argument: `envlock verify` finds it through ENVLOCK_GOLDEN baked into the image.
-    proc = _run("docker", "run", "--rm", IMAGE_TAG, "envlock", "verify", "--json")
-    assert proc.returncode == 0, f"verify in the container:\n{proc.stdout[-3000:]}\n{_tail(proc.stderr)}"
+    proc = run_command("docker", "run", "--rm", IMAGE_TAG, "envlock", "verify", "--json")
+    assert proc.returncode == 0, f"verify in the container:\n{proc.stdout[-3000:]}\n{tail(proc.stderr)}"
     report = json.loads(proc.stdout)
     assert report["reproduces"] is True
     assert report["golden_digest"] == json.loads(golden_path.read_text())["digest"]
@@ -118,40 +76,33 @@ def _perturbed_onednn(ref: str) -> str:
 
 def test_entrypoint_fails_fast_on_a_perturbed_environment(build: subprocess.CompletedProcess[str]) -> None:
     flip = _perturbed_onednn(IMAGE_TAG)
-    proc = _run("docker", "run", "--rm", "-e", f"TF_ENABLE_ONEDNN_OPTS={flip}", IMAGE_TAG,
+    proc = run_command("docker", "run", "--rm", "-e", f"TF_ENABLE_ONEDNN_OPTS={flip}", IMAGE_TAG,
                 "python3", "-c", "print('user-command-ran')")
-    assert proc.returncode == 1, _tail(proc.stderr)
+    assert proc.returncode == 1, tail(proc.stderr)
     assert "user-command-ran" not in proc.stdout
     assert "does not reproduce" in proc.stderr
 
 
 def test_on_drift_warn_only_warns_and_runs_the_command(build: subprocess.CompletedProcess[str]) -> None:
     flip = _perturbed_onednn(IMAGE_TAG)
-    proc = _run("docker", "run", "--rm", "-e", f"TF_ENABLE_ONEDNN_OPTS={flip}", "-e", "ENVLOCK_ON_DRIFT=warn",
+    proc = run_command("docker", "run", "--rm", "-e", f"TF_ENABLE_ONEDNN_OPTS={flip}", "-e", "ENVLOCK_ON_DRIFT=warn",
                 IMAGE_TAG, "python3", "-c", "print('user-command-ran')")
-    assert proc.returncode == 0, _tail(proc.stderr)
+    assert proc.returncode == 0, tail(proc.stderr)
     assert "user-command-ran" in proc.stdout
     assert "warning" in proc.stderr
 
 
 def test_gpu_context_only_writes_a_complete_context(golden_path: Path, tmp_path: Path) -> None:
-    from envlock.golden import load_golden
-    from envlock.image import compat, data
-    from envlock.image.render import render
-    from envlock.image.spec import spec_from_golden
-
     context = tmp_path / "gpu-context"
     proc = envlock_cli("build", "--gpu", "--golden", str(golden_path), "--context-only", str(context),
-                       env=_env(), timeout=3600)
-    assert proc.returncode == 0, _tail(proc.stderr, 40)
+                       env=build_env(), timeout=3600)
+    assert proc.returncode == 0, tail(proc.stderr, 40)
     assert proc.stdout.strip() == str(context)
     golden = load_golden(golden_path)
     row = compat.lookup(golden.manifest.tensorflow.version)
     spec = spec_from_golden(golden.manifest, golden.lockdown, variant="gpu",
                             base=data.base_for_python(golden.manifest.python.version),
                             golden_digest=golden.digest, envlock_version=golden.envlock_version, compat=row)
-    from envlock import __version__
-
     spec = spec.model_copy(update={"envlock_version": __version__})
     assert (context / "Dockerfile").read_text() == render(spec)
     lock = (context / "requirements.lock").read_text()
@@ -168,7 +119,7 @@ def test_gpu_context_only_writes_a_complete_context(golden_path: Path, tmp_path:
 
 def test_build_with_the_daemon_unreachable_exits_3_with_one_line(golden_path: Path) -> None:
     proc = envlock_cli("build", "--golden", str(golden_path),
-                       env=_env(DOCKER_HOST="unix:///nonexistent/docker.sock"), timeout=120)
+                       env=build_env(DOCKER_HOST="unix:///nonexistent/docker.sock"), timeout=120)
     assert proc.returncode == 3
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
@@ -179,11 +130,11 @@ def test_build_failure_names_the_step_and_its_log(golden_path: Path, docker_requ
     # A base with no shell and no python: the first RUN must fail, and say where.
     empty = tmp_path / "empty.tar"
     subprocess.run(["tar", "-cf", str(empty), "-T", "/dev/null"], check=True)
-    imported = _run("docker", "import", str(empty), "envlock-test/empty:latest")
+    imported = run_command("docker", "import", str(empty), "envlock-test/empty:latest")
     assert imported.returncode == 0, imported.stderr
     proc = envlock_cli("build", "--golden", str(golden_path), "--base-image", "envlock-test/empty:latest",
-                       "--tag", "envlock-test/broken:latest", env=_env(), timeout=1200)
-    assert proc.returncode == 3, _tail(proc.stderr)
+                       "--tag", "envlock-test/broken:latest", env=build_env(), timeout=1200)
+    assert proc.returncode == 3, tail(proc.stderr)
     error = proc.stderr[proc.stderr.index("envlock: error:"):]
     assert "docker build failed at Step" in error and "RUN python3 -m venv" in error
     assert "last log lines" in error

@@ -12,7 +12,7 @@ import pytest
 
 from envlock.golden import load_any_manifest
 from envlock.models import compute_digest, load_manifest
-from tests.conftest import envlock_cli
+from tests.helpers import envlock_cli
 
 pytestmark = pytest.mark.tf
 

@@ -16,27 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from envlock.fingerprint.cpu import parse_proc_cpuinfo
 from envlock.golden import load_golden
-from envlock.models import CpuInfo
-from tests.conftest import REPO_ROOT, envlock_cli
+from tests.helpers import GOLDENS, cpu_identity, envlock_cli, this_cpu
 
 pytestmark = [pytest.mark.tf, pytest.mark.slow]
-
-GOLDENS = {
-    "amd-epyc-zen4": REPO_ROOT / "goldens" / "cpu-reference.json",
-    "intel-xeon-amx": REPO_ROOT / "goldens" / "intel-xeon-amx-2vcpu.json",
-    # the whole current suite (layer, mixed-precision and hardware-arithmetic probes, intermediates)
-    "amd-epyc-zen4-full-suite": REPO_ROOT / "goldens" / "amd-epyc-zen4-2vcpu.json",
-}
-
-
-def cpu_identity(cpu: CpuInfo) -> tuple[object, ...]:
-    return cpu.vendor, cpu.family, cpu.model, tuple(sorted(cpu.flags))
-
-
-def this_cpu() -> CpuInfo:
-    return parse_proc_cpuinfo(Path("/proc/cpuinfo").read_text())
 
 
 @pytest.mark.parametrize("machine", sorted(GOLDENS))

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from envlock.golden import load_golden
-from tests.conftest import env_with, envlock_cli
-from tests.integration.test_cross_vendor import GOLDENS, cpu_identity, this_cpu
+from tests.helpers import GOLDENS, cpu_identity, env_with, envlock_cli, this_cpu
 
 pytestmark = [pytest.mark.tf, pytest.mark.slow]
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from envlock.golden import load_golden
-from tests.conftest import REPO_ROOT, env_with
+from tests.helpers import REPO_ROOT, env_with
 
 pytestmark = [pytest.mark.tf, pytest.mark.slow]
 

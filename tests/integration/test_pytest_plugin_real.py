@@ -13,7 +13,7 @@ import pytest
 
 from envlock.golden import load_golden
 from envlock.verdict import PYTEST_PROBE_REASON
-from tests.conftest import env_with, envlock_cli
+from tests.helpers import env_with, envlock_cli
 
 NUMPY_TEST = """
 import numpy as np

@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from tests.conftest import envlock_cli
+from tests.helpers import envlock_cli
 
 pytestmark = pytest.mark.tf
 

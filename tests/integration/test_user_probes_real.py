@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from envlock.golden import load_golden
-from tests.conftest import REPO_ROOT, env_with, envlock_cli
+from tests.helpers import REPO_ROOT, env_with, envlock_cli
 
 pytestmark = [pytest.mark.tf, pytest.mark.slow]
 

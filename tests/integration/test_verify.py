@@ -14,8 +14,7 @@ import pytest
 
 from envlock.golden import load_golden
 from envlock.probes.registry import all_probes
-from tests.conftest import env_with, envlock_cli
-from tests.hostile import reseal
+from tests.helpers import env_with, envlock_cli, reseal
 
 pytestmark = [pytest.mark.tf, pytest.mark.slow]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT, process_gone
+from tests.helpers import REPO_ROOT, process_gone
 
 pytestmark = [pytest.mark.tf,
               pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")]

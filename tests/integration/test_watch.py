@@ -8,8 +8,6 @@ or crashes. The one test with a real verify uses the session `golden_path` (test
 
 from __future__ import annotations
 
-import contextlib
-import http.client
 import json
 import os
 import signal
@@ -17,157 +15,21 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import textwrap
-import time
-from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from envlock.environ import is_allowed
+from tests.helpers import DAEMON_ENV, alive, build_golden, python_command, wait_for
 
-# The daemon's environment: this one without any numerics-related variable, so a golden built
-# with the same environment matches it and one with an extra variable does not.
-DAEMON_ENV = {k: v for k, v in os.environ.items() if not is_allowed(k)}
 PASS_REPORT = {"reproduces": True, "exit_code": 0, "golden_digest": None, "manifest_digest": None, "differences": [],
                "probes": [{"name": "matmul_f32", "status": "identical", "max_ulp": 0.0, "max_rel_error": 0.0,
                            "mismatched": 0, "reason": None, "causes": []}]}
 
 
-def build_golden(path: Path, *, environment: dict[str, str] | None = None, env: dict[str, str] = DAEMON_ENV) -> Path:
-    """A golden-like file from a real no-TF capture taken with the daemon's environment."""
-    from envlock import __version__
-    from envlock.capture import capture_manifest
-    from envlock.golden import Golden, ProbeRecord, save_golden
-    from envlock.models import LockdownSettings, with_digest
-
-    manifest = capture_manifest(include_tf=False, environ=env)
-    if environment:
-        manifest = with_digest(manifest.model_copy(update={"environment": {**manifest.environment, **environment}}))
-    # A golden holds at least one probe; a skipped one keeps the daemon's own checks free of TensorFlow.
-    probe = ProbeRecord(name="gpu.matmul", tags=["gpu", "matmul"], group="canary", status="skipped",
-                        reason="no GPU visible to TensorFlow")
-    golden = Golden(envlock_version=__version__, created_at=datetime.now(timezone.utc).isoformat(),
-                    manifest=manifest, lockdown=LockdownSettings(), repeat=1, probes=[probe])
-    save_golden(path, golden)
-    return path
-
-
-def py_command(code: str) -> str:
-    """A --verify-command running this Python on a script file (keeps quoting out of the way)."""
-    return f"{sys.executable} -c {_shell_quote(textwrap.dedent(code))}"
-
-
-def _shell_quote(text: str) -> str:
-    import shlex
-
-    return shlex.quote(text)
-
-
-class Daemon:
-    """`envlock watch` in its own process (and process group), JSON log lines in a file."""
-
-    def __init__(self, tmp: Path, golden: Path, *args: str, name: str = "daemon", state_dir: Path | None = None,
-                 env: dict[str, str] = DAEMON_ENV) -> None:
-        self.log_path = tmp / f"{name}.log"
-        self.state_dir = state_dir or tmp / "state"
-        self.nfd_path = tmp / f"{name}.features"
-        argv = [sys.executable, "-m", "envlock", "watch", "--golden", str(golden), "--listen", "127.0.0.1:0",
-                "--state-dir", str(self.state_dir), "--fingerprint-every", "0.5s",
-                "--nfd-features-file", str(self.nfd_path), *args]
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
-                                         env=env, start_new_session=True)
-        self.port = self._wait_listening()
-
-    def events(self) -> list[dict[str, Any]]:
-        out = []
-        for line in self.log_path.read_text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                out.append({"event": "non-json", "line": line})
-        return out
-
-    def _wait_listening(self) -> int:
-        started = wait_for(lambda: next((e for e in self.events() if e.get("event") == "started"), None),
-                           what="the daemon to start", proc=self.proc, log=self.log_path)
-        return int(started["listen"].rsplit(":", 1)[1])
-
-    def get(self, path: str) -> tuple[int, str]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            conn.request("GET", path)
-            response = conn.getresponse()
-            return response.status, response.read().decode()
-        finally:
-            conn.close()
-
-    def status(self) -> dict[str, Any]:
-        return json.loads(self.get("/status")[1])
-
-    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        text = self.get("/metrics")[1]
-        return {(s.name, tuple(sorted(s.labels.items()))): s.value
-                for family in text_string_to_metric_families(text) for s in family.samples}
-
-    def checks(self, kind: str | None = None) -> list[dict[str, Any]]:
-        return [e for e in self.events() if e.get("event") == "check" and kind in (None, e["kind"])]
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
-        self.proc.send_signal(sig)
-        return self.proc.wait(timeout=timeout)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=30)
-
-
-def wait_for(predicate: Callable[[], Any], *, what: str, timeout: float = 60, proc: subprocess.Popen | None = None,
-             log: Path | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if proc is not None and proc.poll() is not None:
-            pytest.fail(f"process exited ({proc.returncode}) waiting for {what}: "
-                        f"{log.read_text()[-2000:] if log else ''}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}" + (f": {log.read_text()[-2000:]}" if log else ""))
-        time.sleep(0.05)
-
-
-@pytest.fixture()
-def daemons(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
-    started: list[Daemon] = []
-
-    def start(golden: Path, *args: str, **kw: Any) -> Daemon:
-        daemon = Daemon(tmp_path, golden, *args, **kw)
-        started.append(daemon)
-        return daemon
-
-    yield start
-    for daemon in started:
-        daemon.kill()
-
-
 @pytest.fixture()
 def matching_golden(tmp_path: Path) -> Path:
     return build_golden(tmp_path / "golden.json")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 # ---- serving ------------------------------------------------------------------------------
@@ -218,7 +80,7 @@ def test_drift_goes_503_with_the_reason_then_recovers(daemons, tmp_path: Path) -
 
 def test_hanging_verify_is_killed_and_recorded_while_serving(daemons, matching_golden: Path, tmp_path: Path) -> None:
     pids = tmp_path / "pids"
-    hang = py_command(f"""
+    hang = python_command(f"""
         import os, subprocess, sys, time
         grandchild = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
         open({str(pids)!r}, "w").write(f"{{os.getpid()}} {{grandchild.pid}}")
@@ -235,7 +97,7 @@ def test_hanging_verify_is_killed_and_recorded_while_serving(daemons, matching_g
     assert daemon.get("/healthz")[0] == 503
     assert daemon.status()["last"]["verify"]["reason"] == "verify timed out after 3 s (killed)"
     child, grandchild = map(int, pids.read_text().split())
-    wait_for(lambda: not _alive(child) and not _alive(grandchild), what="the verify process group to die", timeout=10)
+    wait_for(lambda: not alive(child) and not alive(grandchild), what="the verify process group to die", timeout=10)
     metrics = daemon.metrics()
     assert metrics[("envlock_checks_total", (("kind", "verify"), ("outcome", "timeout")))] == 1
     assert metrics[("envlock_verify_running", ())] == 0
@@ -243,7 +105,7 @@ def test_hanging_verify_is_killed_and_recorded_while_serving(daemons, matching_g
 
 
 def test_crashing_verify_is_recorded_as_an_error(daemons, matching_golden: Path) -> None:
-    crash = py_command("""
+    crash = python_command("""
         import os, sys
         sys.stderr.write("loading probes\\nprobe conv2d: segfault coming\\n"); sys.stderr.flush()
         os.kill(os.getpid(), 11)
@@ -260,7 +122,7 @@ def test_crashing_verify_is_recorded_as_an_error(daemons, matching_golden: Path)
 
 
 def test_passing_verify_labels_the_node_as_reproducing(daemons, matching_golden: Path) -> None:
-    ok = py_command(f"print({json.dumps(json.dumps(PASS_REPORT))})")
+    ok = python_command(f"print({json.dumps(json.dumps(PASS_REPORT))})")
     daemon = daemons(matching_golden, "--verify-every", "1h", "--verify-command", ok)
     wait_for(lambda: daemon.checks("verify"), what="the verify check")
     assert daemon.get("/healthz") == (200, "ok\n")
@@ -276,7 +138,7 @@ def test_passing_verify_labels_the_node_as_reproducing(daemons, matching_golden:
 def test_sigterm_exits_0_kills_verify_and_history_survives_restart(daemons, matching_golden: Path,
                                                                    tmp_path: Path) -> None:
     pids = tmp_path / "pids"
-    hang = py_command(f"""
+    hang = python_command(f"""
         import os, time
         open({str(pids)!r}, "w").write(str(os.getpid()))
         time.sleep(600)
@@ -285,7 +147,7 @@ def test_sigterm_exits_0_kills_verify_and_history_survives_restart(daemons, matc
     wait_for(lambda: pids.exists() and len(first.checks("fingerprint")) >= 2, what="checks and a running verify")
     before = first.status()["history"]["checks_by_kind"]["fingerprint"]["pass"]
     assert first.stop(signal.SIGTERM) == 0
-    wait_for(lambda: not _alive(int(pids.read_text())), what="the verify child to be killed", timeout=10)
+    wait_for(lambda: not alive(int(pids.read_text())), what="the verify child to be killed", timeout=10)
     assert [e["event"] for e in first.events()][-3:] == ["stopping", "verify_abandoned", "stopped"]
     # restart on the same state dir: the history is still there and keeps growing
     second = daemons(matching_golden, "--verify-every", "0", name="second", state_dir=first.state_dir)
@@ -312,7 +174,7 @@ def test_kill_9_loses_no_recorded_check(daemons, matching_golden: Path) -> None:
 
 
 def test_once_exits_0_when_healthy_and_1_on_drift(matching_golden: Path, tmp_path: Path) -> None:
-    ok = py_command(f"print({json.dumps(json.dumps(PASS_REPORT))})")
+    ok = python_command(f"print({json.dumps(json.dumps(PASS_REPORT))})")
     base = [sys.executable, "-m", "envlock", "watch", "--once", "--verify-command", ok]
     proc = subprocess.run([*base, "--golden", str(matching_golden), "--state-dir", str(tmp_path / "s1")],
                           capture_output=True, text=True, env=DAEMON_ENV, timeout=120)

@@ -1,15 +1,15 @@
 """The CPU image from `envlock build` runs `envlock watch` as its command.
 
-Reuses the build fixtures of test_build_docker.py (same golden, base and tag: Docker's layer
-cache makes the second build take seconds). The container runs as the image's non-root user
-with its default state directory; the image deliberately sets determinism variables the
-recording machine lacked, so the first fingerprint check fails until the verify reproduces
-with those differences present, after which /healthz answers 200. `docker stop` exits 0.
+Reuses the build fixtures of test_build_docker.py (tests/integration/conftest.py: same golden,
+base and tag: Docker's layer cache makes the second build take seconds). The container runs as
+the image's non-root user with its default state directory; the image deliberately sets
+determinism variables the recording machine lacked, so the first fingerprint check fails until
+the verify reproduces with those differences present, after which /healthz answers 200.
+`docker stop` exits 0.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import socket
 import subprocess
@@ -18,7 +18,7 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.test_build_docker import IMAGE_TAG, base_image, build, docker_required  # noqa: F401
+from tests.helpers import IMAGE_TAG, http_get, run_command
 
 pytestmark = [pytest.mark.docker, pytest.mark.tf, pytest.mark.slow]
 CONTAINER = "envlock-test-watch"
@@ -31,21 +31,20 @@ def _free_port() -> int:
 
 
 def _get(port: int, path: str) -> tuple[int, str] | None:
+    """Status and body, or None while the container does not answer yet."""
     try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read().decode()
+        status, _, body = http_get(port, path, timeout=5)
     except OSError:
         return None
+    return status, body
 
 
 def _docker(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False)
+    return run_command("docker", *args, timeout=timeout)
 
 
 @pytest.fixture()
-def container(build: subprocess.CompletedProcess[str]):  # noqa: F811 - the imported fixture
+def container(build: subprocess.CompletedProcess[str]):
     _docker("rm", "-f", CONTAINER)
     port = _free_port()
     proc = _docker("run", "-d", "--name", CONTAINER, "-p", f"127.0.0.1:{port}:9109", IMAGE_TAG,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from envlock.environ import is_allowed
-from tests.integration.test_watch import DAEMON_ENV, Daemon, wait_for
+from tests.helpers import DAEMON_ENV, wait_for
 
 pytestmark = [pytest.mark.tf, pytest.mark.slow]
 
@@ -28,17 +28,8 @@ def _maps(pid: int) -> str:
     return Path(f"/proc/{pid}/maps").read_text()
 
 
-@pytest.fixture()
-def started(tmp_path: Path):
-    daemons: list[Daemon] = []
-    yield daemons
-    for daemon in daemons:
-        daemon.kill()
-
-
-def test_real_verify_reproduces_and_reports_per_probe_metrics(golden_path: Path, tmp_path: Path, started) -> None:
-    daemon = Daemon(tmp_path, golden_path, "--verify-every", "6h", "--verify-timeout", "10m", env=_env_of(golden_path))
-    started.append(daemon)
+def test_real_verify_reproduces_and_reports_per_probe_metrics(golden_path: Path, daemons) -> None:
+    daemon = daemons(golden_path, "--verify-every", "6h", "--verify-timeout", "10m", env=_env_of(golden_path))
     [check] = wait_for(lambda: daemon.checks("verify"), what="the real verify check", timeout=600,
                        proc=daemon.proc, log=daemon.log_path)
     assert check["outcome"] == "pass", check
@@ -54,13 +45,12 @@ def test_real_verify_reproduces_and_reports_per_probe_metrics(golden_path: Path,
     assert daemon.stop() == 0
 
 
-def test_real_verify_sees_onednn_drift(golden_path: Path, tmp_path: Path, started) -> None:
+def test_real_verify_sees_onednn_drift(golden_path: Path, daemons) -> None:
     # flip what the golden actually ran with (TF picks the default from the CPU's ISA)
     onednn_was_on = json.loads(golden_path.read_text())["manifest"]["tensorflow"]["onednn_enabled"]
     flipped = "0" if onednn_was_on else "1"
-    daemon = Daemon(tmp_path, golden_path, "--verify-every", "6h", "--verify-timeout", "10m",
-                    env=_env_of(golden_path, TF_ENABLE_ONEDNN_OPTS=flipped))
-    started.append(daemon)
+    daemon = daemons(golden_path, "--verify-every", "6h", "--verify-timeout", "10m",
+                     env=_env_of(golden_path, TF_ENABLE_ONEDNN_OPTS=flipped))
     [fingerprint, *_] = wait_for(lambda: daemon.checks("fingerprint"), what="the fingerprint check")
     assert fingerprint["outcome"] == "drift" and "environment.TF_ENABLE_ONEDNN_OPTS" in fingerprint["drift"]
     [check] = wait_for(lambda: daemon.checks("verify"), what="the real verify check", timeout=600,

@@ -12,7 +12,9 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
+from urllib.parse import unquote
 
+import docker
 import pytest
 from typer.testing import CliRunner
 
@@ -33,9 +35,7 @@ from envlock.image.build import file_errors, write_context
 from envlock.image.data import BaseImage, glibc_for, parse_base_images
 from envlock.models import LockdownSettings, with_digest
 from envlock.runner import FakeRunner
-from tests.unit.test_render import make_manifest
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import REPO_ROOT, make_manifest
 
 
 def make_golden(env: dict[str, str] | None = None, created_at: str = "2026-01-01T00:00:00+00:00") -> Golden:
@@ -134,8 +134,6 @@ class _FakeDockerApi(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         ref = self.path.split("/images/", 1)[-1].rsplit("/json", 1)[0]
-        from urllib.parse import unquote
-
         status, message = self.answers.get(unquote(ref), (404, "page not found"))
         body = json.dumps({"message": message}).encode()
         self.send_response(status)
@@ -159,8 +157,6 @@ def docker_api() -> Iterator[str]:
 
 
 def test_image_id_maps_docker_errors_to_envlock_errors(docker_api: str) -> None:
-    import docker
-
     from envlock.image.docker_engine import image_id
 
     client = docker.DockerClient(base_url=docker_api, version="1.41", timeout=5)
@@ -172,8 +168,6 @@ def test_image_id_maps_docker_errors_to_envlock_errors(docker_api: str) -> None:
 
 
 def test_image_id_with_the_daemon_gone_is_docker_unavailable(tmp_path: Path) -> None:
-    import docker
-
     from envlock.image.docker_engine import image_id
 
     client = docker.DockerClient(base_url=f"unix://{tmp_path}/no-docker.sock", version="1.41", timeout=5)
@@ -445,7 +439,7 @@ CFG = ("[old]\ntag = base:old\nimage = sha256:1\npython = 3.10\nglibc = 2.31\n"
 def test_base_images_carry_their_glibc() -> None:
     bases = parse_base_images(CFG)
     assert [(b.tag, b.glibc) for b in bases] == [("base:old", "2.31"), ("base:new", "2.36")]
-    assert all(b.glibc for b in parse_base_images((ROOT / "images" / "base-images.cfg").read_text()))
+    assert all(b.glibc for b in parse_base_images((REPO_ROOT / "images" / "base-images.cfg").read_text()))
     with pytest.raises(BadInputError, match="glibc must look like"):
         parse_base_images("[x]\ntag = t\nimage = sha256:1\nglibc = bookworm\n")
 

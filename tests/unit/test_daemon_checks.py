@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -16,6 +14,7 @@ import pytest
 
 from envlock.daemon.checks import fingerprint_check, interpret_verify, parse_report
 from envlock.daemon.process import VerifyRunner
+from tests.helpers import process_gone, python_argv
 
 
 def _diff(path: str, severity: str = "critical", reason: str | None = None) -> SimpleNamespace:
@@ -148,13 +147,9 @@ def test_parse_report_needs_a_verify_report_object() -> None:
     assert parse_report("warning: something\n" + indented + "\n")["probes"] == [{"name": "a"}]
 
 
-def _py(code: str) -> list[str]:
-    return [sys.executable, "-c", textwrap.dedent(code)]
-
-
 def test_verify_child_that_hangs_is_killed_with_its_grandchildren(tmp_path: Path) -> None:
     pids = tmp_path / "pids"
-    child = _py(f"""
+    child = python_argv(f"""
         import subprocess, sys, time
         grandchild = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
         open({str(pids)!r}, "w").write(str(grandchild.pid))
@@ -166,23 +161,11 @@ def test_verify_child_that_hangs_is_killed_with_its_grandchildren(tmp_path: Path
     assert result is not None and result.outcome == "timeout"
     assert result.reason == "verify timed out after 1.5 s (killed)"
     assert elapsed < 30
-    grandchild = int(pids.read_text())
-    deadline = time.monotonic() + 10
-    while _alive(grandchild) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not _alive(grandchild)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+    assert process_gone(int(pids.read_text()), timeout_s=10)
 
 
 def test_verify_child_that_crashes_is_an_error() -> None:
-    child = _py("""
+    child = python_argv("""
         import os, sys
         sys.stderr.write("probe matmul: about to crash\\n"); sys.stderr.flush()
         os.abort()
@@ -194,7 +177,7 @@ def test_verify_child_that_crashes_is_an_error() -> None:
 
 
 def test_verify_child_report_is_read_from_stdout() -> None:
-    child = _py(f"""
+    child = python_argv(f"""
         import sys
         print({json.dumps(json.dumps(REPORT))})
         sys.exit(1)
@@ -210,7 +193,7 @@ def test_missing_verify_command_is_an_error_not_an_exception() -> None:
 
 
 def test_cancel_kills_a_running_child_and_returns_none() -> None:
-    runner = VerifyRunner(_py("import time; time.sleep(300)"), timeout_s=300, golden_digest="g", env=os.environ)
+    runner = VerifyRunner(python_argv("import time; time.sleep(300)"), timeout_s=300, golden_digest="g", env=os.environ)
     out: list[object] = []
     thread = threading.Thread(target=lambda: out.append(runner.run()))
     thread.start()
@@ -225,7 +208,7 @@ def test_cancel_kills_a_running_child_and_returns_none() -> None:
 
 def test_verify_child_gets_the_environment_the_daemon_started_with(tmp_path: Path) -> None:
     seen = tmp_path / "env.json"
-    child = _py(f"""
+    child = python_argv(f"""
         import json, os
         open({str(seen)!r}, "w").write(json.dumps(dict(os.environ)))
         print(json.dumps({{"reproduces": True, "probes": [], "differences": []}}))
@@ -240,7 +223,7 @@ def test_verify_child_gets_the_environment_the_daemon_started_with(tmp_path: Pat
 def test_killed_grandchildren_are_reaped_when_the_daemon_is_their_reaper(tmp_path: Path) -> None:
     """In a container the daemon is PID 1 and inherits the orphans of a killed verify group.
     A child subreaper is the same situation outside a container: no zombie may be left."""
-    script = textwrap.dedent("""
+    parent = python_argv("""
         import ctypes, json, os, sys
         from envlock.daemon.process import VerifyRunner
         PR_SET_CHILD_SUBREAPER = 36
@@ -254,6 +237,6 @@ def test_killed_grandchildren_are_reaped_when_the_daemon_is_their_reaper(tmp_pat
         print(result.outcome, os.path.exists(f"/proc/{grandchild}"))  # still a zombie of ours?
     """)
     pid_file = tmp_path / "grandchild"
-    proc = subprocess.run([sys.executable, "-c", script, str(pid_file)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([*parent, str(pid_file)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["timeout", "False"], "the killed grandchild was left as a zombie"

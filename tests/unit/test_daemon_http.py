@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from envlock.daemon.config import parse_listen
 from envlock.daemon.history import open_history
@@ -17,6 +21,7 @@ from envlock.daemon.metrics import Metrics
 from envlock.daemon.results import CheckResult, DriftItem, ProbeSummary
 from envlock.daemon.state import DaemonState
 from envlock.errors import BadInputError, EnvironmentProblem
+from tests.helpers import http_get, metric_samples
 
 
 @pytest.fixture()
@@ -30,20 +35,23 @@ def served(tmp_path: Path):
     history.close()
 
 
-def _get(port: int, path: str) -> tuple[int, str, str]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.request("GET", path)
-    response = conn.getresponse()
-    body = response.read().decode()
-    conn.close()
-    return response.status, response.getheader("Content-Type") or "", body
-
-
-def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text) for s in family.samples
-    }
+@contextlib.contextmanager
+def _serving_on(host: str, tmp_path: Path, *, unavailable: str) -> Iterator[HttpServer]:
+    """A started server on ``host`` with an empty history; the test skips if ``host`` cannot be bound."""
+    history = open_history(tmp_path)
+    try:
+        state = DaemonState(history=history, metrics=Metrics(), golden_path="g", golden_digest=None)
+        try:
+            server = HttpServer(state, host, 0)
+        except EnvironmentProblem:
+            pytest.skip(unavailable)
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+    finally:
+        history.close()
 
 
 def _fp(outcome: str = "pass", drift: tuple[str, ...] = (), at: float = 100.0) -> CheckResult:
@@ -54,23 +62,23 @@ def _fp(outcome: str = "pass", drift: tuple[str, ...] = (), at: float = 100.0) -
 
 def test_no_check_yet_is_503(served) -> None:
     _, port = served
-    assert _get(port, "/healthz")[0::2] == (503, "no check yet\n")
-    assert _get(port, "/livez")[0] == 200
+    assert http_get(port, "/healthz")[0::2] == (503, "no check yet\n")
+    assert http_get(port, "/livez")[0] == 200
 
 
 def test_health_follows_the_last_checks(served) -> None:
     state, port = served
     state.apply(_fp())
-    assert _get(port, "/healthz")[0::2] == (200, "ok\n")
+    assert http_get(port, "/healthz")[0::2] == (200, "ok\n")
     state.apply(_fp("drift", ("environment.TF_ENABLE_ONEDNN_OPTS",)))
-    assert _get(port, "/healthz")[0::2] == (
+    assert http_get(port, "/healthz")[0::2] == (
         503, "fingerprint drift: environment.TF_ENABLE_ONEDNN_OPTS: 1 -> absent\n")
     state.apply(_fp())
     state.apply(CheckResult(kind="verify", started_at=200, duration_s=900, outcome="timeout",
                             reason="verify timed out after 900 s (killed)", golden_digest="sha256:g0"))
-    assert _get(port, "/healthz")[0::2] == (503, "verify timeout: verify timed out after 900 s (killed)\n")
+    assert http_get(port, "/healthz")[0::2] == (503, "verify timeout: verify timed out after 900 s (killed)\n")
     state.set_golden("sha256:g1")  # a new golden forgets the old verify
-    assert _get(port, "/healthz")[0] == 200
+    assert http_get(port, "/healthz")[0] == 200
 
 
 def test_metrics_parse_and_carry_check_results(served) -> None:
@@ -82,9 +90,9 @@ def test_metrics_parse_and_carry_check_results(served) -> None:
         drift=[DriftItem("probes.matmul", "critical", "probe matmul: drift")],
         probes=[ProbeSummary("matmul", "drift", 812.0, 3e-7), ProbeSummary("rng", "identical", 0.0, 0.0)],
     ))
-    status, ctype, body = _get(port, "/metrics")
+    status, ctype, body = http_get(port, "/metrics")
     assert status == 200 and ctype.startswith("text/plain")
-    samples = _samples(body)
+    samples = metric_samples(body)
     assert samples[("envlock_check_ok", (("kind", "fingerprint"),))] == 0
     assert samples[("envlock_check_last_timestamp_seconds", (("kind", "fingerprint"),))] == 123.0
     assert samples[("envlock_check_last_duration_seconds", (("kind", "verify"),))] == 20.0
@@ -100,14 +108,14 @@ def test_metrics_parse_and_carry_check_results(served) -> None:
     assert samples[("envlock_golden_info", (("digest", "sha256:g0"),))] == 1
     state.apply(_fp())  # resolved: the drifted series for that field disappears
     assert not any(name == "envlock_drifted_field" and ("kind", "fingerprint") in labels
-                   for name, labels in _samples(_get(port, "/metrics")[2]))
+                   for name, labels in metric_samples(http_get(port, "/metrics")[2]))
 
 
 def test_status_is_json_with_history(served) -> None:
     state, port = served
     state.apply(_fp("drift", ("cpu.isa.avx2",)))
     state.apply(_fp())
-    status, ctype, body = _get(port, "/status")
+    status, ctype, body = http_get(port, "/status")
     data = json.loads(body)
     assert status == 200 and ctype == "application/json"
     assert data["healthy"] is True and data["golden"] == {"path": "/g.json", "digest": "sha256:g0", "error": None}
@@ -118,7 +126,7 @@ def test_status_is_json_with_history(served) -> None:
 
 
 def test_unknown_path_is_404(served) -> None:
-    assert _get(served[1], "/nope")[0] == 404
+    assert http_get(served[1], "/nope")[0] == 404
 
 
 def test_keep_alive_serves_many_requests_on_one_connection(served) -> None:
@@ -167,44 +175,19 @@ def test_parse_listen_binds_exactly_the_named_address() -> None:
 
 def test_ipv6_any_does_not_also_bind_ipv4(tmp_path: Path) -> None:
     """"[::]" names IPv6 only; Linux would otherwise also accept IPv4 on it (dual stack)."""
-    history = open_history(tmp_path)
-    state = DaemonState(history=history, metrics=Metrics(), golden_path="g", golden_digest=None)
-    try:
-        server = HttpServer(state, "::", 0)
-    except EnvironmentProblem:
-        history.close()
-        pytest.skip("IPv6 is not configured")
-    server.start()
-    try:
+    with _serving_on("::", tmp_path, unavailable="IPv6 is not configured") as server:
         v6only = server._server.socket.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)
         assert v6only == 1
-    finally:
-        server.stop()
-        history.close()
 
 
 def test_ipv6_loopback_when_available(tmp_path: Path) -> None:
     if not socket.has_ipv6:
         pytest.skip("no IPv6 on this machine")
-    history = open_history(tmp_path)
-    state = DaemonState(history=history, metrics=Metrics(), golden_path="g", golden_digest=None)
-    try:
-        server = HttpServer(state, "::1", 0)
-    except EnvironmentProblem:
-        history.close()
-        pytest.skip("IPv6 loopback is not configured")
-    server.start()
-    conn = http.client.HTTPConnection("::1", server.address[1], timeout=10)
-    conn.request("GET", "/livez")
-    assert conn.getresponse().status == 200
-    conn.close()
-    server.stop()
-    history.close()
+    with _serving_on("::1", tmp_path, unavailable="IPv6 loopback is not configured") as server:
+        assert http_get(server.address[1], "/livez", host="::1")[0] == 200
 
 
 def test_a_history_that_cannot_be_written_does_not_stop_serving(served, monkeypatch: pytest.MonkeyPatch) -> None:
-    import sqlite3
-
     state, port = served
 
     def disk_full(result: CheckResult) -> int:
@@ -212,12 +195,12 @@ def test_a_history_that_cannot_be_written_does_not_stop_serving(served, monkeypa
 
     monkeypatch.setattr(state.history, "record", disk_full)
     assert state.apply(_fp("drift", ("environment.X",))) is None
-    assert _get(port, "/healthz")[0::2] == (503, "fingerprint drift: environment.X: 1 -> absent\n")
-    status = json.loads(_get(port, "/status")[2])
+    assert http_get(port, "/healthz")[0::2] == (503, "fingerprint drift: environment.X: 1 -> absent\n")
+    status = json.loads(http_get(port, "/status")[2])
     assert "database or disk is full" in status["history_error"]
     monkeypatch.undo()
     assert state.apply(_fp()) == 1
-    assert json.loads(_get(port, "/status")[2])["history_error"] is None
+    assert json.loads(http_get(port, "/status")[2])["history_error"] is None
 
 
 def test_a_verify_of_another_golden_is_recorded_but_never_served(served) -> None:
@@ -231,8 +214,8 @@ def test_a_verify_of_another_golden_is_recorded_but_never_served(served) -> None
     recorded = state.history.last("verify")
     assert check_id is not None and recorded is not None and recorded.golden_digest == "sha256:old"
     assert state.last("verify") is None and not state.reproduces()
-    assert json.loads(_get(port, "/status")[2])["last"]["verify"] is None
-    samples = _samples(_get(port, "/metrics")[2])
+    assert json.loads(http_get(port, "/status")[2])["last"]["verify"] is None
+    samples = metric_samples(http_get(port, "/metrics")[2])
     assert ("envlock_check_ok", (("kind", "verify"),)) not in samples
     assert samples[("envlock_checks_total", (("kind", "verify"), ("outcome", "pass")))] == 0
     # a verify of the current golden is served as before
@@ -255,7 +238,7 @@ def test_an_overdue_check_turns_health_503(tmp_path: Path) -> None:
         now[0] = 999.0 + 3 * 60 + 31
         healthy, reason = state.health()
         assert not healthy and reason.startswith("fingerprint check overdue")
-        assert _samples(metrics.render().decode())[("envlock_healthy", ())] == 0
+        assert metric_samples(metrics.render().decode())[("envlock_healthy", ())] == 0
         state.apply(_fp(at=now[0]))
         assert state.health() == (True, "ok")
         state.set_verify_running(True)
@@ -268,9 +251,6 @@ def test_an_overdue_check_turns_health_503(tmp_path: Path) -> None:
 
 
 def test_a_client_that_sends_nothing_is_dropped_and_a_burst_of_200_scrapes_is_served(served) -> None:
-    import threading
-    import time
-
     state, port = served
     state.apply(_fp())
     silent = socket.create_connection(("127.0.0.1", port), timeout=60)
@@ -286,7 +266,7 @@ def test_a_client_that_sends_nothing_is_dropped_and_a_burst_of_200_scrapes_is_se
 
     def scrape() -> None:
         try:
-            code = _get(port, "/healthz")[0]
+            code = http_get(port, "/healthz")[0]
         except OSError:
             code = -1
         with lock:

@@ -13,14 +13,15 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from typer.testing import CliRunner
 
+from envlock.cli import app
 from envlock.daemon import goldens as goldens_mod
 from envlock.daemon import loop as loop_mod
 from envlock.daemon import state as state_mod
@@ -30,7 +31,7 @@ from envlock.daemon.log import JsonLog
 from envlock.daemon.loop import Watcher
 from envlock.daemon.process import VerifyRunner
 from envlock.errors import ENVIRONMENT, BadFileError, BadInputError
-from tests.conftest import process_gone, wait_for_file_text
+from tests.helpers import process_gone, python_argv, wait_for_file_text
 
 PASS_REPORT = {"reproduces": True, "exit_code": 0, "probes": [], "differences": [],
                "golden_digest": None, "manifest_digest": None}
@@ -108,12 +109,8 @@ def _diff(golden_env: dict[str, str], current: dict[str, str]) -> list[SimpleNam
             for k in keys if golden_env.get(k) != current.get(k)]
 
 
-def _py_command(code: str) -> list[str]:
-    return [sys.executable, "-c", textwrap.dedent(code)]
-
-
-PASSING_VERIFY = _py_command(f"print({json.dumps(json.dumps(PASS_REPORT))})")
-HANGING_VERIFY = _py_command("import time; time.sleep(300)")
+PASSING_VERIFY = python_argv(f"print({json.dumps(json.dumps(PASS_REPORT))})")
+HANGING_VERIFY = python_argv("import time; time.sleep(300)")
 
 
 @pytest.fixture()
@@ -234,7 +231,7 @@ def test_a_fresh_verify_is_reused_after_restart_for_the_same_golden(make_watcher
 
 
 def _report_with(differences: list[dict]) -> list[str]:
-    return _py_command(f"print({json.dumps(json.dumps({**PASS_REPORT, 'differences': differences}))})")
+    return python_argv(f"print({json.dumps(json.dumps({**PASS_REPORT, 'differences': differences}))})")
 
 
 def test_a_passing_verify_vouches_for_differences_the_fingerprint_check_failed_on(make_watcher) -> None:
@@ -354,7 +351,7 @@ def test_a_reload_while_a_verify_is_published_keeps_the_new_goldens_vouched_set(
 def test_both_checks_get_the_environment_from_the_config(make_watcher, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     seen = tmp_path / "verify-env.json"
-    dump_env = _py_command(f"""
+    dump_env = python_argv(f"""
         import json, os
         open({str(seen)!r}, "w").write(json.dumps(dict(os.environ)))
         print({json.dumps(json.dumps(PASS_REPORT))})
@@ -371,10 +368,6 @@ def test_both_checks_get_the_environment_from_the_config(make_watcher, tmp_path:
 def test_cli_watch_snapshots_the_environment_when_it_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Not at import time: a variable set after every module was imported is in the snapshot,
     and what the daemon's own imports write to os.environ afterwards is not."""
-    from typer.testing import CliRunner
-
-    from envlock.cli import app
-
     configs: list[WatchConfig] = []
 
     def fake_run_watch(config: WatchConfig, **_: object) -> int:

@@ -35,7 +35,7 @@ from envlock.models import (
 )
 from envlock.probes.compare import summarize_array
 from envlock.probes.registry import all_probes
-from tests.hostile import reseal
+from tests.helpers import probe_run, reseal
 
 
 def _manifest() -> Manifest:
@@ -135,15 +135,11 @@ def test_missing_file(tmp_path: Path) -> None:
         load_golden(tmp_path / "absent.json")
 
 
-def _run(values: np.ndarray) -> dict:
-    return {"status": "ok", "outputs": [summarize_array("x", values)]}
-
-
 def test_probe_record_marks_repeat_differences_nondeterministic() -> None:
     probe = all_probes()["matmul.f32"]
     a, b = np.zeros(4, np.float32), np.ones(4, np.float32)
-    assert probe_record(probe, [_run(a), _run(a)]).status == "ok"
-    record = probe_record(probe, [_run(a), _run(b)])
+    assert probe_record(probe, [probe_run(a), probe_run(a)]).status == "ok"
+    record = probe_record(probe, [probe_run(a), probe_run(b)])
     assert record.status == "nondeterministic" and not record.outputs
     skipped = probe_record(probe, [{"status": "skipped", "reason": "no GPU visible"}])
     assert skipped.status == "skipped" and skipped.reason == "no GPU visible"

@@ -17,6 +17,7 @@ from envlock.display import render_report
 from envlock.golden import OutputRecord, ProbeRecord
 from envlock.probes.compare import Tolerance, summarize_array
 from envlock.verdict import VerifyReport, attribute, build_report, judge_probe
+from tests.helpers import probe_run
 
 GOLDEN_VALUES = np.random.default_rng(0).standard_normal((50, 50)).astype(np.float32)
 
@@ -27,10 +28,6 @@ def _record(group: str = "canary", status: str = "ok") -> ProbeRecord:
                        reason=None if status == "ok" else "no GPU", outputs=outputs)
 
 
-def _run(values: np.ndarray) -> dict:
-    return {"status": "ok", "outputs": [summarize_array("product", values)]}
-
-
 def _nudged() -> np.ndarray:
     values = GOLDEN_VALUES.copy()
     values[::7] = np.nextafter(values[::7], np.float32(np.inf))
@@ -38,20 +35,20 @@ def _nudged() -> np.ndarray:
 
 
 def test_identical() -> None:
-    verdict = judge_probe(_record(), [_run(GOLDEN_VALUES)] * 2, Tolerance())
+    verdict = judge_probe(_record(), [probe_run(GOLDEN_VALUES)] * 2, Tolerance())
     assert verdict.status == "identical" and verdict.max_ulp == 0
 
 
 def test_drift_reports_ulp_scale_error_and_count() -> None:
-    verdict = judge_probe(_record(), [_run(_nudged())] * 2, Tolerance())
+    verdict = judge_probe(_record(), [probe_run(_nudged())] * 2, Tolerance())
     assert verdict.status == "drift" and verdict.max_ulp == 1.0
     assert verdict.mismatched and verdict.compared == 128 and 0 < verdict.max_rel_error < 1e-6
     assert verdict.outputs_differing == ["product"]
-    assert judge_probe(_record(), [_run(_nudged())] * 2, Tolerance(1)).status == "within_tolerance"
+    assert judge_probe(_record(), [probe_run(_nudged())] * 2, Tolerance(1)).status == "within_tolerance"
 
 
 def test_repeats_differing_here_is_nondeterministic_not_drift() -> None:
-    verdict = judge_probe(_record(), [_run(GOLDEN_VALUES), _run(_nudged())], Tolerance(100))
+    verdict = judge_probe(_record(), [probe_run(GOLDEN_VALUES), probe_run(_nudged())], Tolerance(100))
     assert verdict.status == "nondeterministic" and "repeats on this machine" in (verdict.reason or "")
 
 
@@ -79,14 +76,14 @@ def _report_for(verdicts: list, diffs: list, golden_env: bool = False) -> Verify
 
 
 def test_report_exit_codes_and_golden_env_hint() -> None:
-    drift = judge_probe(_record(), [_run(_nudged())] * 2, Tolerance())
+    drift = judge_probe(_record(), [probe_run(_nudged())] * 2, Tolerance())
     report = _report_for([drift], [_onednn_diff()])
     assert not report.reproduces and report.exit_code == 1
     assert report.probes[0].causes[0].path == "environment.TF_ENABLE_ONEDNN_OPTS"
     assert report.suggestion and "--golden-env" in report.suggestion
-    assert _report_for([judge_probe(_record(), [_run(_nudged())] * 2, Tolerance())], [_onednn_diff()],
+    assert _report_for([judge_probe(_record(), [probe_run(_nudged())] * 2, Tolerance())], [_onednn_diff()],
                        golden_env=True).suggestion is None
-    ok = _report_for([judge_probe(_record(), [_run(GOLDEN_VALUES)], Tolerance())], [])
+    ok = _report_for([judge_probe(_record(), [probe_run(GOLDEN_VALUES)], Tolerance())], [])
     assert ok.reproduces and ok.exit_code == 0
     data = json.loads(ok.model_dump_json())
     for key in ("reproduces", "exit_code", "probes", "differences", "golden_digest", "manifest_digest"):
@@ -96,7 +93,7 @@ def test_report_exit_codes_and_golden_env_hint() -> None:
 
 
 def test_stable_drift_note_and_table() -> None:
-    verdict = judge_probe(_record(group="stable"), [_run(_nudged())] * 2, Tolerance())
+    verdict = judge_probe(_record(group="stable"), [probe_run(_nudged())] * 2, Tolerance())
     report = _report_for([verdict], [])
     assert any("versions or seeds" in n for n in report.notes)
     text = render_report(report)
@@ -145,5 +142,5 @@ def test_nothing_compared_is_never_a_pass() -> None:
     assert not report.reproduces and report.exit_code == 3
     text = render_report(report)
     assert "NOTHING VERIFIED" in text and "REPRODUCES:" not in text
-    identical = judge_probe(_record(), [_run(GOLDEN_VALUES)], Tolerance())
+    identical = judge_probe(_record(), [probe_run(GOLDEN_VALUES)], Tolerance())
     assert _report_for([skipped, identical], []).exit_code == 0  # one compared probe is a verdict

@@ -21,7 +21,16 @@ from envlock.image.build import _requirements_file
 from envlock.limits import MAX_INPUT_BYTES, MAX_JSON_CONTAINERS, MAX_JSON_DEPTH
 from envlock.models import load_manifest
 from envlock.store import json_shape_problem, read_input_bytes, read_json_file
-from tests.hostile import REAL_GOLDEN, one_error_line, real_golden_data, reseal, run_envlock, write_json
+from tests.helpers import (
+    REFERENCE_GOLDEN,
+    REPO_ROOT,
+    limit_memory,
+    one_error_line,
+    real_golden_data,
+    reseal,
+    run_envlock,
+    write_json,
+)
 
 LOADERS: dict[str, Callable[[Path], Any]] = {
     "read_json_file": read_json_file, "load_golden": load_golden, "load_manifest": load_manifest,
@@ -67,26 +76,20 @@ def test_every_reader_refuses_non_regular_files_at_once(tmp_path: Path, unix_soc
             "    try:\n        LOADERS[loader](path)\n        print('ACCEPTED')\n"
             "    except Exception as exc:\n        print(type(exc).__name__, str(exc).replace(chr(10), '<NL>'))\n")
     proc = subprocess.run([sys.executable, "-c", code, json.dumps(cases)], capture_output=True, text=True,
-                          timeout=60, preexec_fn=_limit_memory, check=False, cwd=Path(__file__).parents[2])
+                          timeout=60, preexec_fn=limit_memory, check=False, cwd=REPO_ROOT)
     lines = proc.stdout.splitlines()
     assert len(lines) == len(cases), proc.stderr
     for (loader, name, _, problem), line in zip(cases, lines, strict=True):
         assert line.startswith("BadFileError") and problem in line and "<NL>" not in line, (loader, name, line)
 
 
-def _limit_memory() -> None:
-    import resource
-
-    resource.setrlimit(resource.RLIMIT_AS, (2 * 1024**3, 2 * 1024**3))
-
-
 def test_a_symlink_to_a_regular_file_is_read(tmp_path: Path) -> None:
     link = tmp_path / "golden.json"
-    link.symlink_to(REAL_GOLDEN)
-    assert load_golden(link).digest == load_golden(REAL_GOLDEN).digest
+    link.symlink_to(REFERENCE_GOLDEN)
+    assert load_golden(link).digest == load_golden(REFERENCE_GOLDEN).digest
 
 
-@pytest.mark.parametrize("command", [["verify"], ["diff", str(REAL_GOLDEN)], ["build", "--context-only", "CTX",
+@pytest.mark.parametrize("command", [["verify"], ["diff", str(REFERENCE_GOLDEN)], ["build", "--context-only", "CTX",
                                                                              "--golden"]])
 def test_cli_commands_refuse_a_fifo_golden_in_one_line(tmp_path: Path, command: list[str]) -> None:
     fifo = tmp_path / "golden.json"

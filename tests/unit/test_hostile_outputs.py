@@ -15,7 +15,7 @@ import pytest
 
 from envlock.errors import BAD_INPUT, BadFileError, one_line
 from envlock.store import atomic_write_bytes, atomic_write_text, check_output_path
-from tests.hostile import REAL_GOLDEN, one_error_line, real_golden_data, reseal, run_envlock, write_json
+from tests.helpers import REFERENCE_GOLDEN, one_error_line, real_golden_data, reseal, run_envlock, write_json
 
 
 def test_a_symlink_to_a_regular_file_stays_a_symlink_and_its_target_is_replaced(tmp_path: Path) -> None:
@@ -106,7 +106,7 @@ def test_a_255_byte_file_name_works(tmp_path: Path, name: str) -> None:
 
 
 def test_cli_refuses_a_socket_output_before_doing_any_work(tmp_path: Path, unix_socket: Path) -> None:
-    proc = run_envlock("verify", str(REAL_GOLDEN), "--report", str(unix_socket))
+    proc = run_envlock("verify", str(REFERENCE_GOLDEN), "--report", str(unix_socket))
     assert proc.returncode == BAD_INPUT and "is a socket" in one_error_line(proc)
     proc = run_envlock("capture", "--no-tf", "-o", str(unix_socket))
     assert proc.returncode == BAD_INPUT and "is a socket" in one_error_line(proc)
@@ -131,8 +131,8 @@ HOSTILE_NAMES = {
                                                 for i, name in enumerate(sorted(HOSTILE_NAMES))])
 def test_a_path_with_control_characters_gives_one_escaped_line(tmp_path: Path, name: str, command: str) -> None:
     path = tmp_path / HOSTILE_NAMES[name]
-    args = {"verify": ["verify", str(path)], "diff": ["diff", str(path), str(REAL_GOLDEN)],
-            "report": ["verify", str(REAL_GOLDEN), "--report", str(tmp_path / "no-such-dir" / path.name)]}[command]
+    args = {"verify": ["verify", str(path)], "diff": ["diff", str(path), str(REFERENCE_GOLDEN)],
+            "report": ["verify", str(REFERENCE_GOLDEN), "--report", str(tmp_path / "no-such-dir" / path.name)]}[command]
     proc = run_envlock(*args)
     assert proc.returncode == BAD_INPUT
     line = one_error_line(proc)
@@ -155,7 +155,7 @@ def test_a_field_name_with_a_newline_in_a_golden_gives_one_line(tmp_path: Path) 
 
 
 def test_a_bad_option_value_with_a_newline_gives_one_line() -> None:
-    proc = run_envlock("verify", str(REAL_GOLDEN), "--tolerance", "ulp:\nx\x1b")
+    proc = run_envlock("verify", str(REFERENCE_GOLDEN), "--tolerance", "ulp:\nx\x1b")
     assert proc.returncode == BAD_INPUT
     one_error_line(proc)
 

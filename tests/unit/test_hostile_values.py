@@ -34,8 +34,7 @@ from envlock.probes.compare import Tolerance, summarize_array
 from envlock.redact import needs_redaction, redact_value
 from envlock.verdict import ProbeVerdict, build_report
 from envlock.verify import child_environment
-from tests.conftest import env_with, envlock_cli
-from tests.unit.test_render import BASE, make_manifest
+from tests.helpers import BASE_IMAGE, env_with, envlock_cli, make_manifest
 
 # ---------------------------------------------------------------- helpers
 
@@ -139,7 +138,7 @@ def test_use_sites_refuse_a_golden_built_without_validation(name: str) -> None:
     with pytest.raises(BadInputError, match=name):
         child_environment(golden, {"PATH": "/bin"}, golden_env=True)
     with pytest.raises(BadInputError, match=name):
-        spec_from_golden(golden.manifest, golden.lockdown, variant="cpu", base=BASE, golden_digest=golden.digest,
+        spec_from_golden(golden.manifest, golden.lockdown, variant="cpu", base=BASE_IMAGE, golden_digest=golden.digest,
                          envlock_version="0.1.0", compat=None)
     assert child_environment(golden, {"PATH": "/bin"}, golden_env=False) == {"PATH": "/bin"}
 
@@ -359,7 +358,7 @@ def test_build_refuses_to_bake_a_value_that_needs_redaction(tmp_path: Path, valu
     golden = write_hostile_golden(tmp_path / "golden.json", lockdown_env={"XLA_FLAGS": value})
     loaded = load_golden(golden)  # loads: verify and lockdown may use it; only an image refuses it
     with pytest.raises(BadInputError, match="redact"):
-        spec_from_golden(loaded.manifest, loaded.lockdown, variant="cpu", base=BASE, golden_digest=loaded.digest,
+        spec_from_golden(loaded.manifest, loaded.lockdown, variant="cpu", base=BASE_IMAGE, golden_digest=loaded.digest,
                          envlock_version="0.1.0", compat=None)
     context, cache = tmp_path / "ctx", tmp_path / "cache"
     proc = envlock_cli("build", "--golden", str(golden), "--context-only", str(context),

@@ -25,7 +25,8 @@ from envlock.probes.attribution import HARDWARE_NOTE, explain
 from envlock.probes.registry import all_probes
 from envlock.runner import CommandResult, FakeRunner
 from envlock.verdict import ProbeVerdict, attribute
-from tests.recorded import DATA_DIR, RECORDED_MACHINES, recorded_manifest
+from tests.helpers import DATA_DIR
+from tests.recorded import RECORDED_MACHINES, recorded_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 SYSFS = {"amd-epyc-zen4": DATA_DIR / "sysfs_cache" / "amd_epyc_zen4_avx512_this_machine.txt",

@@ -24,11 +24,11 @@ from envlock.golden import load_golden
 from envlock.pytest_plugin import golden_path_for, probe_test_id
 from envlock.verdict import PYTEST_GOLDEN_NOTE, PYTEST_PROBE_REASON
 from envlock.verify import verify_golden
+from tests.helpers import REPO_ROOT
 from tests.recorded import RECORDED_MACHINES, recorded_manifest
 
 pytest_plugins = ["pytester"]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 AMD, INTEL = "amd-epyc-zen4", "intel-xeon-amx"
 
 CONFTEST = """
@@ -81,6 +81,18 @@ def golden_of(pytester: pytest.Pytester) -> Path:
     return pytester.path / "test_model.golden.json"
 
 
+def record_then_fail(suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, *, nudge_ulps: int,
+                     machine: str | None = None) -> pytest.RunResult:
+    """Record the golden on the AMD machine, then run again with the kernel nudged (on ``machine``): one failure."""
+    run(suite).assert_outcomes(passed=1)
+    if machine is not None:
+        on_machine(monkeypatch, machine)
+    monkeypatch.setenv("NUDGE_ULPS", str(nudge_ulps))
+    result = run(suite)
+    result.assert_outcomes(failed=1)
+    return result
+
+
 def test_first_run_records_a_golden_and_the_next_run_passes(suite: pytest.Pytester) -> None:
     first = run(suite)
     first.assert_outcomes(passed=1)
@@ -100,11 +112,7 @@ def test_first_run_records_a_golden_and_the_next_run_passes(suite: pytest.Pytest
 
 def test_drift_on_another_machine_fails_with_the_differences_that_explain_it(
         suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-    run(suite).assert_outcomes(passed=1)
-    on_machine(monkeypatch, INTEL)
-    monkeypatch.setenv("NUDGE_ULPS", "3")
-    result = run(suite)
-    result.assert_outcomes(failed=1)
+    result = record_then_fail(suite, monkeypatch, nudge_ulps=3, machine=INTEL)
     out = result.stdout.str()
     assert "envlock: test_fit::weights does not reproduce its golden (bitwise): 1 of 2 outputs differ (kernel)" in out
     result.stdout.re_match_lines([r"\s+bias\s+identical$", r"\s+kernel\s+drift\s+3\s+\S+e-0\d\s+\d+/128$"])
@@ -118,10 +126,7 @@ def test_drift_on_another_machine_fails_with_the_differences_that_explain_it(
 
 def test_drift_on_the_same_machine_blames_the_code_not_the_machine(
         suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-    run(suite).assert_outcomes(passed=1)
-    monkeypatch.setenv("NUDGE_ULPS", "1")
-    result = run(suite)
-    result.assert_outcomes(failed=1)
+    result = record_then_fail(suite, monkeypatch, nudge_ulps=1)
     result.stdout.fnmatch_lines(
         ["*none: this machine's manifest matches the recording one*suspect the code under test*"])
 
@@ -129,12 +134,7 @@ def test_drift_on_the_same_machine_blames_the_code_not_the_machine(
 def test_the_tags_given_decide_which_differences_are_named(suite: pytest.Pytester,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     suite.makepyfile(test_model="TAGS = ['rng']\n" + TEST_MODULE)
-    run(suite).assert_outcomes(passed=1)
-    on_machine(monkeypatch, INTEL)
-    monkeypatch.setenv("NUDGE_ULPS", "1")
-    result = run(suite)
-    result.assert_outcomes(failed=1)
-    out = result.stdout.str()
+    out = record_then_fail(suite, monkeypatch, nudge_ulps=1, machine=INTEL).stdout.str()
     assert "(tags: rng; group: canary)" in out
     # An RNG stream does not depend on the instruction set: no ISA flag is blamed for it.
     assert "the instruction set decides" not in out

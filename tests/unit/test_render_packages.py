@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from envlock.errors import BadInputError
 from envlock.image import compat, wheelhouse
 from envlock.image.render import DOCKERIGNORE
-from tests.unit.test_render import make_manifest
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import REPO_ROOT, make_manifest
 
 
 def test_cpu_package_set_pins_the_golden_and_skips_its_dev_tools() -> None:
@@ -54,11 +55,10 @@ def test_report_parsing_keeps_the_index_sha256() -> None:
 
 
 def test_top_level_dockerignore_is_the_context_allow_list() -> None:
-    assert (ROOT / ".dockerignore").read_text() == DOCKERIGNORE
+    assert (REPO_ROOT / ".dockerignore").read_text() == DOCKERIGNORE
 
 
 def test_requirements_file_pins_are_read_without_hashes_and_comments(tmp_path: Path) -> None:
-    from envlock.errors import BadInputError
     from envlock.image.build import _requirements_file
 
     lock = tmp_path / "requirements.lock"
@@ -66,7 +66,5 @@ def test_requirements_file_pins_are_read_without_hashes_and_comments(tmp_path: P
     assert _requirements_file(lock) == ["numpy==2.4.6", "tensorflow-cpu==2.21.0"]
     empty = tmp_path / "empty.txt"
     empty.write_text("# nothing\n")
-    import pytest
-
     with pytest.raises(BadInputError, match="no requirements"):
         _requirements_file(empty)

@@ -26,7 +26,7 @@ from envlock.signing import (
     sign_golden,
     signature_note,
 )
-from tests.conftest import REFERENCE_GOLDEN, envlock_cli
+from tests.helpers import REFERENCE_GOLDEN, envlock_cli
 
 KEYS = Path(__file__).resolve().parent.parent / "data" / "keys"
 

@@ -15,7 +15,7 @@ import pytest
 from envlock.errors import BAD_INPUT, BadFileError
 from envlock.golden import load_any_manifest, load_golden
 from envlock.models import load_manifest
-from tests.hostile import REPO_ROOT, one_error_line, real_golden_data, reseal, run_envlock, write_json
+from tests.helpers import REPO_ROOT, one_error_line, real_golden_data, reseal, run_envlock, write_json
 from tests.recorded import RECORDED_MACHINES
 
 Mutation = Callable[[dict[str, Any]], None]

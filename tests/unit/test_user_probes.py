@@ -24,7 +24,7 @@ from envlock.probes.supervisor import ProbeInfo, probe_infos, run_child
 from envlock.probes.user import load_probe_modules, probe_source
 from envlock.runner import CommandResult, Runner
 from envlock.verdict import verdict_for
-from tests.conftest import REFERENCE_GOLDEN, REPO_ROOT
+from tests.helpers import REFERENCE_GOLDEN, REPO_ROOT
 
 # ---------------------------------------------------------------- the public decorator
 
