@@ -8,6 +8,7 @@ from another test module or a conftest; fixtures live in the conftest files.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import http.client
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,13 +29,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from prometheus_client.parser import text_string_to_metric_families
 
 import envlock.capture
 from envlock import __version__
 from envlock.environ import is_allowed
 from envlock.fingerprint.cpu import parse_proc_cpuinfo
-from envlock.golden import Golden, ProbeRecord, save_golden
+from envlock.golden import Golden, OutputRecord, ProbeRecord, save_golden, seal
 from envlock.image.data import BaseImage
 from envlock.models import (
     CpuInfo,
@@ -110,9 +114,9 @@ def run_envlock(*args: str | bytes | Path, timeout: float = 60) -> subprocess.Co
                           preexec_fn=limit_memory, check=False, env=dict(os.environ))
 
 
-def one_error_line(proc: subprocess.CompletedProcess[bytes]) -> str:
+def one_error_line(proc: subprocess.CompletedProcess[bytes] | subprocess.CompletedProcess[str]) -> str:
     """The single ``envlock: error:`` line of a failed run; fails unless it is exactly one line."""
-    err = proc.stderr.decode("utf-8", errors="strict")
+    err = proc.stderr if isinstance(proc.stderr, str) else proc.stderr.decode("utf-8", errors="strict")
     lines = err.splitlines()  # also splits on \x1c-\x1e, \x85, U+2028/2029: what a log reader would split on
     assert len(lines) == 1 and err.endswith("\n"), f"not one line: {err!r}"
     assert lines[0].startswith("envlock: error: ") and "Traceback" not in err, err
@@ -267,6 +271,214 @@ def make_manifest(*, onednn: bool | None = False, env: dict[str, str] | None = N
     )
     # model_copy does not validate: a hostile environment gets in, as through a resealed golden.
     return manifest if env is None else manifest.model_copy(update={"environment": env})
+
+
+# ---------------------------------------------------------------- goldens made by hand, and forged ones
+
+
+def make_golden(env: dict[str, str] | None = None, created_at: str = "2026-01-01T00:00:00+00:00") -> Golden:
+    """A sealed golden around ``make_manifest``, its one probe a recorded skip."""
+    return seal(Golden(envlock_version="0.1.0", created_at=created_at, manifest=with_digest(make_manifest(env=env)),
+                       lockdown=LockdownSettings(seed=42, intra_op_threads=2, inter_op_threads=1), repeat=2,
+                       probes=[ProbeRecord(name="rng.tf_global", tags=["rng"], group="stable", status="skipped")]))
+
+
+def write_golden(path: Path, **kwargs: object) -> Golden:
+    golden = make_golden(**kwargs)  # type: ignore[arg-type]
+    save_golden(path, golden)
+    return golden
+
+
+def make_hostile_golden(*, manifest_env: dict[str, Any] | None = None, lockdown_env: dict[str, Any] | None = None,
+                        manifest: Manifest | None = None, skipped_reason: str | None = None) -> Golden:
+    """A golden edited after recording and resealed: model_copy skips validation, as a text editor does."""
+    output = OutputRecord.model_validate(summarize_array("product", np.arange(16, dtype=np.float32)))
+    probes = [ProbeRecord(name="matmul.f32", tags=["matmul"], group="canary", status="ok", outputs=[output])]
+    if skipped_reason is not None:
+        probes.append(ProbeRecord(name="gpu.matmul", tags=["gpu"], group="canary", status="skipped",
+                                  reason=skipped_reason))
+    golden = Golden(envlock_version="0.1.0", created_at="2026-01-01T00:00:00+00:00", manifest=make_manifest(),
+                    lockdown=LockdownSettings(seed=42, intra_op_threads=2, inter_op_threads=1), repeat=1,
+                    probes=probes)
+    manifest = manifest or golden.manifest
+    if manifest_env is not None:
+        manifest = manifest.model_copy(update={"environment": manifest_env})
+    lockdown = golden.lockdown
+    if lockdown_env is not None:
+        lockdown = lockdown.model_copy(update={"environment": lockdown_env})
+    # An attacker reseals both digests: the manifest's own and the golden's.
+    return seal(golden.model_copy(update={"manifest": with_digest(manifest), "lockdown": lockdown}))
+
+
+def write_hostile_golden(path: Path, **kwargs: Any) -> Path:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydantic warns when it serialises a non-str value as str
+        save_golden(path, make_hostile_golden(**kwargs))
+    return path
+
+
+def evil_package(tmp_path: Path) -> tuple[Path, Path]:
+    """A directory whose sitecustomize.py, if Python ever imports it, leaves a marker file."""
+    package, marker = tmp_path / "evil", tmp_path / "PWNED"
+    package.mkdir()
+    (package / "sitecustomize.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    return package, marker
+
+
+def with_python(manifest: Manifest, **python: Any) -> Manifest:
+    return manifest.model_copy(update={"python": manifest.python.model_copy(update=python)})
+
+
+def with_distribution(manifest: Manifest, name: str, version: str) -> Manifest:
+    """``manifest`` with one more installed distribution, unvalidated (as a resealed golden carries it)."""
+    return with_python(manifest, distributions=[*manifest.python.distributions,
+                                                Distribution.model_construct(name=name, version=version)])
+
+
+# Package fields a golden could use to steer pip: every one must be refused before pip runs.
+HOSTILE_DISTRIBUTIONS = [
+    ("numpy\n--index-url http://evil/simple", "2.4.6"),
+    ("--extra-index-url=http://evil/simple", "1"),
+    ("-r /etc/shadow", "1"),
+    ("evil @ https://evil/evil.whl", "1"),
+    ("numpy", "2.4.6\n--index-url http://evil/simple"),
+    ("numpy", "2.4.6 --hash=sha256:00"),
+    ("numpy", "2.4.6; python_version>'0'"),
+    ("numpy", "*"),
+    ("numpy", ""),
+    ("", "1.0"),
+    ("a" * 300, "1.0"),
+    ("numpy", "1" * 300),
+]
+
+SECRETS = ("abc123", "pw456", "alice")  # what the secret-carrying values in the tests hold
+# Values an image must not bake: each holds one of SECRETS, or a home directory.
+XLA_FLAGS_NEEDING_REDACTION = ["--xla_dump_to=https://host/x?token=abc123", "--xla_dump_to=/home/alice/d",
+                               "--xla_dump_to=https://u:pw456@h/"]
+
+
+def assert_no_secret(text: str) -> None:
+    for secret in SECRETS:
+        assert secret not in text, text
+
+
+# Edits of a real golden's JSON data (``real_golden_data``), each applied and then resealed.
+Mutation = Callable[[dict[str, Any]], None]
+
+
+def set_at(path: str, value: Any) -> Mutation:
+    """Sets the dotted ``path`` (list indices as numbers) to ``value``."""
+    def mutate(data: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node: Any = data
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        if isinstance(node, list):
+            node[int(last)] = value
+        else:
+            node[last] = value
+    return mutate
+
+
+def _first_output(data: dict[str, Any]) -> dict[str, Any]:
+    return next(p for p in data["probes"] if p["outputs"])["outputs"][0]
+
+
+def _output(field: str, value: Any) -> Mutation:
+    return lambda data: _first_output(data).__setitem__(field, value)
+
+
+def _duplicate_probe(data: dict[str, Any]) -> None:
+    data["probes"].append(dict(data["probes"][0]))
+
+
+def _duplicate_output(data: dict[str, Any]) -> None:
+    probe = next(p for p in data["probes"] if p["outputs"])
+    probe["outputs"].append(dict(probe["outputs"][0]))
+
+
+def _coerce(path: str, convert: Callable[[Any], Any]) -> Mutation:
+    """The same value in another type: what lax validation turned back into the original."""
+    def mutate(data: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node: Any = data
+        for part in parents:
+            node = node[part]
+        node[last] = convert(node[last])
+    return mutate
+
+
+# Before the fix, lax validation coerced each back to the sealed value and the digest (then computed
+# over the validated model) matched: accepted, exit 0. The digest is now checked over the file as
+# written, so each is applied and then resealed, as an attacker would: strict validation refuses it.
+COERCIONS: dict[str, Mutation] = {
+    "repeat as a string": _coerce("repeat", str),
+    "repeat as a float": _coerce("repeat", float),
+    "seed as a string": _coerce("lockdown.seed", str),
+    "op_determinism as 1": _coerce("lockdown.op_determinism", int),
+    "op_determinism as a string": _coerce("lockdown.op_determinism", lambda v: str(v).lower()),
+    "thread count as a string": _coerce("lockdown.intra_op_threads", str),
+    "nested schema_version as a string": _coerce("manifest.schema_version", str),
+    "cores as a string": _coerce("manifest.cpu.logical_cores", str),
+    "isa flag as 0/1": _coerce("manifest.cpu.isa.avx2", int),
+    "shape entries as strings": lambda data: _first_output(data).__setitem__(
+        "shape", [str(n) for n in _first_output(data)["shape"]]),
+}
+
+
+# Applied *before* resealing: anyone can recompute the outer digest.
+GOLDEN_MUTATIONS: dict[str, Mutation] = {
+    "repeat as true": set_at("repeat", True),
+    # out of range
+    "repeat 0": set_at("repeat", 0),
+    "repeat 101": set_at("repeat", 101),
+    "repeat 10**12": set_at("repeat", 10**12),
+    "seed -1": set_at("lockdown.seed", -1),
+    "seed 2**32": set_at("lockdown.seed", 2**32),
+    "seed 2**64": set_at("lockdown.seed", 2**64),
+    "negative intra-op threads": set_at("lockdown.intra_op_threads", -1),
+    "negative inter-op threads": set_at("lockdown.inter_op_threads", -8),
+    "huge thread count": set_at("lockdown.intra_op_threads", 1_000_000),
+    "negative manifest threads": set_at("manifest.tensorflow.intra_op_threads", -1),
+    "negative cores": set_at("manifest.cpu.logical_cores", -2),
+    "negative affinity": set_at("manifest.cpu.affinity", [-1]),
+    "negative memory": set_at("manifest.memory.total_bytes", -1),
+    "negative shape": _output("shape", [-1]),
+    "enormous shape": _output("shape", [2**70]),
+    "stride 0": _output("sample_stride", 0),
+    "stride 2**70": _output("sample_stride", 2**70),
+    # inconsistent or broken content
+    "nested schema_version 99": set_at("manifest.schema_version", 99),
+    "nested schema_version 0": set_at("manifest.schema_version", 0),
+    "nested kind": set_at("manifest.kind", "envlock.golden"),
+    "bogus manifest digest": set_at("manifest.digest", "sha256:" + "0" * 64),
+    "empty manifest digest": set_at("manifest.digest", ""),
+    "no probes": set_at("probes", []),
+    "a probe twice": _duplicate_probe,
+    "an output twice": _duplicate_output,
+    "base64 with bad characters": _output("sample_b64", "!!!!"),
+    "base64 with bad padding": _output("sample_b64", "AAA"),
+    "base64 of a partial element": _output("sample_b64", base64.b64encode(b"\0\0\0").decode()),
+    "base64 of a huge sample": _output("sample_b64", base64.b64encode(b"\0" * 8 * 10_000).decode()),
+    "object dtype": _output("dtype", "object"),
+    "string dtype": _output("dtype", "<U10"),
+    "not a sha256": _output("sha256", "sha256:xyz"),
+    "NaN statistic": _output("stats", {"min": float("nan"), "max": 1.0, "mean": 0.5, "abs_max": 1.0}),
+    "infinite statistic": _output("stats", {"min": 0.0, "max": float("inf"), "mean": 0.5, "abs_max": 1.0}),
+    "unknown group": set_at("probes.0.group", "cosmic"),
+}
+
+
+def write_keypair(directory: Path, name: str) -> tuple[Path, Path]:
+    """An unencrypted Ed25519 key pair in OpenSSH format, as `ssh-keygen -t ed25519 -N ''` writes it."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    private = directory / name
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                          serialization.NoEncryption()))
+    public = directory / f"{name}.pub"
+    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                                     serialization.PublicFormat.OpenSSH) + b" test@envlock\n")
+    return private, public
 
 
 # ---------------------------------------------------------------- goldens of the other machine kinds

@@ -5,6 +5,7 @@ tf) a TensorFlow matmul pinned with oneDNN off, compared with oneDNN on."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 
 from envlock.golden import load_golden
 from envlock.verdict import PYTEST_PROBE_REASON
-from tests.helpers import env_with, envlock_cli
+from tests.helpers import REPO_ROOT, env_with, envlock_cli
 
 NUMPY_TEST = """
 import numpy as np
@@ -87,3 +88,29 @@ def test_a_tensorflow_result_drifts_with_onednn_and_the_failure_names_it(tmp_pat
     assert "(tags: matmul, onednn; group: canary)" in out
     first_cause = out.split("most likely first:\n", 1)[1].splitlines()[0]
     assert first_cause.startswith("  1. environment.TF_ENABLE_ONEDNN_OPTS '0' -> '1': oneDNN optimisations"), out
+
+
+def test_the_entry_point_as_declared_autoloads_the_plugin(tmp_path: Path) -> None:
+    # What an install writes from pyproject.toml (setuptools copies [project.entry-points] into
+    # entry_points.txt), on a sys.path entry of its own; pytest then loads the plugin unasked.
+    import tomllib  # lazy: Python 3.11+ (what CI runs); envlock itself supports 3.10
+
+    declared = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["pytest11"]
+    dist_info = tmp_path / "site" / "envlock_entry_point_check-0.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: envlock-entry-point-check\nVersion: 0\n")
+    (dist_info / "entry_points.txt").write_text(
+        "[pytest11]\n" + "".join(f"{name} = {value}\n" for name, value in declared.items()))
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "test_autoload.py").write_text(
+        "import envlock.pytest_plugin\n\n"
+        "def test_loaded(request, envlock_regression):\n"
+        "    assert request.config.pluginmanager.get_plugin('envlock') is envlock.pytest_plugin\n"
+        "    assert envlock_regression.golden_path.name == 'test_autoload.golden.json'\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_DISABLE_PLUGIN_AUTOLOAD"}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path / "site"), str(REPO_ROOT)])
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_autoload.py"],
+                          capture_output=True, text=True, cwd=project, env=env, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "1 passed" in proc.stdout

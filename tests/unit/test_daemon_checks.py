@@ -16,6 +16,9 @@ from envlock.daemon.checks import fingerprint_check, interpret_verify, parse_rep
 from envlock.daemon.process import VerifyRunner
 from tests.helpers import process_gone, python_argv
 
+# The verify check's handling of a real child (output, exit, crash, timeout, kill, reaping) is the point.
+VERIFY_CHILD = pytest.mark.processes("VerifyRunner's handling of a real child")
+
 
 def _diff(path: str, severity: str = "critical", reason: str | None = None) -> SimpleNamespace:
     return SimpleNamespace(path=path, severity=severity, reason=reason or f"{path}: changed")
@@ -147,6 +150,7 @@ def test_parse_report_needs_a_verify_report_object() -> None:
     assert parse_report("warning: something\n" + indented + "\n")["probes"] == [{"name": "a"}]
 
 
+@VERIFY_CHILD
 def test_verify_child_that_hangs_is_killed_with_its_grandchildren(tmp_path: Path) -> None:
     pids = tmp_path / "pids"
     child = python_argv(f"""
@@ -164,6 +168,7 @@ def test_verify_child_that_hangs_is_killed_with_its_grandchildren(tmp_path: Path
     assert process_gone(int(pids.read_text()), timeout_s=10)
 
 
+@VERIFY_CHILD
 def test_verify_child_that_crashes_is_an_error() -> None:
     child = python_argv("""
         import os, sys
@@ -176,6 +181,7 @@ def test_verify_child_that_crashes_is_an_error() -> None:
     assert result.exit_code == -6
 
 
+@VERIFY_CHILD
 def test_verify_child_report_is_read_from_stdout() -> None:
     child = python_argv(f"""
         import sys
@@ -186,12 +192,14 @@ def test_verify_child_report_is_read_from_stdout() -> None:
     assert result is not None and result.outcome == "drift" and result.exit_code == 1
 
 
+@VERIFY_CHILD
 def test_missing_verify_command_is_an_error_not_an_exception() -> None:
     result = VerifyRunner(["/nonexistent/envlock-verify"], timeout_s=5, golden_digest="g", env=os.environ).run()
     assert result is not None and result.outcome == "error"
     assert "cannot start verify command" in result.reason
 
 
+@VERIFY_CHILD
 def test_cancel_kills_a_running_child_and_returns_none() -> None:
     runner = VerifyRunner(python_argv("import time; time.sleep(300)"), timeout_s=300, golden_digest="g", env=os.environ)
     out: list[object] = []
@@ -206,6 +214,7 @@ def test_cancel_kills_a_running_child_and_returns_none() -> None:
     assert time.monotonic() - t0 < 10
 
 
+@VERIFY_CHILD
 def test_verify_child_gets_the_environment_the_daemon_started_with(tmp_path: Path) -> None:
     seen = tmp_path / "env.json"
     child = python_argv(f"""
@@ -220,6 +229,7 @@ def test_verify_child_gets_the_environment_the_daemon_started_with(tmp_path: Pat
     assert "PATH" in os.environ and "PATH" not in child_env  # what it was given, not os.environ
 
 
+@VERIFY_CHILD
 def test_killed_grandchildren_are_reaped_when_the_daemon_is_their_reaper(tmp_path: Path) -> None:
     """In a container the daemon is PID 1 and inherits the orphans of a killed verify group.
     A child subreaper is the same situation outside a container: no zombie may be left."""

@@ -105,6 +105,7 @@ def test_database_is_in_wal_mode(history: History) -> None:
     conn.close()
 
 
+@pytest.mark.processes("a writer killed mid-transaction is what is tested")
 def test_a_crash_mid_write_loses_nothing_already_recorded(tmp_path: Path) -> None:
     """A real process records 3 checks, then dies by SIGKILL inside a 4th write's transaction."""
     script = textwrap.dedent("""

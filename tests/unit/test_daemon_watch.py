@@ -33,6 +33,8 @@ from envlock.daemon.process import VerifyRunner
 from envlock.errors import ENVIRONMENT, BadFileError, BadInputError
 from tests.helpers import process_gone, python_argv, wait_for_file_text
 
+# The Watcher runs its verify command as a child (a tiny Python printing a report): real processes.
+VERIFY_CHILD = pytest.mark.processes("the Watcher's verify check runs its command as a child")
 PASS_REPORT = {"reproduces": True, "exit_code": 0, "probes": [], "differences": [],
                "golden_digest": None, "manifest_digest": None}
 
@@ -158,6 +160,7 @@ def _wait_for(predicate, timeout: float = 30.0) -> None:
         time.sleep(0.02)
 
 
+@VERIFY_CHILD
 def test_once_healthy_runs_both_checks_and_writes_nfd(make_watcher, tmp_path: Path) -> None:
     watcher, _ = make_watcher(once=True, verify_every=3600)
     assert watcher.run() == 0
@@ -208,6 +211,7 @@ def test_unreadable_golden_on_reload_is_a_failed_check(make_watcher) -> None:
         thread.join(timeout=30)
 
 
+@VERIFY_CHILD
 def test_stop_kills_a_running_verify_and_returns_0(make_watcher) -> None:
     watcher, _ = make_watcher(verify_every=3600, verify_command=HANGING_VERIFY)
     thread, codes = _run_in_thread(watcher)
@@ -220,6 +224,7 @@ def test_stop_kills_a_running_verify_and_returns_0(make_watcher) -> None:
     assert "verify_abandoned" in events and events[-1] == "stopped"
 
 
+@VERIFY_CHILD
 def test_a_fresh_verify_is_reused_after_restart_for_the_same_golden(make_watcher) -> None:
     first, _ = make_watcher(once=True, verify_every=3600)
     assert first.run() == 0
@@ -234,6 +239,7 @@ def _report_with(differences: list[dict]) -> list[str]:
     return python_argv(f"print({json.dumps(json.dumps({**PASS_REPORT, 'differences': differences}))})")
 
 
+@VERIFY_CHILD
 def test_a_passing_verify_vouches_for_differences_the_fingerprint_check_failed_on(make_watcher) -> None:
     """An image built from a golden sets variables the recording machine lacked: the first
     fingerprint check fails, the verify reproduces anyway, and from then on those exact
@@ -252,6 +258,7 @@ def test_a_passing_verify_vouches_for_differences_the_fingerprint_check_failed_o
     assert changed.run() == 1
 
 
+@VERIFY_CHILD
 def test_new_fingerprint_drift_brings_the_verify_forward(make_watcher) -> None:
     watcher, _ = make_watcher(verify_every=3600, reverify_min_interval=0.0)
     thread, _ = _run_in_thread(watcher)
@@ -284,6 +291,7 @@ def _verify_then(watcher: Watcher, on_finish) -> VerifyRunner:
     return runner
 
 
+@VERIFY_CHILD
 def test_a_verify_of_the_old_golden_finishing_just_before_the_reload_is_not_published(
     make_watcher, tmp_path: Path,
 ) -> None:
@@ -311,6 +319,7 @@ def test_a_verify_of_the_old_golden_finishing_just_before_the_reload_is_not_publ
     watcher.history.close()
 
 
+@VERIFY_CHILD
 def test_a_reload_while_a_verify_is_published_keeps_the_new_goldens_vouched_set(make_watcher) -> None:
     """The verify of g1 passed and its result is being published (what it vouched for stored) when
     g2 replaces the golden file: the reload must not interleave, or g1's vouched differences
@@ -348,6 +357,7 @@ def test_a_reload_while_a_verify_is_published_keeps_the_new_goldens_vouched_set(
 # ---- the environment the daemon started with ----------------------------------------------
 
 
+@VERIFY_CHILD
 def test_both_checks_get_the_environment_from_the_config(make_watcher, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     seen = tmp_path / "verify-env.json"
@@ -543,6 +553,7 @@ sys.exit(watcher.run())
 """
 
 
+@pytest.mark.processes("how a daemon process ends on SIGTERM is what is tested")
 def test_a_stop_that_has_to_be_forced_is_not_a_clean_exit(tmp_path: Path) -> None:
     """SIGTERM, and the loop does not come back (STOP_DEADLINE_S, 1 s here): the backstop kills
     the verify group and exits 3 (README: environment problem), never 0, which says "stopped

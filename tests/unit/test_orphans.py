@@ -17,9 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from envlock.runner import run_bounded
 from tests.helpers import process_gone, wait_for_file_text
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+pytestmark = [pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's"),
+              pytest.mark.processes("whether children die with their parent is what is tested")]
 
 
 def _sleeper(pid_file: Path) -> str:
@@ -96,8 +98,6 @@ def test_sigterm_removes_the_temp_dir_and_kills_the_grandchildren(tmp_path: Path
 
 
 def test_a_timed_out_command_is_killed_with_its_group(tmp_path: Path) -> None:
-    from envlock.runner import run_bounded
-
     grandchild_file = tmp_path / "grandchild.pid"
     child = ("import subprocess, sys, time; "
              f"subprocess.Popen([sys.executable, '-c', {_sleeper(grandchild_file)!r}]); time.sleep(300)")

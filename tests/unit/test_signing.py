@@ -1,7 +1,7 @@
-"""Signed goldens (envlock.signing): real Ed25519 keys made in the test, real files, the real CLI.
+"""Signed goldens (envlock.signing): real Ed25519 keys made in the test, real files.
 
-No TensorFlow: the signing functions work on a golden object, and the CLI paths tested here all
-stop before the probe child starts.
+No TensorFlow: the signing functions work on a golden object. The CLI's refusals are in
+tests/integration/test_signing_cli.py.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from envlock.errors import BadFileError
 from envlock.golden import Golden, compute_golden_digest, load_golden, save_golden, seal
@@ -26,38 +26,14 @@ from envlock.signing import (
     sign_golden,
     signature_note,
 )
-from tests.helpers import REFERENCE_GOLDEN, envlock_cli
+from tests.helpers import DATA_DIR, REFERENCE_GOLDEN, write_keypair
 
-KEYS = Path(__file__).resolve().parent.parent / "data" / "keys"
-
-
-def _write_keypair(directory: Path, name: str) -> tuple[Path, Path]:
-    """An unencrypted Ed25519 key pair in OpenSSH format, as `ssh-keygen -t ed25519 -N ''` writes it."""
-    key = ed25519.Ed25519PrivateKey.generate()
-    private = directory / name
-    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                          serialization.NoEncryption()))
-    public = directory / f"{name}.pub"
-    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                                     serialization.PublicFormat.OpenSSH) + b" test@envlock\n")
-    return private, public
+KEYS = DATA_DIR / "keys"
 
 
 @pytest.fixture(scope="module")
 def golden() -> Golden:
     return load_golden(REFERENCE_GOLDEN)
-
-
-@pytest.fixture()
-def keypair(tmp_path: Path) -> tuple[Path, Path]:
-    return _write_keypair(tmp_path, "id_ed25519")
-
-
-def _one_line(stderr: str) -> str:
-    lines = stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("envlock: error: "), stderr
-    assert "Traceback" not in stderr
-    return lines[0]
 
 
 def test_fingerprint_is_the_one_ssh_keygen_prints() -> None:
@@ -92,8 +68,8 @@ def test_unsigned_golden_is_refused_when_a_key_is_required(golden: Golden, keypa
 
 
 def test_other_key_is_named_with_the_expected_one(golden: Golden, tmp_path: Path) -> None:
-    signer, _ = _write_keypair(tmp_path, "ci")
-    _, trusted_pub = _write_keypair(tmp_path, "fleet")
+    signer, _ = write_keypair(tmp_path, "ci")
+    _, trusted_pub = write_keypair(tmp_path, "fleet")
     signed = sign_golden(golden, load_signing_key(signer))
     trusted = load_trusted_keys([trusted_pub])
     with pytest.raises(SignatureError) as info:
@@ -110,8 +86,8 @@ def test_content_changed_after_signing_fails_even_when_resealed(golden: Golden, 
 
 
 def test_a_file_of_several_keys_trusts_each(golden: Golden, tmp_path: Path) -> None:
-    first_priv, first_pub = _write_keypair(tmp_path, "a")
-    second_priv, second_pub = _write_keypair(tmp_path, "b")
+    first_priv, first_pub = write_keypair(tmp_path, "a")
+    second_priv, second_pub = write_keypair(tmp_path, "b")
     keys_file = tmp_path / "trusted_keys"
     keys_file.write_text("# fleet CI keys\n\n" + first_pub.read_text() + "ci@x " + second_pub.read_text())
     trusted = load_trusted_keys([keys_file])
@@ -175,39 +151,3 @@ def test_fifo_key_file_is_refused_without_blocking(tmp_path: Path) -> None:
     worker.join(timeout=30)
     assert not worker.is_alive(), "reading a FIFO key file blocked"
     assert errors and isinstance(errors[0], BadFileError) and "regular file" in str(errors[0])
-
-
-# ---- the CLI, end to end (each stops before TensorFlow starts) -----------------------------------
-
-
-def test_verify_trusted_key_refuses_an_unsigned_golden(keypair: tuple[Path, Path]) -> None:
-    proc = envlock_cli("verify", str(REFERENCE_GOLDEN), "--trusted-key", str(keypair[1]), "--json", timeout=120)
-    assert proc.returncode == 2 and proc.stdout == ""
-    line = _one_line(proc.stderr)
-    assert "unsigned" in line and load_trusted_keys([keypair[1]])[0].fingerprint in line
-
-
-def test_verify_trusted_key_refuses_another_signer(golden: Golden, tmp_path: Path) -> None:
-    signer, _ = _write_keypair(tmp_path, "someone")
-    _, fleet_pub = _write_keypair(tmp_path, "fleet")
-    path = tmp_path / "golden.json"
-    save_golden(path, sign_golden(golden, load_signing_key(signer)))
-    proc = envlock_cli("verify", str(path), "--trusted-key", str(fleet_pub), timeout=120)
-    assert proc.returncode == 2
-    line = _one_line(proc.stderr)
-    assert load_trusted_keys([fleet_pub])[0].fingerprint in line and "not by a trusted key" in line
-
-
-def test_capture_sign_with_an_encrypted_key_fails_before_the_probes(tmp_path: Path) -> None:
-    proc = envlock_cli("capture", "--golden", "-o", str(tmp_path / "g.json"), "--sign", str(KEYS / "encrypted_ed25519"),
-                       timeout=120)
-    assert proc.returncode == 2 and "encrypted" in _one_line(proc.stderr)
-    assert not (tmp_path / "g.json").exists()
-
-
-def test_build_and_watch_take_the_same_option(keypair: tuple[Path, Path], tmp_path: Path) -> None:
-    for args in (["build", "--golden", str(REFERENCE_GOLDEN), "--context-only", str(tmp_path / "ctx")],
-                 ["watch", "--golden", str(REFERENCE_GOLDEN), "--once", "--state-dir", str(tmp_path / "state")]):
-        proc = envlock_cli(*args, "--trusted-key", str(keypair[1]), timeout=120)
-        assert proc.returncode == 2, args
-        assert "unsigned" in _one_line(proc.stderr)

@@ -29,6 +29,7 @@ from tests.helpers import REFERENCE_GOLDEN, REPO_ROOT
 # ---------------------------------------------------------------- the public decorator
 
 
+@pytest.mark.processes("what a fresh interpreter imports")
 def test_probe_is_public_and_import_envlock_stays_light() -> None:
     code = ("import sys, envlock; light = 'envlock.probes.registry' not in sys.modules; "
             "from envlock import probe, ProbeContext, ProbeSkipped; "
