@@ -107,13 +107,6 @@ def test_golden_flag_misuse_is_exit_2(args: list[str]) -> None:
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_help_documents_exit_codes() -> None:
-    for command in ("capture", "diff"):
-        result = runner.invoke(app, [command, "--help"])
-        assert result.exit_code == 0
-        assert "Exit codes" in result.stdout
-
-
 @pytest.mark.parametrize("target", ["missing-dir/manifest.json", "."])
 def test_unwritable_output_is_exit_2_with_one_line(target: str, tmp_path: Path) -> None:
     output = tmp_path / target

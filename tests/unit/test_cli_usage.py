@@ -58,6 +58,7 @@ def test_help_documents_exit_codes_for_every_command() -> None:
         result = CliRunner().invoke(app, [command, "--help"])
         assert result.exit_code == 0, command
         assert "Exit code" in result.output or "exit code" in result.output, f"{command} --help lacks exit codes"
+        assert "Exit codes" in result.stdout, command  # the section, on stdout
 
 
 # ---------------------------------------------------------------- one --golden convention

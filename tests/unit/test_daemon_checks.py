@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 
 from envlock.daemon.checks import fingerprint_check, interpret_verify, parse_report
 from envlock.daemon.process import VerifyRunner
-from tests.helpers import process_gone, python_argv
+from tests.helpers import process_gone, python_argv, run_python
 
 # The verify check's handling of a real child (output, exit, crash, timeout, kill, reaping) is the point.
 VERIFY_CHILD = pytest.mark.processes("VerifyRunner's handling of a real child")
@@ -233,7 +232,7 @@ def test_verify_child_gets_the_environment_the_daemon_started_with(tmp_path: Pat
 def test_killed_grandchildren_are_reaped_when_the_daemon_is_their_reaper(tmp_path: Path) -> None:
     """In a container the daemon is PID 1 and inherits the orphans of a killed verify group.
     A child subreaper is the same situation outside a container: no zombie may be left."""
-    parent = python_argv("""
+    code = """
         import ctypes, json, os, sys
         from envlock.daemon.process import VerifyRunner
         PR_SET_CHILD_SUBREAPER = 36
@@ -245,8 +244,7 @@ def test_killed_grandchildren_are_reaped_when_the_daemon_is_their_reaper(tmp_pat
         result = VerifyRunner(hang, timeout_s=1.5, golden_digest=None, env=os.environ).run()
         grandchild = int(open(sys.argv[1]).read())
         print(result.outcome, os.path.exists(f"/proc/{grandchild}"))  # still a zombie of ours?
-    """)
+    """
     pid_file = tmp_path / "grandchild"
-    proc = subprocess.run([*parent, str(pid_file)], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
+    proc = run_python(code, str(pid_file), timeout=60)
     assert proc.stdout.split() == ["timeout", "False"], "the killed grandchild was left as a zombie"

@@ -6,8 +6,10 @@ import sys
 
 import pytest
 
+from envlock.fingerprint import tf as tf_fingerprint
 from envlock.fingerprint.tf import RESULT_MARKER, is_full_capture, parse_build_info, parse_child_output
 from envlock.models import TensorflowInfo
+from tests.helpers import imported_in_a_fresh_python
 
 # tf.sysconfig.get_build_info() of TF 2.21.0 CPU on this machine, and of a CUDA wheel
 # (keys as TF's build_info.py writes them for a CUDA build).
@@ -50,13 +52,7 @@ def test_child_garbage_becomes_error() -> None:
     assert parsed.status == "error"
 
 
-def test_importing_the_module_does_not_import_tensorflow() -> None:
-    assert "tensorflow" not in sys.modules
-
-
 def test_installed_but_unimportable_tensorflow_is_an_error(monkeypatch) -> None:
-    from envlock.fingerprint import tf as tf_fingerprint
-
     monkeypatch.setitem(sys.modules, "tensorflow", None)  # makes `import tensorflow` raise ImportError
     monkeypatch.setattr(tf_fingerprint, "tensorflow_installed", lambda: True)
     assert tf_fingerprint.tensorflow_info_fields()["status"] == "error"
@@ -69,12 +65,9 @@ def test_installed_but_unimportable_tensorflow_is_an_error(monkeypatch) -> None:
 def test_capture_module_and_tf_child_path_stay_light() -> None:
     # The TF child is spawned right after `import envlock.capture`: nothing heavy may come first,
     # and the child itself must not import pydantic (its critical path is the TF import alone).
-    import subprocess
-
-    code = ("import sys, envlock.capture, envlock.fingerprint.tf; "
-            "print(sorted(m for m in ('pydantic', 'numpy', 'tensorflow', 'threadpoolctl') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+    heavy = imported_in_a_fresh_python("import envlock.capture, envlock.fingerprint.tf",
+                                       ["pydantic", "numpy", "tensorflow", "threadpoolctl"])
+    assert heavy == []
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,7 @@ from tests.helpers import (
     limit_memory,
     real_golden_data,
     reseal,
+    run_python,
 )
 
 LOADERS: dict[str, Callable[[Path], Any]] = {
@@ -83,7 +84,7 @@ def test_lockdown_refuses_a_fifo_golden_without_blocking(tmp_path: Path) -> None
     os.mkfifo(fifo)
     code = ("import envlock\nfrom envlock.errors import BadFileError\n"
             f"try:\n    envlock.lockdown(golden={str(fifo)!r})\nexcept BadFileError as exc:\n    print(exc)\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    proc = run_python(code, timeout=60)
     assert proc.returncode == 0 and "is a FIFO" in proc.stdout, proc.stderr
     assert "tensorflow" not in proc.stderr.lower()
 

@@ -11,8 +11,6 @@ directories, are redacted at capture and wherever a value leaves the process.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 
 import pytest
 
+import envlock
 from envlock.diff import diff_manifests
 from envlock.display import render_differences, render_manifest, render_report
 from envlock.environ import MAX_VALUE_LENGTH, capture_environment, environment_problem, golden_environment_changes
@@ -39,8 +38,10 @@ from tests.helpers import (
     assert_no_secret,
     env_with,
     evil_package,
+    imported_in_a_fresh_python,
     make_hostile_golden,
     make_manifest,
+    run_python,
     with_distribution,
     with_python,
     write_hostile_golden,
@@ -135,8 +136,7 @@ def test_lockdown_with_a_hostile_golden_exports_nothing_and_imports_no_tensorflo
         print("environ unchanged", os.environ == before)
         print("tensorflow imported", "tensorflow" in sys.modules)
     """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env_with(),
-                          timeout=300, check=False)
+    proc = run_python(script, env=env_with(), timeout=300)
     assert "refused 2" in proc.stdout, proc.stdout + proc.stderr
     assert "environ unchanged True" in proc.stdout and "tensorflow imported False" in proc.stdout
     assert not marker.exists()
@@ -289,15 +289,20 @@ def test_lockdown_problem_messages_carry_no_secret() -> None:
 
 @pytest.mark.parametrize("kwargs", [{"seed": -1}, {"seed": 2**32}, {"seed": "42"}, {"seed": True},
                                     {"intra_op_threads": -1}, {"inter_op_threads": 10**6}])
+@pytest.mark.processes("what a fresh interpreter imports")
 def test_lockdown_refuses_out_of_range_controls_before_tensorflow(kwargs: dict[str, Any]) -> None:
     """A negative thread count SIGABRTs TensorFlow, taking the user's process with it: refused first."""
-    import sys
-
-    import envlock
-
     with pytest.raises(BadInputError, match="lockdown: "):
         envlock.lockdown(**kwargs)
-    assert "tensorflow" not in sys.modules
+    # Asked of a fresh interpreter: whether this process holds TensorFlow depends on the tests before.
+    assert imported_in_a_fresh_python(f"""
+        import envlock
+        from envlock.errors import BadInputError
+        try:
+            envlock.lockdown(**{kwargs!r})
+        except BadInputError:
+            pass
+    """, ["tensorflow"]) == []
 
 
 def test_the_daemons_verify_child_gets_the_trusted_keys(tmp_path: Path) -> None:

@@ -10,8 +10,6 @@ installed metadata already has the pytest11 entry point (that is tested from pyp
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,7 +21,7 @@ from envlock.golden import load_golden
 from envlock.pytest_plugin import golden_path_for, probe_test_id
 from envlock.verdict import PYTEST_GOLDEN_NOTE, PYTEST_PROBE_REASON
 from envlock.verify import verify_golden
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, imported_in_a_fresh_python
 from tests.recorded import RECORDED_MACHINES, recorded_manifest
 
 pytest_plugins = ["pytester"]
@@ -273,13 +271,11 @@ def test_check_stays_light(envlock_regression):
     envlock_regression.check("x", np.arange(5.0))
     assert "tensorflow" not in sys.modules
 """)
-    run(suite, "test_light.py").assert_outcomes(passed=1)
+    # In a pytest process of its own: this one may hold TensorFlow from the tests before it.
+    suite.runpytest_subprocess("-p", "envlock.pytest_plugin", "-p", "no:cacheprovider",
+                               "test_light.py").assert_outcomes(passed=1)
     # And importing the plugin (every pytest session does) loads neither pydantic nor numpy.
-    loaded = subprocess.run(
-        [sys.executable, "-c", "import sys, envlock.pytest_plugin; "
-         "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'pydantic', 'numpy'}))"],
-        capture_output=True, text=True, check=True, cwd=REPO_ROOT)
-    assert loaded.stdout.strip() == "[]"
+    assert imported_in_a_fresh_python("import envlock.pytest_plugin", ["tensorflow", "pydantic", "numpy"]) == []
 
 
 def test_pyproject_declares_the_pytest11_entry_point() -> None:

@@ -4,7 +4,6 @@ the parent surviving a probe that hangs or crashes its child, and verify's sourc
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from envlock.probes.supervisor import ProbeInfo, probe_infos, run_child
 from envlock.probes.user import load_probe_modules, probe_source
 from envlock.runner import CommandResult, Runner
 from envlock.verdict import verdict_for
-from tests.helpers import REFERENCE_GOLDEN, REPO_ROOT
+from tests.helpers import REFERENCE_GOLDEN, REPO_ROOT, run_python
 
 # ---------------------------------------------------------------- the public decorator
 
@@ -36,7 +35,7 @@ def test_probe_is_public_and_import_envlock_stays_light() -> None:
             "from envlock.probes.registry import probe as registered; "
             "heavy = sorted(m for m in ('numpy', 'pydantic', 'tensorflow') if m in sys.modules); "
             "print(light, probe is registered, heavy)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    out = run_python(code).stdout.split()
     assert out == ["True", "True", "[]"]
 
 
