@@ -24,8 +24,11 @@ from typing import Any
 
 from hypothesis import settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
+from envlock.cli import app
+from envlock.models import Manifest, canonical_sha256, with_digest
 from tests.helpers import DATA_DIR, REFERENCE_GOLDEN
 
 REFERENCE_MANIFEST = DATA_DIR / "manifests" / "intel_xeon_amx_2vcpu_tf2.21.0.json"
@@ -191,10 +194,6 @@ def reseal(data: dict[str, Any], *, inner: bool = True) -> dict[str, Any]:
     mutation gets past the integrity check -- what anyone can do, the digest being a checksum. The
     golden's digest covers the document as written (what load_golden checks), so it is computed over
     the raw data, wrong types and all. Invalid data stays as it is."""
-    from pydantic import ValidationError
-
-    from envlock.models import Manifest, canonical_sha256, with_digest
-
     if _has_raw(data):
         return data
     try:
@@ -331,8 +330,6 @@ _runner = CliRunner()
 
 def invoke(args: list[str], env: dict[str, str] | None = None) -> tuple[int, str, str]:
     """The CLI in this process (Typer's runner): fast enough for hundreds of examples."""
-    from envlock.cli import app
-
     handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     environ = dict(os.environ)
     started = time.monotonic()

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from envlock.daemon.config import parse_duration, parse_listen
 from envlock.errors import BadInputError
 from tests.fuzz.helpers import CHEAP_PROBE, examples, invoke, run_cli
 from tests.helpers import REFERENCE_GOLDEN
@@ -56,8 +57,6 @@ _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9]
 @given(host=st.sampled_from(["127.0.0.1", "[::1]", "localhost", "0.0.0.0", ""])  # noqa: S104 - parsed, never bound
        | st.text(max_size=12), port=tricky_text)
 def test_listen_accepts_only_what_it_can_bind_exactly(host: str, port: str) -> None:
-    from envlock.daemon.config import parse_listen
-
     value = f"{host}:{port}"
     try:
         parsed_host, parsed_port = parse_listen(value)
@@ -75,8 +74,6 @@ def test_listen_accepts_only_what_it_can_bind_exactly(host: str, port: str) -> N
 @examples(200)
 @given(text=tricky_text | st.from_regex(r"\A[0-9]{1,25}(ms|s|m|h|d)?\Z"))
 def test_durations_never_overflow_a_timestamp(text: str) -> None:
-    from envlock.daemon.config import parse_duration
-
     try:
         seconds = parse_duration(text, option="--fingerprint-every")
     except BadInputError as exc:

@@ -14,9 +14,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from envlock.errors import EnvlockError
+from envlock.locking import lockdown
 from tests.fuzz.helpers import CHEAP_PROBE, GOLDEN_DATA, Raw, deep, dump, reseal, run_cli
 from tests.helpers import REFERENCE_GOLDEN, env_with
 
@@ -48,7 +50,6 @@ def test_class1_golden_environment_outside_the_allow_list_is_refused(tmp_path: P
     build = run_cli(["build", "--golden", str(golden), "--context-only", str(tmp_path / "ctx")],
                     env=env_with(PIP_NO_INDEX="1", ENVLOCK_CACHE_DIR=str(tmp_path / "cache")))
     assert build[0] == 2
-    from envlock.locking import lockdown
 
     before = os.environ.get(name)
     with pytest.raises(EnvlockError):
@@ -148,8 +149,6 @@ def test_class5_a_docker_socket_that_never_answers_is_exit_3(tmp_path: Path) -> 
 
 @pytest.mark.tf
 def test_class6_probe_child_dies_with_a_killed_verify(tensorflow_required: None, tmp_path: Path) -> None:
-    import psutil
-
     proc = subprocess.Popen([sys.executable, "-m", "envlock", "verify", str(REFERENCE_GOLDEN), "--probes",
                              "rng.numpy_legacy"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     parent = psutil.Process(proc.pid)

@@ -8,6 +8,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+import psutil
 import pytest
 
 from envlock.golden import load_any_manifest
@@ -111,7 +112,6 @@ def test_diff_accepts_the_session_golden(full_capture: tuple[Path, str], golden_
 
 def test_a_failed_capture_leaves_no_tensorflow_child_behind(tensorflow_required: None, tmp_path: Path) -> None:
     # The TF child is prestarted before arguments are checked; an early error must kill it.
-    import psutil
 
     proc = envlock_cli("capture", "-o", str(tmp_path / "missing-dir" / "m.json"))
     assert proc.returncode == 2 and "does not exist" in proc.stderr

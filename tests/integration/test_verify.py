@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from envlock.golden import load_golden
+from envlock.golden import load_golden, save_golden, seal
+from envlock.models import with_digest
 from envlock.probes.registry import all_probes
 from tests.helpers import env_with, envlock_cli, reseal
 
@@ -168,8 +169,6 @@ def test_onednn_default_by_cpu_trap(golden_path: Path, tmp_path: Path) -> None:
     # Simulate finding 1 of docs/causes.md: a reference CPU on which TF's oneDNN default was the
     # opposite of this one's, with TF_ENABLE_ONEDNN_OPTS unset on both. Record the reference
     # bits with the flag flipped, then erase the flag from the golden as if its CPU had chosen.
-    from envlock.golden import save_golden, seal
-    from envlock.models import with_digest
 
     here_on = bool(load_golden(golden_path).manifest.tensorflow.onednn_enabled)
     recorded = tmp_path / "other-cpu.json"

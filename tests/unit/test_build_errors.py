@@ -32,6 +32,7 @@ from envlock.errors import (
 from envlock.image import docker_engine, wheelhouse
 from envlock.image.build import file_errors, write_context
 from envlock.image.data import BaseImage, glibc_for, parse_base_images
+from envlock.image.docker_engine import image_id
 from envlock.runner import FakeRunner
 from tests.helpers import REPO_ROOT, write_golden
 
@@ -143,8 +144,6 @@ def docker_api() -> Iterator[str]:
 
 
 def test_image_id_maps_docker_errors_to_envlock_errors(docker_api: str) -> None:
-    from envlock.image.docker_engine import image_id
-
     client = docker.DockerClient(base_url=docker_api, version="1.41", timeout=5)
     with pytest.raises(BadInputError, match=r"^--base-image UPPER:tag: .*must be lowercase"):
         image_id(client, "UPPER:tag")
@@ -154,8 +153,6 @@ def test_image_id_maps_docker_errors_to_envlock_errors(docker_api: str) -> None:
 
 
 def test_image_id_with_the_daemon_gone_is_docker_unavailable(tmp_path: Path) -> None:
-    from envlock.image.docker_engine import image_id
-
     client = docker.DockerClient(base_url=f"unix://{tmp_path}/no-docker.sock", version="1.41", timeout=5)
     with pytest.raises(DockerUnavailable, match="start"):
         image_id(client, "envlock-base:bookworm")

@@ -11,8 +11,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from envlock.daemon.checks import fingerprint_check, interpret_verify, parse_report
+from envlock.daemon.checks import fingerprint_check, interpret_verify, parse_report, value_json
 from envlock.daemon.process import VerifyRunner
+from envlock.daemon.results import difference_key
 from tests.helpers import process_gone, python_argv, run_python
 
 # The verify check's handling of a real child (output, exit, crash, timeout, kill, reaping) is the point.
@@ -51,9 +52,6 @@ def test_fingerprint_drift_reason_is_the_first_difference() -> None:
 
 
 def test_differences_a_passing_verify_vouched_for_are_tolerated() -> None:
-    from envlock.daemon.checks import value_json
-    from envlock.daemon.results import difference_key
-
     env = SimpleNamespace(path="environment.TF_DETERMINISTIC_OPS", severity="critical", reason="set", new="1")
     isa = SimpleNamespace(path="cpu.isa.avx512f", severity="critical", reason="avx512f lost", new=False)
     vouched = frozenset({difference_key(env.path, value_json("1")), difference_key(isa.path, value_json(True))})

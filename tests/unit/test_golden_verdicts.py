@@ -13,7 +13,7 @@ from envlock.cli import app
 from envlock.cli.common import resolve_golden_path
 from envlock.diff import Difference
 from envlock.display import render_report
-from envlock.golden import OutputRecord, ProbeRecord
+from envlock.golden import Golden, OutputRecord, ProbeRecord
 from envlock.probes.compare import Tolerance, summarize_array
 from envlock.verdict import VerifyReport, attribute, build_report, judge_probe
 from tests.helpers import imported_in_a_fresh_python, probe_run
@@ -65,8 +65,6 @@ def _onednn_diff() -> Difference:
 
 
 def _report_for(verdicts: list, diffs: list, golden_env: bool = False) -> VerifyReport:
-    from envlock.golden import Golden
-
     golden = Golden.model_construct(digest="sha256:" + "a" * 64,
                                     manifest=type("M", (), {"digest": "sha256:" + "b" * 64})())
     stable = attribute(verdicts, diffs)

@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 
 import envlock
+from envlock.daemon.checks import fingerprint_check
+from envlock.daemon.config import verify_argv
 from envlock.diff import diff_manifests
 from envlock.display import render_differences, render_manifest, render_report
 from envlock.environ import MAX_VALUE_LENGTH, capture_environment, environment_problem, golden_environment_changes
@@ -26,6 +28,7 @@ from envlock.errors import BAD_INPUT, BadFileError, BadInputError
 from envlock.golden import load_golden
 from envlock.image import wheelhouse
 from envlock.image.spec import check_golden_for_image, spec_from_golden
+from envlock.locking import _redacted
 from envlock.models import Distribution, LockdownSettings
 from envlock.probes.compare import Tolerance
 from envlock.redact import needs_redaction, redact_value
@@ -261,8 +264,6 @@ def test_differences_reports_and_renders_carry_no_secret() -> None:
 
 
 def test_daemon_fingerprint_check_carries_no_secret() -> None:
-    from envlock.daemon.checks import fingerprint_check
-
     golden = make_hostile_golden(manifest_env=SECRET_ENV)
     result = fingerprint_check(golden.manifest, golden_digest=golden.digest, environ={},
                                capture=lambda _environ: make_manifest(env={}))
@@ -281,8 +282,6 @@ def test_build_refuses_to_bake_a_value_that_needs_redaction(tmp_path: Path, valu
 
 
 def test_lockdown_problem_messages_carry_no_secret() -> None:
-    from envlock.locking import _redacted
-
     assert _redacted("--xla_dump_to=https://h/?token=abc123") == "--xla_dump_to=https://h/?token=REDACTED"
     assert _redacted(None) is None
 
@@ -306,8 +305,6 @@ def test_lockdown_refuses_out_of_range_controls_before_tensorflow(kwargs: dict[s
 
 
 def test_the_daemons_verify_child_gets_the_trusted_keys(tmp_path: Path) -> None:
-    from envlock.daemon.config import verify_argv
-
     keys = [tmp_path / "ci.pub", tmp_path / "backup.pub"]
     argv = verify_argv(tmp_path / "golden.json", None, keys)
     assert argv[-4:] == ["--trusted-key", str(keys[0]), "--trusted-key", str(keys[1])]

@@ -202,7 +202,6 @@ def test_hardware_group_is_a_third_group_in_goldens() -> None:
 
 def test_a_variable_tensorflow_sets_on_import_is_never_recorded() -> None:
     # TF writes TF2_BEHAVIOR=1 into os.environ when imported; recorded, it read as drift in strict lockdown.
-    from envlock.environ import capture_environment, is_allowed
 
     assert not is_allowed("TF2_BEHAVIOR")
     assert capture_environment({"TF2_BEHAVIOR": "1", "OMP_NUM_THREADS": "2"}) == {"OMP_NUM_THREADS": "2"}

@@ -8,6 +8,7 @@ import pytest
 
 from envlock.errors import BadInputError
 from envlock.image import compat, wheelhouse
+from envlock.image.build import _requirements_file
 from envlock.image.render import DOCKERIGNORE
 from tests.helpers import REPO_ROOT, make_manifest
 
@@ -59,8 +60,6 @@ def test_top_level_dockerignore_is_the_context_allow_list() -> None:
 
 
 def test_requirements_file_pins_are_read_without_hashes_and_comments(tmp_path: Path) -> None:
-    from envlock.image.build import _requirements_file
-
     lock = tmp_path / "requirements.lock"
     lock.write_text("# pinned\nnumpy==2.4.6 \\\n    --hash=sha256:abc\n--index-url https://x\ntensorflow-cpu==2.21.0\n")
     assert _requirements_file(lock) == ["numpy==2.4.6", "tensorflow-cpu==2.21.0"]

@@ -11,14 +11,17 @@ from typing import Any
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
+from envlock import probe
 from envlock.cli import app
 from envlock.errors import BadInputError, EnvironmentProblem, ProbeModuleError
-from envlock.golden import OutputRecord, ProbeRecord, ProbeSource, compute_golden_digest, load_golden
+from envlock.golden import OutputRecord, ProbeRecord, ProbeSource, compute_golden_digest, load_golden, probe_record
 from envlock.models import LockdownSettings
 from envlock.probes.child import _output_records
 from envlock.probes.compare import Tolerance, summarize_array
+from envlock.probes.registry import all_probes
 from envlock.probes.supervisor import ProbeInfo, probe_infos, run_child
 from envlock.probes.user import load_probe_modules, probe_source
 from envlock.runner import CommandResult, Runner
@@ -40,8 +43,6 @@ def test_probe_is_public_and_import_envlock_stays_light() -> None:
 
 
 def test_decorator_refuses_unknown_tags_and_groups() -> None:
-    from envlock import probe
-
     with pytest.raises(ValueError, match="unknown tags.*'gpus'"):
         probe("user.bad_tag", tags=["gpus"], group="canary", dtype="float32", description="")
     with pytest.raises(ValueError, match="group must be"):
@@ -83,8 +84,6 @@ def test_source_digest_follows_the_function_text(tmp_path: Path, monkeypatch: py
 
 
 def test_builtin_probes_carry_their_source() -> None:
-    from envlock.probes.registry import all_probes
-
     fn = all_probes()["matmul.f32"].fn
     source = probe_source(fn, cwd=REPO_ROOT)
     assert source["module"] == "envlock.probes.suite_linalg" and source["file"] == "envlock/probes/suite_linalg.py"
@@ -240,8 +239,6 @@ def test_a_user_probe_not_loaded_here_says_how_to_load_it() -> None:
 
 
 def test_probe_record_keeps_the_source_the_child_reported() -> None:
-    from envlock.golden import probe_record
-
     info = ProbeInfo(name="user.model", tags=("training",), group="canary",
                      source={"module": "m", "distribution": None, "version": None, "file": "m.py",
                              "sha256": "sha256:" + "c" * 64})
@@ -258,7 +255,5 @@ def test_probe_module_without_golden_is_exit_2(args: list[str]) -> None:
 
 
 def test_a_source_with_control_characters_is_refused() -> None:
-    from pydantic import ValidationError
-
     with pytest.raises(ValidationError, match="printable"):
         ProbeSource(module="evil\x1b[2J")
