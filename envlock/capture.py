@@ -41,10 +41,10 @@ def capture_manifest(
         else:
             manifest = _collect_beside_child(runner, environ)
     except BaseException:
-    # lazy: pydantic loads after the TF child started (see the docstring)
         if child is not None:
             child.kill()
         raise
+    # lazy: pydantic loads after the TF child started (see the docstring)
     from envlock.models import TensorflowInfo, with_digest
 
     if not include_tf:

@@ -270,8 +270,8 @@ def _compare(path: Path, golden: Golden, stored: ProbeRecord, current: ProbeReco
     outputs = [cast(OutputSummary, o.model_dump()) for o in current.outputs]
     verdict = judge_probe(stored, [{"status": "ok", "outputs": outputs, "seconds": 0.0}], tolerance)
     if verdict.status in ("identical", "within_tolerance"):
-    # lazy: the plugin loads in every pytest session: no pydantic or numpy until a check runs
         return None
+    # lazy: the plugin loads in every pytest session: no pydantic or numpy until a check runs
     from envlock.diff import diff_manifests
     from envlock.probes.attribution import explain
 

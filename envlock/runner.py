@@ -63,6 +63,14 @@ ChildProcess: TypeAlias = "subprocess.Popen[Any]"
 SPAWN_ERRORS: tuple[type[Exception], ...] = (OSError, subprocess.SubprocessError)
 
 
+def signal_name(signum: int) -> str:
+    """``SIGSEGV`` for 11; ``signal 99`` for a number Python does not name (a child's ``-returncode``)."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
 def spawn(argv: Sequence[str], *, env: Mapping[str, str] | None = None, stdin: Any = subprocess.DEVNULL,
           stdout: Any = None, stderr: Any = None, text: bool = False, cwd: str | Path | None = None,
           ) -> subprocess.Popen[Any]:

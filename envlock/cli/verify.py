@@ -78,7 +78,6 @@ def verify(
         typer.echo(_list_probes())
         return
     if explain:
-    # lazy: a command imports its core only when it runs (CLI start-up time)
         if tolerance != "bitwise" or repeat is not None or golden_env:
             raise BadInputError("--explain proves bitwise causes with the golden's repeat count in this machine's "
                                 "environment: it does not combine with --tolerance, --repeat or --golden-env")
@@ -86,6 +85,7 @@ def verify(
                                      emit_env=None, probes=probes,
                                      budget=budget, jobs=2, trusted_key=trusted_key, with_verify_table=True,
                                      probe_module=probe_module, probe_timeout=probe_timeout))
+    # lazy: a command imports its core only when it runs (CLI start-up time)
     from envlock.display import nothing_verified_line, render_report
     from envlock.probes.compare import Tolerance
     from envlock.probes.registry import parse_probe_list

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -21,6 +20,7 @@ from pydantic_core import to_jsonable_python
 from envlock.capture import capture_manifest
 from envlock.daemon.results import CheckResult, DriftItem, ProbeSummary, difference_key
 from envlock.diff import diff_manifests
+from envlock.runner import signal_name
 
 # Manifest sections a capture without TensorFlow cannot know (left to the verify check).
 TF_ONLY_PREFIXES = ("tensorflow",)
@@ -119,10 +119,7 @@ def parse_report(stdout: str) -> dict[str, Any] | None:
 
 def _exit_description(code: int) -> str:
     if code < 0:
-        try:
-            return f"was killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"was killed by signal {-code}"
+        return f"was killed by {signal_name(-code)}"
     return f"exited with code {code}"
 
 

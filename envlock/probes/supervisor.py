@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import signal
 import sys
 import tempfile
 import time
@@ -23,7 +22,7 @@ from envlock.errors import BadInputError, EnvironmentProblem, TensorflowMissing
 from envlock.probes.registry import all_probes, select_probes
 from envlock.probes.user import probe_entry_points
 from envlock.protocol import ChildRequest, ChildResult, ChildSetup, ProbeRun
-from envlock.runner import CommandResult, Runner
+from envlock.runner import CommandResult, Runner, signal_name
 
 if TYPE_CHECKING:
     from envlock.models import LockdownSettings
@@ -129,10 +128,7 @@ class _Watch:
 
 def _crash_reason(returncode: int) -> str:
     if returncode < 0:
-        try:
-            return f"crashed the probe process with {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"crashed the probe process with signal {-returncode}"
+        return f"crashed the probe process with {signal_name(-returncode)}"
     return f"ended the probe process (exit {returncode})"
 
 

@@ -81,14 +81,23 @@ def _function_local_imports(path: Path) -> list[tuple[int, bool]]:
             continue
         for sub in ast.walk(node):
             if isinstance(sub, (ast.Import, ast.ImportFrom)) and sub.lineno not in found:
-                line = lines[sub.lineno - 1]
-                k = sub.lineno - 2
-                while k >= 0 and not lines[k].strip().startswith("#") and (
-                        not lines[k].strip() or lines[k].strip().startswith(("import ", "from ", ")"))
-                        or lines[k].startswith(" " * (len(line) - len(line.lstrip()) + 4))):
-                    k -= 1
-                found[sub.lineno] = LAZY_MARK in line or (k >= 0 and lines[k].strip().startswith(LAZY_MARK))
+                found[sub.lineno] = LAZY_MARK in lines[sub.lineno - 1] or _headed_by_lazy(lines, sub.lineno - 2)
     return sorted(found.items())
+
+
+def _headed_by_lazy(lines: list[str], k: int) -> bool:
+    """Walk up from line index ``k`` over the run of imports (and blank lines) to its heading line."""
+    in_parentheses = False
+    while k >= 0:
+        text = lines[k].strip()
+        if in_parentheses:
+            in_parentheses = not text.endswith("(")  # the import's opening line ends the wrapped names
+        elif text == ")":
+            in_parentheses = True
+        elif text and not text.startswith(("import ", "from ")):
+            return text.startswith(LAZY_MARK)
+        k -= 1
+    return False
 
 
 def test_every_function_local_import_says_why() -> None:
@@ -108,6 +117,11 @@ def test_the_lazy_check_can_fail(tmp_path: Path) -> None:
                    "def g():\n    # lazy: a reason\n    import json\n\n    from os import path\n"
                    "    return json, path\n", encoding="utf-8")
     assert _function_local_imports(bad) == [(7, False), (13, True), (15, True)]
+    # A '# lazy:' line above other code does not cover an import further down.
+    misplaced = tmp_path / "misplaced.py"
+    misplaced.write_text("def h(x):\n    if x:\n    # lazy: a reason\n        return 1\n    import json\n"
+                         "    return json\n", encoding="utf-8")
+    assert _function_local_imports(misplaced) == [(5, False)]
 
 
 def _process_starts(path: Path) -> list[str]:
