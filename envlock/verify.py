@@ -35,7 +35,10 @@ from envlock.verdict import (
     verdict_for,
 )
 
-NO_PROBES_RUN: ChildResult = {"runs": {}, "tf_info": None, "tf_info_error": "no probes to run"}
+
+def _no_probes_run() -> ChildResult:
+    """The result of a verify that runs no probe child (a fresh dict: VerifyRun keeps it)."""
+    return {"runs": {}, "tf_info": None, "tf_info_error": "no probes to run"}
 
 
 def child_environment(golden: Golden, environ: dict[str, str], *, golden_env: bool) -> dict[str, str]:
@@ -111,7 +114,7 @@ def verify_run(golden_path: Path | str, *, probe_names: list[str] | None = None,
     result = run_child(probe_names=runnable, repeat=repeat, settings=golden.lockdown, env=environ,
                        probe_modules=list(probe_modules), probe_timeout=probe_timeout, unknown="skip",
                        onednn_verbose=onednn_verbose) \
-        if runnable and golden.recorded_by != "pytest" else NO_PROBES_RUN
+        if runnable and golden.recorded_by != "pytest" else _no_probes_run()
     if golden.recorded_by != "pytest":  # the pytest plugin records manifests without TensorFlow: compare like that
         manifest = manifest_with_tf(manifest, result)
     differences = diff_manifests(golden.manifest, manifest)
