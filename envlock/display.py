@@ -9,16 +9,22 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from envlock.errors import ENVIRONMENT
+from envlock.errors import ENVIRONMENT, one_line
 from envlock.redact import redact_value
 
 if TYPE_CHECKING:  # only annotations: `capture` renders a manifest without loading verify's modules
     from envlock.diff import Difference
     from envlock.explain.report import ExplainReport, Finding
     from envlock.models import Manifest
-    from envlock.verdict import VerifyReport
+    from envlock.verdict import ProbeVerdict, VerifyReport
 
 UNKNOWN = "not known"
+
+
+def _s(text: str) -> str:
+    """A string that came from a file, a module or a child, safe for a terminal: control characters,
+    escapes, line breaks and unpaired surrogates escaped (one field never forges another line)."""
+    return one_line(text)
 
 
 def _v(value: Any, unit: str = "") -> str:
@@ -126,35 +132,81 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def render_report(report: VerifyReport) -> str:
-    """The human table: one row per probe, then causes for each drifting probe."""
-    lines = [f"golden  {report.golden} ({report.golden_digest[:19]})",
+_HEADER = f"{'probe':28} {'status':17} {'max ULP':>10} {'max rel err':>12} {'differing':>10}"
+# Statuses that always get a row; identical and skipped probes are summarised unless --verbose.
+_ROW_STATUSES = ("drift", "within_tolerance", "nondeterministic", "error")
+
+
+def _probe_row(v: ProbeVerdict) -> str:
+    name = _s(v.name)
+    if v.status in ("skipped", "error"):
+        return f"{name:28} {v.status:17} {_s(v.reason or '')}"
+    if v.status != "identical" and v.max_ulp is None and v.outputs_unmeasured:
+        return f"{name:28} {v.status:17} raw bytes differ outside the sampled elements; size not measured"
+    differing = "-" if v.mismatched is None else str(v.mismatched)
+    if v.compared:
+        differing += f"/{v.compared}"
+    return (f"{name:28} {v.status:17} {_fmt(v.max_ulp, '.0f'):>10} {_fmt(v.max_rel_error, '.2e'):>12} "
+            f"{differing:>10}")
+
+
+def _families(names: list[str]) -> str:
+    """['rng.a', 'rng.b', 'hw.c'] -> 'rng (2), hw (1)': the probe families, in suite order."""
+    counts: dict[str, int] = {}
+    for name in names:
+        family = name.split(".", 1)[0]
+        counts[family] = counts.get(family, 0) + 1
+    return ", ".join(f"{_s(family)} ({n})" for family, n in counts.items())
+
+
+def _summary_rows(report: VerifyReport) -> list[str]:
+    identical = [v.name for v in report.probes if v.status == "identical"]
+    lines = [f"{len(identical)} identical, bit for bit: {_families(identical)}"] if identical else []
+    by_reason: dict[str, list[str]] = {}
+    for v in report.probes:
+        if v.status == "skipped":
+            by_reason.setdefault(v.reason or "skipped", []).append(v.name)
+    for reason, names in by_reason.items():
+        shown = ", ".join(_s(n) for n in names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+        lines.append(f"{len(names)} skipped ({shown}): {_s(reason)}")
+    return lines
+
+
+def render_report(report: VerifyReport, *, verbose: bool = False) -> str:
+    """The human view: a row per probe that moved, one line for the identical and the skipped ones, each
+    distinct cause once with the probes it explains, and what to run next. ``verbose``: every row, and
+    every drifting probe's three likeliest causes."""
+    lines = [f"golden  {_s(report.golden)} ({_s(report.golden_digest[:19])})",
              f"policy  {report.tolerance}, {report.repeat} repeat(s)"
              + (", golden environment" if report.golden_env else ", this machine's environment"), ""]
-    header = f"{'probe':28} {'status':17} {'max ULP':>10} {'max rel err':>12} {'differing':>10}"
-    lines += [header, "-" * len(header)]
-    for v in report.probes:
-        if v.status in ("skipped", "error"):
-            lines.append(f"{v.name:28} {v.status:17} {v.reason or ''}")
-            continue
-        differing = "-" if v.mismatched is None else str(v.mismatched)
-        if v.compared:
-            differing += f"/{v.compared}"
-        lines.append(f"{v.name:28} {v.status:17} {_fmt(v.max_ulp, '.0f'):>10} {_fmt(v.max_rel_error, '.2e'):>12} "
-                     f"{differing:>10}")
-    for v in report.probes:
-        if v.status in ("drift", "nondeterministic"):
-            lines.append("")
-            lines.append(f"{v.name}: {v.status}: {v.reason}")
-            if v.proved:
-                lines.append(f"  proved: {v.proved}")
-                continue
-            for rank, cause in enumerate(v.causes[:3], 1):
-                lines.append(f"  {rank}. {cause.reason}")
+    lines += [_HEADER, "-" * len(_HEADER)]
+    lines += [_probe_row(v) for v in report.probes if verbose or v.status in _ROW_STATUSES]
+    if not verbose:
+        lines += _summary_rows(report)
+    # A block per probe: in the short view only where it says more than the table (a proof from explain,
+    # or why it is nondeterministic); with --verbose for every probe that moved, with its causes.
+    detailed = [v for v in report.probes if v.status in ("drift", "nondeterministic")
+                and (verbose or v.proved or v.status == "nondeterministic")]
+    for v in detailed:
+        lines += ["", f"{_s(v.name)}: {v.status}: {_s(v.reason or '')}"]
+        if v.proved:
+            lines.append(f"  proved: {_s(v.proved)}")
+        elif verbose:
+            lines += [f"  {rank}. {_s(cause.reason)}" for rank, cause in enumerate(v.causes[:3], 1)]
+    if report.causes:
+        lines += ["", "why (the likeliest cause of each drift, from the manifest differences):"]
+        for rank, cause in enumerate(report.causes, 1):
+            lines.append(f"  {rank}. {_s(cause.reason)}")
+            names = ", ".join(_s(n) for n in cause.probes)
+            lines.append(f"     first cause for {len(cause.probes)} probe{'s' if len(cause.probes) > 1 else ''}: "
+                         f"{names}")
     lines.append("")
-    lines += [f"note: {n}" for n in report.notes]
+    lines += [f"note: {_s(n)}" for n in report.notes]
     if report.suggestion:
-        lines.append(f"hint: {report.suggestion}")
+        lines.append(f"hint: {_s(report.suggestion)}")
+    if report.next_command:
+        lines.append(f"next: {_s(report.next_command)}   (proves each cause by experiment"
+                     + ("" if verbose else "; --verbose shows every probe") + ")")
     c = report.counts
     verdict = ("REPRODUCES" if report.reproduces else "NOTHING VERIFIED" if report.exit_code == ENVIRONMENT
                else "DOES NOT REPRODUCE")

@@ -41,6 +41,7 @@ class Mechanism:
     kind: Kind
     reason: str  # formatted with {path}, {old}, {new}
     unless: tuple[str, ...] = ()  # it does not apply when one of these paths also differs
+    when_value: str | None = None  # it applies only when the old or the new value contains this text
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def rule_for(path: str) -> Rule:
 ALL_COMPONENTS: tuple[str, ...] = PROBE_TAGS
 _ONEDNN = ("onednn", "matmul", "conv", "eigen", "training", "tf.function")
 _THREADS = ("threads", "matmul", "conv", "reduction", "blas", "numpy", "training")
-_ISA = ("onednn", "eigen", "matmul", "conv", "xla", "blas", "numpy", "elementwise", "reduction", "training")
+_ISA = ("onednn", "eigen", "matmul", "conv", "xla", "blas", "numpy", "elementwise", "reduction", "training", "bf16")
 _GPU = ("gpu", "matmul", "conv", "training", "xla")
 _NUMPY = ("numpy", "blas", "elementwise", "reduction", "rng")
 _XLA = ("xla", "tf.function", "training")
@@ -102,11 +103,16 @@ CPU_ISA = Mechanism(
     "cpu-isa", _GEMM | {"xla", "numpy", "blas"}, 7, "hardware",
     "{path} {old} -> {new}: the instruction set decides which JIT GEMM kernels oneDNN/Eigen use, the code XLA "
     "emits and numpy's SIMD loops (e.g. AVX2 vs AVX-512 machines differ in plain tf.matmul)")
+ONEDNN_BF16_ISA = Mechanism(
+    "onednn-bf16-isa", frozenset({"bf16"}), 11, "hardware",
+    "{path} {old} -> {new}: oneDNN runs bfloat16 matmul on AMX tiles where the CPU has them, on AVX512_BF16 "
+    "kernels where it has those, emulated elsewhere, each summing in another order; an ISA ceiling on the "
+    "machine with more (ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16 on an AMX CPU) gives the other's bits (measured)")
 CPU_MODEL = Mechanism(
     "cpu-model", _GEMM | {"xla", "numpy", "blas"}, 3, "hardware",
     "{path} {old} -> {new}: another CPU model or vendor can select other kernels")
 CPU_ARITHMETIC = Mechanism(
-    "cpu-arithmetic", frozenset({"approx"}), 5, "arithmetic",
+    "cpu-arithmetic", frozenset({"approx"}), 6, "arithmetic",
     "{path} {old} -> {new}: Eigen computes reciprocal and rsqrt (softmax, layer/batch norm and their "
     "gradients) with this CPU's approximate instructions plus a Newton step, which are not specified bit "
     "for bit across vendors or models; no setting changes them")
@@ -143,6 +149,11 @@ XLA_AUTOJIT = Mechanism(
     "xla-autojit", frozenset({"tf.function", "training", "distribute", "xla"}), 10, "xla",
     "{path} {old} -> {new}: XLA auto-jit compiles tf.function graphs and Keras training steps with XLA, "
     "fusing ops in another order")
+XLA_EAGER_CLUSTERING = Mechanism(
+    "xla-eager-clustering", frozenset({"rng", "elementwise", "reduction", "init", "eager", "keras"}), 6, "xla",
+    "{path} {old} -> {new}: XLA auto-jit with a small --tf_xla_min_cluster_size compiles eager ops too, so even "
+    "elementwise ops, row reductions and RNG streams (the stable probes) take XLA's code (measured: min cluster "
+    "size 1 moves them)", when_value="--tf_xla_min_cluster_size")
 XLA_FLAGS = Mechanism(
     "xla-flags", frozenset({"xla"}), 10, "xla",
     "{path} {old} -> {new}: XLA compiler flags change only XLA-compiled results")
@@ -213,9 +224,9 @@ RULES: tuple[Rule, ...] = (
     Rule("numeric.*", "warning", (), "an identity field changed"),
     # CPU: instruction-set features. The four that decide TF's oneDNN default come first.
     Rule("cpu.isa.avx512_vnni", "critical", _ISA, _ISA_WHY, (ONEDNN_DEFAULT_ISA, CPU_ISA)),
-    Rule("cpu.isa.avx512_bf16", "critical", _ISA, _ISA_WHY, (ONEDNN_DEFAULT_ISA, CPU_ISA)),
+    Rule("cpu.isa.avx512_bf16", "critical", _ISA, _ISA_WHY, (ONEDNN_BF16_ISA, ONEDNN_DEFAULT_ISA, CPU_ISA)),
     Rule("cpu.isa.avx_vnni", "critical", _ISA, _ISA_WHY, (ONEDNN_DEFAULT_ISA,)),
-    Rule("cpu.isa.amx_*", "critical", _ISA, _ISA_WHY, (ONEDNN_DEFAULT_ISA,)),
+    Rule("cpu.isa.amx_*", "critical", _ISA, _ISA_WHY, (ONEDNN_BF16_ISA, ONEDNN_DEFAULT_ISA)),
     Rule("cpu.isa.avx512*", "critical", _ISA, _ISA_WHY, (CPU_ISA,)),
     Rule("cpu.isa.avx2", "critical", _ISA, _ISA_WHY, (CPU_ISA,)),
     Rule("cpu.isa.avx", "critical", _ISA, _ISA_WHY, (CPU_ISA,)),
@@ -225,13 +236,14 @@ RULES: tuple[Rule, ...] = (
     # /proc/cpuinfo flags that select the kernels oneDNN, Eigen, XLA or numpy run; other flags
     # (virtualisation, power management) cannot.
     Rule("cpu.flags", "critical", _ISA, _ISA_WHY, (CPU_ISA,)),
+    Rule("cpu.flags.avx512_bf16", "critical", _ISA, _ISA_WHY, (ONEDNN_BF16_ISA, CPU_ISA)),
     Rule("cpu.flags.avx*", "critical", _ISA, _ISA_WHY, (CPU_ISA,)),
     Rule("cpu.flags.fma*", "critical", _ISA, _ISA_WHY, (CPU_ISA,)),
     Rule("cpu.flags.sse*", "critical", _ISA, _ISA_WHY),
     Rule("cpu.flags.ssse3", "critical", _ISA, _ISA_WHY),
     Rule("cpu.flags.pni", "critical", _ISA, _ISA_WHY),
     Rule("cpu.flags.f16c", "critical", _ISA, _ISA_WHY),
-    Rule("cpu.flags.amx*", "critical", _ISA, _ISA_WHY),
+    Rule("cpu.flags.amx*", "critical", _ISA, _ISA_WHY, (ONEDNN_BF16_ISA,)),
     Rule("cpu.flags.asimd*", "critical", _ISA, _ISA_WHY),
     Rule("cpu.flags.neon", "critical", _ISA, _ISA_WHY),
     Rule("cpu.flags.sve*", "critical", _ISA, _ISA_WHY),
@@ -296,7 +308,8 @@ RULES: tuple[Rule, ...] = (
          (ONEDNN_ISA_CEILING,)),
     Rule("environment.ONEDNN_*", "warning", _ONEDNN, "a oneDNN setting"),
     Rule("environment.DNNL_*", "warning", _ONEDNN, "a oneDNN setting"),
-    Rule("environment.TF_XLA_FLAGS", "critical", _XLA, "changes which ops XLA compiles", (XLA_AUTOJIT,)),
+    Rule("environment.TF_XLA_FLAGS", "critical", _XLA, "changes which ops XLA compiles",
+         (XLA_AUTOJIT, XLA_EAGER_CLUSTERING)),
     Rule("environment.XLA_FLAGS", "critical", _XLA, "changes how XLA compiles", (XLA_FLAGS,)),
     Rule("environment.TF_DETERMINISTIC_OPS", "critical", ("training", "xla", "gpu"), "switches op determinism",
          (OP_DETERMINISM,)),

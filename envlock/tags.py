@@ -7,4 +7,5 @@ PROBE_TAGS: tuple[str, ...] = (
     "rng", "tf.data", "init", "matmul", "blas", "numpy", "onednn", "eigen", "reduction", "conv", "elementwise",
     "xla", "tf.function", "eager", "training", "distribute", "threads", "gpu", "keras",
     "approx",  # the CPU's approximate reciprocal/rsqrt instructions (Eigen fast math), not specified across vendors
+    "bf16",  # bfloat16 kernels oneDNN picks by instruction set (AMX tiles vs AVX512_BF16 vs emulation)
 )

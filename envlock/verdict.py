@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from shlex import quote as shell_quote
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -19,6 +20,7 @@ from envlock.probes.attribution import HARDWARE_NOTE, Cause, explain
 from envlock.probes.compare import Tolerance, compare_output
 from envlock.protocol import ChildResult, OutputSummary, ProbeRun
 from envlock.redact import redact_value
+from envlock.rules import rule_for
 
 # "error": the probe raised, returned something unusable, hung or crashed here (a user probe, usually).
 Status = Literal["identical", "within_tolerance", "drift", "nondeterministic", "skipped", "error"]
@@ -39,11 +41,24 @@ class ProbeVerdict(BaseModel):
     mismatched: int | None = None  # differing elements among those compared (sampled for large outputs)
     compared: int | None = None
     outputs_differing: list[str] = Field(default_factory=list)
+    # Differing outputs whose sampled elements are all identical: the bytes differ, the size is not measured.
+    outputs_unmeasured: list[str] = Field(default_factory=list)
     reason: str | None = None
     causes: list[Cause] = Field(default_factory=list)
     # Set by explain (envlock.explain): what an experiment proved about this drift, which supersedes
     # the ranked causes (they are guesses from manifest differences).
     proved: str | None = None
+
+
+class CauseSummary(BaseModel):
+    """One distinct likeliest cause and the drifting probes it is first for (text and --json agree)."""
+
+    rule: str | None
+    path: str | None
+    paths: list[str] = Field(default_factory=list)
+    reason: str
+    score: float
+    probes: list[str]
 
 
 class VerifyReport(BaseModel):
@@ -62,7 +77,15 @@ class VerifyReport(BaseModel):
     notes: list[str] = Field(default_factory=list)
     suggestion: str | None = None
     timings: dict[str, float] = Field(default_factory=dict)
+    # Each distinct first cause once, with the probes it explains, most probes first.
+    causes: list[CauseSummary] = Field(default_factory=list)
+    next_command: str | None = None  # what to run next (e.g. `envlock explain GOLDEN`) when something drifted
 
+
+STABLE_UNEXPLAINED_NOTE = (
+    "stable probes (RNG, tf.data order, init, elementwise) moved although no TensorFlow, Keras or numpy "
+    "version differs: nothing recorded explains it; the cause is unrecorded (an environment variable envlock "
+    "does not record, a library, or the hardware): `envlock explain` tests which")
 
 # A golden written by the pytest plugin (envlock.pytest_plugin) holds arrays a test computed, not probes.
 PYTEST_PROBE_REASON = "recorded by the envlock pytest plugin: run its test with pytest to compare it"
@@ -109,9 +132,11 @@ def _compare_outputs(base: ProbeVerdict, record: ProbeRecord, outputs: list[Outp
     if not differing:
         return base.model_copy(update={"status": "identical", "max_ulp": 0.0, "max_rel_error": 0.0,
                                        "mismatched": 0})
-    ulps = [r.max_ulp for r in results.values() if r.max_ulp is not None]
-    rels = [r.max_rel_error for r in results.values() if r.max_rel_error is not None]
-    mismatched = [r.mismatched for r in results.values() if r.mismatched is not None]
+    measured = [r for name, r in results.items() if name in differing and r.mismatched is not None]
+    ulps = [r.max_ulp for r in measured if r.max_ulp is not None]
+    rels = [r.max_rel_error for r in measured if r.max_rel_error is not None]
+    mismatched = [r.mismatched for r in measured if r.mismatched is not None]
+    unmeasured = [name for name in differing if results[name].mismatched is None]
     notes = sorted({r.note for r in results.values() if r.note})
     within = all(r.within_tolerance for r in results.values())
     reason = f"{len(differing)} of {len(results)} outputs differ ({', '.join(differing)})"
@@ -124,6 +149,7 @@ def _compare_outputs(base: ProbeVerdict, record: ProbeRecord, outputs: list[Outp
         "mismatched": sum(mismatched) if mismatched else None,
         "compared": sum(r.compared for r in results.values()),
         "outputs_differing": differing,
+        "outputs_unmeasured": unmeasured,
         "reason": reason,
     })
 
@@ -156,6 +182,9 @@ def verdict_for(record: ProbeRecord, result: ChildResult, tolerance: Tolerance, 
     if changed and not allow_changed_probes:
         return _skipped(record, f"{changed}; re-record the golden or pass --allow-changed-probes")
     verdict = judge_probe(record, runs, tolerance)
+    metadata = (result.get("probes") or {}).get(record.name)
+    if metadata:  # the group and tags this envlock measured (both vendors), not those of the golden's day
+        verdict.group, verdict.tags = metadata["group"], sorted(metadata["tags"])
     if changed:
         verdict.reason = f"{verdict.reason}; {changed} (compared anyway)" if verdict.reason \
             else f"{changed} (compared anyway)"
@@ -208,9 +237,17 @@ def build_report(path: Path, golden: Golden, manifest_digest: str, verdicts: lis
     if not compared:
         notes.append("no probe of the golden could be compared on this machine (every one was skipped): "
                      "nothing was verified")
-    if stable_drifted:
-        notes.append("stable probes (RNG, tf.data order, init, elementwise) moved: these only move with "
-                     "TensorFlow/numpy/Keras versions or seeds, so suspect a version or seed difference first")
+    versions = version_differences(differences)
+    if stable_drifted and versions:
+        notes.append("stable probes (RNG, tf.data order, init, elementwise) moved and versions differ ("
+                     + ", ".join(versions[:3]) + (f" and {len(versions) - 3} more" if len(versions) > 3 else "")
+                     + "): these probes only move with versions or seeds, so suspect the version first")
+    elif stable_drifted and any(v.causes and v.causes[0].path is None for v in verdicts
+                                if v.status == "drift" and v.group == "stable"):
+        notes.append(STABLE_UNEXPLAINED_NOTE)
+    elif stable_drifted:
+        notes.append("stable probes (RNG, tf.data order, init, elementwise) moved although no TensorFlow, Keras or "
+                     "numpy version differs: a recorded setting explains it (the causes below)")
     elif any(v.status == "drift" and v.group == "hardware" for v in verdicts):
         notes.append(HARDWARE_NOTE)
     elif counts["drift"]:
@@ -226,10 +263,37 @@ def build_report(path: Path, golden: Golden, manifest_digest: str, verdicts: lis
     # (e.g. NPY_DISABLE_CPU_FEATURES behind numeric.simd_dispatch).
     likely = [c for v in verdicts if v.status == "drift" for c in v.causes[:2]]
     suggestion = GOLDEN_ENV_HINT if not golden_env and any(c.environment for c in likely) else None
+    moved = counts["drift"] + counts["within_tolerance"] + counts["nondeterministic"]
+    next_command = f"envlock explain {shell_quote(str(path))}" if counts["drift"] else None
     return VerifyReport(
         reproduces=reproduces, exit_code=exit_code, golden=str(path), golden_digest=golden.digest,
         manifest_digest=manifest_digest, golden_manifest_digest=golden.manifest.digest, tolerance=tolerance.label,
         repeat=repeat, golden_env=golden_env, counts=counts, probes=verdicts,
         differences=[d.model_dump(mode="json") for d in differences], notes=notes, suggestion=suggestion,
-        timings={k: round(v, 3) for k, v in timings.items()},
+        timings={k: round(v, 3) for k, v in timings.items()}, causes=summarise_causes(verdicts),
+        next_command=next_command if moved else None,
     )
+
+
+def summarise_causes(verdicts: list[ProbeVerdict]) -> list[CauseSummary]:
+    """Each distinct first cause of a drifting probe once, with the probes it is first for."""
+    summaries: dict[tuple[str | None, str], CauseSummary] = {}
+    for verdict in verdicts:
+        if verdict.status != "drift" or verdict.proved or not verdict.causes:
+            continue
+        cause = verdict.causes[0]
+        key = (cause.rule, cause.reason)
+        if key not in summaries:
+            summaries[key] = CauseSummary(rule=cause.rule, path=cause.path, paths=cause.paths, reason=cause.reason,
+                                          score=cause.score, probes=[])
+        summaries[key].probes.append(verdict.name)
+    return sorted(summaries.values(), key=lambda s: (-len(s.probes), -s.score, s.reason))
+
+
+def version_differences(differences: list[Any]) -> list[str]:
+    """'tensorflow.version 2.15.1 -> 2.21.0' for every difference a version mechanism explains."""
+    out = []
+    for diff in differences:
+        if any(m.kind == "version" for m in rule_for(diff.path).causes):
+            out.append(f"{diff.path} {diff.old} -> {diff.new}")
+    return out

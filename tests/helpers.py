@@ -488,6 +488,8 @@ GOLDENS = {
     "intel-xeon-amx": REPO_ROOT / "goldens" / "intel-xeon-amx-2vcpu.json",
     # the whole current suite (layer, mixed-precision and hardware-arithmetic probes, intermediates)
     "amd-epyc-zen4-full-suite": REPO_ROOT / "goldens" / "amd-epyc-zen4-2vcpu.json",
+    # the same suite recorded on the Intel Xeon with AMX on 2026-12-03 (tests/data/README.md)
+    "intel-xeon-amx-full-suite": DATA_DIR / "machines" / "intel-xeon-amx-2vcpu-2026-12-03" / "golden-full-suite.json",
 }
 
 

@@ -26,8 +26,8 @@ def _list_probes() -> str:
     # lazy: a command imports its core only when it runs (CLI start-up time)
     from envlock.probes.registry import all_probes
 
-    rows = [f"{'probe':28} {'group':7} {'dtype':8} tags"]
-    rows += [f"{p.name:28} {p.group:7} {p.dtype:8} {','.join(p.tags)}\n{'':28} {p.description}"
+    rows = [f"{'probe':28} {'group':8} {'dtype':8} tags"]
+    rows += [f"{p.name:28} {p.group:8} {p.dtype:8} {','.join(p.tags)}\n{'':28} {p.description}"
              for p in all_probes().values()]
     return "\n".join(rows)
 
@@ -37,6 +37,8 @@ def verify(
     golden: GoldenArgument = None,
     golden_file: GoldenOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="A row for every probe, and each drifting "
+                                          "probe's three likeliest causes.")] = False,
     report: Annotated[Path | None, typer.Option("--report", help="Also write the JSON report to FILE (atomically).")]
     = None,
     tolerance: Annotated[str, typer.Option(
@@ -109,7 +111,7 @@ def verify(
             atomic_write_text(report, text)
         except OSError as exc:
             raise BadFileError(report, f"cannot write the report ({exc.strerror or exc})") from None
-    typer.echo(text if as_json else render_report(result), nl=not as_json)
+    typer.echo(text if as_json else render_report(result, verbose=verbose), nl=not as_json)
     if result.exit_code == ENVIRONMENT:  # like every exit 2/3: one line on stderr says why
         typer.echo(nothing_verified_line(result), err=True)
     raise typer.Exit(result.exit_code)

@@ -22,11 +22,15 @@ from __future__ import annotations
 import fnmatch
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from envlock.rules import Mechanism, rule_for
+from envlock.rules import RULES, Mechanism, rule_for
 
-UNEXPLAINED = "no recorded difference explains this: an unrecorded hardware or firmware difference"
+UNEXPLAINED = ("no recorded difference explains this: the cause is something envlock does not record (an "
+               "environment variable, a library, or the hardware); `envlock explain` tests which")
+# How many changes one merged cause names before it says "and N more".
+MERGED_CHANGES_SHOWN = 4
+_CHANGE_PREFIX = "{path} {old} -> {new}: "
 
 SEVERITY_SCORE = {"critical": 3.0, "warning": 1.5, "info": 0.2}
 # Stable probes only move with versions (or seeds); canaries with configuration and hardware.
@@ -37,9 +41,11 @@ GROUP_BOOST: dict[str, dict[str, float]] = {
     # flags too: the cross-vendor case capped the ISA and the drift stayed bit for bit (docs/causes.md).
     "hardware": {"arithmetic": 14.0, "hardware": 8.0, "threads": 1.0, "onednn": 1.0},
 }
-HARDWARE_NOTE = ("only hardware-arithmetic probes (and canaries) moved while the stable probes held: the cause is "
-                 "the CPU model (its approximate reciprocal/rsqrt instructions or the cache sizes Eigen blocks "
-                 "by), not a setting; no environment variable makes this machine give the golden's bits")
+HARDWARE_NOTE = ("hardware-arithmetic probes moved while the stable probes held: for every probe that goes through "
+                 "reciprocal, rsqrt or a normalisation, the likeliest cause is the CPU model's own arithmetic (its "
+                 "approximate reciprocal/rsqrt instructions, which Eigen uses), not a setting, and no environment "
+                 "variable changes that on TensorFlow's eager path; an ISA ceiling can still restore probes whose "
+                 "kernel oneDNN picks by instruction set (bf16 on AMX)")
 
 
 def group_rule(*, stable_drifted: bool, hardware_drifted: bool) -> str:
@@ -51,7 +57,8 @@ def group_rule(*, stable_drifted: bool, hardware_drifted: bool) -> str:
 
 
 class Cause(BaseModel):
-    path: str | None
+    path: str | None  # the first (most specific) of ``paths``
+    paths: list[str] = Field(default_factory=list)  # every difference this one mechanism stands for
     old: Any = None
     new: Any = None
     severity: str | None = None
@@ -69,7 +76,10 @@ def _show(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
-def _applies(mechanism: Mechanism, all_paths: set[str]) -> bool:
+def _applies(mechanism: Mechanism, diff: Any, all_paths: set[str]) -> bool:
+    if mechanism.when_value is not None and not any(
+            isinstance(v, str) and mechanism.when_value in v for v in (diff.old, diff.new)):
+        return False
     return not any(fnmatch.fnmatchcase(p, u) for p in all_paths for u in mechanism.unless)
 
 
@@ -84,23 +94,43 @@ def explain(probe_tags: set[str], differences: list[Any], *, stable_drifted: boo
     """
     all_paths = {d.path for d in differences}
     boosts = GROUP_BOOST[group_rule(stable_drifted=stable_drifted, hardware_drifted=hardware_drifted)]
+    by_mechanism: dict[str, list[tuple[Any, Mechanism, float]]] = {}
     causes: list[Cause] = []
     for diff in differences:
-        matched = [m for m in rule_for(diff.path).causes if _applies(m, all_paths)]
+        matched = [m for m in rule_for(diff.path).causes if _applies(m, diff, all_paths)]
         if any(m.weight <= 0 for m in matched):
             continue  # measured harmless: never blame it
         relevant = [m for m in matched if m.tags & probe_tags]
         base = SEVERITY_SCORE.get(diff.severity, 0.0)
         if relevant:
             best = max(relevant, key=lambda m: m.weight + boosts.get(m.kind, 0.0))  # a tie: the first listed
-            score = base + best.weight + boosts.get(best.kind, 0.0)
-            reason = best.reason.format(path=diff.path, old=_show(diff.old), new=_show(diff.new))
-            rule_id: str | None = best.id
+            by_mechanism.setdefault(best.id, []).append((diff, best, base + best.weight + boosts.get(best.kind, 0.0)))
         elif not matched and set(diff.components) & probe_tags:
-            score, reason, rule_id = base, diff.reason, None
-        else:
-            continue  # the path's mechanisms cannot move this probe
-        causes.append(Cause(path=diff.path, old=diff.old, new=diff.new, severity=diff.severity, reason=reason,
-                            score=round(score, 2), rule=rule_id, environment=diff.path.startswith("environment.")))
+            causes.append(Cause(path=diff.path, paths=[diff.path], old=diff.old, new=diff.new, severity=diff.severity,
+                                reason=diff.reason, score=round(base, 2), rule=None,
+                                environment=diff.path.startswith("environment.")))
+    causes += [_merged(entries) for entries in by_mechanism.values()]
     causes.sort(key=lambda c: (-c.score, c.path or ""))
     return causes or [Cause(path=None, reason=UNEXPLAINED, score=0.0)]
+
+
+def _rule_order(path: str) -> int:
+    return next(i for i, rule in enumerate(RULES) if fnmatch.fnmatchcase(path, rule.pattern))
+
+
+def _merged(entries: list[tuple[Any, Mechanism, float]]) -> Cause:
+    """One cause for every difference that implicates the same mechanism (a vendor change differs in
+    cpu.vendor, cpu.family, cpu.model and cpu.model_name: one cause, not four), most specific first."""
+    # The setting a person can change first (an environment variable), then the most specific path.
+    entries.sort(key=lambda e: (-e[2], not e[0].path.startswith("environment."), _rule_order(e[0].path), e[0].path))
+    first, mechanism, score = entries[0]
+    if len(entries) == 1 or not mechanism.reason.startswith(_CHANGE_PREFIX):
+        reason = mechanism.reason.format(path=first.path, old=_show(first.old), new=_show(first.new))
+    else:
+        shown = [f"{d.path} {_show(d.old)} -> {_show(d.new)}" for d, _, _ in entries[:MERGED_CHANGES_SHOWN]]
+        if len(entries) > MERGED_CHANGES_SHOWN:
+            shown.append(f"and {len(entries) - MERGED_CHANGES_SHOWN} more")
+        reason = ", ".join(shown) + ": " + mechanism.reason[len(_CHANGE_PREFIX):]
+    return Cause(path=first.path, paths=[d.path for d, _, _ in entries], old=first.old, new=first.new,
+                 severity=first.severity, reason=reason, score=round(score, 2), rule=mechanism.id,
+                 environment=any(d.path.startswith("environment.") for d, _, _ in entries))

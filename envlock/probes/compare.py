@@ -28,6 +28,7 @@ from envlock.protocol import OutputStats, OutputSummary
 
 FULL_LIMIT = 256  # outputs up to this many elements are stored whole
 SAMPLE_SIZE = 128  # larger outputs: this many elements at a fixed stride
+UNSAMPLED_NOTE = "raw bytes differ outside the sampled elements; size not measured"
 
 
 def canonical_array(value: Any) -> np.ndarray:
@@ -164,12 +165,12 @@ def compare_output(golden: Mapping[str, Any], current: Mapping[str, Any], tolera
     max_ulp = float(ulps.max()) if ulps.size else 0.0
     max_rel = float(diff.max() / scale) if diff.size and scale > 0 else (0.0 if not diff.size else math.inf)
     within = _within(g, ulps, diff, scale, tolerance)
-    note = None
     if mismatched == 0:
-        # The bytes differ but the sample does not: judge the rest by the whole-array statistics.
-        note = "raw bytes differ outside the sampled elements"
+        # The bytes differ but the sample does not: the size of the difference is not known (never "0 ULP");
+        # judge tolerance by the whole-array statistics.
         within = within and _stats_within(golden, current, g.dtype, tolerance)
-    return OutputComparison(False, within, max_ulp, max_rel, mismatched, int(g.size), note)
+        return OutputComparison(False, within, None, None, None, int(g.size), UNSAMPLED_NOTE)
+    return OutputComparison(False, within, max_ulp, max_rel, mismatched, int(g.size))
 
 
 def _scale(record: Mapping[str, Any], sample: np.ndarray) -> float:

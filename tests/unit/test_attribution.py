@@ -83,8 +83,10 @@ def test_measured_harmless_differences_are_never_blamed() -> None:
 
 def test_nothing_recorded_says_so_exactly() -> None:
     causes = explain(_tags("matmul.f32"), [], stable_drifted=False)
+    # Unknown is said to be unknown: never "hardware" by default, and what tests it is named.
     assert [c.reason for c in causes] == [
-        "no recorded difference explains this: an unrecorded hardware or firmware difference"]
+        "no recorded difference explains this: the cause is something envlock does not record (an environment "
+        "variable, a library, or the hardware); `envlock explain` tests which"]
 
 
 @pytest.mark.parametrize(("stable_drifted", "top"), [(True, "tensorflow.version"), (False, "cpu.isa.avx512f")])

@@ -15,7 +15,7 @@ from envlock.diff import Difference
 from envlock.display import render_report
 from envlock.golden import Golden, OutputRecord, ProbeRecord
 from envlock.probes.compare import Tolerance, summarize_array
-from envlock.verdict import VerifyReport, attribute, build_report, judge_probe
+from envlock.verdict import STABLE_UNEXPLAINED_NOTE, VerifyReport, attribute, build_report, judge_probe
 from tests.helpers import imported_in_a_fresh_python, probe_run
 
 GOLDEN_VALUES = np.random.default_rng(0).standard_normal((50, 50)).astype(np.float32)
@@ -92,9 +92,12 @@ def test_report_exit_codes_and_golden_env_hint() -> None:
 def test_stable_drift_note_and_table() -> None:
     verdict = judge_probe(_record(group="stable"), [probe_run(_nudged())] * 2, Tolerance())
     report = _report_for([verdict], [])
-    assert any("versions or seeds" in n for n in report.notes)
+    # No version differs: the note says the cause is unrecorded and what tests it, never "suspect a version".
+    assert STABLE_UNEXPLAINED_NOTE in report.notes
+    assert not any("suspect" in n for n in report.notes)
     text = render_report(report)
     assert "DOES NOT REPRODUCE" in text and "no recorded difference explains this" in text
+    assert "envlock explain" in text
 
 
 def test_golden_path_falls_back_to_env(monkeypatch: pytest.MonkeyPatch) -> None:
