@@ -108,9 +108,9 @@ def _tensorflow_lines(m: Manifest) -> list[tuple[str, str]]:
 
 
 def render_manifest(m: Manifest) -> str:
-    lines = [f"envlock manifest {m.digest} (captured {m.captured_at})"]
+    lines = [f"envlock manifest {_s(m.digest)} (captured {_s(str(m.captured_at))})"]
     width = max(len(label) for label, _ in _section_lines(m))
-    lines += [f"  {label:<{width}}  {text}" for label, text in _section_lines(m)]
+    lines += [f"  {_s(label):<{width}}  {_s(text)}" for label, text in _section_lines(m)]
     return "\n".join(lines)
 
 
@@ -121,7 +121,7 @@ def render_differences(differences: Iterable[Difference]) -> str:
     counts = {s: sum(1 for d in diffs if d.severity == s) for s in ("critical", "warning", "info")}
     lines = [f"{len(diffs)} differences ({counts['critical']} critical, {counts['warning']} warning, "
              f"{counts['info']} info)"]
-    lines += [f"  {d.severity:<8}  {d.reason}" for d in diffs]
+    lines += [f"  {d.severity:<8}  {_s(d.reason)}" for d in diffs]
     return "\n".join(lines)
 
 
@@ -248,14 +248,14 @@ def _short_proof(f: Finding) -> str:
 
 def render_explain(report: ExplainReport) -> str:
     """One table (a row per drifting probe), then what was not tried and the environment to use."""
-    lines = [f"golden  {report.golden} ({report.golden_digest[:19]})"]
+    lines = [f"golden  {_s(report.golden)} ({_s(report.golden_digest[:19])})"]
     if not report.findings:
-        lines += [f"note: {n}" for n in report.notes]
+        lines += [f"note: {_s(n)}" for n in report.notes]
         lines.append("REPRODUCES: nothing to explain" if report.reproduces else "DOES NOT REPRODUCE")
         return "\n".join(lines)
     rows = [("probe", "verdict", "proved by / evidence", "first difference")]
     for f in report.findings:
-        rows.append((f.probe, f.status, _short_proof(f), _first_difference(f)))
+        rows.append((_s(f.probe), f.status, _s(_short_proof(f)), _s(_first_difference(f))))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for index, row in enumerate(rows):
         lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3])
@@ -263,28 +263,29 @@ def render_explain(report: ExplainReport) -> str:
             lines.append("-" * (sum(widths) + 6 + len("first difference")))
     lines.append("")
     for f in report.findings:
-        lines.append(f"{f.probe}: {f.proof()}")
+        lines.append(f"{_s(f.probe)}: {_s(f.proof())}")
         if f.localisation is not None:
-            lines += [f"  oneDNN: {p}" for p in f.localisation.primitives]
+            lines += [f"  oneDNN: {_s(p)}" for p in f.localisation.primitives]
     tried = [c for c in report.candidates if c.status == "tried"]
     lines.append(f"candidates tried: {len(tried)}"
-                 + (" (" + "; ".join(f"{c.id} {c.seconds:.1f}s" for c in tried) + ")" if tried else ""))
+                 + (" (" + "; ".join(f"{_s(c.id)} {c.seconds:.1f}s" for c in tried) + ")" if tried else ""))
     for c in report.candidates:
         if c.status == "crashed":
-            lines.append(f"could not be tried (crashed): {c.id}: {c.detail}")
+            lines.append(f"could not be tried (crashed): {_s(c.id)}: {_s(c.detail or '')}")
     if report.not_tried:
         skipped = [c for c in report.not_tried
                    if not any(x.id == c and x.status == "crashed" for x in report.candidates)]
         if skipped:
-            lines.append(f"not tried within the {report.budget_seconds:.0f} s budget: {', '.join(skipped)}")
-    lines += [f"not settable here: {n}" for n in report.not_applicable]
-    lines += [f"note: {n}" for n in report.notes]
+            lines.append(f"not tried within the {report.budget_seconds:.0f} s budget: "
+                         f"{', '.join(_s(c) for c in skipped)}")
+    lines += [f"not settable here: {_s(n)}" for n in report.not_applicable]
+    lines += [f"note: {_s(n)}" for n in report.notes]
     if report.emit_env is not None or report.emit_affinity:
         parts = [f"{k}={v}" if v is not None else f"unset {k}" for k, v in (report.emit_env or {}).items()]
         if report.emit_affinity:
             parts.append("taskset -c " + ",".join(map(str, report.emit_affinity)))
         lines.append(("reproduces with: " if report.emit_complete else "reproduces some probes with: ")
-                     + " ".join(parts))
+                     + " ".join(_s(p) for p in parts))
     counts = {s: sum(f.status == s for f in report.findings) for s in ("fixed", "partly", "hardware-bound",
                                                                        "version", "not proved")}
     lines.append("DOES NOT REPRODUCE: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
