@@ -137,7 +137,15 @@ _HEADER = f"{'probe':28} {'status':17} {'max ULP':>10} {'max rel err':>12} {'dif
 _ROW_STATUSES = ("drift", "within_tolerance", "nondeterministic", "error")
 
 
-def _probe_row(v: ProbeVerdict) -> str:
+_PORTABLE_MARK = {True: "  portable", False: "  not covered", None: "  not measured"}
+
+
+def _probe_row(v: ProbeVerdict, profile: str | None = None) -> str:
+    row = _plain_row(v)
+    return row + _PORTABLE_MARK[v.portable] if profile and v.status not in ("skipped", "error") else row
+
+
+def _plain_row(v: ProbeVerdict) -> str:
     name = _s(v.name)
     if v.status in ("skipped", "error"):
         return f"{name:28} {v.status:17} {_s(v.reason or '')}"
@@ -161,7 +169,9 @@ def _families(names: list[str]) -> str:
 
 def _summary_rows(report: VerifyReport) -> list[str]:
     identical = [v.name for v in report.probes if v.status == "identical"]
-    lines = [f"{len(identical)} identical, bit for bit: {_families(identical)}"] if identical else []
+    covered = sum(v.portable is True for v in report.probes if v.status == "identical")
+    under = f" ({covered} covered by the {report.profile} profile)" if report.profile else ""
+    lines = [f"{len(identical)} identical, bit for bit{under}: {_families(identical)}"] if identical else []
     by_reason: dict[str, list[str]] = {}
     for v in report.probes:
         if v.status == "skipped":
@@ -178,9 +188,10 @@ def render_report(report: VerifyReport, *, verbose: bool = False) -> str:
     every drifting probe's three likeliest causes."""
     lines = [f"golden  {_s(report.golden)} ({_s(report.golden_digest[:19])})",
              f"policy  {report.tolerance}, {report.repeat} repeat(s)"
-             + (", golden environment" if report.golden_env else ", this machine's environment"), ""]
-    lines += [_HEADER, "-" * len(_HEADER)]
-    lines += [_probe_row(v) for v in report.probes if verbose or v.status in _ROW_STATUSES]
+             + (", golden environment" if report.golden_env else ", this machine's environment")
+             + (f", {report.profile} profile" if report.profile else ""), ""]
+    rows = [_probe_row(v, report.profile) for v in report.probes if verbose or v.status in _ROW_STATUSES]
+    lines += [_HEADER, "-" * len(_HEADER), *rows] if rows else []
     if not verbose:
         lines += _summary_rows(report)
     # A block per probe: in the short view only where it says more than the table (a proof from explain,

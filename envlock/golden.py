@@ -18,12 +18,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer, model_validator
 
-from envlock.errors import BadFileError, IntegrityError
+from envlock.errors import BadFileError, BadInputError, IntegrityError
 from envlock.limits import MAX_REPEAT
 from envlock.models import (
     MANIFEST_SCHEMA_VERSION,
     LockdownSettings,
     Manifest,
+    RecordedEnvironment,
     TensorflowInfo,
     canonical_sha256,
     compute_digest,
@@ -31,6 +32,7 @@ from envlock.models import (
     with_digest,
 )
 from envlock.models import EnvlockModel as _Model
+from envlock.profiles import Profile, lookup
 from envlock.protocol import DTYPE_ITEMSIZE, ChildResult, ProbeRun
 from envlock.store import Migration, atomic_write_text, dumps_canonical, load_model, read_json_file
 
@@ -148,6 +150,16 @@ class GoldenSignature(_Model):
     value: str = Field(max_length=128)
 
 
+class ProfileRecord(_Model):
+    """The numerics profile a golden was recorded under (``capture --golden --portable``): its name and
+    version in envlock's profile table, and the settings it set, so a golden from another envlock is
+    checked against this one's table before any of its settings is applied."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9-]*$")
+    version: int = Field(ge=1, le=10_000)
+    environment: RecordedEnvironment
+
+
 class Golden(_Model):
     kind: Literal["envlock.golden"] = "envlock.golden"
     schema_version: int = GOLDEN_SCHEMA_VERSION
@@ -162,6 +174,7 @@ class Golden(_Model):
     # "pytest": the probes are arrays pinned by the envlock pytest plugin (envlock.pytest_plugin),
     # named "<test>::<name>"; verify cannot re-run them. None: recorded by `capture --golden`.
     recorded_by: Literal["pytest"] | None = None
+    profile: ProfileRecord | None = None  # recorded under a numerics profile (envlock.profiles)
 
     @field_validator("probes")
     @classmethod
@@ -183,7 +196,7 @@ class Golden(_Model):
         return data
 
 
-_OMITTED_WHEN_NONE = ("recorded_by",)
+_OMITTED_WHEN_NONE = ("recorded_by", "profile")
 
 
 # Left out of the digest: the digest itself, and the signature (made over the digest content).
@@ -220,6 +233,24 @@ def _check_digest_as_written(path: Path | str) -> Callable[[dict[str, Any]], Non
                                        "after it was recorded (re-record it with `envlock capture --golden`)")
 
     return check
+
+
+def golden_profile(golden: Golden, path: Path | str) -> Profile | None:
+    """The numerics profile ``golden`` was recorded under, as this envlock's table defines it; None when
+    it was recorded without one. An unknown name or version, or recorded settings that differ from the
+    table's, is a BadFileError (exit 2): a golden's word is never taken for what a profile sets."""
+    if golden.profile is None:
+        return None
+    try:
+        profile = lookup(golden.profile.name, golden.profile.version)
+    except BadInputError as exc:
+        raise BadFileError(path, str(exc)) from None
+    if golden.profile.environment != profile.environment:
+        differing = sorted(set(golden.profile.environment.items()) ^ set(profile.environment.items()))
+        names = sorted({name for name, _ in differing})
+        raise BadFileError(path, f"its {profile.label} settings differ from this envlock's table ({', '.join(names)}):"
+                                 " re-record it with `envlock capture --golden --portable`")
+    return profile
 
 
 def load_golden(path: Path | str) -> Golden:

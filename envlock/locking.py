@@ -26,9 +26,11 @@ from envlock.diff import diff_manifests
 from envlock.environ import golden_environment_changes
 from envlock.errors import BadInputError, DriftFound
 from envlock.fingerprint.tf import collect_tensorflow_info
-from envlock.golden import load_golden
+from envlock.golden import golden_profile, load_golden
 from envlock.limits import MAX_SEED, MAX_THREADS
 from envlock.models import with_digest
+from envlock.profiles import Profile
+from envlock.record import portable_profile
 from envlock.redact import redact_value
 from envlock.tfcontrols import apply_tf_controls, default_thread_count
 
@@ -48,6 +50,7 @@ class LockdownReport:
     inter_op_threads: int | None
     environment_changes: dict[str, str | None] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    profile: str | None = None  # the numerics profile in force ("portable v1")
 
 
 def _environment_problems(golden_env: dict[str, str] | None) -> list[str]:
@@ -82,6 +85,21 @@ def _apply_golden_environment(golden_env: dict[str, str], report: LockdownReport
         else:
             os.environ[name] = value
     report.environment_changes = changes
+
+
+def _apply_profile(profile: Profile, report: LockdownReport) -> None:
+    """Set the profile's variables before TensorFlow reads them; once it is imported, say it is too late."""
+    pending = {name: value for name, value in profile.environment.items() if os.environ.get(name) != value}
+    report.profile = profile.label
+    if "tensorflow" in sys.modules and pending:
+        report.problems.append(
+            f"the {profile.label} profile needs {', '.join(sorted(pending))} set before TensorFlow is imported, and "
+            "TensorFlow already is: call envlock.lockdown(portable=True) before importing TensorFlow (or export "
+            "them; `envlock build` bakes them into the image)")
+        return
+    for name, value in pending.items():
+        os.environ[name] = value
+        report.environment_changes[name] = value
 
 
 # What lockdown itself sets inside TF: a second lockdown() call, or a script that enabled op
@@ -135,11 +153,14 @@ def _check_controls(seed: object, *threads: object) -> None:
 
 def lockdown(seed: int | None = None, *, golden: str | Path | None = None, strict: bool = False,
              intra_op_threads: int | None = None, inter_op_threads: int | None = None,
-             op_determinism: bool = True) -> LockdownReport:
+             op_determinism: bool = True, portable: bool = False) -> LockdownReport:
     """Seed Python/numpy/TF, enable op determinism, fix thread counts; report what could not be locked.
 
-    Call it at the top of a training script, before building models or running TF ops.
-    Raises ``DriftFound`` (``strict=True``) instead of warning; ``BadFileError`` for a bad golden.
+    Call it at the top of a training script, before building models or running TF ops (and before
+    importing TensorFlow when ``portable`` or a golden's environment must take effect).
+    ``portable=True`` applies the portable numerics profile (envlock.profiles, docs/portable.md), as does a
+    ``golden`` recorded under it. Raises ``DriftFound`` (``strict=True``) instead of warning;
+    ``BadFileError`` for a bad golden.
     """
     loaded = None
     if golden is not None:
@@ -154,6 +175,14 @@ def lockdown(seed: int | None = None, *, golden: str | Path | None = None, stric
     report.problems.extend(_environment_problems(loaded.lockdown.environment if loaded else None))
     if loaded is not None:
         _apply_golden_environment(loaded.lockdown.environment, report)
+    profile = golden_profile(loaded, golden) if loaded is not None and golden is not None else None
+    if portable and profile is None:
+        if loaded is not None:
+            raise BadInputError(f"lockdown: {golden} was recorded without the portable profile: its bits cannot "
+                                "match under it by design (re-record it with `envlock capture --golden --portable`)")
+        profile = portable_profile()
+    if profile is not None:
+        _apply_profile(profile, report)
     import tensorflow as tf  # lazy: the golden's environment must be in place before TensorFlow is imported
 
     # Compare with the golden before applying the controls: a golden's manifest is TF as a job

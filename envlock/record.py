@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+from importlib import metadata
 
 from envlock.capture import capture_manifest
 from envlock.environ import capture_environment
-from envlock.golden import Golden, manifest_with_tf, probe_record, seal
+from envlock.golden import Golden, ProfileRecord, manifest_with_tf, probe_record, seal
 from envlock.limits import MAX_THREADS
 from envlock.models import LockdownSettings
 from envlock.probes.supervisor import check_probe_names, probe_infos, run_child
+from envlock.profiles import Profile, apply_to, latest
 from envlock.tfcontrols import default_thread_count
 from envlock.version import __version__
 
@@ -24,8 +26,26 @@ def lockdown_settings_for_this_process(environ: dict[str, str], seed: int = 42) 
                             environment=capture_environment(environ))
 
 
+TENSORFLOW_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-intel", "tensorflow-macos")
+
+
+def installed_tensorflow() -> str | None:
+    """The installed TensorFlow's version, read from its distribution metadata (TF is not imported)."""
+    for name in TENSORFLOW_DISTRIBUTIONS:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def portable_profile() -> Profile:
+    """The newest portable profile measured on the installed TensorFlow (BadInputError when none was)."""
+    return latest("portable", installed_tensorflow())
+
+
 def capture_golden(*, probe_names: list[str] | None = None, repeat: int = 2, probe_modules: list[str] | None = None,
-                   probe_timeout: float | None = None) -> Golden:
+                   probe_timeout: float | None = None, portable: bool = False) -> Golden:
     """Run the probe suite on this machine in a child process and build a sealed golden.
 
     ``probe_modules`` (``--probe-module``) and installed ``envlock.probes`` entry points add user
@@ -35,6 +55,9 @@ def capture_golden(*, probe_names: list[str] | None = None, repeat: int = 2, pro
     # Snapshot the environment before capturing: collectors may add variables to os.environ
     # (threadpoolctl sets KMP_DUPLICATE_LIB_OK), and the probes must see the user's environment.
     environ = dict(os.environ)
+    profile = portable_profile() if portable else None
+    if profile is not None:  # recorded under the profile: its settings are part of the golden's environment
+        environ = apply_to(environ, profile)
     settings = lockdown_settings_for_this_process(environ)
     manifest = capture_manifest(include_tf=False, environ=environ)
     # oneDNN's verbose lines name the kernels each probe ran: explain compares them with this machine's.
@@ -48,5 +71,7 @@ def capture_golden(*, probe_names: list[str] | None = None, repeat: int = 2, pro
         lockdown=settings,
         repeat=repeat,
         probes=[probe_record(p, result["runs"][p.name]) for p in probes],
+        profile=ProfileRecord(name=profile.name, version=profile.version, environment=profile.environment)
+        if profile is not None else None,
     )
     return seal(golden)

@@ -48,6 +48,10 @@ class ProbeVerdict(BaseModel):
     # Set by explain (envlock.explain): what an experiment proved about this drift, which supersedes
     # the ranked causes (they are guesses from manifest differences).
     proved: str | None = None
+    # Whether the golden's numerics profile makes this probe give the same bits on both recorded vendors
+    # (measured, envlock/data/profiles.json); False when the golden was recorded without a profile; None:
+    # not measured (a user probe the profile's measurements did not include).
+    portable: bool | None = False
 
 
 class CauseSummary(BaseModel):
@@ -79,6 +83,7 @@ class VerifyReport(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict)
     # Each distinct first cause once, with the probes it explains, most probes first.
     causes: list[CauseSummary] = Field(default_factory=list)
+    profile: str | None = None  # the numerics profile the golden was recorded and verified under ("portable v1")
     next_command: str | None = None  # what to run next (e.g. `envlock explain GOLDEN`) when something drifted
 
 

@@ -18,11 +18,12 @@ from envlock.capture import capture_manifest
 from envlock.diff import diff_manifests
 from envlock.environ import golden_environment_changes
 from envlock.errors import BadInputError
-from envlock.golden import Golden, ProbeRecord, load_golden, manifest_with_tf
+from envlock.golden import Golden, ProbeRecord, golden_profile, load_golden, manifest_with_tf
 from envlock.models import Manifest
 from envlock.probes.compare import Tolerance
 from envlock.probes.registry import all_probes
 from envlock.probes.supervisor import run_child
+from envlock.profiles import apply_to
 from envlock.protocol import ChildResult
 from envlock.signing import TrustedKey, check_signature, signature_note
 from envlock.verdict import (
@@ -77,7 +78,7 @@ def verify_golden(golden_path: Path | str, *, probe_names: list[str] | None = No
                   tolerance: Tolerance | None = None, repeat: int | None = None,
                   golden_env: bool = False, trusted_keys: Sequence[TrustedKey] = (),
                   probe_modules: Sequence[str] = (), probe_timeout: float | None = None,
-                  allow_changed_probes: bool = False) -> VerifyReport:
+                  allow_changed_probes: bool = False, portable: bool = False) -> VerifyReport:
     """Run the golden's probes here and judge them. ``probe_modules`` load user probes in the child;
     a probe whose source digest differs from the golden's is not compared unless ``allow_changed_probes``.
     Raises BadFileError/IntegrityError (exit 2),
@@ -85,15 +86,21 @@ def verify_golden(golden_path: Path | str, *, probe_names: list[str] | None = No
     by one of them), TensorflowMissing/EnvironmentProblem (exit 3)."""
     return verify_run(golden_path, probe_names=probe_names, tolerance=tolerance, repeat=repeat,
                       golden_env=golden_env, trusted_keys=trusted_keys, probe_modules=probe_modules,
-                      probe_timeout=probe_timeout, allow_changed_probes=allow_changed_probes).report
+                      probe_timeout=probe_timeout, allow_changed_probes=allow_changed_probes,
+                      portable=portable).report
 
 
 def verify_run(golden_path: Path | str, *, probe_names: list[str] | None = None,
                tolerance: Tolerance | None = None, repeat: int | None = None, golden_env: bool = False,
                trusted_keys: Sequence[TrustedKey] = (), onednn_verbose: bool = False,
                probe_modules: Sequence[str] = (), probe_timeout: float | None = None,
-               allow_changed_probes: bool = False) -> VerifyRun:
-    """``verify_golden`` keeping what explain needs (``onednn_verbose``: record the primitives run)."""
+               allow_changed_probes: bool = False, portable: bool = False) -> VerifyRun:
+    """``verify_golden`` keeping what explain needs (``onednn_verbose``: record the primitives run).
+
+    A golden recorded under a numerics profile (``capture --golden --portable``) is verified under it,
+    with no flag: the profile's settings are applied to the probes' environment, as this envlock's table
+    defines them. ``portable``: the user asks for that; a golden recorded without the profile cannot
+    match by design, so that is BadInputError (exit 2)."""
     started = time.perf_counter()
     tolerance = tolerance or Tolerance()
     path = Path(golden_path)
@@ -103,9 +110,15 @@ def verify_run(golden_path: Path | str, *, probe_names: list[str] | None = None,
         signature = f"golden is signed by trusted key {signer}"
     else:
         signature = signature_note(golden)
+    profile = golden_profile(golden, path)
+    if portable and profile is None:
+        raise BadInputError(f"{path}: recorded without the portable profile, so its bits cannot match another "
+                            "machine's under it by design: re-record it with `envlock capture --golden --portable`")
     records = _select(golden, probe_names)
     repeat = repeat or golden.repeat
     environ = child_environment(golden, dict(os.environ), golden_env=golden_env)
+    if profile is not None:
+        environ = apply_to(environ, profile)
 
     known = all_probes()
     # User probes (a source outside envlock) exist only in the child, which skips names nobody registers.
@@ -127,6 +140,21 @@ def verify_run(golden_path: Path | str, *, probe_names: list[str] | None = None,
                    timings={"import_seconds": result.get("import_seconds", 0.0),
                             "suite_seconds": result.get("suite_seconds", 0.0),
                             "total_seconds": time.perf_counter() - started})
+    if profile is not None:
+        report.profile = profile.label
+        missing = [f for f in profile.requires_isa if getattr(manifest.cpu.isa, f, None) is False]
+        if missing:
+            report.notes.append(f"this CPU lacks {', '.join(missing)}, which the {profile.label} profile assumes "
+                                "both machines have: probes whose kernels oneDNN picks by instruction set may differ "
+                                "by design")
+        for verdict in report.probes:
+            verdict.portable = profile.covers(verdict.name)
+        uncovered = [v.name for v in report.probes if v.status == "drift" and v.portable is False]
+        report.notes.append(f"verified under the {profile.label} profile (recorded in the golden): "
+                            f"{sum(v.portable is True for v in report.probes)} of its probes are measured to give "
+                            "the same bits on both recorded CPU vendors under it"
+                            + (f"; {len(uncovered)} drifting probe(s) it does not cover: {', '.join(uncovered)}"
+                               if uncovered else ""))
     if golden.recorded_by == "pytest":
         report.notes.append(PYTEST_GOLDEN_NOTE)
     unloaded_user = [v.name for v in verdicts if v.status == "skipped" and (v.reason or "").startswith("user probe")]

@@ -11,7 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, TypeVar
 
+from envlock.diff import diff_manifests
+from envlock.golden import Golden, load_golden
 from envlock.models import Manifest, load_manifest
+from envlock.probes.compare import Tolerance
+from envlock.probes.registry import all_probes
+from envlock.protocol import ChildResult, ProbeMetadata, ProbeRun
+from envlock.verdict import VerifyReport, attribute, build_report, verdict_for
 from tests.helpers import DATA_DIR
 
 MANIFEST_DIR = DATA_DIR / "manifests"
@@ -42,3 +48,37 @@ def dotted_get(data: dict[str, Any], path: str) -> Any:
     for part in path.split("."):
         node = node[part]
     return node
+
+
+# ---------------------------------------------------------------- verify, replayed from recorded goldens
+
+
+def recorded_runs(golden: Golden) -> ChildResult:
+    """The child's result on the machine that recorded ``golden``: its records, as runs."""
+    registry = all_probes()
+    runs: dict[str, list[ProbeRun]] = {}
+    metadata: dict[str, ProbeMetadata] = {}
+    for record in golden.probes:
+        if record.status == "ok":
+            run: ProbeRun = {"status": "ok", "seconds": 0.0,
+                             "outputs": [o.model_dump(mode="json") for o in record.outputs]}  # type: ignore[misc]
+        else:
+            run = {"status": "skipped", "seconds": 0.0, "reason": record.reason or "skipped"}
+        runs[record.name] = [run] * golden.repeat
+        if record.name in registry:
+            probe = registry[record.name]
+            metadata[record.name] = {"name": probe.name, "tags": list(probe.tags), "group": probe.group,
+                                     "dtype": probe.dtype, "description": probe.description,
+                                     "needs_gpu": probe.needs_gpu, "source": None}
+    return {"runs": runs, "probes": metadata}
+
+
+def replay(golden_path: Path, machine_golden_path: Path) -> VerifyReport:
+    golden, machine = load_golden(golden_path), load_golden(machine_golden_path)
+    result = recorded_runs(machine)
+    differences = diff_manifests(golden.manifest, machine.manifest)
+    verdicts = [verdict_for(r, result, Tolerance(), pytest_golden=False, allow_changed_probes=False)
+                for r in golden.probes]
+    stable_drifted = attribute(verdicts, differences)
+    return build_report(golden_path, golden, machine.manifest.digest, verdicts, differences, tolerance=Tolerance(),
+                        repeat=golden.repeat, golden_env=False, stable_drifted=stable_drifted, timings={})

@@ -47,6 +47,11 @@ def capture(
                                                            help="With --golden: " + PROBE_MODULE_HELP)] = None,
     probe_timeout: Annotated[float, typer.Option("--probe-timeout", min=1, max=86400, metavar="SECONDS",
                                                  help="With --golden: " + PROBE_TIMEOUT_HELP)] = 120.0,
+    portable: Annotated[bool, typer.Option("--portable", help="With --golden: record under the portable numerics "
+                                           "profile (every op through XLA with IEEE-exact math, oneDNN capped at a "
+                                           "level both CPU vendors have; docs/portable.md), so that another vendor's "
+                                           "CPU can give the same bits. verify, explain and watch then apply it "
+                                           "from the golden.")] = False,
 ) -> None:
     """Fingerprint this machine and its software stack as a versioned manifest.
 
@@ -58,8 +63,10 @@ def capture(
     """
     if golden:
         _capture_golden(output, probes, repeat, as_json=as_json, no_tf=no_tf, sign=sign,
-                        probe_modules=probe_module or [], probe_timeout=probe_timeout)
+                        probe_modules=probe_module or [], probe_timeout=probe_timeout, portable=portable)
         return
+    if portable:
+        raise BadInputError("--portable only makes sense with --golden")
     if probe_module:
         raise BadInputError("--probe-module only makes sense with --golden")
     if sign is not None:
@@ -88,7 +95,7 @@ def capture(
 
 def _capture_golden(output: Path | None, probes: str | None, repeat: int, *, as_json: bool, no_tf: bool,
                     sign: Path | None = None, probe_modules: list[str] | None = None,
-                    probe_timeout: float | None = None) -> None:
+                    probe_timeout: float | None = None, portable: bool = False) -> None:
     if output is None:
         raise BadInputError("--golden needs -o FILE (where to write the golden)")
     if no_tf:
@@ -98,19 +105,22 @@ def _capture_golden(output: Path | None, probes: str | None, repeat: int, *, as_
     from envlock.golden import save_golden
     from envlock.probes.registry import parse_probe_list
     from envlock.probes.supervisor import check_probe_names
-    from envlock.record import capture_golden
+    from envlock.record import capture_golden, portable_profile
     from envlock.store import dumps_canonical
 
     names = parse_probe_list(probes)
     # Unknown built-in names fail here, before the probe child imports TensorFlow; with --probe-module
     # the child checks them (exit 2 too).
     check_probe_names(names, probe_modules or [])
+    if portable:
+        portable_profile()  # a TensorFlow the profile was not measured on fails here, before the probes run
     if sign is not None:
         # lazy: a command imports its core only when it runs (CLI start-up time)
         from envlock.signing import load_signing_key, sign_golden
 
         key = load_signing_key(sign)  # an unusable key fails before the probes run
-    result = capture_golden(probe_names=names, repeat=repeat, probe_modules=probe_modules, probe_timeout=probe_timeout)
+    result = capture_golden(probe_names=names, repeat=repeat, probe_modules=probe_modules, probe_timeout=probe_timeout,
+                            portable=portable)
     if sign is not None:
         result = sign_golden(result, key)
     _save(output, result, save_golden)  # type: ignore[arg-type]

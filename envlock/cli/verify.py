@@ -66,6 +66,9 @@ def verify(
                                                            help=PROBE_MODULE_HELP)] = None,
     probe_timeout: Annotated[float, typer.Option("--probe-timeout", min=1, max=86400, metavar="SECONDS",
                                                  help=PROBE_TIMEOUT_HELP)] = 120.0,
+    portable: Annotated[bool, typer.Option(
+        "--portable", help="Require the golden to be recorded under the portable numerics profile (`capture --golden "
+        "--portable`); one that is applies it with no flag.")] = False,
     allow_changed_probes: Annotated[bool, typer.Option(
         "--allow-changed-probes", help="Compare probes whose source code changed since the golden was recorded "
         "(by default they are skipped with the two digests).")] = False,
@@ -104,7 +107,7 @@ def verify(
     path = resolve_golden_path(golden, golden_file)
     result = verify_golden(path, probe_names=names, tolerance=policy, repeat=repeat, golden_env=golden_env,
                            trusted_keys=keys, probe_modules=probe_module or [], probe_timeout=probe_timeout,
-                           allow_changed_probes=allow_changed_probes)
+                           allow_changed_probes=allow_changed_probes, portable=portable)
     text = dumps_canonical(result.model_dump(mode="json"))
     if report is not None:
         try:

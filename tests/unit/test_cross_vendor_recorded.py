@@ -1,6 +1,6 @@
 """Both machine kinds decide, never the one a test runs on: verify replayed from recorded goldens.
 
-``replay(golden, machine)`` is what ``envlock verify GOLDEN`` computes on the machine that recorded
+``replay(golden, machine)`` (tests/recorded.py) is what ``envlock verify GOLDEN`` computes on the machine that recorded
 ``machine``: that machine's probe outputs (its own golden's records, as the child would report them),
 the two manifests' differences, and this envlock's probe registry. The AMD EPYC Zen 4 full-suite
 golden ships in goldens/; the Intel Xeon's was recorded there on 2026-12-03 with the same versions
@@ -16,59 +16,26 @@ from pathlib import Path
 
 import pytest
 
-from envlock.diff import diff_manifests
 from envlock.display import render_report
 from envlock.golden import Golden, load_golden
 from envlock.probes.attribution import UNEXPLAINED
 from envlock.probes.compare import Tolerance
 from envlock.probes.registry import all_probes
-from envlock.protocol import ChildResult, ProbeMetadata, ProbeRun
 from envlock.verdict import (
     STABLE_UNEXPLAINED_NOTE,
     ProbeVerdict,
-    VerifyReport,
     attribute,
     build_report,
     verdict_for,
 )
 from tests.helpers import DATA_DIR, REPO_ROOT
+from tests.recorded import recorded_runs, replay
 
 INTEL_DIR = DATA_DIR / "machines" / "intel-xeon-amx-2vcpu-2026-12-03"
 AMD_GOLDEN = REPO_ROOT / "goldens" / "amd-epyc-zen4-2vcpu.json"
 INTEL_GOLDEN = INTEL_DIR / "golden-full-suite.json"
 INTEL_CONFIGS = sorted((INTEL_DIR / "configs").glob("golden-*.json"))
 VERSIONED = ("tensorflow-cpu", "keras", "numpy")
-
-
-def _runs(golden: Golden) -> ChildResult:
-    """The child's result on the machine that recorded ``golden``: its records, as runs."""
-    registry = all_probes()
-    runs: dict[str, list[ProbeRun]] = {}
-    metadata: dict[str, ProbeMetadata] = {}
-    for record in golden.probes:
-        if record.status == "ok":
-            run: ProbeRun = {"status": "ok", "seconds": 0.0,
-                             "outputs": [o.model_dump(mode="json") for o in record.outputs]}  # type: ignore[misc]
-        else:
-            run = {"status": "skipped", "seconds": 0.0, "reason": record.reason or "skipped"}
-        runs[record.name] = [run] * golden.repeat
-        if record.name in registry:
-            probe = registry[record.name]
-            metadata[record.name] = {"name": probe.name, "tags": list(probe.tags), "group": probe.group,
-                                     "dtype": probe.dtype, "description": probe.description,
-                                     "needs_gpu": probe.needs_gpu, "source": None}
-    return {"runs": runs, "probes": metadata}
-
-
-def replay(golden_path: Path, machine_golden_path: Path) -> VerifyReport:
-    golden, machine = load_golden(golden_path), load_golden(machine_golden_path)
-    result = _runs(machine)
-    differences = diff_manifests(golden.manifest, machine.manifest)
-    verdicts = [verdict_for(r, result, Tolerance(), pytest_golden=False, allow_changed_probes=False)
-                for r in golden.probes]
-    stable_drifted = attribute(verdicts, differences)
-    return build_report(golden_path, golden, machine.manifest.digest, verdicts, differences, tolerance=Tolerance(),
-                        repeat=golden.repeat, golden_env=False, stable_drifted=stable_drifted, timings={})
 
 
 def _versions(golden: Golden) -> dict[str, str | None]:
@@ -229,7 +196,7 @@ def test_a_drift_nothing_recorded_explains_is_unknown_not_hardware(amd: Golden) 
     record = next(r for r in machine.probes if r.name == "rng.global_seed")
     output = record.outputs[0]
     record.outputs[0] = output.model_copy(update={"sha256": "sha256:" + "0" * 64})
-    result = _runs(machine)
+    result = recorded_runs(machine)
     verdicts = [verdict_for(r, result, Tolerance(), pytest_golden=False, allow_changed_probes=False)
                 for r in golden.probes]
     stable_drifted = attribute(verdicts, [])
