@@ -35,7 +35,7 @@ import pytest
 
 from envlock.errors import BadInputError, EnvlockError
 from envlock.protocol import OutputSummary
-from envlock.tags import PROBE_TAGS
+from envlock.tags import DEFAULT_TAGS, PROBE_TAGS
 from envlock.version import __version__
 
 if TYPE_CHECKING:
@@ -210,7 +210,7 @@ def _probe_record(probe_name: str, arrays: Mapping[str, Any] | Any, tags: list[s
     from envlock.golden import OutputRecord, ProbeRecord
     from envlock.probes.compare import summarize_array
 
-    chosen = sorted(set(PROBE_TAGS if tags is None else tags))
+    chosen = sorted(set(DEFAULT_TAGS if tags is None else tags))
     unknown = sorted(set(chosen) - set(PROBE_TAGS))
     if unknown:
         raise ValueError(f"envlock_regression.check: unknown tags {unknown} (known: {', '.join(PROBE_TAGS)})")
@@ -292,13 +292,13 @@ def _compare(path: Path, golden: Golden, stored: ProbeRecord, current: ProbeReco
     else:
         lines.append(f"  none: this machine's manifest matches the recording one in everything these tags depend on "
                      f"({len(differences)} other differences); suspect the code under test, its data or seeds, "
-                     "or an unrecorded hardware or firmware difference")
+                     "or something envlock does not record (an environment variable, a library, the hardware)")
     lines += ["", "if the new values are right, re-record them with --envlock-record"]
     return "\n".join(lines)
 
 
 def _all_tags() -> tuple[str, ...]:
-    return PROBE_TAGS
+    return DEFAULT_TAGS
 
 
 def _output_table(stored: ProbeRecord, current: ProbeRecord, tolerance: Tolerance) -> list[str]:

@@ -115,7 +115,8 @@ CPU_ARITHMETIC = Mechanism(
     "cpu-arithmetic", frozenset({"approx"}), 6, "arithmetic",
     "{path} {old} -> {new}: Eigen computes reciprocal and rsqrt (softmax, layer/batch norm and their "
     "gradients) with this CPU's approximate instructions plus a Newton step, which are not specified bit "
-    "for bit across vendors or models; no setting changes them")
+    "for bit across vendors or models; no setting of the default path changes them, the portable profile "
+    "(capture --golden --portable) computes them IEEE-exactly under XLA instead")
 CPU_CACHE_BLOCKING = Mechanism(
     "cpu-cache-blocking", frozenset({"eigen"}), 5, "arithmetic",
     "{path} {old} -> {new}: Eigen's contraction blocking (and whether it shards K) follows the cache sizes "

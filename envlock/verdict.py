@@ -188,8 +188,9 @@ def verdict_for(record: ProbeRecord, result: ChildResult, tolerance: Tolerance, 
         return _skipped(record, f"{changed}; re-record the golden or pass --allow-changed-probes")
     verdict = judge_probe(record, runs, tolerance)
     metadata = (result.get("probes") or {}).get(record.name)
-    if metadata:  # the group and tags this envlock measured (both vendors), not those of the golden's day
-        verdict.group, verdict.tags = metadata["group"], sorted(metadata["tags"])
+    group, tags = (metadata.get("group"), metadata.get("tags")) if metadata else (None, None)
+    if group is not None and tags is not None:  # this envlock's measured group and tags, not the golden's day's
+        verdict.group, verdict.tags = group, sorted(tags)
     if changed:
         verdict.reason = f"{verdict.reason}; {changed} (compared anyway)" if verdict.reason \
             else f"{changed} (compared anyway)"

@@ -43,9 +43,10 @@ GROUP_BOOST: dict[str, dict[str, float]] = {
 }
 HARDWARE_NOTE = ("hardware-arithmetic probes moved while the stable probes held: for every probe that goes through "
                  "reciprocal, rsqrt or a normalisation, the likeliest cause is the CPU model's own arithmetic (its "
-                 "approximate reciprocal/rsqrt instructions, which Eigen uses), not a setting, and no environment "
-                 "variable changes that on TensorFlow's eager path; an ISA ceiling can still restore probes whose "
-                 "kernel oneDNN picks by instruction set (bf16 on AMX)")
+                 "approximate reciprocal/rsqrt instructions, which Eigen uses), not a setting of the default path; "
+                 "an ISA ceiling can still restore probes whose kernel oneDNN picks by instruction set (bf16 on "
+                 "AMX), and a golden recorded under the portable profile (capture --golden --portable, "
+                 "docs/portable.md) gives the same bits on both vendors")
 
 
 def group_rule(*, stable_drifted: bool, hardware_drifted: bool) -> str:

@@ -82,7 +82,8 @@ print(json.dumps({"profile": report.profile, "TF_XLA_FLAGS": os.environ.get("TF_
 
 
 def test_lockdown_portable_before_and_after_tensorflow(tensorflow_required: None) -> None:
-    env = env_with(TF_XLA_FLAGS=None, XLA_FLAGS=None, ONEDNN_MAX_CPU_ISA=None)
+    env = env_with(TF_XLA_FLAGS=None, XLA_FLAGS=None, ONEDNN_MAX_CPU_ISA=None, PYTHONHASHSEED="0",
+                   TF_ENABLE_ONEDNN_OPTS="1")
     before = subprocess.run([sys.executable, "-c", LOCKDOWN_BEFORE_TF], capture_output=True, text=True, env=env,
                             timeout=300, check=False)
     assert before.returncode == 0, before.stderr[-2000:]
