@@ -81,6 +81,7 @@ def test_verify_report_to_dev_stdout_appended_to_a_log_keeps_the_log(tmp_path: P
     "explain G.json --emit-env G.json",
     "explain G.json --report R.json --emit-env R.json",
     "explain G.json --report G.json",
+    "capture --golden -o G.json --sign link.json",  # the signing key would be replaced by the golden
 ])
 def test_an_output_that_is_an_input_or_another_output_is_refused(tmp_path: Path, golden: Path, command: str) -> None:
     (tmp_path / "link.json").symlink_to("G.json")
