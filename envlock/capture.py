@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from envlock.environ import capture_environment
 from envlock.fingerprint import tf as tf_fingerprint
+from envlock.redact import redact_value
 from envlock.runner import Runner
 from envlock.version import __version__
 
@@ -53,7 +54,25 @@ def capture_manifest(
         tensorflow = TensorflowInfo(status="absent", detail="TensorFlow is not installed in this Python")
     else:
         tensorflow = child.result()
-    return with_digest(manifest.model_copy(update={"tensorflow": tensorflow}))
+    return with_digest(redact_locations(manifest.model_copy(update={"tensorflow": tensorflow}), environ.get("HOME")))
+
+
+def redact_locations(manifest: Manifest, home: str | None) -> Manifest:
+    """``manifest`` with home directories and credentials redacted from the fields that say where
+    things are: the interpreter, the loaded libraries and the free-text details. A venv under
+    /home/NAME would otherwise carry NAME into every manifest and golden. These fields are all
+    volatile (``VOLATILE_FIELDS``), so the digest is the same with or without this."""
+
+    def clean(value: str | None) -> str | None:
+        return None if value is None else redact_value(value, home)
+
+    tensorflow = manifest.tensorflow
+    libraries = [lib.model_copy(update={"path": clean(lib.path)}) for lib in tensorflow.loaded_libraries]
+    return manifest.model_copy(update={
+        "python": manifest.python.model_copy(update={"executable": clean(manifest.python.executable)}),
+        "tensorflow": tensorflow.model_copy(update={"loaded_libraries": libraries, "detail": clean(tensorflow.detail)}),
+        "gpu": manifest.gpu.model_copy(update={"detail": clean(manifest.gpu.detail)}),
+    })
 
 
 def _collect_beside_child(runner: Runner | None, environ: dict[str, str]) -> Manifest:

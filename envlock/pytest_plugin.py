@@ -13,9 +13,10 @@ attribution rules for the check's tags (all tags by default).
 The recorded file is a golden, one per test module, beside it: ``test_model.py`` ->
 ``test_model.golden.json``, with one probe per check named ``<test>::<name>`` (the test's id
 inside its module, e.g. ``TestFit::test_step[adam]::weights``), ``recorded_by: "pytest"``, and the
-recording machine's manifest captured without TensorFlow. ``envlock diff`` reads it like any golden;
-``envlock verify`` compares its manifest with this machine but reports its probes as recorded by
-the pytest plugin: it cannot re-run a test.
+recording machine's manifest captured without TensorFlow. Checks recorded at once by several processes
+(pytest-xdist, parallel jobs) are merged into it under a lock (``.test_model.golden.json.lock``, beside
+it). ``envlock diff`` reads it like any golden; ``envlock verify`` compares its manifest with this
+machine but reports its probes as recorded by the pytest plugin: it cannot re-run a test.
 
 The plugin never imports TensorFlow. It is loaded in every pytest session where envlock is
 installed, so importing this module must stay cheap: envlock's models, numpy and the comparison
@@ -147,7 +148,7 @@ class EnvlockRegression:
             golden = self._load()
             stored = golden.probe(probe_name) if golden is not None else None
             if self._state.record or golden is None or stored is None:
-                self._record(golden, record)
+                self._record(record)
                 return
             failure = _compare(self.golden_path, golden, stored, record,
                                _parse_tolerance(tolerance or self._state.tolerance_text), self._this_machine)
@@ -165,17 +166,23 @@ class EnvlockRegression:
             goldens[self.golden_path] = load_golden(self.golden_path) if self.golden_path.exists() else None
         return goldens[self.golden_path]
 
-    def _record(self, golden: Golden | None, record: ProbeRecord) -> None:
+    def _record(self, record: ProbeRecord) -> None:
+        """Add ``record`` to the golden as it is on disk now: read, merged and written under the golden's
+        lock, so checks recorded at once by other processes (pytest-xdist, parallel jobs) are all kept."""
         # lazy: the plugin loads in every pytest session: no pydantic or numpy until a check runs
-        from envlock.golden import save_golden
+        from envlock.golden import load_golden, save_golden
+        from envlock.store import exclusive_lock
 
         manifest = self._this_machine()
-        if golden is not None and not self._state.record and golden.manifest.digest != manifest.digest:
-            pytest.fail(f"envlock: {record.name} is not in {self.golden_path}, which was recorded on another machine "
-                        "or environment (its manifest differs from this one): adding this machine's values would "
-                        "mix two machines in one golden; re-record the module with --envlock-record", pytrace=False)
-        updated = _with_record(golden, record, manifest)
-        save_golden(self.golden_path, updated)
+        with exclusive_lock(self.golden_path):
+            golden = load_golden(self.golden_path) if self.golden_path.exists() else None
+            if golden is not None and not self._state.record and golden.manifest.digest != manifest.digest:
+                pytest.fail(f"envlock: {record.name} is not in {self.golden_path}, which was recorded on another "
+                            "machine or environment (its manifest differs from this one): adding this machine's "
+                            "values would mix two machines in one golden; re-record the module with "
+                            "--envlock-record", pytrace=False)
+            updated = _with_record(golden, record, manifest)
+            save_golden(self.golden_path, updated)
         self._state.goldens[self.golden_path] = updated
         self._state.recorded.append(f"recorded {record.name} in {self.golden_path}")
 

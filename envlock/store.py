@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import json
 import os
+import re
 import select
 import stat
+import sys
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from envlock.errors import BadFileError
+from envlock.errors import BAD_INPUT, ENVIRONMENT, BadFileError, EnvironmentProblem, EnvlockError
 from envlock.limits import MAX_INPUT_BYTES, MAX_JSON_CONTAINERS, MAX_JSON_DEPTH, MAX_WRITE_STALL_SECONDS
 
 M = TypeVar("M", bound=BaseModel)
@@ -76,23 +81,110 @@ def _temp_prefix(name: str) -> str:
     return f".{os.fsdecode(short)}."
 
 
-def output_target(path: Path | str) -> tuple[Path, bool]:
-    """Where a write to ``path`` goes, and whether it is written through (FIFO, character device).
+# The descriptor directories of this very process: /proc/self/fd and /proc/thread-self/fd as the
+# kernel resolves them (/dev/stdout -> /proc/self/fd/1, /dev/fd -> /proc/self/fd).
+_OWN_FD_DIR = re.compile(r"/proc/(?P<pid>[0-9]+)(?:/task/[0-9]+)?/fd")
+_MAX_LINKS = 40  # as the kernel's ELOOP limit
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+WriteMethod = Literal["replace", "through_path", "through_descriptor"]
+
+
+@dataclass(frozen=True)
+class OutputTarget:
+    """Where a write to a path goes (``output_target``).
+
+    ``replace``: a regular file (or a path that does not exist yet) replaced atomically at ``path``,
+    the resolved target; ``through_path``: a FIFO or character device opened at ``path`` and
+    written into; ``through_descriptor``: a regular file this process already holds open as
+    ``descriptor`` (``/dev/stdout`` under ``>> log``), written at that descriptor's offset, so
+    ``>>`` appends and ``>`` writes where the shell left it. ``identity`` says which file it is:
+    (device, inode), or the resolved path when nothing is there yet.
+    """
+
+    path: Path
+    method: WriteMethod
+    identity: tuple[int, int] | str
+    descriptor: int | None = None
+
+    @property
+    def write_through(self) -> bool:
+        return self.method != "replace"
+
+
+class OutputWriteError(EnvlockError, OSError):
+    """Writing an output failed in the file system: one line naming the file. Exit 3 when the disk,
+    the quota or the file-size limit is full (the machine's problem), else 2. Also an ``OSError``,
+    so code that handles failed file-system calls (the daemon's label writer) still handles it."""
+
+    def __init__(self, path: Path | str, exc: OSError) -> None:
+        full = exc.errno in _DISK_FULL
+        problem = ("no space left on device (or over the quota or file-size limit); nothing was written"
+                   if full else os_problem(exc, "write"))
+        super().__init__(f"{path}: cannot write: {problem}")
+        self.errno = exc.errno
+        self.strerror = exc.strerror
+        self.exit_code = ENVIRONMENT if full else BAD_INPUT
+
+
+def _inherited_descriptor(path: Path) -> int | None:
+    """N when ``path`` names one of this process's own descriptors (``/dev/stdout``, ``/dev/fd/N``,
+    ``/proc/self/fd/N``), following symlinks one hop at a time; else None. Opening such a path
+    anew would open the file it points to at offset 0, and replacing it would replace that file."""
+    current = os.path.abspath(path)
+    for _ in range(_MAX_LINKS):
+        directory, name = os.path.split(current)
+        found = _OWN_FD_DIR.fullmatch(os.path.realpath(directory))
+        if found and int(found["pid"]) == os.getpid() and name.isdigit():
+            return int(name)
+        try:
+            link = os.readlink(current)
+        except (OSError, ValueError):  # not a symlink, or not there: a plain path
+            return None
+        current = os.path.join(directory, link)
+    return None
+
+
+def _descriptor_target(path: Path, descriptor: int) -> OutputTarget:
+    try:
+        found = os.fstat(descriptor)
+        flags = fcntl.fcntl(descriptor, fcntl.F_GETFL)
+    except OSError:
+        raise BadFileError(path, f"names file descriptor {descriptor}, which is not open") from None
+    identity = (found.st_dev, found.st_ino)
+    if stat.S_ISFIFO(found.st_mode) or stat.S_ISCHR(found.st_mode):
+        return OutputTarget(path, "through_path", identity)  # opened anew: non-blocking, without shared flags
+    if not stat.S_ISREG(found.st_mode):
+        raise BadFileError(path, f"is {_node_kind(found.st_mode)}: envlock writes regular files, FIFOs and "
+                                 "character devices only")
+    if flags & os.O_ACCMODE == os.O_RDONLY:
+        raise BadFileError(path, f"names file descriptor {descriptor}, which is open for reading only")
+    return OutputTarget(path, "through_descriptor", identity, descriptor)
+
+
+def output_target(path: Path | str) -> OutputTarget:
+    """Where a write to ``path`` goes (``OutputTarget``), or one line why it cannot.
 
     Checked before slow work and again when writing: a regular file, a symlink to one, or a path
     that does not exist yet is replaced atomically *at the resolved target*, so a symlink stays a
-    symlink; a FIFO or character device (``/dev/null``, ``/dev/stdout``, a terminal) is written
-    through and never replaced; anything else (a directory, a socket, a block device) is refused.
+    symlink; a FIFO or character device (``/dev/null``, a pipe, a terminal) is written through and
+    never replaced; a regular file this process holds open (``/dev/stdout`` redirected to a file)
+    is written through that descriptor; anything else (a directory, a socket, a block device) is
+    refused.
     """
     path = Path(path)
+    descriptor = _inherited_descriptor(path)
+    if descriptor is not None:
+        return _descriptor_target(path, descriptor)
     try:
         found = os.stat(path)
     except FileNotFoundError:  # nothing there yet (or a dangling symlink: create what it names, as open() does)
-        return Path(os.path.realpath(path)), False
+        created = os.path.realpath(path)
+        return OutputTarget(Path(created), "replace", created)
     except (OSError, ValueError) as exc:
         raise BadFileError(path, os_problem(exc, "write")) from None
     if stat.S_ISFIFO(found.st_mode) or stat.S_ISCHR(found.st_mode):
-        return path, True
+        return OutputTarget(path, "through_path", (found.st_dev, found.st_ino))
     if stat.S_ISDIR(found.st_mode):
         raise BadFileError(path, "is a directory; give a file name")
     if not stat.S_ISREG(found.st_mode):
@@ -104,16 +196,63 @@ def output_target(path: Path | str) -> tuple[Path, bool]:
     except (OSError, ValueError):
         same = None
     if same is None or (same.st_dev, same.st_ino) != (found.st_dev, found.st_ino):
-        # e.g. /proc/self/fd/N of a deleted file: there is no name to replace atomically
+        # e.g. /proc/<pid>/fd/N of a deleted file: there is no name to replace atomically
         raise BadFileError(path, "names a file that has no path envlock could replace; give the file's own path")
-    return resolved, False
+    return OutputTarget(resolved, "replace", (found.st_dev, found.st_ino))
 
 
-def check_output_path(path: Path | str) -> None:
+def check_output_path(path: Path | str) -> OutputTarget:
     """Refuse an unusable output path with one line before spending seconds producing the output."""
-    target, write_through = output_target(path)
-    if not write_through and not target.parent.is_dir():
-        raise BadFileError(path, f"the directory does not exist ({target.parent})")
+    target = output_target(path)
+    if not target.write_through and not target.path.parent.is_dir():
+        raise BadFileError(path, f"the directory does not exist ({target.path.parent})")
+    return target
+
+
+def _input_identity(path: Path | str) -> tuple[int, int] | str:
+    try:
+        found = os.stat(path)
+    except (OSError, ValueError):
+        return os.path.realpath(path)
+    return found.st_dev, found.st_ino
+
+
+def check_outputs(outputs: Iterable[Path | str | None], *, inputs: Iterable[Path | str | None] = (),
+                  need_directory: bool = True) -> None:
+    """Refuse, with one line (exit 2), before any work: an unusable output (``check_output_path``),
+    an output that is one of the command's inputs (``verify G --report G`` would replace the golden
+    with the report), or one file given as two outputs (``--report R --emit-env R``). "The same"
+    is the same inode (a symlink or hard link to it counts), or the same resolved path for a file
+    that does not exist yet. Two outputs written through (``/dev/null`` twice, ``/dev/stdout``
+    twice) are fine: each is written in turn, nothing is replaced. ``None`` entries are skipped.
+    ``need_directory=False`` accepts an output whose directory is made later (a build context)."""
+    input_ids = {_input_identity(path): Path(path) for path in inputs if path is not None}
+    claimed: list[tuple[Path, OutputTarget]] = []
+    for path in (Path(p) for p in outputs if p is not None):
+        target = check_output_path(path) if need_directory else output_target(path)
+        if target.identity in input_ids:
+            named = input_ids[target.identity]
+            alias = "" if named == path else f" ({named})"
+            raise BadFileError(path, f"is also an input of this command{alias}; writing it would replace that "
+                                     "input: give another output file")
+        for earlier, other in claimed:
+            if other.identity == target.identity and not (other.write_through and target.write_through):
+                alias = "" if earlier == path else f" (as {earlier})"
+                raise BadFileError(path, f"is given as two outputs of this command{alias}: give two different files")
+        claimed.append((path, target))
+
+
+def _write_descriptor(path: Path, descriptor: int, data: bytes) -> None:
+    """Write all of ``data`` at the descriptor's own offset (appended if it is open for append)."""
+    for stream in (sys.stdout, sys.stderr):  # what Python buffered for the same descriptor goes first
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            if stream.fileno() == descriptor:
+                stream.flush()
+    view = memoryview(data)
+    while view:
+        view = view[os.write(descriptor, view):]
+    with contextlib.suppress(OSError):
+        os.fsync(descriptor)
 
 
 def _write_through(path: Path, data: bytes) -> None:
@@ -146,21 +285,7 @@ def _write_through(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path | str, data: bytes, mode: int | None = None) -> None:
-    """Write ``data`` to ``path`` so readers see the old file or the new one, never half of one.
-
-    The file gets ``mode`` if given (e.g. 0o755 for a script), else the mode a plain ``open()``
-    would give (0666 less the umask), not the temp file's 0600: goldens are shared, and baked
-    into images whose jobs run as another user. A hard link at ``path`` never carries the new
-    content anywhere else; a symlink keeps pointing where it did, at the new file. A FIFO or
-    character device is written through, and nothing else but a regular file is ever replaced
-    (``output_target``): ``-o /dev/null`` stays a device. Refusals are ``BadFileError``.
-    """
-    path = Path(path)
-    target, write_through = output_target(path)
-    if write_through:
-        _write_through(path, data)
-        return
+def _replace(path: Path, target: Path, data: bytes, mode: int | None) -> None:
     fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(target.name), suffix=".tmp", dir=target.parent)
     try:
         os.fchmod(fd, (0o666 & ~_current_umask()) if mode is None else mode)
@@ -179,16 +304,94 @@ def atomic_write_bytes(path: Path | str, data: bytes, mode: int | None = None) -
         raise
 
 
+def atomic_write_bytes(path: Path | str, data: bytes, mode: int | None = None) -> None:
+    """Write ``data`` to ``path`` so readers see the old file or the new one, never half of one.
+
+    The file gets ``mode`` if given (e.g. 0o755 for a script), else the mode a plain ``open()``
+    would give (0666 less the umask), not the temp file's 0600: goldens are shared, and baked
+    into images whose jobs run as another user. A hard link at ``path`` never carries the new
+    content anywhere else; a symlink keeps pointing where it did, at the new file. A FIFO or
+    character device is written through, and so is a file this process holds open
+    (``/dev/stdout >> log`` appends to the log); nothing else but a regular file is ever replaced
+    (``output_target``): ``-o /dev/null`` stays a device. Refusals are ``BadFileError``; a failed
+    write is ``OutputWriteError`` (a full disk is exit 3) and leaves no temporary file behind.
+    """
+    path = Path(path)
+    target = output_target(path)
+    try:
+        if target.method == "through_descriptor":
+            assert target.descriptor is not None
+            _write_descriptor(path, target.descriptor, data)
+        elif target.method == "through_path":
+            _write_through(path, data)
+        else:
+            _replace(path, target.path, data, mode)
+    except EnvlockError:
+        raise
+    except OSError as exc:
+        raise OutputWriteError(path, exc) from None
+
+
 def atomic_write_text(path: Path | str, text: str) -> None:
-    """``atomic_write_bytes`` of ``text`` in UTF-8; the mode follows the umask."""
+    """``atomic_write_bytes`` of ``text`` in UTF-8; the mode follows the umask. A lone surrogate
+    (from a file that escaped one, or a file name that was not UTF-8) is written as its escape
+    ``\\udXXX`` -- in JSON text exactly the escape that reads back as the same string."""
     if not isinstance(text, str):  # as a text-mode write would: never half-write a wrong value
         raise TypeError(f"atomic_write_text needs str, not {type(text).__name__}")
-    atomic_write_bytes(path, text.encode("utf-8"))
+    atomic_write_bytes(path, text.encode("utf-8", errors="backslashreplace"))
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def dumps_canonical(data: Any) -> str:
-    """Stable JSON text: sorted keys, two-space indent, trailing newline."""
-    return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    """Stable JSON text: sorted keys, two-space indent, trailing newline. A lone surrogate in a
+    string is written as its ``\\udXXX`` escape (what it was read from), so the text always encodes
+    as UTF-8 -- to a file or to stdout -- and reads back as the same data."""
+    text = json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    if _LONE_SURROGATE.search(text) is None:
+        return text
+    return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
+
+
+LOCK_TIMEOUT_SECONDS = 120.0
+
+
+def lock_path_for(path: Path | str) -> Path:
+    """The lock file of ``path``: ``.NAME.lock`` beside it (hidden, as the temp files are)."""
+    path = Path(path)
+    return path.with_name(f".{os.fsdecode(os.fsencode(path.name)[:240])}.lock")
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path | str, *, timeout: float = LOCK_TIMEOUT_SECONDS) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path``'s lock file while the block runs: a read-modify-write
+    of ``path`` by several processes at once (pytest-xdist workers, parallel CI jobs) then loses
+    nothing. The lock is on a file of its own because ``path`` itself is replaced (a new inode) by
+    every atomic write. The lock file stays: removing it would let a waiter lock a file already
+    unlinked. Waits at most ``timeout`` seconds (EnvironmentProblem, exit 3), never forever; the
+    kernel drops the lock of a process that dies holding it."""
+    lock = lock_path_for(path)
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY, 0o666)
+    except (OSError, ValueError) as exc:
+        raise BadFileError(lock, os_problem(exc, "create the lock file")) from None
+    try:
+        deadline = time.monotonic() + timeout
+        pause = 0.005
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise EnvironmentProblem(f"{lock}: another process has held this lock for more than "
+                                             f"{timeout:.0f} s; not written") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.1)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def save_model(path: Path | str, model: BaseModel) -> None:

@@ -42,10 +42,15 @@ def build(
     """
     from envlock.image.build import BuildOptions, run_build  # lazy: pydantic + image package, only for `build`
     from envlock.signing import load_trusted_keys  # lazy: imports golden (pydantic); keeps `envlock --help` fast
+    from envlock.store import check_outputs  # lazy: pydantic, only for `build`
 
     def progress(line: str) -> None:
         typer.echo(line, err=True)
 
+    # The context's own files never replace an input (-r ctx/requirements.lock would be lost).
+    check_outputs([context_only / n for n in ("Dockerfile", "requirements.lock")]
+                  if context_only and context_only.is_dir() else [],
+                  inputs=[resolve_golden_path(golden), requirements, *(trusted_key or [])], need_directory=False)
     options = BuildOptions(golden=resolve_golden_path(golden),
                            variant="gpu" if gpu else "cpu", tag=tag, base_image=base_image,
                            wheelhouse=wheelhouse, context_only=context_only, no_cache=no_cache,

@@ -10,23 +10,20 @@ from typing import Annotated
 import typer
 
 from envlock.cli.common import PROBE_MODULE_HELP, PROBE_TIMEOUT_HELP, app, strict_int
-from envlock.errors import DRIFT, OK, BadFileError, BadInputError
+from envlock.errors import DRIFT, OK, BadInputError
 from envlock.limits import MAX_REPEAT
 
 
-def _check_writable(output: Path) -> None:
-    """Refuse an unusable -o before spending seconds capturing (one line, exit 2)."""
+def _check_writable(output: Path, inputs: list[Path | str]) -> None:
+    """Refuse an unusable -o, or one that is an input, before spending seconds capturing (one line, exit 2)."""
     # lazy: a command imports its core only when it runs (CLI start-up time)
-    from envlock.store import check_output_path
+    from envlock.store import check_outputs
 
-    check_output_path(output)
+    check_outputs([output], inputs=inputs)
 
 
 def _save(output: Path, model: object, save: Callable[[Path, object], None]) -> None:
-    try:
-        save(output, model)
-    except OSError as exc:
-        raise BadFileError(output, f"cannot write ({exc.strerror or exc})") from None
+    save(output, model)  # a failed write is one line from envlock.store (a full disk: exit 3)
 
 
 @app.command()
@@ -74,7 +71,7 @@ def capture(
     if probes is not None:
         raise BadInputError("--probes only makes sense with --golden")
     if output is not None:
-        _check_writable(output)
+        _check_writable(output, [])
     # lazy: a command imports its core only when it runs (CLI start-up time)
     from envlock.capture import capture_manifest
 
@@ -100,7 +97,7 @@ def _capture_golden(output: Path | None, probes: str | None, repeat: int, *, as_
         raise BadInputError("--golden needs -o FILE (where to write the golden)")
     if no_tf:
         raise BadInputError("--golden runs TensorFlow probes; it cannot be combined with --no-tf")
-    _check_writable(output)
+    _check_writable(output, [*([sign] if sign else []), *(probe_modules or [])])
     # lazy: a command imports its core only when it runs (CLI start-up time)
     from envlock.golden import save_golden
     from envlock.probes.registry import parse_probe_list

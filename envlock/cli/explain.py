@@ -17,7 +17,7 @@ from envlock.cli.common import (
     resolve_golden_path,
     strict_int,
 )
-from envlock.errors import BadFileError, BadInputError
+from envlock.errors import BadInputError
 
 BUDGET_HELP = ("Whole seconds for the whole run, verify included, 1 to 86400 (default 120); candidates that do "
                "not fit are listed as not tried.")
@@ -35,15 +35,14 @@ def run_explain(golden: Path, *, as_json: bool, report: Path | None, emit_env: P
     from envlock.explain.run import environment_file, explain_golden
     from envlock.probes.registry import parse_probe_list
     from envlock.signing import load_trusted_keys
-    from envlock.store import atomic_write_text, check_output_path, dumps_canonical
+    from envlock.store import atomic_write_text, check_outputs, dumps_canonical
 
     if budget <= 0:
         raise BadInputError(f"--budget must be a positive number of seconds, not {budget}")
     keys = load_trusted_keys(trusted_key or [])
     names = parse_probe_list(probes)
-    for path in (report, emit_env):
-        if path is not None:
-            check_output_path(path)  # before the probes run: a typo should not cost a TF import
+    # before the probes run: a typo, or an output that is an input or the other output, should not cost a TF import
+    check_outputs([report, emit_env], inputs=[golden, *(trusted_key or []), *(probe_module or [])])
     result = explain_golden(golden, probe_names=names, budget=budget, jobs=jobs, trusted_keys=keys,
                             probe_modules=probe_module or [], probe_timeout=probe_timeout)
     text = dumps_canonical(result.model_dump(mode="json"))
@@ -53,10 +52,7 @@ def run_explain(golden: Path, *, as_json: bool, report: Path | None, emit_env: P
     for path, content in writes:
         if path is None:
             continue
-        try:
-            atomic_write_text(path, content)
-        except OSError as exc:
-            raise BadFileError(path, f"cannot write ({exc.strerror or exc})") from None
+        atomic_write_text(path, content)  # a failed write is one line from envlock.store (a full disk: exit 3)
     if as_json:
         typer.echo(text, nl=False)
     else:

@@ -18,7 +18,7 @@ from envlock.cli.common import (
     strict_int,
 )
 from envlock.cli.explain import BUDGET_HELP, BUDGET_PARSER, run_explain
-from envlock.errors import ENVIRONMENT, BadFileError, BadInputError
+from envlock.errors import ENVIRONMENT, BadInputError
 from envlock.limits import MAX_REPEAT
 
 
@@ -95,25 +95,21 @@ def verify(
     from envlock.probes.compare import Tolerance
     from envlock.probes.registry import parse_probe_list
     from envlock.signing import load_trusted_keys
-    from envlock.store import atomic_write_text, check_output_path, dumps_canonical
+    from envlock.store import atomic_write_text, check_outputs, dumps_canonical
     from envlock.verify import verify_golden
 
     keys = load_trusted_keys(trusted_key or [])  # a bad key file fails before the golden is read
     policy = Tolerance.parse(tolerance)
     names = parse_probe_list(probes)
-    if report is not None:
-        # Checked before the probes run: a typo should not cost a TF import to discover.
-        check_output_path(report)
     path = resolve_golden_path(golden, golden_file)
+    # Checked before the probes run: a typo (or --report naming the golden) should not cost a TF import.
+    check_outputs([report], inputs=[path, *(trusted_key or []), *(probe_module or [])])
     result = verify_golden(path, probe_names=names, tolerance=policy, repeat=repeat, golden_env=golden_env,
                            trusted_keys=keys, probe_modules=probe_module or [], probe_timeout=probe_timeout,
                            allow_changed_probes=allow_changed_probes, portable=portable)
     text = dumps_canonical(result.model_dump(mode="json"))
     if report is not None:
-        try:
-            atomic_write_text(report, text)
-        except OSError as exc:
-            raise BadFileError(report, f"cannot write the report ({exc.strerror or exc})") from None
+        atomic_write_text(report, text)  # a failed write is one line from envlock.store (a full disk: exit 3)
     typer.echo(text if as_json else render_report(result, verbose=verbose), nl=not as_json)
     if result.exit_code == ENVIRONMENT:  # like every exit 2/3: one line on stderr says why
         typer.echo(nothing_verified_line(result), err=True)

@@ -102,8 +102,10 @@ def _watch(*, environ: dict[str, str], golden: Path | None, listen: str, fingerp
     from envlock.daemon.config import WatchConfig, default_state_dir, parse_duration, parse_listen, verify_argv
     from envlock.daemon.loop import run_watch
     from envlock.signing import load_trusted_keys
+    from envlock.store import check_outputs
 
     golden_path = resolve_golden_path(golden, environ=environ)
+    check_outputs([nfd_features_file], inputs=[golden_path, *(trusted_key or [])], need_directory=False)
     listen_address = parse_listen(listen)
     config = WatchConfig(
         golden_path=golden_path,

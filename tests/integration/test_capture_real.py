@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -118,3 +119,17 @@ def test_a_failed_capture_leaves_no_tensorflow_child_behind(tensorflow_required:
     leftovers = [p for p in psutil.process_iter(["cmdline", "ppid"])
                  if "envlock.fingerprint.tf" in " ".join(p.info["cmdline"] or []) and p.info["ppid"] != os.getpid()]
     assert leftovers == [], f"TF child left running: {leftovers}"
+
+
+def test_a_venv_under_home_leaves_no_home_in_the_manifest(tmp_path: Path) -> None:
+    # A venv under $HOME (here a symlink to this one) put the user's home into python.executable.
+    home = tmp_path / "someuser"
+    home.mkdir()
+    (home / "venv").symlink_to(sys.prefix)
+    python = home / "venv" / "bin" / Path(sys.executable).name
+    proc = subprocess.run([str(python), "-m", "envlock", "capture", "--no-tf", "--json"], capture_output=True,
+                          text=True, env={**os.environ, "HOME": str(home)}, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads(proc.stdout)
+    assert manifest["python"]["executable"] == f"~/venv/bin/{python.name}"
+    assert str(home) not in proc.stdout

@@ -36,13 +36,63 @@ def test_matmul(envlock_regression):
 """
 
 
-def _pytest(project: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+# Each process runs one of these; all of them reach check() at once (a barrier of marker files), as
+# pytest-xdist workers or parallel CI jobs recording into one module's golden do.
+CONCURRENT_PROCESSES = 8
+CONCURRENT_TEST = """
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BARRIER = Path(os.environ["BARRIER_DIR"])
+
+@pytest.mark.parametrize("i", range(8))
+def test_check(i, envlock_regression):
+    (BARRIER / str(i)).touch()
+    deadline = time.monotonic() + 120
+    while len(list(BARRIER.iterdir())) < 8 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    envlock_regression.check("values", {"v": np.arange(4, dtype=np.float32) * i})
+"""
+
+
+def _pytest_argv(*args: str) -> list[str]:
     # Loaded explicitly, autoload off: independent of whether the installed metadata has the entry point.
+    return [sys.executable, "-m", "pytest", "-p", "envlock.pytest_plugin", "-p", "no:cacheprovider", "-q", *args]
+
+
+def _pytest(project: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     env = dict(env or env_with())
     env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "envlock.pytest_plugin", "-p", "no:cacheprovider",
-                           "-q", *args], capture_output=True, text=True, cwd=project, env=env, timeout=300,
+    return subprocess.run(_pytest_argv(*args), capture_output=True, text=True, cwd=project, env=env, timeout=300,
                           check=False)
+
+
+def test_concurrent_processes_recording_into_one_golden_keep_every_check(tmp_path: Path) -> None:
+    # Before the golden was merged under a lock, each process wrote the golden it had read at the
+    # start plus its own check: 8 "recorded" checks, 1 kept (pytest-xdist -n 4: 4 of 10).
+    (tmp_path / "test_many.py").write_text(CONCURRENT_TEST)
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    env = env_with(BARRIER_DIR=str(barrier), PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
+    processes = [subprocess.Popen(_pytest_argv(f"test_many.py::test_check[{i}]"), cwd=tmp_path, env=env, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                 for i in range(CONCURRENT_PROCESSES)]
+    outputs = [p.communicate(timeout=300)[0] for p in processes]
+    assert [p.returncode for p in processes] == [0] * CONCURRENT_PROCESSES, outputs
+    assert all("recorded test_check[" in out for out in outputs), outputs
+
+    golden = load_golden(tmp_path / "test_many.golden.json")
+    assert [p.name for p in golden.probes] == sorted(f"test_check[{i}]::values" for i in range(CONCURRENT_PROCESSES))
+    assert (tmp_path / ".test_many.golden.json.lock").exists()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+    again = _pytest(tmp_path, env=env)  # one process, all 8 (the barrier's 8 markers are there: no wait)
+    assert again.returncode == 0 and f"{CONCURRENT_PROCESSES} passed" in again.stdout, again.stdout[-3000:]
+    assert "recorded" not in again.stdout  # every check compared with what was kept
 
 
 def test_a_golden_recorded_by_pytest_is_read_by_verify_and_diff(tmp_path: Path) -> None:
