@@ -26,26 +26,31 @@ from envlock.probes.registry import ProbeContext, probe
 _APPROX = ["approx", "elementwise"]  # not "eigen": no contraction, so no cache blocking
 
 
+def spread_values(np: Any, seed: int, n: int, stream: int, *, positive: bool = True) -> Any:
+    """``n`` float32 values with log-uniform magnitudes in [1e-30, 1e30] (signs mixed unless positive).
+
+    Public, with ``normal_values``: envlock.probes.ieee rebuilds the probes' inputs from the seed to compute
+    their IEEE-754 references."""
+    rng = np.random.default_rng((seed, 1000 + stream))
+    values = 10.0 ** rng.uniform(-30.0, 30.0, n)
+    if not positive:
+        values *= rng.choice([-1.0, 1.0], n)
+    return values.astype("float32")
+
+
+def normal_values(np: Any, seed: int, shape: tuple[int, ...], dtype: str, stream: int, scale: float = 1.0) -> Any:
+    rng = np.random.default_rng((seed, 1100 + stream))
+    return (rng.standard_normal(shape) * scale).astype(dtype)
+
+
 def _spread(ctx: ProbeContext, n: int, stream: int, *, positive: bool = True) -> Any:
-    """``n`` float32 values with log-uniform magnitudes in [1e-30, 1e30] (signs mixed unless positive)."""
-
-    def build() -> Any:
-        np = ctx.np
-        rng = np.random.default_rng((ctx.seed, 1000 + stream))
-        values = 10.0 ** rng.uniform(-30.0, 30.0, n)
-        if not positive:
-            values *= rng.choice([-1.0, 1.0], n)
-        return values.astype("float32")
-
-    return ctx.cached(f"hw:spread:{n}:{stream}:{positive}", build)
+    return ctx.cached(f"hw:spread:{n}:{stream}:{positive}",
+                      lambda: spread_values(ctx.np, ctx.seed, n, stream, positive=positive))
 
 
 def _normal(ctx: ProbeContext, shape: tuple[int, ...], dtype: str, stream: int, scale: float = 1.0) -> Any:
-    def build() -> Any:
-        rng = ctx.np.random.default_rng((ctx.seed, 1100 + stream))
-        return (rng.standard_normal(shape) * scale).astype(dtype)
-
-    return ctx.cached(f"hw:normal:{shape}:{dtype}:{stream}:{scale}", build)
+    return ctx.cached(f"hw:normal:{shape}:{dtype}:{stream}:{scale}",
+                      lambda: normal_values(ctx.np, ctx.seed, shape, dtype, stream, scale))
 
 
 @probe("hw.reciprocal", tags=_APPROX, group="hardware", dtype="float32",
