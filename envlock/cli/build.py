@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from envlock.cli.common import TRUSTED_KEY_HELP, GoldenOption, app, resolve_golden_path
+from envlock.cli.common import GoldenOption, TrustedKeyOption, app, resolve_golden_path
 
 
 @app.command()
@@ -16,21 +16,25 @@ def build(
     gpu: Annotated[bool, typer.Option("--gpu", help="Render Dockerfile.gpu: the and-cuda wheels of tensorflow, "
                                       "hash-pinned, on the pinned OS base (the host needs only the driver).")]
     = False,
-    tag: Annotated[str | None, typer.Option("--tag", "-t", help="Image tag (default: "
+    tag: Annotated[str | None, typer.Option("--tag", "-t", metavar="TAG", help="Image tag (default: "
                                             "envlock/tf<version>-<cpu|gpu>:<golden digest>).")] = None,
-    base_image: Annotated[str | None, typer.Option("--base-image", help="Base image instead of the pinned one "
-                                                   "(a local tag is pinned to its image ID).")] = None,
-    wheelhouse: Annotated[Path | None, typer.Option("--wheelhouse", help="Directory of downloaded wheels, reused "
-                                                    "between builds (default: ~/.cache/envlock/wheelhouse).")]
+    base_image: Annotated[str | None, typer.Option("--base-image", metavar="IMAGE",
+                                                   help="Base image instead of the pinned one "
+                                                        "(a local tag is pinned to its image ID).")] = None,
+    wheelhouse: Annotated[Path | None, typer.Option("--wheelhouse", metavar="DIR",
+                                                    help="Directory of downloaded wheels, reused "
+                                                         "between builds (default: ~/.cache/envlock/wheelhouse).")]
     = None,
-    context_only: Annotated[Path | None, typer.Option("--context-only", help="Write the complete build context "
-                                                      "(Dockerfile, wheelhouse, lock, golden) to DIR; no Docker.")]
+    context_only: Annotated[Path | None, typer.Option("--context-only", metavar="DIR",
+                                                      help="Write the complete build context "
+                                                           "(Dockerfile, wheelhouse, lock, golden) to DIR; no Docker.")]
     = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not reuse cached Docker layers.")] = False,
-    requirements: Annotated[Path | None, typer.Option("--requirements", "-r", help="Install the pins of this "
-                                                      "requirements/lock file instead of the golden's "
-                                                      "package set.")] = None,
-    trusted_key: Annotated[list[Path] | None, typer.Option("--trusted-key", help=TRUSTED_KEY_HELP)] = None,
+    requirements: Annotated[Path | None, typer.Option("--requirements", "-r", metavar="FILE",
+                                                      help="Install the pins of this "
+                                                           "requirements/lock file instead of the golden's "
+                                                           "package set.")] = None,
+    trusted_key: TrustedKeyOption = None,
 ) -> None:
     """Build a Docker image that reproduces a golden: exact wheels by sha256 (installed offline),
     determinism environment baked in, the golden inside, and an entrypoint that verifies it

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from envlock.cli.common import PROBE_MODULE_HELP, PROBE_TIMEOUT_HELP, app, strict_int
+from envlock.cli.common import PROBE_MODULE_HELP, PROBE_TIMEOUT_HELP, app, strict_int, with_flag
 from envlock.errors import DRIFT, OK, BadFileError, BadInputError
 from envlock.limits import MAX_REPEAT
 
@@ -31,22 +31,24 @@ def _save(output: Path, model: object, save: Callable[[Path, object], None]) -> 
 
 @app.command()
 def capture(
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the manifest (or golden) to FILE, "
-                                                "atomically, as JSON with sorted keys.")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", metavar="FILE",
+                                                help="Write the manifest (or golden) to FILE, "
+                                                     "atomically, as JSON with sorted keys.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON instead of a summary.")] = False,
     no_tf: Annotated[bool, typer.Option("--no-tf", help="Skip TensorFlow: never import it.")] = False,
     golden: Annotated[bool, typer.Option("--golden", help="Also run the probe suite and write a golden file "
                                          "(needs -o and TensorFlow).")] = False,
-    probes: Annotated[str | None, typer.Option("--probes", help="With --golden: comma-separated probe names.")] = None,
+    probes: Annotated[str | None, typer.Option("--probes", metavar="NAMES",
+                                               help="With --golden: comma-separated probe names.")] = None,
     repeat: Annotated[int, typer.Option("--repeat", parser=strict_int("--repeat", 1, MAX_REPEAT), metavar="N",
                                         help="With --golden: runs per probe (1 to 100).")] = 2,
     sign: Annotated[Path | None, typer.Option("--sign", metavar="KEY", help="With --golden: sign it with this "
                                               "unencrypted Ed25519 OpenSSH private key (ssh-keygen -t ed25519); "
                                               "verify --trusted-key KEY.pub checks it.")] = None,
     probe_module: Annotated[list[str] | None, typer.Option("--probe-module", metavar="MODULE",
-                                                           help="With --golden: " + PROBE_MODULE_HELP)] = None,
+                                                           help=with_flag("--golden", PROBE_MODULE_HELP))] = None,
     probe_timeout: Annotated[float, typer.Option("--probe-timeout", min=1, max=86400, metavar="SECONDS",
-                                                 help="With --golden: " + PROBE_TIMEOUT_HELP)] = 120.0,
+                                                 help=with_flag("--golden", PROBE_TIMEOUT_HELP))] = 120.0,
 ) -> None:
     """Fingerprint this machine and its software stack as a versioned manifest.
 
@@ -128,8 +130,8 @@ def _capture_golden(output: Path | None, probes: str | None, repeat: int, *, as_
 
 @app.command()
 def diff(
-    old: Annotated[Path, typer.Argument(help="Manifest (or golden) file A.", show_default=False)],
-    new: Annotated[Path, typer.Argument(help="Manifest (or golden) file B.", show_default=False)],
+    old: Annotated[Path, typer.Argument(metavar="A", help="Manifest (or golden) file A.", show_default=False)],
+    new: Annotated[Path, typer.Argument(metavar="B", help="Manifest (or golden) file B.", show_default=False)],
     as_json: Annotated[bool, typer.Option("--json", help="Print the differences as JSON.")] = False,
 ) -> None:
     """Show every identity difference between two manifests, with severity and reason.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -16,6 +17,11 @@ from envlock.errors import BAD_INPUT, EXIT_CODES_HELP, BadInputError, EnvlockErr
 # click's UsageError and Abort, whether typer vendors click or depends on it.
 _UsageError: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 _Abort: type[BaseException] = next(c for c in typer.Abort.__mro__ if c.__name__ == "Abort")
+
+
+class _Interrupted(Exception):
+    """Ctrl-C inside a command. Typer's main turns a KeyboardInterrupt into a silent exit 130; this
+    type passes through it to ``OneLineUsageGroup.main``, which says so in one line."""
 
 
 class OneLineUsageGroup(TyperGroup):
@@ -40,12 +46,24 @@ class OneLineUsageGroup(TyperGroup):
         except EnvlockError as exc:
             typer.echo(f"envlock: error: {one_line(str(exc))}", err=True)  # one line, whatever a path holds
             sys.exit(exc.exit_code)
-        except (_Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort; a lazy import may see it first
-            typer.echo("envlock: interrupted", err=True)
-            sys.exit(130)
+        except (_Interrupted, _Abort, KeyboardInterrupt):  # Ctrl-C: in a command, at a prompt, while parsing
+            interrupted()
         if not standalone_mode:
             return rv
         sys.exit(rv if isinstance(rv, int) else 0)
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise _Interrupted() from None
+
+
+def interrupted() -> None:
+    """Ctrl-C: one line on stderr and exit 130 (128 + SIGINT), as shells report an interrupted command."""
+    with contextlib.suppress(OSError, ValueError):  # a closed or broken stderr must not hide the exit code
+        typer.echo("envlock: interrupted", err=True)
+    sys.exit(130)
 
 
 def strict_int(name: str, low: int, high: int) -> Callable[[str], int]:
@@ -75,7 +93,13 @@ app = typer.Typer(
     invoke_without_command=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    # Plain click help: it rewraps every paragraph to the terminal's width (a hard line break in a
+    # docstring is only source layout) and prints a paragraph that starts with \b as written. Rich
+    # mode keeps single line breaks after the first paragraph and then wraps again, which splits
+    # sentences mid-line ("costs about one / TensorFlow import"), and it reads [..] as markup.
+    rich_markup_mode=None,
+    # click stops wrapping at 80 columns unless told: a wider terminal gets wider help.
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
 )
 
 
@@ -103,9 +127,15 @@ def resolve_golden_path(*given: Path | str | None, environ: Mapping[str, str] | 
     raise BadInputError("no golden given: pass --golden FILE or set ENVLOCK_GOLDEN")
 
 
+def with_flag(flag: str, help_text: str) -> str:
+    """An option's help that applies only with another flag: "With --golden: also load ..."."""
+    return f"With {flag}: {help_text[:1].lower()}{help_text[1:]}"
+
+
 # `--trusted-key`, the same option on verify, build and watch (envlock.signing).
 TRUSTED_KEY_HELP = ("Require the golden to be signed by this Ed25519 key: an OpenSSH public key file "
                     "(id_ed25519.pub, or one key per line); repeatable. Unsigned or otherwise signed: exit 2.")
+TrustedKeyOption = Annotated[list[Path] | None, typer.Option("--trusted-key", metavar="PUB", help=TRUSTED_KEY_HELP)]
 
 
 # `--probe-module` and `--probe-timeout`, the same options on capture --golden and verify.

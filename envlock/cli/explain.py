@@ -10,9 +10,9 @@ import typer
 from envlock.cli.common import (
     PROBE_MODULE_HELP,
     PROBE_TIMEOUT_HELP,
-    TRUSTED_KEY_HELP,
     GoldenArgument,
     GoldenOption,
+    TrustedKeyOption,
     app,
     resolve_golden_path,
     strict_int,
@@ -74,17 +74,20 @@ def explain(
     golden: GoldenArgument = None,
     golden_file: GoldenOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
-    report: Annotated[Path | None, typer.Option("--report", help="Also write the JSON report to FILE.")] = None,
+    report: Annotated[Path | None, typer.Option("--report", metavar="FILE",
+                                                help="Also write the JSON report to FILE.")] = None,
     emit_env: Annotated[Path | None, typer.Option(
-        "--emit-env", help="Write the environment that makes this machine reproduce (a shell snippet) to FILE, "
+        "--emit-env", metavar="FILE",
+        help="Write the environment that makes this machine reproduce (a shell snippet) to FILE, "
         "where one exists.")] = None,
-    probes: Annotated[str | None, typer.Option("--probes", help="Comma-separated probe names (default: all the "
-                                               "golden's probes).")] = None,
+    probes: Annotated[str | None, typer.Option("--probes", metavar="NAMES",
+                                               help="Comma-separated probe names (default: all the "
+                                                    "golden's probes).")] = None,
     budget: Annotated[int, typer.Option("--budget", parser=BUDGET_PARSER, metavar="SECONDS",
                                           help=BUDGET_HELP)] = 120,
     jobs: Annotated[int, typer.Option("--jobs", parser=strict_int("--jobs", 1, 64), metavar="N",
                                       help="Probe children at once, 1 to 64 (default 2).")] = 2,
-    trusted_key: Annotated[list[Path] | None, typer.Option("--trusted-key", help=TRUSTED_KEY_HELP)] = None,
+    trusted_key: TrustedKeyOption = None,
     probe_module: Annotated[list[str] | None, typer.Option("--probe-module", metavar="MODULE",
                                                            help=PROBE_MODULE_HELP)] = None,
     probe_timeout: Annotated[float, typer.Option("--probe-timeout", min=1, max=86400, metavar="SECONDS",

@@ -10,12 +10,13 @@ import typer
 from envlock.cli.common import (
     PROBE_MODULE_HELP,
     PROBE_TIMEOUT_HELP,
-    TRUSTED_KEY_HELP,
     GoldenArgument,
     GoldenOption,
+    TrustedKeyOption,
     app,
     resolve_golden_path,
     strict_int,
+    with_flag,
 )
 from envlock.cli.explain import BUDGET_HELP, BUDGET_PARSER, run_explain
 from envlock.errors import ENVIRONMENT, BadFileError, BadInputError
@@ -37,14 +38,17 @@ def verify(
     golden: GoldenArgument = None,
     golden_file: GoldenOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
-    report: Annotated[Path | None, typer.Option("--report", help="Also write the JSON report to FILE (atomically).")]
+    report: Annotated[Path | None, typer.Option("--report", metavar="FILE",
+                                                help="Also write the JSON report to FILE (atomically).")]
     = None,
     tolerance: Annotated[str, typer.Option(
-        "--tolerance", help="'bitwise' (default), or 'ulp:N': an element passes when it is within N ULPs of the "
+        "--tolerance", metavar="POLICY",
+        help="'bitwise' (default), or 'ulp:N': an element passes when it is within N ULPs of the "
         "golden value or within N ULPs of the output's largest magnitude (protects near-zero elements).")]
     = "bitwise",
-    probes: Annotated[str | None, typer.Option("--probes", help="Comma-separated probe names (default: all the "
-                                               "golden's probes).")] = None,
+    probes: Annotated[str | None, typer.Option("--probes", metavar="NAMES",
+                                               help="Comma-separated probe names (default: all the "
+                                                    "golden's probes).")] = None,
     repeat: Annotated[int | None, typer.Option(
         "--repeat", parser=strict_int("--repeat", 1, MAX_REPEAT), metavar="N",
         help="Runs per probe here, 1 to 100 (default: the golden's repeat count); differing runs mean "
@@ -55,11 +59,11 @@ def verify(
         "golden?")] = False,
     list_probes: Annotated[bool, typer.Option("--list-probes", help="List the probes with their group, dtype and "
                                               "tags, and exit.")] = False,
-    trusted_key: Annotated[list[Path] | None, typer.Option("--trusted-key", help=TRUSTED_KEY_HELP)] = None,
+    trusted_key: TrustedKeyOption = None,
     explain: Annotated[bool, typer.Option("--explain", help="Then prove the causes of any drift by experiment "
                                           "(`envlock explain`): its causes say 'proved'.")] = False,
     budget: Annotated[int, typer.Option("--budget", parser=BUDGET_PARSER, metavar="SECONDS",
-                                          help="With --explain: " + BUDGET_HELP)] = 120,
+                                          help=with_flag("--explain", BUDGET_HELP))] = 120,
     probe_module: Annotated[list[str] | None, typer.Option("--probe-module", metavar="MODULE",
                                                            help=PROBE_MODULE_HELP)] = None,
     probe_timeout: Annotated[float, typer.Option("--probe-timeout", min=1, max=86400, metavar="SECONDS",
