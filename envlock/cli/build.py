@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from envlock.cli.common import GoldenOption, TrustedKeyOption, app, resolve_golden_path
+from envlock.errors import one_line
 
 
 @app.command()
@@ -48,7 +49,7 @@ def build(
     from envlock.signing import load_trusted_keys  # lazy: imports golden (pydantic); keeps `envlock --help` fast
 
     def progress(line: str) -> None:
-        typer.echo(line, err=True)
+        typer.echo(one_line(line), err=True)  # Docker's and pip's output: no escape sequence reaches the terminal
 
     options = BuildOptions(golden=resolve_golden_path(golden),
                            variant="gpu" if gpu else "cpu", tag=tag, base_image=base_image,
@@ -56,7 +57,7 @@ def build(
                            requirements=requirements, trusted_keys=tuple(load_trusted_keys(trusted_key or [])))
     result = run_build(options, progress)
     if result.image_id is None:
-        typer.echo(str(result.context_dir))
+        typer.echo(one_line(str(result.context_dir)))
     else:
-        typer.echo(f"built {result.tag} ({result.image_id}) in {result.seconds:.1f} s", err=True)
+        typer.echo(f"built {one_line(result.tag or '')} ({result.image_id}) in {result.seconds:.1f} s", err=True)
         typer.echo(result.image_id)

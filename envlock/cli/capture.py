@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from envlock.cli.common import PROBE_MODULE_HELP, PROBE_TIMEOUT_HELP, app, strict_int, with_flag
-from envlock.errors import DRIFT, OK, BadFileError, BadInputError
+from envlock.cli.common import PROBE_MODULE_HELP, PROBE_TIMEOUT_HELP, app, show, strict_int, with_flag
+from envlock.errors import DRIFT, OK, BadFileError, BadInputError, one_line
 from envlock.limits import MAX_REPEAT
 
 
@@ -83,9 +83,9 @@ def capture(
     if as_json:
         typer.echo(dumps_canonical(manifest.model_dump(mode="json")), nl=False)
     else:
-        typer.echo(render_manifest(manifest))
+        show(render_manifest(manifest))
         if output is not None:
-            typer.echo(f"manifest written to {output}")
+            typer.echo(f"manifest written to {one_line(str(output))}")
 
 
 def _capture_golden(output: Path | None, probes: str | None, repeat: int, *, as_json: bool, no_tf: bool,
@@ -124,8 +124,9 @@ def _capture_golden(output: Path | None, probes: str | None, repeat: int, *, as_
         # probe that raised is not discovered only at verify time.
         for record in result.probes:
             if record.status != "ok" and "GPU" not in (record.reason or ""):
-                typer.echo(f"  not recorded: {record.name}: {record.status}: {record.reason}")
-        typer.echo(f"golden written to {output}: {count} probes, manifest {result.manifest.digest}")
+                # name and reason come from the probe module: escaped (a newline could forge a line)
+                typer.echo(f"  not recorded: {one_line(record.name)}: {record.status}: {one_line(record.reason or '')}")
+        typer.echo(f"golden written to {one_line(str(output))}: {count} probes, manifest {result.manifest.digest}")
 
 
 @app.command()
@@ -155,7 +156,7 @@ def diff(
         }
         typer.echo(json.dumps(report, indent=2, sort_keys=True))
     else:
-        typer.echo(render_differences(differences))
+        show(render_differences(differences))
     raise typer.Exit(DRIFT if differences else OK)
 
 

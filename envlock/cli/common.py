@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -34,6 +35,7 @@ class OneLineUsageGroup(TyperGroup):
              complete_var: str | None = None, standalone_mode: bool = True,
              windows_expand_args: bool = True, **extra: Any) -> Any:
         try:
+            never_die_on_output()
             rv = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
         except _UsageError as exc:
             if type(exc).__name__ == "NoArgsIsHelpError":  # bare `envlock`: show the help
@@ -57,6 +59,35 @@ class OneLineUsageGroup(TyperGroup):
             return super().invoke(ctx)
         except KeyboardInterrupt:
             raise _Interrupted() from None
+
+
+# What a terminal would obey rather than show: C0 controls but newline and tab (ESC starts CSI and
+# OSC sequences, CR overwrites a line), DEL, C1 controls (U+009B is a one-character CSI) and the
+# bidirectional overrides. Newlines are the display's to escape per field: a report has many lines.
+_TERMINAL_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with every character a terminal would act on escaped (``\\x1b``), lines kept."""
+    return _TERMINAL_CONTROLS.sub(lambda match: one_line(match.group()), text)
+
+
+def show(text: str, *, err: bool = False, nl: bool = True) -> None:
+    """Print a rendered report: whatever a golden or a probe module put into it cannot clear the
+    screen, set the window title or move the cursor, on a terminal or not."""
+    typer.echo(terminal_safe(text), err=err, nl=nl)
+
+
+def never_die_on_output() -> None:
+    """Whatever reaches stdout or stderr, writing it never raises: a lone surrogate from a golden
+    ("\\ud800" in a manifest string) or a character the terminal's encoding lacks is written as a
+    backslash escape instead of ending the command with a UnicodeEncodeError. Untrusted strings are
+    escaped field by field (``one_line``, the display layer); this is the net under all of them."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None and getattr(stream, "errors", None) != "backslashreplace":
+            with contextlib.suppress(ValueError, OSError, TypeError):  # a closed or foreign stream
+                reconfigure(errors="backslashreplace")
 
 
 def interrupted() -> None:

@@ -15,9 +15,10 @@ from envlock.cli.common import (
     TrustedKeyOption,
     app,
     resolve_golden_path,
+    show,
     strict_int,
 )
-from envlock.errors import BadFileError, BadInputError
+from envlock.errors import BadFileError, BadInputError, one_line
 
 BUDGET_HELP = ("Whole seconds for the whole run, verify included, 1 to 86400 (default 120); candidates that do "
                "not fit are listed as not tried.")
@@ -61,11 +62,11 @@ def run_explain(golden: Path, *, as_json: bool, report: Path | None, emit_env: P
         typer.echo(text, nl=False)
     else:
         if with_verify_table:
-            typer.echo(render_report(result.verify))
+            show(render_report(result.verify))
             typer.echo("")
-        typer.echo(render_explain(result))
+        show(render_explain(result))
         if emit_env is not None and result.emit_env is None and not result.emit_affinity:
-            typer.echo(f"no environment reproduces the golden here: {emit_env} not written")
+            typer.echo(f"no environment reproduces the golden here: {one_line(str(emit_env))} not written")
     return result.exit_code
 
 

@@ -15,11 +15,12 @@ from envlock.cli.common import (
     TrustedKeyOption,
     app,
     resolve_golden_path,
+    show,
     strict_int,
     with_flag,
 )
 from envlock.cli.explain import BUDGET_HELP, BUDGET_PARSER, run_explain
-from envlock.errors import ENVIRONMENT, BadFileError, BadInputError
+from envlock.errors import ENVIRONMENT, BadFileError, BadInputError, one_line
 from envlock.limits import MAX_REPEAT
 
 
@@ -28,8 +29,9 @@ def _list_probes() -> str:
     from envlock.probes.registry import all_probes
 
     rows = [f"{'probe':28} {'group':7} {'dtype':8} tags"]
-    rows += [f"{p.name:28} {p.group:7} {p.dtype:8} {','.join(p.tags)}\n{'':28} {p.description}"
-             for p in all_probes().values()]
+    # an installed package's probes are listed too: their names and descriptions are escaped
+    rows += [one_line(f"{p.name:28} {p.group:7} {p.dtype:8} {','.join(p.tags)}")
+             + f"\n{'':28} {one_line(p.description)}" for p in all_probes().values()]
     return "\n".join(rows)
 
 
@@ -113,7 +115,10 @@ def verify(
             atomic_write_text(report, text)
         except OSError as exc:
             raise BadFileError(report, f"cannot write the report ({exc.strerror or exc})") from None
-    typer.echo(text if as_json else render_report(result), nl=not as_json)
+    if as_json:
+        typer.echo(text, nl=False)
+    else:
+        show(render_report(result))
     if result.exit_code == ENVIRONMENT:  # like every exit 2/3: one line on stderr says why
-        typer.echo(nothing_verified_line(result), err=True)
+        typer.echo(one_line(nothing_verified_line(result)), err=True)
     raise typer.Exit(result.exit_code)
