@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from envlock.cli.common import PROBE_MODULE_HELP, PROBE_TIMEOUT_HELP, app, show, strict_int, with_flag
+from envlock.cli.progress import progress_display
 from envlock.errors import DRIFT, OK, BadFileError, BadInputError, one_line
 from envlock.limits import MAX_REPEAT
 
@@ -112,7 +113,9 @@ def _capture_golden(output: Path | None, probes: str | None, repeat: int, *, as_
         from envlock.signing import load_signing_key, sign_golden
 
         key = load_signing_key(sign)  # an unusable key fails before the probes run
-    result = capture_golden(probe_names=names, repeat=repeat, probe_modules=probe_modules, probe_timeout=probe_timeout)
+    with progress_display(as_json=as_json) as progress:
+        result = capture_golden(probe_names=names, repeat=repeat, probe_modules=probe_modules,
+                                probe_timeout=probe_timeout, progress=progress)
     if sign is not None:
         result = sign_golden(result, key)
     _save(output, result, save_golden)  # type: ignore[arg-type]

@@ -18,6 +18,7 @@ from envlock.cli.common import (
     show,
     strict_int,
 )
+from envlock.cli.progress import progress_display
 from envlock.errors import BadFileError, BadInputError, one_line
 
 BUDGET_HELP = ("Whole seconds for the whole run, verify included, 1 to 86400 (default 120); candidates that do "
@@ -45,8 +46,9 @@ def run_explain(golden: Path, *, as_json: bool, report: Path | None, emit_env: P
     for path in (report, emit_env):
         if path is not None:
             check_output_path(path)  # before the probes run: a typo should not cost a TF import
-    result = explain_golden(golden, probe_names=names, budget=budget, jobs=jobs, trusted_keys=keys,
-                            probe_modules=probe_module or [], probe_timeout=probe_timeout)
+    with progress_display(as_json=as_json) as progress:
+        result = explain_golden(golden, probe_names=names, budget=budget, jobs=jobs, trusted_keys=keys,
+                                probe_modules=probe_module or [], probe_timeout=probe_timeout, progress=progress)
     text = dumps_canonical(result.model_dump(mode="json"))
     writes = [(report, text)]
     if emit_env is not None and (result.emit_env is not None or result.emit_affinity):

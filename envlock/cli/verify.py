@@ -20,6 +20,7 @@ from envlock.cli.common import (
     with_flag,
 )
 from envlock.cli.explain import BUDGET_HELP, BUDGET_PARSER, run_explain
+from envlock.cli.progress import progress_display
 from envlock.errors import ENVIRONMENT, BadFileError, BadInputError, one_line
 from envlock.limits import MAX_REPEAT
 
@@ -106,9 +107,10 @@ def verify(
         # Checked before the probes run: a typo should not cost a TF import to discover.
         check_output_path(report)
     path = resolve_golden_path(golden, golden_file)
-    result = verify_golden(path, probe_names=names, tolerance=policy, repeat=repeat, golden_env=golden_env,
-                           trusted_keys=keys, probe_modules=probe_module or [], probe_timeout=probe_timeout,
-                           allow_changed_probes=allow_changed_probes)
+    with progress_display(as_json=as_json) as progress:
+        result = verify_golden(path, probe_names=names, tolerance=policy, repeat=repeat, golden_env=golden_env,
+                               trusted_keys=keys, probe_modules=probe_module or [], probe_timeout=probe_timeout,
+                               allow_changed_probes=allow_changed_probes, progress=progress)
     text = dumps_canonical(result.model_dump(mode="json"))
     if report is not None:
         try:
