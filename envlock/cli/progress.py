@@ -123,8 +123,10 @@ class TerminalProgress(Progress):
                 head = (f"explain: candidates {self._done}/{self._candidates} done, {len(self._tasks)} running, "
                         f"budget {elapsed:.0f}{budget} s used")
                 return [head] + [f"  {_label(name)}: {task.line()}" for name, task in self._tasks.items()]
-            task = self._tasks.get(self._stage or "")
-            what = {"verify": "verify", "record": "recording the golden"}.get(self._stage or "", "working")
+            if self._stage is None:  # the golden is still being read and checked: nothing to say yet
+                return []
+            task = self._tasks.get(self._stage)
+            what = {"verify": "verify", "record": "recording the golden"}[self._stage]
             return [f"{what}: {task.line() if task else 'starting'}, {elapsed:.0f} s"]
 
     def __rich__(self) -> Any:
