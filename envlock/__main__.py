@@ -10,13 +10,16 @@ import sys
 
 
 def main() -> None:
-    # lazy: the TF child starts before typer and pydantic load
-    from envlock.fingerprint.tf import prestart_for_argv
+    try:
+        # lazy: the TF child starts before typer and pydantic load
+        from envlock.fingerprint.tf import prestart_for_argv
 
-    prestart_for_argv(sys.argv[1:])
-    # lazy: after the TF child started
-    from envlock.cli import main as cli_main
-
+        prestart_for_argv(sys.argv[1:])
+        # lazy: after the TF child started
+        from envlock.cli import main as cli_main
+    except KeyboardInterrupt:  # Ctrl-C before the CLI is loaded: the same line and code as after
+        sys.stderr.write("envlock: interrupted\n")
+        sys.exit(130)
     cli_main()
 
 

@@ -15,6 +15,7 @@ from envlock.limits import MAX_THREADS
 from envlock.models import LockdownSettings
 from envlock.probes.supervisor import check_probe_names, probe_infos, run_child
 from envlock.profiles import Profile, apply_to, latest
+from envlock.progress import NO_PROGRESS, Progress
 from envlock.tfcontrols import default_thread_count
 from envlock.version import __version__
 
@@ -45,7 +46,8 @@ def portable_profile() -> Profile:
 
 
 def capture_golden(*, probe_names: list[str] | None = None, repeat: int = 2, probe_modules: list[str] | None = None,
-                   probe_timeout: float | None = None, portable: bool = False) -> Golden:
+                   probe_timeout: float | None = None, portable: bool = False,
+                   progress: Progress = NO_PROGRESS) -> Golden:
     """Run the probe suite on this machine in a child process and build a sealed golden.
 
     ``probe_modules`` (``--probe-module``) and installed ``envlock.probes`` entry points add user
@@ -61,8 +63,10 @@ def capture_golden(*, probe_names: list[str] | None = None, repeat: int = 2, pro
     settings = lockdown_settings_for_this_process(environ)
     manifest = capture_manifest(include_tf=False, environ=environ)
     # oneDNN's verbose lines name the kernels each probe ran: explain compares them with this machine's.
+    progress.stage("record")
     result = run_child(probe_names=probe_names, repeat=repeat, settings=settings, env=environ,
-                       probe_modules=probe_modules or [], probe_timeout=probe_timeout, onednn_verbose=True)
+                       probe_modules=probe_modules or [], probe_timeout=probe_timeout, onednn_verbose=True,
+                       on_event=progress.events_for("record"))
     probes = probe_infos(result, probe_names)
     golden = Golden(
         envlock_version=__version__,

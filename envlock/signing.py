@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import os
 import stat
@@ -58,7 +57,8 @@ def _public_blob(public_key: object) -> bytes:
 
 
 def read_key_file(path: Path | str) -> bytes:
-    """A key file's bytes: regular files only (a FIFO or device would hang or never end), bounded."""
+    """A key file's bytes: regular files only (a directory, FIFO or device would fail, hang or never
+    end), at most ``MAX_KEY_FILE_BYTES`` read; every problem is a one-line ``BadFileError`` (exit 2)."""
     path = Path(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
@@ -68,14 +68,27 @@ def read_key_file(path: Path | str) -> bytes:
         raise BadFileError(path, "is a directory, not a key file") from None
     except OSError as exc:
         raise BadFileError(path, f"cannot read ({exc.strerror or exc})") from None
-    with contextlib.closing(os.fdopen(fd, "rb")) as handle:
+    try:
+        # fstat on the descriptor (not the path, which may change): a directory opens fine on Linux,
+        # and os.fdopen would then raise IsADirectoryError.
         mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise BadFileError(path, "is a directory, not a key file")
         if not stat.S_ISREG(mode):
             raise BadFileError(path, "not a regular file (a key must be a plain file)")
-        try:
-            data = handle.read(MAX_KEY_FILE_BYTES + 1)
-        except OSError as exc:
-            raise BadFileError(path, f"cannot read ({exc.strerror or exc})") from None
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_KEY_FILE_BYTES:
+            chunk = os.read(fd, MAX_KEY_FILE_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise BadFileError(path, f"cannot read ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
     if len(data) > MAX_KEY_FILE_BYTES:
         raise BadFileError(path, f"too large for a key file (over {MAX_KEY_FILE_BYTES} bytes)")
     if not data.strip():

@@ -24,6 +24,7 @@ from envlock.probes.compare import Tolerance
 from envlock.probes.registry import all_probes
 from envlock.probes.supervisor import run_child
 from envlock.profiles import apply_to
+from envlock.progress import NO_PROGRESS, Progress
 from envlock.protocol import ChildResult
 from envlock.signing import TrustedKey, check_signature, signature_note
 from envlock.verdict import (
@@ -78,7 +79,8 @@ def verify_golden(golden_path: Path | str, *, probe_names: list[str] | None = No
                   tolerance: Tolerance | None = None, repeat: int | None = None,
                   golden_env: bool = False, trusted_keys: Sequence[TrustedKey] = (),
                   probe_modules: Sequence[str] = (), probe_timeout: float | None = None,
-                  allow_changed_probes: bool = False, portable: bool = False) -> VerifyReport:
+                  allow_changed_probes: bool = False, portable: bool = False,
+                  progress: Progress = NO_PROGRESS) -> VerifyReport:
     """Run the golden's probes here and judge them. ``probe_modules`` load user probes in the child;
     a probe whose source digest differs from the golden's is not compared unless ``allow_changed_probes``.
     Raises BadFileError/IntegrityError (exit 2),
@@ -87,14 +89,15 @@ def verify_golden(golden_path: Path | str, *, probe_names: list[str] | None = No
     return verify_run(golden_path, probe_names=probe_names, tolerance=tolerance, repeat=repeat,
                       golden_env=golden_env, trusted_keys=trusted_keys, probe_modules=probe_modules,
                       probe_timeout=probe_timeout, allow_changed_probes=allow_changed_probes,
-                      portable=portable).report
+                      portable=portable, progress=progress).report
 
 
 def verify_run(golden_path: Path | str, *, probe_names: list[str] | None = None,
                tolerance: Tolerance | None = None, repeat: int | None = None, golden_env: bool = False,
                trusted_keys: Sequence[TrustedKey] = (), onednn_verbose: bool = False,
                probe_modules: Sequence[str] = (), probe_timeout: float | None = None,
-               allow_changed_probes: bool = False, portable: bool = False) -> VerifyRun:
+               allow_changed_probes: bool = False, portable: bool = False,
+               progress: Progress = NO_PROGRESS) -> VerifyRun:
     """``verify_golden`` keeping what explain needs (``onednn_verbose``: record the primitives run).
 
     A golden recorded under a numerics profile (``capture --golden --portable``) is verified under it,
@@ -124,9 +127,10 @@ def verify_run(golden_path: Path | str, *, probe_names: list[str] | None = None,
     # User probes (a source outside envlock) exist only in the child, which skips names nobody registers.
     runnable = [r.name for r in records if r.status == "ok" and (r.name in known or is_user_probe(r))]
     manifest = capture_manifest(include_tf=False, environ=environ)
+    progress.stage("verify")
     result = run_child(probe_names=runnable, repeat=repeat, settings=golden.lockdown, env=environ,
                        probe_modules=list(probe_modules), probe_timeout=probe_timeout, unknown="skip",
-                       onednn_verbose=onednn_verbose) \
+                       onednn_verbose=onednn_verbose, on_event=progress.events_for("verify")) \
         if runnable and golden.recorded_by != "pytest" else _no_probes_run()
     if golden.recorded_by != "pytest":  # the pytest plugin records manifests without TensorFlow: compare like that
         manifest = manifest_with_tf(manifest, result)

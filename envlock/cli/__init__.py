@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from envlock.cli import build, capture, explain, verify, watch  # noqa: F401  (registers commands)
-from envlock.cli.common import app
+from envlock.cli.common import app, interrupted
 from envlock.errors import BAD_INPUT
 from envlock.runner import Terminated, stop_cleanly_on_sigterm
 from envlock.version import __version__
@@ -39,6 +39,8 @@ def main() -> None:
     except Terminated:
         typer.echo("envlock: terminated", err=True)
         raise
+    except KeyboardInterrupt:  # Ctrl-C outside any command (while Typer builds the command tree)
+        interrupted()
 
 
 __all__ = ["app", "main"]

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from envlock.cli.common import TRUSTED_KEY_HELP, GoldenOption, app, resolve_golden_path
+from envlock.cli.common import GoldenOption, TrustedKeyOption, app, resolve_golden_path
+from envlock.errors import one_line
 
 
 @app.command()
@@ -16,21 +17,25 @@ def build(
     gpu: Annotated[bool, typer.Option("--gpu", help="Render Dockerfile.gpu: the and-cuda wheels of tensorflow, "
                                       "hash-pinned, on the pinned OS base (the host needs only the driver).")]
     = False,
-    tag: Annotated[str | None, typer.Option("--tag", "-t", help="Image tag (default: "
+    tag: Annotated[str | None, typer.Option("--tag", "-t", metavar="TAG", help="Image tag (default: "
                                             "envlock/tf<version>-<cpu|gpu>:<golden digest>).")] = None,
-    base_image: Annotated[str | None, typer.Option("--base-image", help="Base image instead of the pinned one "
-                                                   "(a local tag is pinned to its image ID).")] = None,
-    wheelhouse: Annotated[Path | None, typer.Option("--wheelhouse", help="Directory of downloaded wheels, reused "
-                                                    "between builds (default: ~/.cache/envlock/wheelhouse).")]
+    base_image: Annotated[str | None, typer.Option("--base-image", metavar="IMAGE",
+                                                   help="Base image instead of the pinned one "
+                                                        "(a local tag is pinned to its image ID).")] = None,
+    wheelhouse: Annotated[Path | None, typer.Option("--wheelhouse", metavar="DIR",
+                                                    help="Directory of downloaded wheels, reused "
+                                                         "between builds (default: ~/.cache/envlock/wheelhouse).")]
     = None,
-    context_only: Annotated[Path | None, typer.Option("--context-only", help="Write the complete build context "
-                                                      "(Dockerfile, wheelhouse, lock, golden) to DIR; no Docker.")]
+    context_only: Annotated[Path | None, typer.Option("--context-only", metavar="DIR",
+                                                      help="Write the complete build context "
+                                                           "(Dockerfile, wheelhouse, lock, golden) to DIR; no Docker.")]
     = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not reuse cached Docker layers.")] = False,
-    requirements: Annotated[Path | None, typer.Option("--requirements", "-r", help="Install the pins of this "
-                                                      "requirements/lock file instead of the golden's "
-                                                      "package set.")] = None,
-    trusted_key: Annotated[list[Path] | None, typer.Option("--trusted-key", help=TRUSTED_KEY_HELP)] = None,
+    requirements: Annotated[Path | None, typer.Option("--requirements", "-r", metavar="FILE",
+                                                      help="Install the pins of this "
+                                                           "requirements/lock file instead of the golden's "
+                                                           "package set.")] = None,
+    trusted_key: TrustedKeyOption = None,
 ) -> None:
     """Build a Docker image that reproduces a golden: exact wheels by sha256 (installed offline),
     determinism environment baked in, the golden inside, and an entrypoint that verifies it
@@ -45,7 +50,7 @@ def build(
     from envlock.store import check_outputs  # lazy: pydantic, only for `build`
 
     def progress(line: str) -> None:
-        typer.echo(line, err=True)
+        typer.echo(one_line(line), err=True)  # Docker's and pip's output: no escape sequence reaches the terminal
 
     # The context's own files never replace an input (-r ctx/requirements.lock would be lost).
     check_outputs([context_only / n for n in ("Dockerfile", "requirements.lock")]
@@ -57,7 +62,7 @@ def build(
                            requirements=requirements, trusted_keys=tuple(load_trusted_keys(trusted_key or [])))
     result = run_build(options, progress)
     if result.image_id is None:
-        typer.echo(str(result.context_dir))
+        typer.echo(one_line(str(result.context_dir)))
     else:
-        typer.echo(f"built {result.tag} ({result.image_id}) in {result.seconds:.1f} s", err=True)
+        typer.echo(f"built {one_line(result.tag or '')} ({result.image_id}) in {result.seconds:.1f} s", err=True)
         typer.echo(result.image_id)

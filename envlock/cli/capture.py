@@ -9,8 +9,9 @@ from typing import Annotated
 
 import typer
 
-from envlock.cli.common import PROBE_MODULE_HELP, PROBE_TIMEOUT_HELP, app, strict_int
-from envlock.errors import DRIFT, OK, BadInputError
+from envlock.cli.common import PROBE_MODULE_HELP, PROBE_TIMEOUT_HELP, app, show, strict_int, with_flag
+from envlock.cli.progress import progress_display
+from envlock.errors import DRIFT, OK, BadInputError, one_line
 from envlock.limits import MAX_REPEAT
 
 
@@ -28,27 +29,29 @@ def _save(output: Path, model: object, save: Callable[[Path, object], None]) -> 
 
 @app.command()
 def capture(
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the manifest (or golden) to FILE, "
-                                                "atomically, as JSON with sorted keys.")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", metavar="FILE",
+                                                help="Write the manifest (or golden) to FILE, "
+                                                     "atomically, as JSON with sorted keys.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON instead of a summary.")] = False,
     no_tf: Annotated[bool, typer.Option("--no-tf", help="Skip TensorFlow: never import it.")] = False,
     golden: Annotated[bool, typer.Option("--golden", help="Also run the probe suite and write a golden file "
                                          "(needs -o and TensorFlow).")] = False,
-    probes: Annotated[str | None, typer.Option("--probes", help="With --golden: comma-separated probe names.")] = None,
+    probes: Annotated[str | None, typer.Option("--probes", metavar="NAMES",
+                                               help="With --golden: comma-separated probe names.")] = None,
     repeat: Annotated[int, typer.Option("--repeat", parser=strict_int("--repeat", 1, MAX_REPEAT), metavar="N",
                                         help="With --golden: runs per probe (1 to 100).")] = 2,
     sign: Annotated[Path | None, typer.Option("--sign", metavar="KEY", help="With --golden: sign it with this "
                                               "unencrypted Ed25519 OpenSSH private key (ssh-keygen -t ed25519); "
                                               "verify --trusted-key KEY.pub checks it.")] = None,
     probe_module: Annotated[list[str] | None, typer.Option("--probe-module", metavar="MODULE",
-                                                           help="With --golden: " + PROBE_MODULE_HELP)] = None,
+                                                           help=with_flag("--golden", PROBE_MODULE_HELP))] = None,
     probe_timeout: Annotated[float, typer.Option("--probe-timeout", min=1, max=86400, metavar="SECONDS",
-                                                 help="With --golden: " + PROBE_TIMEOUT_HELP)] = 120.0,
-    portable: Annotated[bool, typer.Option("--portable", help="With --golden: record under the portable numerics "
-                                           "profile (every op through XLA with IEEE-exact math, oneDNN capped at a "
-                                           "level both CPU vendors have; docs/portable.md), so that another vendor's "
-                                           "CPU can give the same bits. verify, explain and watch then apply it "
-                                           "from the golden.")] = False,
+                                                 help=with_flag("--golden", PROBE_TIMEOUT_HELP))] = 120.0,
+    portable: Annotated[bool, typer.Option("--portable", help=with_flag("--golden", "record under the portable "
+                                           "numerics profile (every op through XLA with IEEE-exact math, oneDNN capped "
+                                           "at a level both CPU vendors have; docs/portable.md), so that another "
+                                           "vendor's CPU can give the same bits. verify, explain and watch then apply "
+                                           "it from the golden."))] = False,
 ) -> None:
     """Fingerprint this machine and its software stack as a versioned manifest.
 
@@ -85,9 +88,9 @@ def capture(
     if as_json:
         typer.echo(dumps_canonical(manifest.model_dump(mode="json")), nl=False)
     else:
-        typer.echo(render_manifest(manifest))
+        show(render_manifest(manifest))
         if output is not None:
-            typer.echo(f"manifest written to {output}")
+            typer.echo(f"manifest written to {one_line(str(output))}")
 
 
 def _capture_golden(output: Path | None, probes: str | None, repeat: int, *, as_json: bool, no_tf: bool,
@@ -116,8 +119,9 @@ def _capture_golden(output: Path | None, probes: str | None, repeat: int, *, as_
         from envlock.signing import load_signing_key, sign_golden
 
         key = load_signing_key(sign)  # an unusable key fails before the probes run
-    result = capture_golden(probe_names=names, repeat=repeat, probe_modules=probe_modules, probe_timeout=probe_timeout,
-                            portable=portable)
+    with progress_display(as_json=as_json) as progress:
+        result = capture_golden(probe_names=names, repeat=repeat, probe_modules=probe_modules,
+                                probe_timeout=probe_timeout, portable=portable, progress=progress)
     if sign is not None:
         result = sign_golden(result, key)
     _save(output, result, save_golden)  # type: ignore[arg-type]
@@ -129,14 +133,15 @@ def _capture_golden(output: Path | None, probes: str | None, repeat: int, *, as_
         # probe that raised is not discovered only at verify time.
         for record in result.probes:
             if record.status != "ok" and "GPU" not in (record.reason or ""):
-                typer.echo(f"  not recorded: {record.name}: {record.status}: {record.reason}")
-        typer.echo(f"golden written to {output}: {count} probes, manifest {result.manifest.digest}")
+                # name and reason come from the probe module: escaped (a newline could forge a line)
+                typer.echo(f"  not recorded: {one_line(record.name)}: {record.status}: {one_line(record.reason or '')}")
+        typer.echo(f"golden written to {one_line(str(output))}: {count} probes, manifest {result.manifest.digest}")
 
 
 @app.command()
 def diff(
-    old: Annotated[Path, typer.Argument(help="Manifest (or golden) file A.", show_default=False)],
-    new: Annotated[Path, typer.Argument(help="Manifest (or golden) file B.", show_default=False)],
+    old: Annotated[Path, typer.Argument(metavar="A", help="Manifest (or golden) file A.", show_default=False)],
+    new: Annotated[Path, typer.Argument(metavar="B", help="Manifest (or golden) file B.", show_default=False)],
     as_json: Annotated[bool, typer.Option("--json", help="Print the differences as JSON.")] = False,
 ) -> None:
     """Show every identity difference between two manifests, with severity and reason.
@@ -160,7 +165,7 @@ def diff(
         }
         typer.echo(json.dumps(report, indent=2, sort_keys=True))
     else:
-        typer.echo(render_differences(differences))
+        show(render_differences(differences))
     raise typer.Exit(DRIFT if differences else OK)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -18,6 +20,11 @@ _UsageError: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c._
 _Abort: type[BaseException] = next(c for c in typer.Abort.__mro__ if c.__name__ == "Abort")
 
 
+class _Interrupted(Exception):
+    """Ctrl-C inside a command. Typer's main turns a KeyboardInterrupt into a silent exit 130; this
+    type passes through it to ``OneLineUsageGroup.main``, which says so in one line."""
+
+
 class OneLineUsageGroup(TyperGroup):
     """Where every error of every command is caught, once: a typed ``EnvlockError`` from the core
     becomes one line on stderr and its exit code (no traceback); bad flags, unknown commands and
@@ -28,6 +35,7 @@ class OneLineUsageGroup(TyperGroup):
              complete_var: str | None = None, standalone_mode: bool = True,
              windows_expand_args: bool = True, **extra: Any) -> Any:
         try:
+            never_die_on_output()
             rv = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
         except _UsageError as exc:
             if type(exc).__name__ == "NoArgsIsHelpError":  # bare `envlock`: show the help
@@ -40,12 +48,53 @@ class OneLineUsageGroup(TyperGroup):
         except EnvlockError as exc:
             typer.echo(f"envlock: error: {one_line(str(exc))}", err=True)  # one line, whatever a path holds
             sys.exit(exc.exit_code)
-        except (_Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort; a lazy import may see it first
-            typer.echo("envlock: interrupted", err=True)
-            sys.exit(130)
+        except (_Interrupted, _Abort, KeyboardInterrupt):  # Ctrl-C: in a command, at a prompt, while parsing
+            interrupted()
         if not standalone_mode:
             return rv
         sys.exit(rv if isinstance(rv, int) else 0)
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise _Interrupted() from None
+
+
+# What a terminal would obey rather than show: C0 controls but newline and tab (ESC starts CSI and
+# OSC sequences, CR overwrites a line), DEL, C1 controls (U+009B is a one-character CSI) and the
+# bidirectional overrides. Newlines are the display's to escape per field: a report has many lines.
+_TERMINAL_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with every character a terminal would act on escaped (``\\x1b``), lines kept."""
+    return _TERMINAL_CONTROLS.sub(lambda match: one_line(match.group()), text)
+
+
+def show(text: str, *, err: bool = False, nl: bool = True) -> None:
+    """Print a rendered report: whatever a golden or a probe module put into it cannot clear the
+    screen, set the window title or move the cursor, on a terminal or not."""
+    typer.echo(terminal_safe(text), err=err, nl=nl)
+
+
+def never_die_on_output() -> None:
+    """Whatever reaches stdout or stderr, writing it never raises: a lone surrogate from a golden
+    ("\\ud800" in a manifest string) or a character the terminal's encoding lacks is written as a
+    backslash escape instead of ending the command with a UnicodeEncodeError. Untrusted strings are
+    escaped field by field (``one_line``, the display layer); this is the net under all of them."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None and getattr(stream, "errors", None) != "backslashreplace":
+            with contextlib.suppress(ValueError, OSError, TypeError):  # a closed or foreign stream
+                reconfigure(errors="backslashreplace")
+
+
+def interrupted() -> None:
+    """Ctrl-C: one line on stderr and exit 130 (128 + SIGINT), as shells report an interrupted command."""
+    with contextlib.suppress(OSError, ValueError):  # a closed or broken stderr must not hide the exit code
+        typer.echo("envlock: interrupted", err=True)
+    sys.exit(130)
 
 
 def strict_int(name: str, low: int, high: int) -> Callable[[str], int]:
@@ -75,7 +124,13 @@ app = typer.Typer(
     invoke_without_command=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    # Plain click help: it rewraps every paragraph to the terminal's width (a hard line break in a
+    # docstring is only source layout) and prints a paragraph that starts with \b as written. Rich
+    # mode keeps single line breaks after the first paragraph and then wraps again, which splits
+    # sentences mid-line ("costs about one / TensorFlow import"), and it reads [..] as markup.
+    rich_markup_mode=None,
+    # click stops wrapping at 80 columns unless told: a wider terminal gets wider help.
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
 )
 
 
@@ -103,9 +158,15 @@ def resolve_golden_path(*given: Path | str | None, environ: Mapping[str, str] | 
     raise BadInputError("no golden given: pass --golden FILE or set ENVLOCK_GOLDEN")
 
 
+def with_flag(flag: str, help_text: str) -> str:
+    """An option's help that applies only with another flag: "With --golden: also load ..."."""
+    return f"With {flag}: {help_text[:1].lower()}{help_text[1:]}"
+
+
 # `--trusted-key`, the same option on verify, build and watch (envlock.signing).
 TRUSTED_KEY_HELP = ("Require the golden to be signed by this Ed25519 key: an OpenSSH public key file "
                     "(id_ed25519.pub, or one key per line); repeatable. Unsigned or otherwise signed: exit 2.")
+TrustedKeyOption = Annotated[list[Path] | None, typer.Option("--trusted-key", metavar="PUB", help=TRUSTED_KEY_HELP)]
 
 
 # `--probe-module` and `--probe-timeout`, the same options on capture --golden and verify.

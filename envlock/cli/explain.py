@@ -10,14 +10,16 @@ import typer
 from envlock.cli.common import (
     PROBE_MODULE_HELP,
     PROBE_TIMEOUT_HELP,
-    TRUSTED_KEY_HELP,
     GoldenArgument,
     GoldenOption,
+    TrustedKeyOption,
     app,
     resolve_golden_path,
+    show,
     strict_int,
 )
-from envlock.errors import BadInputError
+from envlock.cli.progress import progress_display
+from envlock.errors import BadInputError, one_line
 
 BUDGET_HELP = ("Whole seconds for the whole run, verify included, 1 to 86400 (default 120); candidates that do "
                "not fit are listed as not tried.")
@@ -43,8 +45,9 @@ def run_explain(golden: Path, *, as_json: bool, report: Path | None, emit_env: P
     names = parse_probe_list(probes)
     # before the probes run: a typo, or an output that is an input or the other output, should not cost a TF import
     check_outputs([report, emit_env], inputs=[golden, *(trusted_key or []), *(probe_module or [])])
-    result = explain_golden(golden, probe_names=names, budget=budget, jobs=jobs, trusted_keys=keys,
-                            probe_modules=probe_module or [], probe_timeout=probe_timeout)
+    with progress_display(as_json=as_json) as progress:
+        result = explain_golden(golden, probe_names=names, budget=budget, jobs=jobs, trusted_keys=keys,
+                                probe_modules=probe_module or [], probe_timeout=probe_timeout, progress=progress)
     text = dumps_canonical(result.model_dump(mode="json"))
     writes = [(report, text)]
     if emit_env is not None and (result.emit_env is not None or result.emit_affinity):
@@ -57,11 +60,11 @@ def run_explain(golden: Path, *, as_json: bool, report: Path | None, emit_env: P
         typer.echo(text, nl=False)
     else:
         if with_verify_table:
-            typer.echo(render_report(result.verify))
+            show(render_report(result.verify))
             typer.echo("")
-        typer.echo(render_explain(result))
+        show(render_explain(result))
         if emit_env is not None and result.emit_env is None and not result.emit_affinity:
-            typer.echo(f"no environment reproduces the golden here: {emit_env} not written")
+            typer.echo(f"no environment reproduces the golden here: {one_line(str(emit_env))} not written")
     return result.exit_code
 
 
@@ -70,17 +73,20 @@ def explain(
     golden: GoldenArgument = None,
     golden_file: GoldenOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
-    report: Annotated[Path | None, typer.Option("--report", help="Also write the JSON report to FILE.")] = None,
+    report: Annotated[Path | None, typer.Option("--report", metavar="FILE",
+                                                help="Also write the JSON report to FILE.")] = None,
     emit_env: Annotated[Path | None, typer.Option(
-        "--emit-env", help="Write the environment that makes this machine reproduce (a shell snippet) to FILE, "
+        "--emit-env", metavar="FILE",
+        help="Write the environment that makes this machine reproduce (a shell snippet) to FILE, "
         "where one exists.")] = None,
-    probes: Annotated[str | None, typer.Option("--probes", help="Comma-separated probe names (default: all the "
-                                               "golden's probes).")] = None,
+    probes: Annotated[str | None, typer.Option("--probes", metavar="NAMES",
+                                               help="Comma-separated probe names (default: all the "
+                                                    "golden's probes).")] = None,
     budget: Annotated[int, typer.Option("--budget", parser=BUDGET_PARSER, metavar="SECONDS",
                                           help=BUDGET_HELP)] = 120,
     jobs: Annotated[int, typer.Option("--jobs", parser=strict_int("--jobs", 1, 64), metavar="N",
                                       help="Probe children at once, 1 to 64 (default 2).")] = 2,
-    trusted_key: Annotated[list[Path] | None, typer.Option("--trusted-key", help=TRUSTED_KEY_HELP)] = None,
+    trusted_key: TrustedKeyOption = None,
     probe_module: Annotated[list[str] | None, typer.Option("--probe-module", metavar="MODULE",
                                                            help=PROBE_MODULE_HELP)] = None,
     probe_timeout: Annotated[float, typer.Option("--probe-timeout", min=1, max=86400, metavar="SECONDS",

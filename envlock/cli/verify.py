@@ -10,15 +10,18 @@ import typer
 from envlock.cli.common import (
     PROBE_MODULE_HELP,
     PROBE_TIMEOUT_HELP,
-    TRUSTED_KEY_HELP,
     GoldenArgument,
     GoldenOption,
+    TrustedKeyOption,
     app,
     resolve_golden_path,
+    show,
     strict_int,
+    with_flag,
 )
 from envlock.cli.explain import BUDGET_HELP, BUDGET_PARSER, run_explain
-from envlock.errors import ENVIRONMENT, BadInputError
+from envlock.cli.progress import progress_display
+from envlock.errors import ENVIRONMENT, BadInputError, one_line
 from envlock.limits import MAX_REPEAT
 
 
@@ -27,8 +30,9 @@ def _list_probes() -> str:
     from envlock.probes.registry import all_probes
 
     rows = [f"{'probe':28} {'group':8} {'dtype':8} tags"]
-    rows += [f"{p.name:28} {p.group:8} {p.dtype:8} {','.join(p.tags)}\n{'':28} {p.description}"
-             for p in all_probes().values()]
+    # an installed package's probes are listed too: their names and descriptions are escaped
+    rows += [one_line(f"{p.name:28} {p.group:8} {p.dtype:8} {','.join(p.tags)}")
+             + f"\n{'':28} {one_line(p.description)}" for p in all_probes().values()]
     return "\n".join(rows)
 
 
@@ -39,14 +43,17 @@ def verify(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="A row for every probe, and each drifting "
                                           "probe's three likeliest causes.")] = False,
-    report: Annotated[Path | None, typer.Option("--report", help="Also write the JSON report to FILE (atomically).")]
+    report: Annotated[Path | None, typer.Option("--report", metavar="FILE",
+                                                help="Also write the JSON report to FILE (atomically).")]
     = None,
     tolerance: Annotated[str, typer.Option(
-        "--tolerance", help="'bitwise' (default), or 'ulp:N': an element passes when it is within N ULPs of the "
+        "--tolerance", metavar="POLICY",
+        help="'bitwise' (default), or 'ulp:N': an element passes when it is within N ULPs of the "
         "golden value or within N ULPs of the output's largest magnitude (protects near-zero elements).")]
     = "bitwise",
-    probes: Annotated[str | None, typer.Option("--probes", help="Comma-separated probe names (default: all the "
-                                               "golden's probes).")] = None,
+    probes: Annotated[str | None, typer.Option("--probes", metavar="NAMES",
+                                               help="Comma-separated probe names (default: all the "
+                                                    "golden's probes).")] = None,
     repeat: Annotated[int | None, typer.Option(
         "--repeat", parser=strict_int("--repeat", 1, MAX_REPEAT), metavar="N",
         help="Runs per probe here, 1 to 100 (default: the golden's repeat count); differing runs mean "
@@ -57,11 +64,11 @@ def verify(
         "golden?")] = False,
     list_probes: Annotated[bool, typer.Option("--list-probes", help="List the probes with their group, dtype and "
                                               "tags, and exit.")] = False,
-    trusted_key: Annotated[list[Path] | None, typer.Option("--trusted-key", help=TRUSTED_KEY_HELP)] = None,
+    trusted_key: TrustedKeyOption = None,
     explain: Annotated[bool, typer.Option("--explain", help="Then prove the causes of any drift by experiment "
                                           "(`envlock explain`): its causes say 'proved'.")] = False,
     budget: Annotated[int, typer.Option("--budget", parser=BUDGET_PARSER, metavar="SECONDS",
-                                          help="With --explain: " + BUDGET_HELP)] = 120,
+                                          help=with_flag("--explain", BUDGET_HELP))] = 120,
     probe_module: Annotated[list[str] | None, typer.Option("--probe-module", metavar="MODULE",
                                                            help=PROBE_MODULE_HELP)] = None,
     probe_timeout: Annotated[float, typer.Option("--probe-timeout", min=1, max=86400, metavar="SECONDS",
@@ -104,13 +111,17 @@ def verify(
     path = resolve_golden_path(golden, golden_file)
     # Checked before the probes run: a typo (or --report naming the golden) should not cost a TF import.
     check_outputs([report], inputs=[path, *(trusted_key or []), *(probe_module or [])])
-    result = verify_golden(path, probe_names=names, tolerance=policy, repeat=repeat, golden_env=golden_env,
-                           trusted_keys=keys, probe_modules=probe_module or [], probe_timeout=probe_timeout,
-                           allow_changed_probes=allow_changed_probes, portable=portable)
+    with progress_display(as_json=as_json) as progress:
+        result = verify_golden(path, probe_names=names, tolerance=policy, repeat=repeat, golden_env=golden_env,
+                               trusted_keys=keys, probe_modules=probe_module or [], probe_timeout=probe_timeout,
+                               allow_changed_probes=allow_changed_probes, portable=portable, progress=progress)
     text = dumps_canonical(result.model_dump(mode="json"))
     if report is not None:
         atomic_write_text(report, text)  # a failed write is one line from envlock.store (a full disk: exit 3)
-    typer.echo(text if as_json else render_report(result, verbose=verbose), nl=not as_json)
+    if as_json:
+        typer.echo(text, nl=False)
+    else:
+        show(render_report(result, verbose=verbose))
     if result.exit_code == ENVIRONMENT:  # like every exit 2/3: one line on stderr says why
-        typer.echo(nothing_verified_line(result), err=True)
+        typer.echo(one_line(nothing_verified_line(result)), err=True)
     raise typer.Exit(result.exit_code)

@@ -8,44 +8,59 @@ from typing import Annotated
 
 import typer
 
-from envlock.cli.common import TRUSTED_KEY_HELP, GoldenOption, app, resolve_golden_path
+from envlock.cli.common import GoldenOption, TrustedKeyOption, app, resolve_golden_path
 
+# Plain paragraphs are rewrapped to the terminal's width; a paragraph starting with \b (click's
+# marker) is printed as written, so its lines must fit 80 columns (tests/unit/test_cli_help.py).
 WATCH_HELP = """Keep checking this machine against GOLDEN and report its health.
 
-\b
 Two checks:
-  fingerprint  every --fingerprint-every: capture this machine WITHOUT TensorFlow (in the daemon)
-               and diff it against the golden's manifest (the tensorflow section is left to verify).
-  verify       every --verify-every: run `envlock verify GOLDEN --json` in a child process with a
-               time limit; a hang is killed with its process group and recorded as a timeout, a crash
-               as an error. TensorFlow is never imported into the daemon. --verify-every 0 disables it.
+
+\b
+  fingerprint  every --fingerprint-every: capture this machine without
+               TensorFlow (in the daemon) and diff it against the golden's
+               manifest (the tensorflow section is left to verify).
+  verify       every --verify-every: run `envlock verify GOLDEN --json` in a
+               child process with a time limit; a hang is killed with its
+               process group and recorded as a timeout, a crash as an error.
+               TensorFlow is never imported into the daemon. --verify-every 0
+               disables it.
+
 A difference present while a verify of this golden reproduced (same field, same value) is tolerated
 by later fingerprint checks, e.g. the determinism variables an `envlock build` image sets; a NEW
 difference fails the fingerprint check and brings the next verify forward (at most every 10 min).
 
-\b
 HTTP (loopback by default; --listen 0.0.0.0:9109 inside a container or pod). --listen binds exactly
 the address it names (IPv4, [IPv6], or a host name resolved to one address); durations are 0.1s..30d.
-  /healthz  200 "ok" when the last fingerprint check passed and the last verify (if one has run for
-            this golden) passed; 503 with the reason otherwise, and "no check yet" until the first
-            fingerprint check finishes (that happens at start-up).
-  /livez    200 while the daemon serves (for a liveness probe; /healthz is for readiness).
+
+\b
+  /healthz  200 "ok" when the last fingerprint check passed and the last
+            verify (if one has run for this golden) passed; 503 with the
+            reason otherwise, and "no check yet" until the first fingerprint
+            check finishes (that happens at start-up).
+  /livez    200 while the daemon serves (for a liveness probe; /healthz is
+            for readiness).
   /status   JSON: last results, current drift, history summary.
   /metrics  Prometheus text format.
 
-\b
 History (checks, drift events) is kept in SQLite in --state-dir and survives restarts; a verify from
 before a restart is reused while it is fresher than --verify-every and for the same golden.
+
 The golden file is re-read when it changes on disk (replace it atomically); a new golden triggers
 a verify. A replacement that cannot be loaded makes /healthz 503 naming it, and the checks go on
 against the last good golden. A check that is overdue (the loop wedged) makes /healthz 503 too.
+
 One JSON log line per check on stderr. SIGTERM/SIGINT: kill a running verify, exit 0; a daemon
 still not stopped 15 s after the signal is forced out (a "stop_forced" log line, exit 3).
 
 \b
-Exit codes: 0 stopped by SIGTERM/SIGINT (or --once and healthy); 1 --once and not healthy;
-2 bad flags, unreadable/invalid golden or unusable state dir (before the port is bound);
-3 the listen address is in use or cannot be bound, or the stop had to be forced.
+Exit codes:
+  0  stopped by SIGTERM/SIGINT (or --once and healthy)
+  1  --once and not healthy
+  2  bad flags, unreadable/invalid golden or unusable state dir (before the
+     port is bound)
+  3  the listen address is in use or cannot be bound, or the stop had to be
+     forced
 """
 
 
@@ -54,35 +69,39 @@ def watch(
     golden: GoldenOption = None,
     listen: Annotated[
         str,
-        typer.Option(envvar="ENVLOCK_LISTEN", show_envvar=True,
+        typer.Option(envvar="ENVLOCK_LISTEN", show_envvar=True, metavar="HOST:PORT",
                      help="HOST:PORT to serve HTTP on (port 0: any free port; 0.0.0.0:9109 in a container)."),
     ] = "127.0.0.1:9109",
-    fingerprint_every: Annotated[str, typer.Option(help="Interval of the cheap fingerprint check.")] = "60s",
-    verify_every: Annotated[str, typer.Option(help="Interval of the full verify check (0 disables it).")] = "6h",
-    verify_timeout: Annotated[str, typer.Option(help="Kill a verify child running longer than this.")] = "15m",
+    fingerprint_every: Annotated[str, typer.Option(metavar="DURATION",
+                                                   help="Interval of the cheap fingerprint check.")] = "60s",
+    verify_every: Annotated[str, typer.Option(metavar="DURATION",
+                                              help="Interval of the full verify check (0 disables it).")] = "6h",
+    verify_timeout: Annotated[str, typer.Option(metavar="DURATION",
+                                                help="Kill a verify child running longer than this.")] = "15m",
     state_dir: Annotated[
         str | None,
         typer.Option(
-            envvar="ENVLOCK_STATE_DIR", show_envvar=True,
+            envvar="ENVLOCK_STATE_DIR", show_envvar=True, metavar="DIR",
             help="Where the history database lives (default: /var/lib/envlock as root, else "
             "$XDG_STATE_HOME/envlock or ~/.local/state/envlock).",
         ),
     ] = None,
     nfd_features_file: Annotated[
         str | None,
-        typer.Option(help="Write Node Feature Discovery labels here after every check, e.g. "
+        typer.Option(metavar="FILE", help="Write Node Feature Discovery labels here after every check, e.g. "
                      "/etc/kubernetes/node-feature-discovery/features.d/envlock."),
     ] = None,
     verify_command: Annotated[
         str | None,
-        typer.Option(help="Command to run as the verify check instead of `python -m envlock verify GOLDEN --json`; "
-                     "split like a shell would (no shell runs it), {golden} is replaced by the golden's path. "
-                     "It must print a VerifyReport JSON object and exit 0 (reproduces) or 1 (drift)."),
+        typer.Option(metavar="COMMAND",
+                     help="Command to run as the verify check instead of `python -m envlock verify GOLDEN --json`; "
+                          "split like a shell would (no shell runs it), {golden} is replaced by the golden's path. "
+                          "It must print a VerifyReport JSON object and exit 0 (reproduces) or 1 (drift)."),
     ] = None,
     once: Annotated[
         bool, typer.Option("--once", help="Run each check once (no HTTP), then exit 0 if healthy, 1 if not.")
     ] = False,
-    trusted_key: Annotated[list[Path] | None, typer.Option("--trusted-key", help=TRUSTED_KEY_HELP)] = None,
+    trusted_key: TrustedKeyOption = None,
 ) -> None:
     # First thing: the environment the user started the daemon with. Imports from here on
     # (threadpoolctl sets KMP_DUPLICATE_LIB_OK) may write to os.environ; the checks must not see that.

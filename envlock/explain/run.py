@@ -24,6 +24,7 @@ from envlock.explain.report import CandidateOutcome, ExplainReport, Finding
 from envlock.golden import ProbeRecord
 from envlock.probes.compare import Tolerance
 from envlock.probes.supervisor import run_child
+from envlock.progress import NO_PROGRESS, Progress
 from envlock.signing import TrustedKey
 from envlock.verdict import judge_probe
 from envlock.verify import VerifyRun, verify_run
@@ -50,7 +51,8 @@ class _Runner:
 
     def __init__(self, run: VerifyRun, records: dict[str, ProbeRecord], baseline: dict[str, set[str]],
                  deadline: float, jobs: int, probe_modules: list[str] | None = None,
-                 probe_timeout: float | None = None) -> None:
+                 probe_timeout: float | None = None, progress: Progress = NO_PROGRESS) -> None:
+        self.progress = progress
         self.run, self.records, self.baseline, self.deadline, self.jobs = run, records, baseline, deadline, jobs
         self.probe_modules, self.probe_timeout = list(probe_modules or []), probe_timeout
         result = run.result
@@ -63,16 +65,20 @@ class _Runner:
                                    env=dict(candidate.env), size=candidate.size,
                                    affinity=list(candidate.affinity) if candidate.affinity else None)
         timeout = max(5.0, self.deadline - time.monotonic())
+        self.progress.task_started(candidate.id)
         try:
             result = run_child(probe_names=list(self.records), repeat=1, settings=self.run.golden.lockdown,
                                env=_candidate_env(self.run.environ, candidate), timeout=timeout,
                                affinity=list(candidate.affinity) if candidate.affinity else None,
-                               probe_modules=self.probe_modules, probe_timeout=self.probe_timeout)
+                               probe_modules=self.probe_modules, probe_timeout=self.probe_timeout,
+                               on_event=self.progress.events_for(candidate.id))
         except EnvlockError as exc:
             outcome.status = "crashed"
             outcome.detail = str(exc)
             outcome.seconds = round(time.perf_counter() - started, 2)
             return outcome
+        finally:
+            self.progress.task_finished(candidate.id)
         for name, record in self.records.items():
             runs = result.get("runs", {}).get(name) or [{"status": "skipped", "reason": "not run", "seconds": 0.0}]
             verdict = judge_probe(record, runs, Tolerance())
@@ -183,13 +189,13 @@ def _cpu_change(run: VerifyRun) -> str | None:
 def explain_golden(golden_path: Path | str, *, probe_names: list[str] | None = None,
                    budget: float = DEFAULT_BUDGET_SECONDS, jobs: int = DEFAULT_JOBS,
                    trusted_keys: Sequence[TrustedKey] = (), probe_modules: Sequence[str] = (),
-                   probe_timeout: float | None = None) -> ExplainReport:
+                   probe_timeout: float | None = None, progress: Progress = NO_PROGRESS) -> ExplainReport:
     """Verify, then prove by experiment why each drifting probe drifts. Raises like ``verify_golden``.
     ``probe_modules`` load user probes in every child (verify's and each candidate's)."""
     started = time.monotonic()
     deadline = started + budget
     run = verify_run(golden_path, probe_names=probe_names, trusted_keys=trusted_keys, onednn_verbose=True,
-                     probe_modules=probe_modules, probe_timeout=probe_timeout)
+                     probe_modules=probe_modules, probe_timeout=probe_timeout, progress=progress)
     verified = time.monotonic()
     report = run.report
     drifting = [v for v in report.probes if v.status == "drift"]
@@ -209,7 +215,8 @@ def explain_golden(golden_path: Path | str, *, probe_names: list[str] | None = N
         explain.notes.append("no setting on this machine can change a TensorFlow, Keras or numpy version: the real "
                              "fix is `envlock build` from this golden (its pinned image); the rest is proved below")
     baseline = {v.name: set(v.outputs_differing) or {"(the probe)"} for v in drifting}
-    runner = _Runner(run, records, baseline, deadline, jobs, list(probe_modules), probe_timeout)
+    progress.stage("explain", candidates=len(plan.candidates), budget=budget)
+    runner = _Runner(run, records, baseline, deadline, jobs, list(probe_modules), probe_timeout, progress)
     outcomes = runner.run_all(plan.candidates)
     # "All together" fixed a probe that no single candidate fixes: look for a smaller set.
     combined = next((o for o in outcomes if o.kind == "all"), None)

@@ -14,6 +14,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from envlock.errors import BadInputError, EnvironmentProblem, TensorflowMissing
 from envlock.probes.registry import all_probes, select_probes
 from envlock.probes.user import probe_entry_points
-from envlock.protocol import ChildRequest, ChildResult, ChildSetup, ProbeRun
+from envlock.protocol import ChildRequest, ChildResult, ChildSetup, ProbeRun, ProgressEvent
 from envlock.runner import CommandResult, Runner, signal_name
 
 if TYPE_CHECKING:
@@ -92,6 +93,7 @@ class _Watch:
     current_since: float = 0.0
     runs: dict[str, list[ProbeRun]] = field(default_factory=dict)
     stopped: str | None = None
+    on_event: Callable[[ProgressEvent], None] | None = None  # each line, for a progress display
 
     def poll(self) -> str | None:
         self._read()
@@ -124,6 +126,8 @@ class _Watch:
         elif kind == "run":
             self.runs.setdefault(event["probe"], []).append(event["run"])
             self.current = None
+        if self.on_event is not None:
+            self.on_event(cast(ProgressEvent, event))
 
 
 def _crash_reason(returncode: int) -> str:
@@ -133,10 +137,11 @@ def _crash_reason(returncode: int) -> str:
 
 
 def _one_child(request: ChildRequest, *, env: dict[str, str], runner: Runner, timeout: float,
-               probe_timeout: float) -> tuple[ChildResult, _Watch, CommandResult | None]:
+               probe_timeout: float, on_event: Callable[[ProgressEvent], None] | None = None,
+               ) -> tuple[ChildResult, _Watch, CommandResult | None]:
     with tempfile.TemporaryDirectory(prefix="envlock-probes-") as tmp:
         request_path, result_path = Path(tmp) / "request.json", Path(tmp) / "result.json"
-        watch = _Watch(Path(tmp) / "progress.jsonl", probe_timeout)
+        watch = _Watch(Path(tmp) / "progress.jsonl", probe_timeout, on_event=on_event)
         sent: ChildRequest = {**request, "progress": str(watch.path)}
         if request.get("onednn_verbose"):
             sent["onednn_verbose_dir"] = tmp  # per-probe stdout files
@@ -155,7 +160,8 @@ def _one_child(request: ChildRequest, *, env: dict[str, str], runner: Runner, ti
 
 
 def run_probes(request: ChildRequest, *, env: dict[str, str], runner: Runner, timeout: float,
-               probe_timeout: float | None = None) -> ChildResult:
+               probe_timeout: float | None = None, on_event: Callable[[ProgressEvent], None] | None = None,
+               ) -> ChildResult:
     """Run ``request`` (see ``envlock.probes.child``) in as many fresh children as failing probes need."""
     probe_timeout = DEFAULT_PROBE_TIMEOUT if probe_timeout is None else probe_timeout
     repeat = max(1, int(request.get("repeat", 1)))
@@ -164,7 +170,8 @@ def run_probes(request: ChildRequest, *, env: dict[str, str], runner: Runner, ti
     suite_seconds, restarts = 0.0, 0
     while True:
         started = time.perf_counter()
-        result, watch, proc = _one_child(request, env=env, runner=runner, timeout=timeout, probe_timeout=probe_timeout)
+        result, watch, proc = _one_child(request, env=env, runner=runner, timeout=timeout, probe_timeout=probe_timeout,
+                                         on_event=on_event)
         if result.get("error") == "tensorflow_missing":
             raise TensorflowMissing(str(result.get("detail", "")))
         if result.get("error") == "bad_input":
@@ -208,7 +215,7 @@ def run_child(*, probe_names: list[str] | None, repeat: int, settings: LockdownS
               runner: Runner | None = None, timeout: float = CHILD_TIMEOUT_SECONDS,
               probe_modules: list[str] | None = None, probe_timeout: float | None = None,
               unknown: Literal["error", "skip"] = "error", affinity: list[int] | None = None,
-              onednn_verbose: bool = False) -> ChildResult:
+              onednn_verbose: bool = False, on_event: Callable[[ProgressEvent], None] | None = None) -> ChildResult:
     """Parent side: run the probes in a fresh process with ``env``; return the parsed result.
 
     ``probe_names`` None: every probe the child knows (built-ins, ``probe_modules``, entry points).
@@ -217,8 +224,9 @@ def run_child(*, probe_names: list[str] | None, repeat: int, settings: LockdownS
     ``error`` run of that probe (``run_probes``). ``affinity``: the CPUs the child pins
     itself to before importing anything numeric (TF and OpenBLAS size their thread pools from it).
     ``onednn_verbose``: record per probe the oneDNN primitive implementations it executed
-    (``ONEDNN_VERBOSE=1`` for the child only). Raises ``TensorflowMissing`` when the child cannot
-    import TF and ``EnvironmentProblem`` when it dies outside any probe (exit 3).
+    (``ONEDNN_VERBOSE=1`` for the child only). ``on_event``: called with each line of the child's
+    progress file, in the thread that runs the child (a progress display). Raises ``TensorflowMissing``
+    when the child cannot import TF and ``EnvironmentProblem`` when it dies outside any probe (exit 3).
     """
     request: ChildRequest = {
         "probes": probe_names, "repeat": repeat, "seed": settings.seed, "op_determinism": settings.op_determinism,
@@ -230,4 +238,5 @@ def run_child(*, probe_names: list[str] | None, repeat: int, settings: LockdownS
     if onednn_verbose:
         env = {**env, "ONEDNN_VERBOSE": "1"}  # the child's only: verbose output changes no numerics
         request["onednn_verbose"] = True
-    return run_probes(request, env=env, runner=runner or Runner(), timeout=timeout, probe_timeout=probe_timeout)
+    return run_probes(request, env=env, runner=runner or Runner(), timeout=timeout, probe_timeout=probe_timeout,
+                      on_event=on_event)
