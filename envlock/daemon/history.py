@@ -102,10 +102,17 @@ class History:
         self._lock = threading.Lock()
         try:
             self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=10)
+        except sqlite3.DatabaseError as exc:
+            raise BadFileError(path, f"cannot use as the history database ({exc})") from None
+        try:
             self._conn.row_factory = sqlite3.Row
             self._setup()
         except sqlite3.DatabaseError as exc:
+            self._conn.close()
             raise BadFileError(path, f"cannot use as the history database ({exc})") from None
+        except BaseException:
+            self._conn.close()
+            raise
 
     def _setup(self) -> None:
         conn = self._conn
@@ -119,7 +126,11 @@ class History:
         conn.execute("PRAGMA foreign_keys=ON")
         has_checks = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'checks'").fetchone()
         if has_checks and version < SCHEMA_VERSION:
-            self._transaction(lambda: self._migrate(max(version, 1)))
+            try:
+                self._transaction(lambda: self._migrate(max(version, 1)))
+            except (ValueError, KeyError, TypeError) as exc:  # a row an older envlock did not write
+                raise BadFileError(self.path, f"cannot migrate the history from schema {version} "
+                                              f"({type(exc).__name__}: {exc}); move it aside") from None
         conn.executescript(_SCHEMA)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 

@@ -221,6 +221,13 @@ def test_a_version_1_history_is_migrated_in_place(tmp_path: Path) -> None:
     h.record(dataclasses.replace(old, started_at=10.0))
     assert len(h.drift_events()) == 1  # the migrated open event is still the open one
     h.close()
+    conn = sqlite3.connect(tmp_path / "broken.sqlite3")
+    conn.executescript("CREATE TABLE checks (id INTEGER PRIMARY KEY, summary TEXT); PRAGMA user_version=1;")
+    conn.execute("INSERT INTO checks (summary) VALUES ('not json')")
+    conn.commit()
+    conn.close()
+    with pytest.raises(BadFileError, match="cannot migrate the history from schema 1"):
+        History(tmp_path / "broken.sqlite3")
 
 
 def test_a_lone_surrogate_from_a_golden_is_recorded_escaped(history: History) -> None:
