@@ -16,7 +16,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    field_serializer,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from envlock.errors import BadFileError, BadInputError, IntegrityError
 from envlock.limits import MAX_REPEAT
@@ -98,7 +106,23 @@ class ProbeSource(_Model):
     distribution: str | None = Field(default=None, max_length=256)
     version: str | None = Field(default=None, max_length=128)
     file: str | None = Field(default=None, max_length=1024)  # relative to the recording directory, or a base name
-    sha256: str | None = Field(default=None, pattern=r"^sha256:[0-9a-f]{64}$")  # of the probe function's source
+    # The digest of the code the probe runs, tagged with its algorithm (envlock.probes.user):
+    # "ast-v2:" its module and the user's modules it imports, as syntax trees. "sha256:" (envlock
+    # before) hashed the function's text only, which cannot be compared with that: ``sha256`` reads
+    # it as unknown (so the probe is compared without a source check, as one from before digests),
+    # and the file keeps it as recorded (dumps and digests are unchanged).
+    sha256: str | None = Field(default=None, pattern=r"^(sha256|ast-v2):[0-9a-f]{64}$")
+    _recorded_sha256: str | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _comparable_digest(self) -> ProbeSource:
+        if self.sha256 is not None and self.sha256.startswith("sha256:"):
+            self._recorded_sha256, self.sha256 = self.sha256, None
+        return self
+
+    @field_serializer("sha256")
+    def _as_recorded(self, value: str | None) -> str | None:
+        return self._recorded_sha256 or value
 
     @field_validator("module", "distribution", "version", "file")
     @classmethod

@@ -170,7 +170,7 @@ def attribute(verdicts: list[ProbeVerdict], differences: list[Any]) -> bool:
     return stable_drifted
 
 
-SOURCE_CHANGED = "probe source changed since the golden was recorded"
+SOURCE_CHANGED = "the probe's code changed since the golden was recorded"
 
 
 def verdict_for(record: ProbeRecord, result: ChildResult, tolerance: Tolerance, *, pytest_golden: bool,

@@ -52,6 +52,9 @@ from envlock.errors import DRIFT, ENVIRONMENT, OK, EnvlockError
 # stopping cleanly, and the supervisor should hear so (README's exit codes: 3, environment).
 STOP_DEADLINE_S = 15.0
 FORCED_STOP_EXIT = ENVIRONMENT
+# A check's log line names this many drifted paths and counts them all (a golden with 20,000
+# differing distributions made each line 600 KB); /drift has the full list.
+LOG_DRIFT_PATHS = 5
 
 
 @dataclass(frozen=True)
@@ -375,7 +378,8 @@ class Watcher:
         self.log(
             "check", check_id=check_id, kind=result.kind, outcome=result.outcome, ok=result.ok,
             duration_s=round(result.duration_s, 4), reason=result.reason,
-            drift=[item.path for item in result.drift], tolerated=len(result.tolerated), exit_code=result.exit_code,
+            drift=[item.path for item in result.drift[:LOG_DRIFT_PATHS]], drift_total=len(result.drift),
+            tolerated=len(result.tolerated), exit_code=result.exit_code,
             fingerprint_digest=result.fingerprint_digest, healthy=healthy, health_reason=health_reason,
         )
         self._write_nfd(healthy, health_reason)

@@ -12,9 +12,13 @@ import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector, generate_latest
 
-from envlock.daemon.results import KINDS, OUTCOMES, CheckResult
+from envlock.daemon.results import KINDS, OUTCOMES, CheckResult, safe_text
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Series per kind for drifted fields: a golden decides how many differences there are (20,000
+# fake distributions), and a Prometheus series each would swamp every scrape and the TSDB. The
+# count is always exported; the full list is /drift.
+MAX_DRIFT_SERIES = 100
 
 
 class Metrics:
@@ -53,6 +57,10 @@ class Metrics:
             "envlock_drifted_field", "1 for each manifest field or probe that differs from the golden",
             ["kind", "path", "severity"], registry=reg,
         )
+        self.drifted_count = Gauge(
+            "envlock_drifted_fields", "How many manifest fields and probes differ from the golden now (all of them, "
+            f"while envlock_drifted_field shows at most {MAX_DRIFT_SERIES})", ["kind"], registry=reg,
+        )
         self.golden = Gauge("envlock_golden_info", "The golden being checked against", ["digest"], registry=reg)
         for kind in KINDS:
             for outcome in OUTCOMES:
@@ -65,7 +73,7 @@ class Metrics:
 
     def set_golden(self, digest: str | None) -> None:
         self.golden.clear()
-        self.golden.labels(digest=digest or "").set(1)
+        self.golden.labels(digest=safe_text(digest) or "").set(1)
         self._changed()
 
     def set_verify_running(self, running: bool) -> None:
@@ -96,19 +104,22 @@ class Metrics:
                 if probe.status == "skipped":
                     continue  # not run here (e.g. a GPU probe on a CPU node): neither pass nor fail
                 reproduced = probe.status in ("identical", "within_tolerance")
-                self.probe_ok.labels(probe=probe.name).set(1 if reproduced else 0)
+                name = safe_text(probe.name)
+                self.probe_ok.labels(probe=name).set(1 if reproduced else 0)
                 if probe.max_ulp is not None:
-                    self.probe_max_ulp.labels(probe=probe.name).set(probe.max_ulp)
+                    self.probe_max_ulp.labels(probe=name).set(probe.max_ulp)
                 if probe.max_rel_error is not None:
-                    self.probe_max_rel_error.labels(probe=probe.name).set(probe.max_rel_error)
+                    self.probe_max_rel_error.labels(probe=name).set(probe.max_rel_error)
         self._changed()  # after the updates: a rendering that overlapped them is never cached
 
     def set_drift(self, by_kind: dict[str, CheckResult]) -> None:
         """Rebuild the drifted-field series from the last conclusive result of each kind."""
         self.drifted.clear()
+        self.drifted_count.clear()
         for kind, result in by_kind.items():
-            for item in result.drift:
-                self.drifted.labels(kind=kind, path=item.path, severity=item.severity).set(1)
+            self.drifted_count.labels(kind=kind).set(len(result.drift))
+            for item in result.drift[:MAX_DRIFT_SERIES]:
+                self.drifted.labels(kind=kind, path=safe_text(item.path), severity=safe_text(item.severity)).set(1)
         self._changed()
 
     def render(self) -> bytes:

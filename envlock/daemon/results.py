@@ -17,6 +17,23 @@ KINDS: tuple[CheckKind, ...] = ("fingerprint", "verify")
 Outcome = Literal["pass", "drift", "error", "timeout"]
 OUTCOMES: tuple[Outcome, ...] = ("pass", "drift", "error", "timeout")
 
+# A result's lists: unbounded (a golden decides how many differences there are), so the history
+# stores each distinct set once and /status shows a count and the first few.
+DETAIL_FIELDS = ("drift", "probes", "tolerated", "vouched")
+
+
+def safe_text(text: str | None) -> str | None:
+    """``text`` as valid UTF-8: a lone surrogate (a golden's ``"\\ud800"``, which JSON allows and
+    UTF-8 cannot encode) becomes its escape, ``\\ud800``, instead of an error in SQLite, HTTP or
+    Prometheus. Valid text is returned unchanged."""
+    if text is None:
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
 
 @dataclass(frozen=True)
 class DriftItem:

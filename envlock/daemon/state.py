@@ -25,7 +25,7 @@ from typing import Any
 
 from envlock.daemon.history import History
 from envlock.daemon.metrics import Metrics
-from envlock.daemon.results import KINDS, CheckResult
+from envlock.daemon.results import DETAIL_FIELDS, KINDS, CheckResult, DriftItem
 from envlock.version import __version__
 
 # A fingerprint check is overdue when none has finished for OVERDUE_FACTOR intervals plus the
@@ -33,6 +33,27 @@ from envlock.version import __version__
 # time limit plus the slack (the limit kills it, with a grace to clean up, well within that).
 OVERDUE_FACTOR = 3
 OVERDUE_SLACK_S = 30.0
+# /status shows at most this many items of each list (a golden decides how long they are: 20,000
+# fake distributions made /status 10 MB), with the total and where the rest is: /drift pages.
+STATUS_LIST_CAP = 20
+DRIFT_PAGE_MAX = 1000
+
+
+def _capped(name: str, items: list[Any], *, more: str) -> dict[str, Any]:
+    """``name``: the first STATUS_LIST_CAP items; ``name_total``: how many; ``name_more``: when some
+    are left out, "and N more" and where to read them (None when nothing is left out)."""
+    shown = items[:STATUS_LIST_CAP]
+    left = len(items) - len(shown)
+    return {name: shown, f"{name}_total": len(items), f"{name}_more": f"and {left} more: {more}" if left else None}
+
+
+def _result_for_status(result: CheckResult) -> dict[str, Any]:
+    data = result.to_dict()
+    for name in DETAIL_FIELDS:
+        items = data[name]
+        data[name] = items[:STATUS_LIST_CAP]
+        data[f"{name}_total"] = len(items)
+    return data
 
 
 class DaemonState:
@@ -92,8 +113,10 @@ class DaemonState:
         try:
             check_id: int | None = self.history.record(result)
             error = None
-        except sqlite3.Error as exc:
-            check_id, error = None, f"cannot record the check in {self.history.path}: {exc}"
+        except Exception as exc:  # noqa: BLE001 - a full disk, a gone volume, any write bug: never a dead daemon
+            problem = str(exc) if isinstance(exc, sqlite3.Error) else f"{type(exc).__name__}: {exc}"
+            first_line = (problem.splitlines() or [""])[0]
+            check_id, error = None, f"cannot record the check in {self.history.path}: {first_line}"
         with self._lock:
             self.history_error = error
             if not self._is_stale_locked(result):
@@ -176,19 +199,40 @@ class DaemonState:
             verify = self._last.get("verify")
             return self._health_locked()[0] and verify is not None and verify.ok
 
+    def _current_drift_locked(self, kind: str | None) -> list[dict[str, Any]]:
+        return [
+            {"kind": k, "path": item.path, "severity": item.severity, "reason": item.reason}
+            for k, result in sorted(self._last_conclusive.items()) if kind is None or k == kind
+            for item in result.drift
+        ]
+
+    def drift_page(self, *, kind: str | None = None, tolerated: bool = False, offset: int = 0,
+                   limit: int = DRIFT_PAGE_MAX) -> dict[str, Any]:
+        """Every current difference, a page at a time (/drift): what /status leaves out."""
+        limit = max(0, min(limit, DRIFT_PAGE_MAX))
+        with self._lock:
+            items: list[DriftItem] | list[dict[str, Any]]
+            if tolerated:
+                fingerprint = self._last.get("fingerprint")
+                items = [{"kind": "fingerprint", "path": item.path, "severity": item.severity, "reason": item.reason}
+                         for item in (fingerprint.tolerated if fingerprint else [])]
+            else:
+                items = self._current_drift_locked(kind)
+        page = items[offset:offset + limit]
+        return {"list": "tolerated" if tolerated else "drift", "kind": kind, "total": len(items), "offset": offset,
+                "items": page, "next_offset": offset + len(page) if offset + len(page) < len(items) else None}
+
     def status(self) -> dict[str, Any]:
         with self._lock:
             healthy, reason = self._health_locked()
-            last = {kind: self._last[kind].to_dict() if kind in self._last else None for kind in KINDS}
-            current_drift = [
-                {"kind": kind, "path": item.path, "severity": item.severity, "reason": item.reason}
-                for kind, result in sorted(self._last_conclusive.items()) for item in result.drift
-            ]
+            last = {kind: _result_for_status(self._last[kind]) if kind in self._last else None for kind in KINDS}
+            current_drift = _capped("current_drift", self._current_drift_locked(None),
+                                    more=f"GET /drift?offset={STATUS_LIST_CAP}")
             fingerprint = self._last.get("fingerprint")
-            tolerated = [
+            tolerated = _capped("tolerated_drift", [
                 {"path": item.path, "severity": item.severity, "reason": item.reason}
                 for item in (fingerprint.tolerated if fingerprint else [])
-            ]
+            ], more=f"GET /drift?list=tolerated&offset={STATUS_LIST_CAP}")
             verify_since = self._verify_running_since
             next_due = dict(self._next_due)
             golden_digest = self._golden_digest
@@ -206,8 +250,8 @@ class DaemonState:
             "reason": reason,
             "golden": {"path": self.golden_path, "digest": golden_digest, "error": golden_error},
             "last": last,
-            "current_drift": current_drift,
-            "tolerated_drift": tolerated,
+            **current_drift,
+            **tolerated,
             "verify_running_since": verify_since,
             "next_due": next_due,
             "history": history,

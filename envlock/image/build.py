@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from envlock.errors import BadFileError, BadInputError, EnvironmentProblem, IntegrityError
+from envlock.errors import BadFileError, EnvironmentProblem, IntegrityError
 from envlock.golden import load_golden
 from envlock.image import compat as compat_table
-from envlock.image import data, docker_engine, wheelhouse
+from envlock.image import data, docker_engine, lockfile, wheelhouse
 from envlock.image.data import BaseImage
 from envlock.image.render import DOCKERIGNORE, render
 from envlock.image.spec import ImageSpec, Variant, check_golden_for_image, check_line, spec_from_golden
@@ -63,17 +63,9 @@ class BuildResult:
     seconds: float = 0.0
 
 
-def _requirements_file(path: Path) -> list[str]:
-    """Requirement lines from a requirements/lock file (hash options and comments dropped)."""
-    text = read_input_text(path)  # the one reader: regular files only, bounded, UTF-8 or one line
-    lines = []
-    for raw in text.replace("\\\n", " ").splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if line and not line.startswith("-"):
-            lines.append(line.split(" --hash", 1)[0].strip())
-    if not lines:
-        raise BadInputError(f"{path}: no requirements in it")
-    return lines
+def _requirements_file(path: Path) -> list[lockfile.Pin]:
+    """The pins of a requirements/lock file (``envlock.image.lockfile``: pinned, hashes kept)."""
+    return lockfile.parse_lock(read_input_text(path), path)  # the one reader: regular files only, bounded
 
 
 @contextlib.contextmanager
@@ -192,7 +184,7 @@ def run_build(options: BuildOptions, progress: Progress = lambda _: None) -> Bui
     manifest = golden.manifest
     check_golden_for_image(manifest, golden.lockdown)  # one line, exit 2, before Docker or pip
     # Input files are all read before Docker or the network: a bad one is exit 2, not 3.
-    requirements = _requirements_file(options.requirements) if options.requirements is not None else None
+    pins = _requirements_file(options.requirements) if options.requirements is not None else None
     cache = options.cache_dir
     house = options.wheelhouse or cache / "wheelhouse"
     writable_dir(cache, "the cache directory (ENVLOCK_CACHE_DIR)")
@@ -213,9 +205,9 @@ def run_build(options: BuildOptions, progress: Progress = lambda _: None) -> Bui
     python_minor = ".".join((manifest.python.version or "3.11").split(".")[:2])
     arch = _arch(manifest.host.architecture)
     glibc = data.glibc_for(base, manifest.python.version)
-    if requirements is not None:
-        packages = wheelhouse.PackageSet(requirements=requirements + wheelhouse.envlock_runtime_requirements(),
-                                         constraints=[])
+    if pins is not None:
+        packages = wheelhouse.PackageSet(
+            requirements=[pin.requirement for pin in pins] + wheelhouse.envlock_runtime_requirements(), constraints=[])
     else:
         packages = wheelhouse.package_set(manifest, variant=options.variant, compat=row,
                                           envlock_requirements=wheelhouse.envlock_runtime_requirements())
@@ -226,6 +218,8 @@ def run_build(options: BuildOptions, progress: Progress = lambda _: None) -> Bui
     with file_errors(cache):
         lock = wheelhouse.resolve(packages, python_version=python_minor, arch=arch, glibc=glibc, cache_dir=cache,
                                   progress=progress)
+        if pins is not None and options.requirements is not None:
+            lockfile.check_resolved(pins, lock, options.requirements)  # before any wheel is downloaded
         wheelhouse.download(lock, house, python_version=python_minor, arch=arch, glibc=glibc, progress=progress)
         own = envlock_wheel(__version__, cache_dir=cache, wheelhouse=house, progress=progress)
         own_locked = wheelhouse.LockedWheel(name="envlock", version=__version__, filename=own.name,

@@ -197,15 +197,21 @@ def test_hostile_probes_fail_one_by_one_when_verifying_and_a_changed_probe_is_re
     for name, message in HOSTILE_ERRORS.items():
         assert probes[name]["status"] == "error" and message in probes[name]["reason"], probes[name]
 
-    # Edit one probe's code after recording: verify refuses to compare it, unless told to.
-    module.write_text(HOSTILE.replace("def good(ctx):\n", "def good(ctx):\n    # edited after recording\n"),
+    # Comments and layout are not code: verify compares as before.
+    module.write_text(HOSTILE.replace("def good(ctx):\n", "def good(ctx):  # edited\n\n    # after recording\n"),
                       encoding="utf-8")
     code, report = _verify(golden, "--probe-module", str(module), "--probes", "hostile.good,hostile.raises",
                            env=env_with(I12_HOSTILE=None))
     probes = _by_name(report)
-    assert probes["hostile.raises"]["status"] == "identical"  # its own code did not change
-    assert probes["hostile.good"]["status"] == "skipped"
-    assert "probe source changed since the golden was recorded" in probes["hostile.good"]["reason"]
+    assert {probes[name]["status"] for name in ("hostile.good", "hostile.raises")} == {"identical"}, probes
+    # Edit the module's code after recording: verify refuses to compare its probes, unless told to.
+    module.write_text(HOSTILE.replace("def good(ctx):\n", "def good(ctx):\n    _edited = 1\n"), encoding="utf-8")
+    code, report = _verify(golden, "--probe-module", str(module), "--probes",  # one built-in, or nothing compares
+                           "hostile.good,hostile.raises,rng.global_seed", env=env_with(I12_HOSTILE=None))
+    probes = _by_name(report)
+    for name in ("hostile.good", "hostile.raises"):  # the digest covers what runs: the whole module
+        assert probes[name]["status"] == "skipped"
+        assert "the probe's code changed since the golden was recorded" in probes[name]["reason"]
     code, report = _verify(golden, "--probe-module", str(module), "--probes", "hostile.good", "--allow-changed-probes",
                            env=env_with(I12_HOSTILE=None))
     assert code == 0 and _by_name(report)["hostile.good"]["status"] == "identical"

@@ -258,3 +258,48 @@ def test_busy_port_exits_3_with_one_line(matching_golden: Path, tmp_path: Path, 
                       "--listen", f"127.0.0.1:{busy_port}")
     assert proc.returncode == 3
     assert proc.stderr == f"envlock: error: cannot listen on 127.0.0.1:{busy_port}: address already in use\n"
+
+
+# ---- a full disk ----------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs mounted for this test (root only), unmounted after it."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True,
+                          text=True, timeout=30, check=False)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=30, check=False)
+
+
+def test_a_full_disk_is_reported_as_such_and_the_daemon_keeps_serving(daemons, matching_golden: Path,
+                                                                      tiny_tmpfs: Path) -> None:
+    """SQLite rolls back on a full disk itself; the history said "cannot rollback - no transaction
+    is active" instead of what happened. Now: the real error, one line, and checks go on."""
+    daemon = daemons(matching_golden, "--verify-every", "0", state_dir=tiny_tmpfs / "state")
+    wait_for(lambda: daemon.get("/healthz") == (200, "ok\n"), what="healthy")
+    with open(tiny_tmpfs / "filler", "wb") as filler:  # noqa: PTH123 - written until the disk is full
+        try:
+            while True:
+                filler.write(b"\0" * 65536)
+                filler.flush()
+        except OSError:
+            pass
+    failed = wait_for(lambda: next((e for e in daemon.events() if e.get("event") == "history_write_failed"), None),
+                      what="a failed history write", proc=daemon.proc, log=daemon.log_path)
+    assert "database or disk is full" in failed["error"], failed
+    assert "cannot rollback" not in daemon.log_path.read_text()
+    assert "\n" not in failed["error"]
+    assert daemon.get("/healthz") == (200, "ok\n")  # the machine is fine; /status says why nothing is recorded
+    assert "database or disk is full" in daemon.status()["history_error"]
+    (tiny_tmpfs / "filler").unlink()
+    wait_for(lambda: daemon.status()["history_error"] is None, what="recording again once there is space")
+    assert daemon.stop() == 0

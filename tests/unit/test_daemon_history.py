@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sqlite3
 import subprocess
 import sys
@@ -149,3 +151,108 @@ def test_state_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(BadFileError, match="state directory"):
         open_history(tmp_path / "file")
+
+
+# ---- size, hostile text, a full disk -----------------------------------------------------
+
+
+def _db_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+
+
+def test_a_difference_is_stored_once_and_referred_to_after_that(tmp_path: Path) -> None:
+    """A golden with 20,000 differing distributions, checked again and again: the differences are
+    stored once (content-addressed), each later check adds a row of its own, not 4.5 MB."""
+    h = open_history(tmp_path)
+    drift = [DriftItem(f"python.distributions.fake-{i}", "warning", f"fake-{i}: 1.0 -> absent", '"1.0"')
+             for i in range(20_000)]
+    first = CheckResult(kind="fingerprint", started_at=1.0, duration_s=0.5, outcome="drift",
+                        reason="fake-0: 1.0 -> absent (and 19999 more)", drift=drift)
+    h.record(first)
+    h._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # sizes of the main file, not of the WAL's history
+    after_first = _db_bytes(h.path)
+    for i in range(2, 12):
+        h.record(dataclasses.replace(first, started_at=float(i)))
+    h._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    per_check = (_db_bytes(h.path) - after_first) / 10
+    assert per_check < 20_000, f"{per_check:.0f} bytes per repeated check"
+    assert h.last("fingerprint") == dataclasses.replace(first, started_at=11.0)
+    assert h.summary()["open_drift_events_total"] == 20_000
+    assert len(h.summary()["open_drift_events"]) == 20
+    h.close()
+
+
+def test_details_no_check_refers_to_are_pruned(tmp_path: Path) -> None:
+    h = History(tmp_path / DB_NAME, retention_s=100)
+    h.record(_check(at=1, outcome="error", reason="capture failed", probes=[ProbeSummary("a", "drift")]))
+    h.record(_check(at=500))
+    rows = h._conn.execute("SELECT COUNT(*) FROM details").fetchone()[0]
+    assert rows == 1  # only the passing check's (empty) lists are left
+    h.close()
+
+
+def test_a_version_1_history_is_migrated_in_place(tmp_path: Path) -> None:
+    """Histories written before the details table (schema 1) are upgraded on open, nothing lost."""
+    old = CheckResult(kind="verify", started_at=5.0, duration_s=1.0, outcome="drift", reason="probe m: drift",
+                      golden_digest="sha256:g", drift=[DriftItem("probes.m", "critical", "probe m: drift")],
+                      probes=[ProbeSummary("m", "drift", 3.0, 1e-7)])
+    conn = sqlite3.connect(tmp_path / DB_NAME)
+    conn.executescript("""
+        CREATE TABLE checks (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, started_at REAL NOT NULL,
+            duration_s REAL NOT NULL, ok INTEGER NOT NULL, outcome TEXT NOT NULL, reason TEXT,
+            golden_digest TEXT, summary TEXT NOT NULL);
+        CREATE TABLE drift_events (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, path TEXT NOT NULL,
+            severity TEXT NOT NULL, reason TEXT NOT NULL, started_at REAL NOT NULL,
+            started_check INTEGER NOT NULL REFERENCES checks(id), resolved_at REAL,
+            resolved_check INTEGER REFERENCES checks(id));
+        PRAGMA user_version=1;
+    """)
+    conn.execute("INSERT INTO checks (kind, started_at, duration_s, ok, outcome, reason, golden_digest, summary)"
+                 " VALUES ('verify', 5, 1, 0, 'drift', 'probe m: drift', 'sha256:g', ?)",
+                 (json.dumps(old.to_dict(), sort_keys=True),))
+    conn.execute("INSERT INTO drift_events (kind, path, severity, reason, started_at, started_check)"
+                 " VALUES ('verify', 'probes.m', 'critical', 'probe m: drift', 6, 1)")
+    conn.commit()
+    conn.close()
+    h = open_history(tmp_path)
+    assert h._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert h.last("verify") == old
+    assert [e["path"] for e in h.drift_events(open_only=True)] == ["probes.m"]
+    h.record(dataclasses.replace(old, started_at=10.0))
+    assert len(h.drift_events()) == 1  # the migrated open event is still the open one
+    h.close()
+    conn = sqlite3.connect(tmp_path / "broken.sqlite3")
+    conn.executescript("CREATE TABLE checks (id INTEGER PRIMARY KEY, summary TEXT); PRAGMA user_version=1;")
+    conn.execute("INSERT INTO checks (summary) VALUES ('not json')")
+    conn.commit()
+    conn.close()
+    with pytest.raises(BadFileError, match="cannot migrate the history from schema 1"):
+        History(tmp_path / "broken.sqlite3")
+
+
+def test_a_lone_surrogate_from_a_golden_is_recorded_escaped(history: History) -> None:
+    """A resealed golden may hold "\\ud800" (valid JSON, not encodable as UTF-8): the daemon used
+    to die writing that difference to its history."""
+    item = DriftItem("environment.X\ud800", "critical", "environment.X\ud800: 'a\ud800' -> absent", '"a\\ud800"')
+    result = CheckResult(kind="fingerprint", started_at=1.0, duration_s=0.1, outcome="drift",
+                         reason=item.reason, golden_digest="sha256:\ud800", drift=[item])
+    history.record(result)
+    history.record(dataclasses.replace(result, started_at=2.0))
+    assert history.last("fingerprint") == dataclasses.replace(result, started_at=2.0)  # the lists round-trip
+    [event] = history.drift_events()
+    assert event["path"] == "environment.X\\ud800"  # escaped, and opened once, not on every check
+    assert history.checks()[0]["reason"] == "environment.X\\ud800: 'a\\ud800' -> absent"
+
+
+def test_a_full_disk_reports_the_real_error_not_the_rollback(history: History) -> None:
+    """SQLite rolls a transaction back itself when the disk is full; a second ROLLBACK used to
+    replace "database or disk is full" with "cannot rollback - no transaction is active"."""
+    conn = history._conn  # the database's size cap is a per-connection setting
+    conn.execute(f"PRAGMA max_page_count={conn.execute('PRAGMA page_count').fetchone()[0] + 2}")
+    big = [DriftItem(f"p.{i}", "critical", "r" * 200) for i in range(200)]
+    with pytest.raises(sqlite3.OperationalError, match="^database or disk is full$"):
+        history.record(CheckResult(kind="fingerprint", started_at=1.0, duration_s=0.1, outcome="drift",
+                                   reason="r", drift=big))
+    assert not conn.in_transaction and history.checks() == []
+    conn.execute("PRAGMA max_page_count=1073741823")
+    assert history.record(_check(at=2)) == 1  # space again: recording goes on

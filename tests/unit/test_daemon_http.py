@@ -278,3 +278,95 @@ def test_a_client_that_sends_nothing_is_dropped_and_a_burst_of_200_scrapes_is_se
     for thread in threads:
         thread.join(timeout=60)
     assert results.count(200) == 200, sorted(set(results))
+
+
+# ---- bounded against hostile goldens and clients ------------------------------------------
+
+
+def test_status_is_bounded_and_drift_pages_hold_the_rest(served) -> None:
+    """20,000 fake distributions made /status 10 MB: it shows the first few, the count and where
+    the rest is, and /drift pages through all of them."""
+    state, port = served
+    paths = tuple(f"python.distributions.fake-{i:05d}" for i in range(20_000))
+    state.apply(_fp("drift", paths))
+    code, _, body = http_get(port, "/status")
+    assert code == 200 and len(body) < 100_000, len(body)
+    status = json.loads(body)
+    assert len(status["current_drift"]) == 20 and status["current_drift_total"] == 20_000
+    assert status["current_drift_more"] == "and 19980 more: GET /drift?offset=20"
+    assert status["last"]["fingerprint"]["drift_total"] == 20_000
+    assert len(status["last"]["fingerprint"]["drift"]) == 20
+    assert status["history"]["open_drift_events_total"] == 20_000
+    seen, offset = [], 0
+    while offset is not None:
+        code, _, body = http_get(port, f"/drift?offset={offset}")
+        page = json.loads(body)
+        assert code == 200 and len(page["items"]) <= 1000 and page["total"] == 20_000
+        seen += [item["path"] for item in page["items"]]
+        offset = page["next_offset"]
+    assert tuple(seen) == paths
+    assert json.loads(http_get(port, "/drift?kind=verify")[2])["total"] == 0
+    assert http_get(port, "/drift?offset=-1")[0] == 400
+    assert http_get(port, "/drift?kind=nope")[0] == 400
+    samples = metric_samples(http_get(port, "/metrics")[2])
+    assert samples[("envlock_drifted_fields", (("kind", "fingerprint"),))] == 20_000
+    assert sum(name == "envlock_drifted_field" for name, _ in samples) == 100
+
+
+def test_a_lone_surrogate_in_a_difference_is_served_escaped(served) -> None:
+    state, port = served
+    assert state.apply(_fp("drift", ("environment.X\ud800",))) == 1
+    code, _, body = http_get(port, "/healthz")
+    assert code == 503 and body == "fingerprint drift: environment.X\\ud800: 1 -> absent\n"
+    assert json.loads(http_get(port, "/status")[2])["current_drift"][0]["path"] == "environment.X\ud800"
+    samples = metric_samples(http_get(port, "/metrics")[2])
+    assert ("envlock_drifted_field", (("kind", "fingerprint"), ("path", "environment.X\\ud800"),
+                                      ("severity", "critical"))) in samples
+
+
+def _threads_named(prefix: str) -> int:
+    return sum(t.name.startswith(prefix) for t in threading.enumerate())
+
+
+def test_a_slowloris_flood_holds_at_most_the_cap_and_health_answers_after(tmp_path: Path) -> None:
+    """300 clients trickle headers one byte at a time (5,000 made 4,800 threads before): the
+    server serves at most max_connections at once, cuts each request at its deadline even though
+    bytes keep coming, and /healthz answers as soon as the flood stops."""
+    history = open_history(tmp_path)
+    state = DaemonState(history=history, metrics=Metrics(), golden_path="g", golden_digest=None)
+    state.apply(_fp())
+    server = HttpServer(state, "127.0.0.1", 0, max_connections=8, request_deadline_s=1.0)
+    server.start()
+    port = server.address[1]
+    baseline = threading.active_count()
+    clients: list[socket.socket] = []
+    try:
+        for _ in range(300):
+            client = socket.create_connection(("127.0.0.1", port), timeout=5)
+            client.sendall(b"GET /healthz HTTP/1.1\r\nX-Slow: ")
+            clients.append(client)
+        most = 0
+        cut = 0
+        stop_at = time.monotonic() + 3.0  # three deadlines: every held slot is cut and refilled
+        while time.monotonic() < stop_at:
+            for client in clients:
+                with contextlib.suppress(OSError):
+                    client.send(b"a")
+            most = max(most, threading.active_count() - baseline)
+            time.sleep(0.1)
+        for client in clients[:8]:
+            client.settimeout(0.5)
+            with contextlib.suppress(OSError):
+                cut += client.recv(1) == b""
+        assert most <= 8, f"{most} threads for 300 slow clients"
+        assert cut >= 1, "a client trickling bytes was never cut off"
+    finally:
+        for client in clients:
+            client.close()
+    try:
+        started = time.monotonic()
+        assert http_get(server.address[1], "/healthz", timeout=10)[0] == 200
+        assert time.monotonic() - started < 5
+    finally:
+        server.stop()
+        history.close()

@@ -31,7 +31,17 @@ from envlock.daemon.log import JsonLog
 from envlock.daemon.loop import Watcher
 from envlock.daemon.process import VerifyRunner
 from envlock.errors import ENVIRONMENT, BadFileError, BadInputError
-from tests.helpers import process_gone, python_argv, wait_for_file_text
+from tests.helpers import (
+    make_hostile_golden,
+    make_manifest,
+    process_gone,
+    python_argv,
+    reseal,
+    wait_for_file_text,
+    with_distribution,
+    write_golden,
+    write_json,
+)
 
 # The Watcher runs its verify command as a child (a tiny Python printing a report): real processes.
 VERIFY_CHILD = pytest.mark.processes("the Watcher's verify check runs its command as a child")
@@ -576,3 +586,38 @@ def test_a_stop_that_has_to_be_forced_is_not_a_clean_exit(tmp_path: Path) -> Non
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def test_a_golden_with_a_lone_surrogate_swapped_in_with_mv_is_checked_not_fatal(tmp_path: Path) -> None:
+    """A resealed golden whose manifest holds "\\ud800" (valid JSON, no UTF-8): the daemon died
+    writing that difference to its history, also when such a golden was swapped in with mv.
+    The real golden loader and the real diff; only the capture is this machine's stand-in."""
+    golden = tmp_path / "golden.json"
+    write_golden(golden)
+    manifest = with_distribution(make_manifest(), "fake\ud800", "1.0\ud800")
+    # JSON escapes the surrogate ("\\ud800"); only UTF-8 cannot hold it
+    hostile = write_json(tmp_path / "hostile.json", reseal(make_hostile_golden(manifest=manifest).model_dump(
+        mode="json", exclude_none=True)))
+    logs = io.StringIO()
+    config = WatchConfig(golden_path=golden, state_dir=tmp_path / "state", environ=dict(os.environ), listen=None,
+                         fingerprint_every=0.1, verify_every=0, verify_timeout=60, nfd_features_file=None,
+                         verify_command=PASSING_VERIFY)
+    watcher = Watcher(config, log=JsonLog(logs), capture=lambda environ: make_manifest())
+    thread, codes = _run_in_thread(watcher)
+    try:
+        _wait_for(lambda: watcher.state.last("fingerprint") is not None)
+        os.replace(hostile, golden)  # mv
+
+        def drifted_paths() -> list[str]:
+            last = watcher.state.last("fingerprint")
+            return [item.path for item in last.drift] if last else []
+
+        _wait_for(lambda: any(path.startswith("python.distributions") for path in drifted_paths()))
+        _wait_for(lambda: len(watcher.history.checks(limit=100)) >= 4)  # and it goes on recording
+        assert watcher.state.history_error is None
+        assert thread.is_alive()
+    finally:
+        watcher.request_stop()
+        thread.join(timeout=30)
+    assert codes == [0]
+    assert [e for e in _events(logs) if e["event"] == "check"][-1]["outcome"] == "drift"

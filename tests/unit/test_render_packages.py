@@ -59,10 +59,13 @@ def test_top_level_dockerignore_is_the_context_allow_list() -> None:
     assert (REPO_ROOT / ".dockerignore").read_text() == DOCKERIGNORE
 
 
-def test_requirements_file_pins_are_read_without_hashes_and_comments(tmp_path: Path) -> None:
+def test_requirements_file_pins_are_read_with_their_hashes_without_comments(tmp_path: Path) -> None:
     lock = tmp_path / "requirements.lock"
-    lock.write_text("# pinned\nnumpy==2.4.6 \\\n    --hash=sha256:abc\n--index-url https://x\ntensorflow-cpu==2.21.0\n")
-    assert _requirements_file(lock) == ["numpy==2.4.6", "tensorflow-cpu==2.21.0"]
+    lock.write_text(f"# pinned\nnumpy==2.4.6 \\\n    --hash=sha256:{'a' * 64}\n--index-url https://x\n"
+                    f"tensorflow-cpu==2.21.0 --hash=sha256:{'b' * 64}\n")
+    pins = _requirements_file(lock)
+    assert [(p.requirement, p.sha256) for p in pins] == [("numpy==2.4.6", ("a" * 64,)),
+                                                         ("tensorflow-cpu==2.21.0", ("b" * 64,))]
     empty = tmp_path / "empty.txt"
     empty.write_text("# nothing\n")
     with pytest.raises(BadInputError, match="no requirements"):

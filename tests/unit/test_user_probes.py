@@ -4,6 +4,8 @@ the parent surviving a probe that hangs or crashes its child, and verify's sourc
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -87,7 +89,88 @@ def test_builtin_probes_carry_their_source() -> None:
     fn = all_probes()["matmul.f32"].fn
     source = probe_source(fn, cwd=REPO_ROOT)
     assert source["module"] == "envlock.probes.suite_linalg" and source["file"] == "envlock/probes/suite_linalg.py"
-    assert str(source["sha256"]).startswith("sha256:")
+    assert str(source["sha256"]).startswith("ast-v2:")
+
+
+def _digest_of(module: str) -> str | None:
+    return probe_source(sys.modules[module].fn, from_file=True)["sha256"]
+
+
+def test_the_digest_covers_the_module_and_its_helpers_not_comments(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the probe runs: a changed helper module or module-level constant is a changed probe
+    (it used to be blamed on "an unrecorded hardware or firmware difference"); whitespace and
+    comments are not (a whitespace-only edit used to count as "source changed", exit 3)."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    helper = _module(tmp_path, "i17_helper", "SCALE = 2.0\n\ndef scaled(x):\n    return x * SCALE\n")
+    probes = _module(tmp_path, "i17_probes", "import i17_helper\nOFFSET = 1\n\n"
+                     "def fn(ctx):\n    return {'x': i17_helper.scaled(OFFSET)}\n")
+    load_probe_modules([str(probes)])
+    recorded = _digest_of("i17_probes")
+    assert recorded is not None and recorded.startswith("ast-v2:")
+    # whitespace, blank lines, comments: the same code
+    helper.write_text("# helpers\nSCALE   =  2.0   # the scale\n\n\ndef scaled(x):\n\n    return x*SCALE\n")
+    probes.write_text("import i17_helper\nOFFSET = 1  # one\n\ndef fn(ctx):  # a probe\n"
+                      "    return {'x': i17_helper.scaled(OFFSET)}\n\n\n")
+    assert _digest_of("i17_probes") == recorded
+    # a constant in the helper module: changed code
+    helper.write_text("SCALE = 3.0\n\ndef scaled(x):\n    return x * SCALE\n")
+    assert _digest_of("i17_probes") not in (None, recorded)
+    helper.write_text("SCALE = 2.0\n\ndef scaled(x):\n    return x * SCALE\n")
+    assert _digest_of("i17_probes") == recorded
+    # a module-level constant of the probe's own module
+    probes.write_text("import i17_helper\nOFFSET = 2\n\ndef fn(ctx):\n    return {'x': i17_helper.scaled(OFFSET)}\n")
+    assert _digest_of("i17_probes") not in (None, recorded)
+
+
+def test_the_digest_follows_relative_imports_within_the_package_only(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    package = tmp_path / "i17pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "sub" / "__init__.py").write_text("")
+    (package / "sub" / "maths.py").write_text("def double(x):\n    return 2 * x\n")
+    (package / "probes.py").write_text("import json\nimport numpy as np\nfrom .sub import maths\n\n"
+                                       "def fn(ctx):\n    return {'x': np.asarray(maths.double(1))}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    load_probe_modules(["i17pkg.probes"])
+    fn = sys.modules["i17pkg.probes"].fn
+    recorded = probe_source(fn)["sha256"]
+    (package / "sub" / "maths.py").write_text("def double(x):\n    return x + x\n")
+    assert probe_source(fn)["sha256"] not in (None, recorded)
+
+
+def test_a_digest_from_before_is_read_as_unknown_and_the_probe_still_compares() -> None:
+    """Goldens recorded before hold "sha256:" of the function's text: not comparable with what the
+    probe runs now, so read as unknown (compared without a source check), never "changed"."""
+    old = _user_record("sha256:" + "a" * 64)
+    assert old.source is not None and old.source.sha256 is None
+    verdict = verdict_for(old, _child_result("ast-v2:" + "b" * 64), Tolerance(), pytest_golden=False,
+                          allow_changed_probes=False)
+    assert verdict.status == "identical" and not verdict.reason
+    shipped = load_golden(REPO_ROOT / "goldens" / "amd-epyc-zen4-2vcpu.json")  # recorded with "sha256:" digests
+    source = shipped.probes[0].source
+    assert source is not None and source.sha256 is None
+    assert source.model_dump(mode="json")["sha256"].startswith("sha256:")  # kept as recorded in the file
+    assert compute_golden_digest(shipped) == shipped.digest
+
+
+def test_a_module_path_that_is_no_file_says_what_it_is(tmp_path: Path) -> None:
+    """A FIFO, a directory or a symlink loop was "no such file"; a FIFO must not hang the import."""
+    fifo = tmp_path / "fifo.py"
+    os.mkfifo(fifo)
+    (tmp_path / "dir.py").mkdir()
+    (tmp_path / "loop.py").symlink_to(tmp_path / "loop.py")
+    (tmp_path / "dangling.py").symlink_to(tmp_path / "nowhere.py")
+    for name, message in [("fifo.py", "a FIFO (named pipe), not a Python source file"),
+                          ("dir.py", "a directory, not a Python source file"),
+                          ("loop.py", "a symbolic link loop"),
+                          ("dangling.py", "a symbolic link to nothing"),
+                          ("missing.py", "no such file")]:
+        started = time.monotonic()
+        with pytest.raises(ProbeModuleError, match=re.escape(f"probe module {str(tmp_path / name)!r}: {message}")):
+            load_probe_modules([str(tmp_path / name)])
+        assert time.monotonic() - started < 5
 
 
 # ---------------------------------------------------------------- what a probe may return
@@ -203,7 +286,7 @@ def test_goldens_without_source_keep_their_digest_and_shape() -> None:
     assert "source" not in golden.probes[0].model_dump(mode="json")
 
 
-def _user_record(sha: str = "sha256:" + "a" * 64) -> ProbeRecord:
+def _user_record(sha: str = "ast-v2:" + "a" * 64) -> ProbeRecord:
     values = np.arange(6, dtype=np.float32)
     return ProbeRecord(name="user.model", tags=["training"], group="canary", status="ok",
                        outputs=[OutputRecord.model_validate(summarize_array("w", values))],
@@ -217,16 +300,17 @@ def _child_result(sha: str) -> dict[str, Any]:
 
 
 def test_a_probe_whose_source_changed_is_not_compared_unless_allowed() -> None:
-    changed = "sha256:" + "b" * 64
+    changed = "ast-v2:" + "b" * 64
     verdict = verdict_for(_user_record(), _child_result(changed), Tolerance(), pytest_golden=False,
                        allow_changed_probes=False)
     assert verdict.status == "skipped" and verdict.reason is not None
-    assert "probe source changed since the golden was recorded (sha256 aaaaaaaaaaaa -> bbbbbbbbbbbb)" in verdict.reason
+    assert ("the probe's code changed since the golden was recorded (sha256 aaaaaaaaaaaa -> bbbbbbbbbbbb)"
+            in verdict.reason)
     assert "--allow-changed-probes" in verdict.reason
     allowed = verdict_for(_user_record(), _child_result(changed), Tolerance(), pytest_golden=False,
                        allow_changed_probes=True)
     assert allowed.status == "identical" and "compared anyway" in (allowed.reason or "")
-    same = verdict_for(_user_record(), _child_result("sha256:" + "a" * 64), Tolerance(), pytest_golden=False,
+    same = verdict_for(_user_record(), _child_result("ast-v2:" + "a" * 64), Tolerance(), pytest_golden=False,
                     allow_changed_probes=False)
     assert same.status == "identical"
 
@@ -241,7 +325,7 @@ def test_a_user_probe_not_loaded_here_says_how_to_load_it() -> None:
 def test_probe_record_keeps_the_source_the_child_reported() -> None:
     info = ProbeInfo(name="user.model", tags=("training",), group="canary",
                      source={"module": "m", "distribution": None, "version": None, "file": "m.py",
-                             "sha256": "sha256:" + "c" * 64})
+                             "sha256": "ast-v2:" + "c" * 64})
     record = probe_record(info, [{"status": "ok", "outputs": [summarize_array("w", np.zeros(2))]}])
     assert record.source is not None and record.source.module == "m" and record.source.file == "m.py"
     failed = probe_record(info, [{"status": "error", "reason": "probe failed: RuntimeError: boom"}])
