@@ -17,7 +17,7 @@ from envlock.cli.common import (
     resolve_golden_path,
     strict_int,
 )
-from envlock.errors import BadFileError, BadInputError
+from envlock.errors import BadFileError, BadInputError, one_line
 
 BUDGET_HELP = ("Whole seconds for the whole run, verify included, 1 to 86400 (default 120); candidates that do "
                "not fit are listed as not tried.")
@@ -47,9 +47,9 @@ def run_explain(golden: Path, *, as_json: bool, report: Path | None, emit_env: P
     result = explain_golden(golden, probe_names=names, budget=budget, jobs=jobs, trusted_keys=keys,
                             probe_modules=probe_module or [], probe_timeout=probe_timeout)
     text = dumps_canonical(result.model_dump(mode="json"))
-    writes = [(report, text)]
-    if emit_env is not None and (result.emit_env is not None or result.emit_affinity):
-        writes.append((emit_env, environment_file(result)))
+    # Always written when asked for, so no stale file survives: without a reproducing environment,
+    # sourcing it fails and says so.
+    writes = [(report, text), (emit_env, environment_file(result) if emit_env is not None else "")]
     for path, content in writes:
         if path is None:
             continue
@@ -64,8 +64,9 @@ def run_explain(golden: Path, *, as_json: bool, report: Path | None, emit_env: P
             typer.echo(render_report(result.verify))
             typer.echo("")
         typer.echo(render_explain(result))
-        if emit_env is not None and result.emit_env is None and not result.emit_affinity:
-            typer.echo(f"no environment reproduces the golden here: {emit_env} not written")
+        if emit_env is not None and result.emit_env is None and not result.emit_affinity and not result.reproduces:
+            typer.echo(f"no environment reproduces the golden here: {one_line(str(emit_env))} says so "
+                       "(sourcing it fails)")
     return result.exit_code
 
 
@@ -76,8 +77,8 @@ def explain(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
     report: Annotated[Path | None, typer.Option("--report", help="Also write the JSON report to FILE.")] = None,
     emit_env: Annotated[Path | None, typer.Option(
-        "--emit-env", help="Write the environment that makes this machine reproduce (a shell snippet) to FILE, "
-        "where one exists.")] = None,
+        "--emit-env", help="Write the environment that makes this machine reproduce (a shell snippet) to FILE; "
+        "where none does, the file says so and sourcing it fails.")] = None,
     probes: Annotated[str | None, typer.Option("--probes", help="Comma-separated probe names (default: all the "
                                                "golden's probes).")] = None,
     budget: Annotated[int, typer.Option("--budget", parser=BUDGET_PARSER, metavar="SECONDS",
