@@ -62,7 +62,8 @@ DEFAULT_BUDGET_SECONDS = 120.0
 DEFAULT_JOBS = 2
 CHILD_OVERHEAD_SECONDS = 1.5  # process start and result transfer, on top of the TF import
 
-__all__ = ["DEFAULT_BUDGET_SECONDS", "DEFAULT_JOBS", "explain_golden"]
+__all__ = ["DEFAULT_BUDGET_SECONDS", "DEFAULT_JOBS", "environment_file", "environment_text", "explain_golden",
+           "redact_report", "writable_values"]
 
 
 def _candidate_env(environ: dict[str, str], candidate: Candidate) -> dict[str, str]:
