@@ -49,9 +49,9 @@ def run_explain(golden: Path, *, as_json: bool, report: Path | None, emit_env: P
         result = explain_golden(golden, probe_names=names, budget=budget, jobs=jobs, trusted_keys=keys,
                                 probe_modules=probe_module or [], probe_timeout=probe_timeout, progress=progress)
     text = dumps_canonical(result.model_dump(mode="json"))
-    writes = [(report, text)]
-    if emit_env is not None and (result.emit_env is not None or result.emit_affinity):
-        writes.append((emit_env, environment_file(result)))
+    # Always written when asked for, so no stale file survives: without a reproducing environment,
+    # sourcing it fails and says so.
+    writes = [(report, text), (emit_env, environment_file(result) if emit_env is not None else "")]
     for path, content in writes:
         if path is None:
             continue
@@ -63,8 +63,9 @@ def run_explain(golden: Path, *, as_json: bool, report: Path | None, emit_env: P
             show(render_report(result.verify))
             typer.echo("")
         show(render_explain(result))
-        if emit_env is not None and result.emit_env is None and not result.emit_affinity:
-            typer.echo(f"no environment reproduces the golden here: {one_line(str(emit_env))} not written")
+        if emit_env is not None and result.emit_env is None and not result.emit_affinity and not result.reproduces:
+            typer.echo(f"no environment reproduces the golden here: {one_line(str(emit_env))} says so "
+                       "(sourcing it fails)")
     return result.exit_code
 
 
@@ -77,8 +78,8 @@ def explain(
                                                 help="Also write the JSON report to FILE.")] = None,
     emit_env: Annotated[Path | None, typer.Option(
         "--emit-env", metavar="FILE",
-        help="Write the environment that makes this machine reproduce (a shell snippet) to FILE, "
-        "where one exists.")] = None,
+        help="Write the environment that makes this machine reproduce (a shell snippet) to FILE; where none "
+        "does, the file says so and sourcing it fails.")] = None,
     probes: Annotated[str | None, typer.Option("--probes", metavar="NAMES",
                                                help="Comma-separated probe names (default: all the "
                                                     "golden's probes).")] = None,

@@ -14,16 +14,25 @@ identical *proves* the cause. Candidates come only from differences between the 
   OpenBLAS's core type (``OPENBLAS_CORETYPE``);
 * all of them together.
 
+When no recorded difference explains a drift, the cause may be a variable envlock never records
+(it records only numerics variables, ``envlock.environ``): ``unrecorded_variables`` lists what is set
+here and absent from the golden, whatever its name, and ``minimal_unset`` bisects it (delta
+debugging) down to the variable, or the smallest set, whose unsetting restores the bits. Only
+names are ever shown: an unset needs no value.
+
 A ceiling can only be lowered: when the golden's CPU had more than this one, no setting here can
 give the golden's kernels, and the plan says so (``not_applicable``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
-from envlock.environ import is_allowed
+from envlock.environ import SET_BY_IMPORT, is_allowed
 from envlock.models import IsaSummary, Manifest
+from envlock.redact import needs_redaction
 
 # oneDNN's ONEDNN_MAX_CPU_ISA names, lowest first, each with the CPU features it needs (on top of
 # the previous level's where marked "+").
@@ -60,13 +69,34 @@ VERSIONED_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-intel", "
 # Set by explain's own children (verbose output only): never a difference worth a candidate.
 IGNORED_VARIABLES = frozenset({"ONEDNN_VERBOSE", "DNNL_VERBOSE"})
 
+# What a probe child needs to start, find its modules and do I/O: never unset while looking for an
+# unrecorded cause. Small on purpose: everything else set here is a suspect, whatever its name.
+CHILD_NEEDS: frozenset[str] = frozenset({
+    "PATH",                                # libraries run helpers found on it (ldconfig, nvidia-smi)
+    "HOME",                                # the user's site-packages and the libraries' caches hang off it
+    "TMPDIR", "TMP", "TEMP",               # where the child and its libraries write temporary files
+    "PWD",                                 # the shell's idea of the working directory, read by os.getcwd users
+    "LANG", "LANGUAGE",                    # (and LC_*): the encoding of the child's text I/O
+    # Where the interpreter finds envlock, TensorFlow and the user's probe modules:
+    "PYTHONPATH", "PYTHONHOME", "PYTHONUSERBASE", "PYTHONNOUSERSITE", "PYTHONSAFEPATH", "PYTHONPLATLIBDIR",
+    "LD_LIBRARY_PATH", "DYLD_LIBRARY_PATH",  # where the loader finds libpython and the CUDA libraries
+    *IGNORED_VARIABLES,                    # envlock sets them for its own children
+    *SET_BY_IMPORT,                        # TensorFlow sets them itself when it loads: unsetting changes nothing
+})
+CHILD_NEEDS_PREFIXES: tuple[str, ...] = (
+    "LC_",       # locale categories, as LANG
+    "ENVLOCK_",  # envlock's own settings (the golden to use, the daemon's): the probe child reads none
+)
+
+CandidateKind = Literal["environment", "onednn", "affinity", "threads", "isa", "all", "unrecorded"]
+
 
 @dataclass(frozen=True)
 class Candidate:
     """One configuration to try: environment changes (None = unset) and/or a CPU affinity."""
 
     id: str  # what it sets, e.g. "TF_ENABLE_ONEDNN_OPTS=1" or "affinity=0,1"
-    kind: str  # environment, onednn, affinity, threads, isa, all
+    kind: CandidateKind
     reason: str
     env: dict[str, str | None] = field(default_factory=dict)
     affinity: tuple[int, ...] | None = None
@@ -242,3 +272,120 @@ def plan_interventions(golden_manifest: Manifest, golden_env: dict[str, str], he
     if len(together) > 1:
         candidates.append(combine(together, here_env))
     return Plan(candidates, not_applicable, version_differences(golden_manifest, here))
+
+
+def unrecorded_variables(golden_names: Iterable[str], here_env: Mapping[str, str]) -> tuple[str, ...]:
+    """The variables set here that the golden's environment (its manifest's and its lockdown's) does
+    not have, whatever their names, less what a probe child needs to run (``CHILD_NEEDS``); sorted."""
+    recorded = set(golden_names)
+    return tuple(sorted(n for n in here_env if n not in recorded and n not in CHILD_NEEDS
+                        and not n.startswith(CHILD_NEEDS_PREFIXES)))
+
+
+def looks_like_a_credential(name: str) -> bool:
+    """redact's credential-name test (``NAME=value`` is redacted when NAME looks like one)."""
+    return needs_redaction(f"{name}=x")
+
+
+def unset_candidate(names: Sequence[str], *, total: int, trial: int) -> Candidate:
+    """Unset ``names`` (some of the ``total`` unrecorded variables): names only, never a value.
+    ``trial`` numbers the large sets, whose ids would otherwise list dozens of names."""
+    names = tuple(sorted(names))
+    if len(names) <= 3:
+        label = " + ".join(f"unset {n}" for n in names)
+    elif len(names) == total:
+        label = f"unset all {total} variables not in the golden"
+    else:
+        label = f"unset {len(names)} of the {total} variables not in the golden (trial {trial})"
+    secret = [n for n in names if looks_like_a_credential(n)]
+    reason = ("set here and absent from the golden's environment: envlock does not record "
+              + ("it" if len(names) == 1 else "them") + " (names only: values are never shown)")
+    if secret:
+        reason += f"; {', '.join(secret)} look(s) like a credential and is unset like any other"
+    return Candidate(label, "unrecorded", reason, env=dict.fromkeys(names),
+                     paths=tuple(f"environment.{n}" for n in names),
+                     members=tuple(f"unset {n}" for n in names) if len(names) > 1 else ())
+
+
+# A batch of trials, each a set of variables to unset; per set: did the probe come back bitwise
+# identical (True), not (False), or could it not be tried within the budget (None).
+Trial = Callable[[list[tuple[str, ...]]], list[bool | None]]
+
+
+@dataclass(frozen=True)
+class Bisection:
+    """What ``minimal_unset`` found."""
+
+    restores: bool | None  # unsetting all of the names restores the bits (None: not tried, budget)
+    cause: tuple[str, ...] | None  # the minimal set, itself tried and restoring: proved
+    narrowed: tuple[str, ...]  # the smallest set known to restore (the cause, or where the budget ran out)
+    trials: int  # sets asked for
+
+
+class _OutOfBudget(Exception):
+    pass
+
+
+class _Search:
+    def __init__(self, trial: Trial, parallel: bool) -> None:
+        self.trial, self.parallel = trial, parallel
+        self.known: dict[frozenset[str], bool] = {}
+        self.asked = 0
+
+    def ask(self, sets: list[tuple[str, ...]]) -> list[bool | None]:
+        """Each set's result, asking only what is not known yet (None: not tried, the budget is spent)."""
+        new = [s for s in dict.fromkeys(tuple(sorted(s)) for s in sets) if frozenset(s) not in self.known]
+        if new:
+            self.asked += len(new)
+            for names, result in zip(new, self.trial(new), strict=True):
+                if result is not None:
+                    self.known[frozenset(names)] = result
+        return [self.known.get(frozenset(s)) for s in sets]
+
+    def one(self, names: tuple[str, ...]) -> bool:
+        result = self.ask([names])[0]
+        if result is None:
+            raise _OutOfBudget
+        return result
+
+    def smallest_restoring(self) -> tuple[str, ...]:
+        restoring = [tuple(sorted(s)) for s, ok in self.known.items() if ok]
+        return min(restoring, key=lambda s: (len(s), s)) if restoring else ()
+
+    def minimal(self, names: tuple[str, ...], context: tuple[str, ...]) -> tuple[str, ...]:
+        """The part of ``names`` that must be unset, given that unsetting ``context + names`` restores."""
+        if len(names) == 1:
+            return names
+        half = len(names) // 2
+        first, second = names[:half], names[half:]
+        if self.parallel:  # both halves at once: two children in the wall time of one
+            self.ask([context + first, context + second])
+        if self.one(context + first):
+            return self.minimal(first, context)
+        if self.one(context + second):
+            return self.minimal(second, context)
+        # Neither half alone: a variable from each is needed. Keep the second while shrinking the first.
+        from_first = self.minimal(first, context + second)
+        from_second = self.minimal(second, context + from_first)
+        return from_first + from_second
+
+
+def minimal_unset(names: Sequence[str], trial: Trial, *, parallel: bool = True) -> Bisection:
+    """Delta debugging on values: unset all of ``names``; if that restores the bits, unset half and keep
+    the half that still restores, recursing, until one variable (or, where variables only act together,
+    the smallest set) is left. ``parallel`` asks for both halves at once (two children, same wall time
+    on two workers). The result is proved only by a trial of exactly that set: it is asked for when the
+    search did not end on one."""
+    search = _Search(trial, parallel)
+    everything = tuple(sorted(names))
+    if not everything:
+        return Bisection(False, None, (), 0)
+    try:
+        if not search.one(everything):
+            return Bisection(False, None, (), search.asked)
+        found = tuple(sorted(search.minimal(everything, ())))
+        if not search.one(found):  # variables that act only together in ways halving missed
+            return Bisection(True, None, search.smallest_restoring(), search.asked)
+        return Bisection(True, found, found, search.asked)
+    except _OutOfBudget:
+        return Bisection(search.known.get(frozenset(everything)), None, search.smallest_restoring(), search.asked)

@@ -1,25 +1,33 @@
-"""explain's report (JSON with ``--json``); ``envlock.display.render_explain`` is its text."""
+"""explain's report (JSON with ``--json``); ``envlock.display.render_explain`` is its text.
+
+Every string in it has been through ``envlock.redact`` (``envlock.explain.run``); the environment
+file's text, which keeps this machine's own values raw, travels with it but is never serialised.
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from envlock.explain.localise import Localisation
+from envlock.explain.planner import CandidateKind
 from envlock.verdict import VerifyReport
 
 FindingStatus = Literal["fixed", "partly", "hardware-bound", "version", "not proved"]
+# tried: its child ran; crashed: its child died outside any probe; not tried (budget): not started,
+# it would not have ended in time; stopped (budget): stopped at the deadline and not restarted.
+CandidateStatus = Literal["tried", "crashed", "not tried (budget)", "stopped (budget)"]
 
 
 class CandidateOutcome(BaseModel):
     id: str
-    kind: str
+    kind: CandidateKind
     reason: str
     env: dict[str, str | None] = Field(default_factory=dict)
     affinity: list[int] | None = None
     size: int = 1
-    status: str = "not tried"  # tried | crashed | not tried (budget)
+    status: CandidateStatus = "not tried (budget)"
     detail: str | None = None
     seconds: float | None = None
     probes: dict[str, str] = Field(default_factory=dict)  # identical | partly: ... | unchanged | could not run: ...
@@ -63,3 +71,12 @@ class ExplainReport(BaseModel):
     notes: list[str] = Field(default_factory=list)
     timings: dict[str, float] = Field(default_factory=dict)
     verify: VerifyReport
+    _environment_file: str | None = PrivateAttr(default=None)
+
+    def attach_environment_file(self, text: str) -> None:
+        """The ``--emit-env`` text made with the raw values (``envlock.explain.run.environment_text``)."""
+        self._environment_file = text
+
+    @property
+    def environment_file(self) -> str | None:
+        return self._environment_file

@@ -5,7 +5,26 @@ probes -> localisation of each (first differing intermediate or output, primitiv
 the planner's candidates, each run in a fresh probe child on the drifting probes only, in parallel
 up to ``jobs``, within ``budget`` seconds in all -> per probe: fixed by the smallest candidate set
 that makes it bitwise identical, partly (some outputs restored), or not fixable by configuration
-on this machine -> the environment that reproduces, where one exists.
+on this machine -> for the probes nothing recorded restored, the variables set here that the golden
+never saw, bisected down to the one whose unsetting restores the bits -> the environment that
+reproduces, where one exists.
+
+**The budget** covers the candidates absolutely: each child gets at most the time left, and one
+stopped at the deadline is not restarted for its remaining probes (the supervisor restarts a child
+whose probe hung; ``_DeadlineRunner`` refuses that once the time is up). What does not fit is
+reported as not tried.
+
+**Redaction.** Candidate ids, reasons, environments and details quote the golden's values and this
+machine's (``XLA_FLAGS=--xla_dump_to=https://user:pw@host``, ``/home/someuser``): the report (text,
+``--json``, ``--report``) passes every string through ``envlock.redact.redact_value`` once, when it
+is built, as verify's does. The environment file (``--emit-env``) is a shell snippet for this
+machine, so it keeps a value raw only where it is this machine's own and needed to reproduce: a
+value that needs redacting is written only when every part of it that needs redacting is already in
+this machine's value of that variable (its own ``XLA_FLAGS`` with a flag envlock appended); a
+golden's value that needs redacting is never written (the redacted text would not reproduce, the
+raw one is someone else's secret), and the file says which variable it left out. Unsets carry no
+value. The file is always written when asked for, so no stale one survives a run: when no
+environment reproduces, sourcing it fails with that message.
 """
 
 from __future__ import annotations
@@ -13,18 +32,29 @@ from __future__ import annotations
 import concurrent.futures
 import shlex
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from envlock.errors import DRIFT, OK, EnvlockError
+from envlock.errors import DRIFT, OK, EnvlockError, one_line
 from envlock.explain.localise import localise
-from envlock.explain.planner import Candidate, Plan, combine, plan_interventions
+from envlock.explain.planner import (
+    Bisection,
+    Candidate,
+    Plan,
+    combine,
+    minimal_unset,
+    plan_interventions,
+    unrecorded_variables,
+    unset_candidate,
+)
 from envlock.explain.report import CandidateOutcome, ExplainReport, Finding
 from envlock.golden import ProbeRecord
 from envlock.probes.compare import Tolerance
 from envlock.probes.supervisor import run_child
 from envlock.progress import NO_PROGRESS, Progress
+from envlock.redact import needs_redaction, redact_data
+from envlock.runner import CommandResult, Runner
 from envlock.signing import TrustedKey
 from envlock.verdict import judge_probe
 from envlock.verify import VerifyRun, verify_run
@@ -33,7 +63,8 @@ DEFAULT_BUDGET_SECONDS = 120.0
 DEFAULT_JOBS = 2
 CHILD_OVERHEAD_SECONDS = 1.5  # process start and result transfer, on top of the TF import
 
-__all__ = ["DEFAULT_BUDGET_SECONDS", "DEFAULT_JOBS", "explain_golden"]
+__all__ = ["DEFAULT_BUDGET_SECONDS", "DEFAULT_JOBS", "environment_file", "environment_text", "explain_golden",
+           "redact_report", "writable_values"]
 
 
 def _candidate_env(environ: dict[str, str], candidate: Candidate) -> dict[str, str]:
@@ -44,6 +75,28 @@ def _candidate_env(environ: dict[str, str], candidate: Candidate) -> dict[str, s
         else:
             env[name] = value
     return env
+
+
+class _BudgetSpent(Exception):
+    """The deadline passed while a candidate's child ran, or before a restart: it is not run again."""
+
+
+class _DeadlineRunner(Runner):
+    """The real runner with an absolute deadline: a child gets at most the time left, and none starts
+    after it (the supervisor would restart a stopped child for its remaining probes)."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+
+    def run_watched(self, argv: list[str], *, timeout: float, env: dict[str, str] | None = None,
+                    watch: Callable[[], str | None], interval: float = 0.25) -> CommandResult | None:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise _BudgetSpent
+        result = super().run_watched(argv, timeout=min(timeout, left), env=env, watch=watch, interval=interval)
+        if result is None and time.monotonic() >= self.deadline:
+            raise _BudgetSpent
+        return result
 
 
 class _Runner:
@@ -64,14 +117,23 @@ class _Runner:
         outcome = CandidateOutcome(id=candidate.id, kind=candidate.kind, reason=candidate.reason,
                                    env=dict(candidate.env), size=candidate.size,
                                    affinity=list(candidate.affinity) if candidate.affinity else None)
-        timeout = max(5.0, self.deadline - time.monotonic())
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            outcome.status = "not tried (budget)"
+            return outcome
         self.progress.task_started(candidate.id)
         try:
             result = run_child(probe_names=list(self.records), repeat=1, settings=self.run.golden.lockdown,
-                               env=_candidate_env(self.run.environ, candidate), timeout=timeout,
+                               env=_candidate_env(self.run.environ, candidate), timeout=left,
+                               runner=_DeadlineRunner(self.deadline),
                                affinity=list(candidate.affinity) if candidate.affinity else None,
                                probe_modules=self.probe_modules, probe_timeout=self.probe_timeout,
                                on_event=self.progress.events_for(candidate.id))
+        except _BudgetSpent:
+            outcome.status = "stopped (budget)"
+            outcome.detail = "stopped at the end of the budget, not restarted"
+            outcome.seconds = round(time.perf_counter() - started, 2)
+            return outcome
         except EnvlockError as exc:
             outcome.status = "crashed"
             outcome.detail = str(exc)
@@ -94,6 +156,11 @@ class _Runner:
         outcome.status = "tried"
         outcome.seconds = round(time.perf_counter() - started, 2)
         return outcome
+
+    def subset(self, names: list[str]) -> _Runner:
+        """The same runner for some of the probes only (its children run just those)."""
+        return _Runner(self.run, {n: self.records[n] for n in names}, self.baseline, self.deadline, self.jobs,
+                       self.probe_modules, self.probe_timeout)
 
     def run_all(self, candidates: list[Candidate]) -> list[CandidateOutcome]:
         """In parallel up to ``jobs``; a candidate that would end past the deadline is not started."""
@@ -141,8 +208,37 @@ def _shrink(runner: _Runner, plan: Plan, combined: CandidateOutcome, probe: str,
     return combine(members, environ), tried
 
 
+def _restored(outcome: CandidateOutcome, probe: str) -> bool | None:
+    """What a bisection trial says: identical, not (a crash counts as not), or not tried (budget)."""
+    if outcome.status in ("not tried (budget)", "stopped (budget)"):
+        return None
+    return outcome.status == "tried" and outcome.probes.get(probe) == "identical"
+
+
+def _search_unrecorded(runner: _Runner, names: tuple[str, ...],
+                       probes: list[str]) -> tuple[dict[str, Bisection], list[CandidateOutcome]]:
+    """Per probe, the unrecorded variable (or smallest set) whose unsetting restores it. A child runs
+    every probe searched, so the probes share trials: one cause of several drifts costs one search."""
+    tried: dict[frozenset[str], CandidateOutcome] = {}
+
+    def trial_for(probe: str) -> Callable[[list[tuple[str, ...]]], list[bool | None]]:
+        def trial(sets: list[tuple[str, ...]]) -> list[bool | None]:
+            new = [s for s in sets if frozenset(s) not in tried]
+            if new:
+                candidates = [unset_candidate(s, total=len(names), trial=len(tried) + i + 1)
+                              for i, s in enumerate(new)]
+                for names_unset, outcome in zip(new, runner.run_all(candidates), strict=True):
+                    tried[frozenset(names_unset)] = outcome
+            return [_restored(tried[frozenset(s)], probe) for s in sets]
+        return trial
+
+    found = {p: minimal_unset(names, trial_for(p), parallel=runner.jobs > 1) for p in probes}
+    return found, list(tried.values())
+
+
 def _finding(name: str, plan: Plan, outcomes: list[CandidateOutcome], loc: Any, differing: list[str],
-             cpu_change: str | None) -> Finding:
+             cpu_change: str | None, unrecorded: tuple[Bisection, int] | None = None) -> Finding:
+    """``unrecorded``: the search among the variables the golden never saw, and how many there were."""
     finding = Finding(probe=name, localisation=loc, outputs_differing=differing)
     fixes = sorted((o for o in outcomes if o.probes.get(name) == "identical"), key=lambda o: o.size)
     if fixes:
@@ -153,6 +249,10 @@ def _finding(name: str, plan: Plan, outcomes: list[CandidateOutcome], loc: Any, 
         finding.affinity = best[0].affinity
         finding.alternatives = [o.id for o in best[1:]]
         finding.detail = f"bitwise identical under {best[0].id}"
+        if best[0].kind == "unrecorded":
+            finding.detail += " (a variable set here that the golden's environment does not have)"
+            if unrecorded is not None and unrecorded[0].cause is None and best[0].size > 1:
+                finding.detail += "; not narrowed further within the budget"
         return finding
     partial = [o for o in outcomes if (o.probes.get(name) or "").startswith("partly")]
     untried = [o.id for o in outcomes if o.status != "tried" or (o.probes.get(name) or "").startswith("could not")]
@@ -170,9 +270,11 @@ def _finding(name: str, plan: Plan, outcomes: list[CandidateOutcome], loc: Any, 
         finding.detail = (f"no setting on this machine can change a version ({'; '.join(plan.version_differences)}): "
                           f"build the golden's image with `envlock build`; {evidence}")
     else:
-        tried = len([o for o in outcomes if o.status == "tried"])
+        tried = len([o for o in outcomes if o.status == "tried" and o.kind != "unrecorded"])
         why = (f"none of the {tried} configuration(s) tried restored an output" if tried
                else "no setting that differs from the golden can be changed here")
+        if unrecorded is not None and unrecorded[0].restores is False:
+            why += f", nor did unsetting the {unrecorded[1]} variable(s) set here that the golden does not have"
         finding.status = "hardware-bound"
         finding.detail = (f"not fixable by configuration on this machine: {why}; the remaining difference is the "
                           f"CPU{f' ({cpu_change})' if cpu_change else ''}; {evidence}")
@@ -184,6 +286,10 @@ def _cpu_change(run: VerifyRun) -> str | None:
     if (g.vendor, g.model_name) == (h.vendor, h.model_name):
         return None
     return f"{g.model_name or g.vendor} in the golden, {h.model_name or h.vendor} here"
+
+
+def _restored_nothing(name: str, outcomes: list[CandidateOutcome]) -> bool:
+    return not any((o.probes.get(name) or "").startswith(("identical", "partly")) for o in outcomes)
 
 
 def explain_golden(golden_path: Path | str, *, probe_names: list[str] | None = None,
@@ -198,6 +304,7 @@ def explain_golden(golden_path: Path | str, *, probe_names: list[str] | None = N
                      probe_modules=probe_modules, probe_timeout=probe_timeout, progress=progress)
     verified = time.monotonic()
     report = run.report
+    home = run.environ.get("HOME")
     drifting = [v for v in report.probes if v.status == "drift"]
     explain = ExplainReport(golden=report.golden, golden_digest=report.golden_digest, reproduces=report.reproduces,
                             exit_code=OK if report.reproduces else DRIFT, budget_seconds=budget, verify=report)
@@ -207,7 +314,7 @@ def explain_golden(golden_path: Path | str, *, probe_names: list[str] | None = N
                              "nondeterministic probes)")
         seconds = round(verified - started, 3)
         explain.timings = {"verify_seconds": seconds, "total_seconds": seconds}
-        return explain
+        return redact_report(explain, home, environment_text(explain, run.environ))
     records = {v.name: rec for v in drifting if (rec := run.golden.probe(v.name)) is not None}
     plan = plan_interventions(run.golden.manifest, run.golden.lockdown.environment, run.manifest, run.environ)
     explain.not_applicable, explain.version_differences = plan.not_applicable, plan.version_differences
@@ -229,20 +336,46 @@ def explain_golden(golden_path: Path | str, *, probe_names: list[str] | None = N
                 match = next((o for o in outcomes if o.id == smaller.id), None)
                 if match is not None:
                     match.probes[name] = "identical"
+    # Nothing recorded restored these: a cause nobody recorded, among the variables the golden never saw?
+    unexplained = [n for n in records if _restored_nothing(n, outcomes)]
+    suspects = unrecorded_variables([*run.golden.manifest.environment, *run.golden.lockdown.environment],
+                                    run.environ)
+    searched: dict[str, Bisection] = {}
+    if unexplained and suspects:
+        searched, tried = _search_unrecorded(runner.subset(unexplained), suspects, unexplained)
+        outcomes += tried
+        causes = sorted({n for b in searched.values() if b.cause for n in b.cause})
+        if causes:
+            explain.notes.append(f"a variable envlock does not record changes the numbers: {', '.join(causes)} "
+                                 "(set here, absent from the golden's environment); unsetting it restores the bits")
     explain.candidates = outcomes
     explain.not_tried = [o.id for o in outcomes if o.status != "tried"]
     cpu_change = _cpu_change(run)
     for verdict in drifting:
         first_run = run.result.get("runs", {}).get(verdict.name, [{"status": "skipped", "seconds": 0.0}])[0]
         loc = localise(records[verdict.name], first_run) if verdict.name in records else None
-        finding = _finding(verdict.name, plan, outcomes, loc, verdict.outputs_differing, cpu_change)
-        explain.findings.append(finding)
-        verdict.proved = finding.proof()
+        search = (searched[verdict.name], len(suspects)) if verdict.name in searched else None
+        explain.findings.append(_finding(verdict.name, plan, outcomes, loc, verdict.outputs_differing, cpu_change,
+                                         search))
     _emit(explain)
     explain.timings = {"verify_seconds": round(verified - started, 3),
                        "explain_seconds": round(time.monotonic() - verified, 3),
                        "total_seconds": round(time.monotonic() - started, 3)}
+    explain = redact_report(explain, home, environment_text(explain, run.environ))
+    by_name = {f.probe: f for f in explain.findings}
+    for verdict in explain.verify.probes:
+        if verdict.name in by_name:
+            verdict.proved = by_name[verdict.name].proof()
     return explain
+
+
+def redact_report(explain: ExplainReport, home: str | None, environment: str) -> ExplainReport:
+    """The report with every string passed through ``redact_value`` (verify's report is redacted by
+    verify), carrying the environment file's text, which is not part of it."""
+    data = redact_data(explain.model_dump(mode="python", exclude={"verify"}), home)
+    redacted = ExplainReport.model_validate({**data, "verify": explain.verify})
+    redacted.attach_environment_file(environment)
+    return redacted
 
 
 def _emit(explain: ExplainReport) -> None:
@@ -264,13 +397,51 @@ def _emit(explain: ExplainReport) -> None:
         explain.emit_complete = all(f.status == "fixed" for f in explain.findings)
 
 
-def environment_file(explain: ExplainReport) -> str:
-    """A shell snippet: ``export``/``unset`` lines, and the CPU list to run under where one is needed."""
+def writable_values(values: Mapping[str, str | None], here_env: Mapping[str, str],
+                    home: str | None = None) -> tuple[dict[str, str | None], list[str]]:
+    """Which of the proved ``values`` the environment file may carry raw, and the names it must leave
+    out: a value that needs redacting is kept only when each of its words that needs redacting is a
+    word of this machine's own value of that variable (see the module docstring)."""
+    kept: dict[str, str | None] = {}
+    refused: list[str] = []
+    for name, value in values.items():
+        if value is None or not needs_redaction(value, home):
+            kept[name] = value
+            continue
+        own = set((here_env.get(name) or "").split())
+        if all(word in own for word in value.split() if needs_redaction(word, home)):
+            kept[name] = value
+        else:
+            refused.append(name)
+    return kept, refused
 
-    lines = [f"# envlock explain: the environment under which this machine reproduced {explain.golden}",
-             "# " + ("every drifting probe" if explain.emit_complete else "some drifting probes (see the report)")]
-    for name, value in (explain.emit_env or {}).items():
+
+def environment_text(explain: ExplainReport, here_env: Mapping[str, str]) -> str:
+    """The ``--emit-env`` file for this run: ``export``/``unset`` lines and the CPU list where one was
+    proved; a file that says nothing needs setting when the golden reproduces; and, when no
+    environment reproduces, a file whose sourcing fails saying so (no stale file survives a run)."""
+    golden = one_line(explain.golden)
+    if explain.reproduces and not explain.findings:
+        return f"# envlock explain: this machine reproduces {golden} as it is: nothing to set\n"
+    if explain.emit_env is None and not explain.emit_affinity:
+        message = f"envlock: no environment reproduces {golden} on this machine (see envlock explain's report)"
+        return (f"# envlock explain: no environment reproduces {golden} on this machine\n"
+                f"echo {shlex.quote(message)} >&2\n"
+                "return 1 2>/dev/null || exit 1\n")
+    kept, refused = writable_values(explain.emit_env or {}, here_env, here_env.get("HOME"))
+    complete = explain.emit_complete and not refused
+    lines = [f"# envlock explain: the environment under which this machine reproduced {golden}",
+             "# " + ("every drifting probe" if complete else "some drifting probes (see the report)")]
+    for name, value in kept.items():
         lines.append(f"unset {name}" if value is None else f"export {name}={shlex.quote(value)}")
+    lines += [f"# {name}: not written: the golden's value holds a credential or a home directory (see the report)"
+              for name in refused]
     if explain.emit_affinity:
         lines.append(f"# and run pinned to these CPUs: taskset -c {','.join(map(str, explain.emit_affinity))} ...")
     return "\n".join(lines) + "\n"
+
+
+def environment_file(explain: ExplainReport) -> str:
+    """The ``--emit-env`` file of a report ``explain_golden`` made (raw values where allowed); for a
+    report from elsewhere, rendered from its redacted values."""
+    return explain.environment_file or environment_text(explain, {})

@@ -92,3 +92,58 @@ def test_a_finding_without_any_fix_is_hardware_bound_or_version_or_unproved() ->
     assert explain_run._finding("p", plan, [skipped], None, ["x"], None).status == "not proved"
     partly = tried.model_copy(update={"probes": {"p": "partly: restored y"}})
     assert explain_run._finding("p", plan, [partly], None, ["x", "y"], None).status == "partly"
+
+
+def test_a_cause_nobody_recorded_is_bisected_and_proved(monkeypatch: pytest.MonkeyPatch) -> None:
+    suspects = tuple(sorted([*(f"CI_VAR_{i}" for i in range(20)), "GLIBC_TUNABLES", "MY_API_TOKEN"]))
+    seen: list[dict[str, str]] = []
+
+    def run_child(*, env: dict[str, str], **_: Any) -> dict[str, Any]:
+        seen.append(env)
+        return _run_of(BAD if "GLIBC_TUNABLES" in env else GOOD)
+
+    monkeypatch.setattr("envlock.explain.run.run_child", run_child)
+    runner = _runner(time.monotonic() + 60)
+    runner.run.environ.update({n: "value-" + n for n in suspects})
+    found, tried = explain_run._search_unrecorded(runner, suspects, ["elementwise.softmax"])
+    assert found["elementwise.softmax"].cause == ("GLIBC_TUNABLES",)
+    assert len(seen) == len(tried) <= 1 + 2 * 5  # unset all, then both halves per level
+    finding = explain_run._finding("elementwise.softmax", Plan([], [], []), tried, None, ["softmax"], None,
+                                   (found["elementwise.softmax"], len(suspects)))
+    assert finding.status == "fixed" and finding.fixed_by == "unset GLIBC_TUNABLES"
+    assert finding.env == {"GLIBC_TUNABLES": None} and finding.proof().startswith("fixed by unset GLIBC_TUNABLES")
+    # Names only: no value of this environment is in any outcome.
+    dumped = str([o.model_dump() for o in tried])
+    assert "value-" not in dumped
+
+
+def test_nothing_unrecorded_restores_so_the_finding_says_it_was_tried(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("envlock.explain.run.run_child", lambda **_: _run_of(BAD))
+    found, tried = explain_run._search_unrecorded(_runner(time.monotonic() + 60), ("A", "B", "C"),
+                                                  ["elementwise.softmax"])
+    assert found["elementwise.softmax"].restores is False and len(tried) == 1
+    finding = explain_run._finding("elementwise.softmax", Plan([], [], []), tried, None, ["softmax"], None,
+                                   (found["elementwise.softmax"], 3))
+    assert finding.status == "hardware-bound"
+    assert "nor did unsetting the 3 variable(s) set here that the golden does not have" in finding.detail
+
+
+def test_past_the_deadline_no_child_starts_and_none_is_restarted() -> None:
+    # The unit layer fails on any process start: this proves none is attempted.
+    with pytest.raises(explain_run._BudgetSpent):
+        explain_run._DeadlineRunner(time.monotonic() - 1).run_watched(["true"], timeout=60, watch=lambda: None)
+    outcome = _runner(time.monotonic() - 1)._one(_c("FIX"))
+    assert outcome.status == "not tried (budget)"
+
+
+def test_a_child_stopped_at_the_deadline_is_reported_and_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[float] = []
+
+    def run_child(*, runner: explain_run.Runner, timeout: float, **_: Any) -> dict[str, Any]:
+        calls.append(timeout)
+        assert isinstance(runner, explain_run._DeadlineRunner)
+        raise explain_run._BudgetSpent
+
+    monkeypatch.setattr("envlock.explain.run.run_child", run_child)
+    outcome = _runner(time.monotonic() + 30)._one(_c("FIX"))
+    assert outcome.status == "stopped (budget)" and len(calls) == 1 and calls[0] <= 30
