@@ -275,6 +275,8 @@ def render_explain(report: ExplainReport) -> str:
     lines.append("")
     for f in report.findings:
         lines.append(f"{_s(f.probe)}: {_s(f.proof())}")
+        if f.portable is not None:
+            lines.append(f"  {_s(f.portable.detail)}")
         if f.localisation is not None:
             lines += [f"  oneDNN: {_s(p)}" for p in f.localisation.primitives]
     tried = [c for c in report.candidates if c.status == "tried"]

@@ -155,8 +155,9 @@ def verify_run(golden_path: Path | str, *, probe_names: list[str] | None = None,
             verdict.portable = profile.covers(verdict.name)
         uncovered = [v.name for v in report.probes if v.status == "drift" and v.portable is False]
         report.notes.append(f"verified under the {profile.label} profile (recorded in the golden): "
-                            f"{sum(v.portable is True for v in report.probes)} of its probes are measured to give "
-                            "the same bits on both recorded CPU vendors under it"
+                            f"{sum(v.portable is True and v.status != 'skipped' for v in report.probes)} of the "
+                            "probes compared here are measured to give the same bits on both recorded CPU vendors "
+                            "under it"
                             + (f"; {len(uncovered)} drifting probe(s) it does not cover: {', '.join(uncovered)}"
                                if uncovered else ""))
     if golden.recorded_by == "pytest":

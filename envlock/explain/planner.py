@@ -88,7 +88,7 @@ CHILD_NEEDS_PREFIXES: tuple[str, ...] = (
     "ENVLOCK_",  # envlock's own settings (the golden to use, the daemon's): the probe child reads none
 )
 
-CandidateKind = Literal["environment", "onednn", "affinity", "threads", "isa", "all", "unrecorded"]
+CandidateKind = Literal["environment", "onednn", "affinity", "threads", "isa", "all", "unrecorded", "profile"]
 
 
 @dataclass(frozen=True)

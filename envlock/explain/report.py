@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, PrivateAttr
 
 from envlock.explain.localise import Localisation
 from envlock.explain.planner import CandidateKind
+from envlock.explain.portable import PortableCheck
 from envlock.verdict import VerifyReport
 
 FindingStatus = Literal["fixed", "partly", "hardware-bound", "version", "not proved"]
@@ -43,6 +44,8 @@ class Finding(BaseModel):
     detail: str = ""
     outputs_differing: list[str] = Field(default_factory=list)
     localisation: Localisation | None = None
+    # For a hardware-bound probe: what a run under the portable profile showed here (envlock.explain.portable).
+    portable: PortableCheck | None = None
 
     def proof(self) -> str:
         """The line verify shows instead of its ranked guesses."""

@@ -48,11 +48,15 @@ from envlock.explain.planner import (
     unrecorded_variables,
     unset_candidate,
 )
+from envlock.explain.portable import portable_check
 from envlock.explain.report import CandidateOutcome, ExplainReport, Finding
 from envlock.golden import ProbeRecord
 from envlock.probes.compare import Tolerance
 from envlock.probes.supervisor import run_child
+from envlock.profiles import Profile
 from envlock.progress import NO_PROGRESS, Progress
+from envlock.protocol import ChildResult
+from envlock.record import portable_profile
 from envlock.redact import needs_redaction, redact_data
 from envlock.runner import CommandResult, Runner
 from envlock.signing import TrustedKey
@@ -111,6 +115,7 @@ class _Runner:
         result = run.result
         seconds = sum(r[0].get("seconds", 0.0) for n, r in result.get("runs", {}).items() if n in records)
         self.estimate = float(result.get("import_seconds", 4.0)) + seconds + CHILD_OVERHEAD_SECONDS
+        self.results: dict[str, ChildResult] = {}  # candidate id -> the child's raw result (the profile's check)
 
     def _one(self, candidate: Candidate) -> CandidateOutcome:
         started = time.perf_counter()
@@ -141,6 +146,7 @@ class _Runner:
             return outcome
         finally:
             self.progress.task_finished(candidate.id)
+        self.results[candidate.id] = result
         for name, record in self.records.items():
             runs = result.get("runs", {}).get(name) or [{"status": "skipped", "reason": "not run", "seconds": 0.0}]
             verdict = judge_probe(record, runs, Tolerance())
@@ -357,6 +363,7 @@ def explain_golden(golden_path: Path | str, *, probe_names: list[str] | None = N
         search = (searched[verdict.name], len(suspects)) if verdict.name in searched else None
         explain.findings.append(_finding(verdict.name, plan, outcomes, loc, verdict.outputs_differing, cpu_change,
                                          search))
+    _check_portable(explain, runner, run)
     _emit(explain)
     explain.timings = {"verify_seconds": round(verified - started, 3),
                        "explain_seconds": round(time.monotonic() - verified, 3),
@@ -367,6 +374,39 @@ def explain_golden(golden_path: Path | str, *, probe_names: list[str] | None = N
         if verdict.name in by_name:
             verdict.proved = by_name[verdict.name].proof()
     return explain
+
+
+PORTABLE_CANDIDATE = "the portable profile"
+
+
+def _check_portable(explain: ExplainReport, runner: _Runner, run: VerifyRun) -> None:
+    """Hardware-bound probes, once more under the portable profile: would a portable golden travel?
+    Skipped when the golden already carries a profile (verify ran under it) or nothing is hardware-bound."""
+    bound = [f for f in explain.findings if f.status == "hardware-bound"]
+    if not bound or run.golden.profile is not None:
+        return
+    try:
+        profile: Profile = portable_profile()
+    except EnvlockError as exc:  # a TensorFlow the profile was not measured on
+        explain.notes.append(f"the portable profile was not checked: {exc}")
+        return
+    candidate = Candidate(PORTABLE_CANDIDATE, "profile", f"the {profile.label} profile (docs/portable.md)",
+                          env=dict(profile.environment))
+    sub = runner.subset([f.probe for f in bound])
+    outcome = sub.run_all([candidate])[0]
+    explain.candidates.append(outcome)
+    if outcome.status != "tried":
+        explain.not_tried.append(outcome.id)
+    runs = sub.results.get(candidate.id, {}).get("runs", {})
+    for finding in bound:
+        probe_runs = runs.get(finding.probe)
+        first = probe_runs[0] if probe_runs else None
+        finding.portable = portable_check(finding.probe, run.golden.lockdown.seed, first, profile)
+    exact = [f.probe for f in bound if f.portable and f.portable.status in ("ieee-exact", "covered")]
+    if exact:
+        explain.notes.append(f"{len(exact)} of the {len(bound)} hardware-bound probes are portable under --portable: "
+                             "record the golden with `envlock capture --golden --portable` and verify it on the "
+                             "other machine (docs/portable.md)")
 
 
 def redact_report(explain: ExplainReport, home: str | None, environment: str) -> ExplainReport:

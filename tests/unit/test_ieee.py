@@ -59,3 +59,30 @@ def test_a_probe_without_a_reference_and_a_changed_output() -> None:
     assert check_outputs("hw.softmax_grad", 42, {}) is None
     check = check_outputs("hw.reciprocal", 42, {"reciprocal": "sha256:" + "0" * 64})
     assert check is not None and not check.ieee_exact and check.inexact == ["reciprocal", "reciprocal_1_to_2"]
+
+
+def _run_of(path: Path, probe: str) -> dict[str, object]:
+    record = load_golden(path).probe(probe)
+    assert record is not None
+    return {"status": "ok", "seconds": 0.0, "outputs": [o.model_dump(mode="json") for o in record.outputs]}
+
+
+@pytest.mark.parametrize("machine", sorted(PORTABLE))
+def test_explain_says_a_portable_golden_would_travel_from_one_machines_run(machine: str) -> None:
+    """explain's one-machine proof, fed each vendor's recorded runs: under the profile hw.reciprocal is
+    IEEE-exact; on the default path it stays vendor-specific; probes without a reference defer to the
+    two-vendor measurement or say why they are not covered."""
+    from envlock.explain.portable import portable_check
+    from envlock.profiles import latest
+
+    profile = latest("portable", "2.21.0")
+    seed = load_golden(PORTABLE[machine]).lockdown.seed
+    exact = portable_check("hw.reciprocal", seed, _run_of(PORTABLE[machine], "hw.reciprocal"), profile)  # type: ignore[arg-type]
+    assert exact.status == "ieee-exact" and "portable under --portable (IEEE-exact here" in exact.detail
+    default = portable_check("hw.rsqrt", seed, _run_of(DEFAULT[machine], "hw.rsqrt"), profile)  # type: ignore[arg-type]
+    assert default.status == "vendor-specific" and "rsqrt, rsqrt_near_one differ" in default.detail
+    covered = portable_check("hw.softmax_grad", seed, _run_of(PORTABLE[machine], "hw.softmax_grad"), profile)  # type: ignore[arg-type]
+    assert covered.status == "covered"
+    uncovered = portable_check("numpy.matmul", seed, _run_of(PORTABLE[machine], "numpy.matmul"), profile)  # type: ignore[arg-type]
+    assert uncovered.status == "not covered" and "numpy" in uncovered.detail
+    assert portable_check("hw.rsqrt", seed, None, profile).status == "not run"
