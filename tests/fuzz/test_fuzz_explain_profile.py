@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 
 from tests.fuzz.helpers import (
     CHEAP_PROBE,
-    FuzzInput,
     HOSTILE_VALUES,
+    FuzzInput,
     any_file,
     cheap_probe_skipped,
     dump,
