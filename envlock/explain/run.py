@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from envlock.environ import partition_environment, refused_note
 from envlock.errors import DRIFT, OK, EnvlockError
 from envlock.explain.localise import localise
 from envlock.explain.planner import Candidate, Plan, combine, plan_interventions
@@ -203,7 +204,9 @@ def explain_golden(golden_path: Path | str, *, probe_names: list[str] | None = N
         explain.timings = {"verify_seconds": seconds, "total_seconds": seconds}
         return explain
     records = {v.name: rec for v in drifting if (rec := run.golden.probe(v.name)) is not None}
-    plan = plan_interventions(run.golden.manifest, run.golden.lockdown.environment, run.manifest, run.environ)
+    applied_env, refused_env = partition_environment(run.golden.lockdown.environment)  # no dump, path, plugin...
+    explain.notes += [note] if (note := refused_note(refused_env)) else []
+    plan = plan_interventions(run.golden.manifest, applied_env, run.manifest, run.environ)
     explain.not_applicable, explain.version_differences = plan.not_applicable, plan.version_differences
     if plan.version_differences:
         explain.notes.append("no setting on this machine can change a TensorFlow, Keras or numpy version: the real "
