@@ -354,7 +354,9 @@ def _flag_problem(token: str) -> str | None:
     if not ok:
         expected = f"an integer from {kind[0]} to {kind[1]}" if isinstance(kind, tuple) else {
             "bool": "true or false", "backend_options": "one of " + ", ".join(sorted(XLA_BACKEND_OPTIONS)),
-        }.get(kind, f"a {kind.replace('_', ' ')}")
+            "isa": "an ISA name", "pass_list": "a list of pass names", "op_list": "a list of op names",
+            "auto_jit": "-1, 0, 1, 2, fusible or single-gpu(N)",
+        }[kind]
         return f"--{name} must be {expected}"
     return None
 

@@ -314,8 +314,13 @@ def end_descendants(*, rounds: int = 50) -> None:
                 os.waitpid(pid, 0)
 
 
-def _raise_exit(_signum: int, _frame: Any) -> None:
-    raise SystemExit(128 + signal.SIGTERM)
+class _Terminated(BaseException):
+    """SIGTERM from the parent: neither an Exception nor SystemExit, which a probe's failure is
+    caught as (a probe must not swallow its process being stopped)."""
+
+
+def _raise_terminated(_signum: int, _frame: Any) -> None:
+    raise _Terminated()
 
 
 def main(argv: list[str]) -> int:
@@ -323,9 +328,11 @@ def main(argv: list[str]) -> int:
         print("usage: python -m envlock.probes.child REQUEST.json RESULT.json", file=sys.stderr)
         return 2
     # SIGTERM (the parent stopping it) unwinds, so what the probes started is ended below.
-    signal.signal(signal.SIGTERM, _raise_exit)
+    signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return _main(argv)
+    except _Terminated:
+        return 128 + signal.SIGTERM
     finally:
         end_descendants()
 
