@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import textwrap
 import time
@@ -123,3 +124,32 @@ def test_a_module_that_hangs_while_imported_is_stopped_by_the_probe_timeout(tens
     line = one_error_line(proc)
     assert "hangs_on_import.py" in line and "did not finish importing" in line and "--probe-timeout" in line
     assert elapsed < 120, f"took {elapsed:.0f} s"  # the TF import, then 5 s: never the 900 s child limit
+
+
+LOADER = Path("/lib64/ld-linux-x86-64.so.2")
+
+
+@pytest.mark.parametrize("command", [["capture"], ["capture", "--golden", "--probes", "rng.op_seed", "-o", "g.json"],
+                                     ["verify", str(REPO_ROOT / "goldens/cpu-reference.json")],
+                                     ["explain", str(REPO_ROOT / "goldens/cpu-reference.json")]],
+                         ids=["capture", "capture-golden", "verify", "explain"])
+def test_a_non_executable_interpreter_is_one_line_at_once(command: list[str], tmp_path: Path) -> None:
+    """envlock running from an interpreter without its execute bit (started through the dynamic loader,
+    as a noexec mount forces): every command says the child could not start, at once, exit 3."""
+    if not LOADER.exists():
+        pytest.skip("no x86-64 glibc loader to start a non-executable interpreter with")
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    interpreter = venv / "bin" / "python"
+    interpreter.write_bytes(Path(sys._base_executable).read_bytes())
+    interpreter.chmod(0o644)
+    (venv / "pyvenv.cfg").write_text((Path(sys.prefix) / "pyvenv.cfg").read_text(), encoding="utf-8")
+    (venv / "lib").symlink_to(Path(sys.prefix) / "lib")
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TMPDIR": str(tmp_path)}
+    started = time.monotonic()
+    proc = subprocess.run([str(LOADER), str(interpreter), "-m", "envlock", *command], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=120, check=False)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    line = one_error_line(proc)
+    assert "could not start: Permission denied" in line and str(interpreter) in line, line
+    assert time.monotonic() - started < 60
