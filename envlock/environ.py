@@ -6,14 +6,17 @@ allow-list (prefixes + exact names) instead of a deny-list, and drop everything 
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from envlock.errors import BadInputError
+from envlock.limits import MAX_THREADS
 from envlock.redact import redact_value
 
 # TensorFlow's own families. "TF_" alone is not allowed: Terraform and OpenTofu share it
@@ -220,16 +223,231 @@ def capture_environment(environ: Mapping[str, str]) -> dict[str, str]:
     return captured
 
 
-def golden_environment_changes(current: dict[str, str], golden_env: dict[str, str]) -> dict[str, str | None]:
-    """What makes the allow-listed environment exactly the golden's: name -> value (None = unset).
+# ---- what a golden's variable may hold where it is applied -------------------------------------
+#
+# A golden's environment reaches processes (verify --golden-env, explain's candidates,
+# lockdown(golden=), build's ENV). The allow-list above says which NAMES change numerics; these
+# tables say what VALUE each may hold there, because a numerics variable can still name a file to
+# write (XLA_FLAGS=--xla_dump_to=/etc/x), a home a library populates (KERAS_HOME), a library to
+# load (OMP_TOOL_LIBRARIES, NCCL_NET_PLUGIN) or a count that exhausts memory
+# (TF_NUM_INTRAOP_THREADS=999999). A variable that breaks them is refused where it would be
+# applied (the command says so) and loads fine: goldens stay readable, only the value is not used.
 
-    The one path by which a golden's environment reaches a process (verify --golden-env and
-    lockdown(golden=)): it refuses anything off the allow-list (PYTHONPATH, LD_PRELOAD, ...) or
-    with a value that is not short printable text, even when the model was built without validation.
+ValueKind = Literal["refuse", "threads", "stack_size", "isa", "seed", "keras_backend", "xla_flags", "word"]
+
+
+@dataclass(frozen=True)
+class ValueRule:
+    """Variables whose name matches ``pattern`` (fnmatch, upper case) may hold a ``kind`` value."""
+
+    pattern: str
+    kind: ValueKind
+    why: str = ""  # for "refuse": the reason the command prints
+
+
+# First match wins: the refusals come first, so no value rule can let such a name through.
+VALUE_RULES: tuple[ValueRule, ...] = (
+    *(ValueRule(p, "refuse", "names a library or tool to load") for p in
+      ("*PLUGIN*", "*LIBRAR*", "*_TOOL", "*_TOOL_*", "*PRELOAD*", "*_MODULE*")),
+    *(ValueRule(p, "refuse", "names a directory or file (a library would read or write there)") for p in
+      ("*_HOME", "*_PATH", "*_PATHS", "*_DIR", "*_DIRS", "*_DIRECTORY", "*_FILE", "*_FILES", "*_FILENAME",
+       "*_PREFIX", "*_ROOT", "*_LOCATION")),
+    *(ValueRule(p, "refuse", "makes a library write dumps, traces or profiles") for p in
+      ("*DUMP*", "*PROFIL*", "*_TRACE*")),
+    *(ValueRule(p, "refuse", "names a program, a host or a network endpoint") for p in
+      ("*_EXEC*", "*_CMD", "*_COMMAND", "*_BIN", "*_SCRIPT*", "*_URL", "*_URI", "*_HOST", "*_HOSTS", "*_PORT",
+       "*_ADDR*", "*_SOCKET*", "*IFNAME*")),
+    ValueRule("XLA_FLAGS", "xla_flags"),
+    ValueRule("TF_XLA_FLAGS", "xla_flags"),
+    ValueRule("*_FLAGS", "refuse", "a flag list envlock has no allow-list for (it may hold dump or path flags)"),
+    ValueRule("PYTHONHASHSEED", "seed"),
+    ValueRule("KERAS_BACKEND", "keras_backend"),
+    ValueRule("*_MAX_CPU_ISA", "isa"),
+    ValueRule("*_CPU_ISA_HINTS", "isa"),
+    ValueRule("*STACKSIZE*", "stack_size"),
+    *(ValueRule(p, "threads") for p in ("*_THREADS", "*_THREAD_LIMIT", "*_THREAD_COUNT")),
+    ValueRule("*", "word"),
+)
+
+# XLA_FLAGS and TF_XLA_FLAGS: the flags that change how numbers are computed, each with what its
+# value may be (bool: bare, true/false or 1/0; (low, high): an integer in range). No dump, path,
+# cache, plugin or printing flag is here, so none can be applied. Names from the flag tables of
+# the installed TensorFlow (tensorflow/compiler/jit/flags.cc, xla/debug_options_flags.cc).
+FlagValue = Literal["bool", "isa", "pass_list", "op_list", "auto_jit", "backend_options"] | tuple[int, int]
+XLA_FLAG_RULES: dict[str, FlagValue] = {
+    **dict.fromkeys((
+        "xla_cpu_enable_fast_math", "xla_cpu_fast_math_honor_nans", "xla_cpu_fast_math_honor_infs",
+        "xla_cpu_fast_math_honor_division", "xla_cpu_fast_math_honor_functions", "xla_cpu_enable_fast_min_max",
+        "xla_cpu_strict_dot_conv_math", "xla_cpu_multi_thread_eigen", "xla_cpu_use_thunk_runtime",
+        "xla_cpu_use_onednn", "xla_cpu_use_xnnpack", "xla_cpu_use_acl", "xla_cpu_use_fusion_emitters",
+        "xla_cpu_disable_loop_unrolling", "xla_cpu_disable_slp_vectorizer", "xla_cpu_enable_platform_dependent_math",
+        "xla_cpu_enable_concurrency_optimized_scheduler", "xla_cpu_copy_insertion_use_region_analysis",
+        "xla_cpu_enable_custom_matmul_tiling", "xla_cpu_optimize_for_size", "xla_cpu_use_xla_runtime",
+        "xla_allow_excess_precision", "xla_enable_fast_math", "xla_eliminate_hlo_implicit_broadcast",
+        "xla_llvm_disable_expensive_passes", "xla_llvm_enable_alias_scope_metadata",
+        "xla_llvm_enable_noalias_metadata", "xla_llvm_enable_invariant_load_metadata", "xla_disable_all_hlo_passes",
+        "xla_gpu_deterministic_ops", "xla_gpu_exclude_nondeterministic_ops", "xla_gpu_enable_fast_min_max",
+        # TF_XLA_FLAGS (tensorflow/compiler/jit/flags.cc)
+        "tf_xla_cpu_global_jit", "tf_xla_enable_lazy_compilation", "tf_xla_deterministic_cluster_names",
+        "tf_xla_disable_constant_folding", "tf_xla_compile_on_demand", "tf_xla_always_defer_compilation",
+        "tf_xla_async_compilation", "tf_xla_enable_xla_devices", "tf_mlir_enable_mlir_bridge",
+        "tf_xla_use_device_api", "tf_xla_use_device_api_for_xla_launch",
+        "tf_xla_use_device_api_for_compile_on_demand", "tf_xla_use_device_api_for_auto_jit",
+    ), "bool"),
+    "xla_cpu_max_isa": "isa",
+    "xla_backend_optimization_level": (0, 3),
+    "xla_cpu_prefer_vector_width": (0, 2048),
+    "xla_cpu_parallel_codegen_split_count": (0, 1024),
+    "xla_cpu_matmul_tiling_m_dim": (0, 65536),
+    "xla_cpu_matmul_tiling_n_dim": (0, 65536),
+    "xla_cpu_matmul_tiling_k_dim": (0, 65536),
+    "xla_gpu_autotune_level": (0, 5),
+    "xla_force_host_platform_device_count": (1, 1024),
+    "xla_disable_hlo_passes": "pass_list",
+    "xla_enable_hlo_passes_only": "pass_list",
+    # Handed to the backend (for the CPU, LLVM's own options, which can name output files): only the
+    # options listed in XLA_BACKEND_OPTIONS.
+    "xla_backend_extra_options": "backend_options",
+    "tf_xla_auto_jit": "auto_jit",
+    "tf_xla_min_cluster_size": (0, 1_000_000),
+    "tf_xla_max_cluster_size": (0, 2**31 - 1),
+    "tf_xla_clustering_fuel": (0, 2**63 - 1),
+    "tf_xla_ops_to_cluster": "op_list",
+    "tf_xla_cluster_exclude_ops": "op_list",
+}
+XLA_BACKEND_OPTIONS = frozenset({"xla_cpu_disable_platform_dependent_math"})
+
+_FLAG = re.compile(r"--([a-z0-9_]{1,100})(?:=(.*))?", re.DOTALL)
+_BOOL = frozenset({"true", "false", "1", "0"})
+_FLAG_SHAPES: dict[str, re.Pattern[str]] = {
+    "isa": re.compile(r"[A-Za-z0-9_]{1,32}"),
+    "pass_list": re.compile(r"[A-Za-z0-9_-]{1,100}(,[A-Za-z0-9_-]{1,100}){0,99}"),
+    "op_list": re.compile(r"[A-Za-z0-9_]{1,100}(,[A-Za-z0-9_]{1,100}){0,199}"),
+    "auto_jit": re.compile(r"-1|[0-2]|fusible|single-gpu\([0-2]\)"),
+}
+_INTEGER = re.compile(r"-?[0-9]{1,19}")
+_THREAD_COUNTS = re.compile(r"[0-9]{1,5}(,[0-9]{1,5}){0,7}")  # OMP_NUM_THREADS may list one count per level
+_STACK_SIZE = re.compile(r"([0-9]{1,12}) ?([BKMG]?)", re.IGNORECASE)
+MAX_STACK_SIZE = 64 * 1024 * 1024  # per thread, times up to MAX_THREADS threads
+_ISA = re.compile(r"[A-Za-z0-9_]{1,32}")
+KERAS_BACKENDS = frozenset({"tensorflow", "jax", "torch", "numpy", "openvino"})
+# A plain word, number or list: no path separator, home (~), variable ($), quote or shell character.
+_WORD = re.compile(r"[A-Za-z0-9 _.,:;+=@%{}\[\]()-]{0,1024}")
+
+
+def _flag_problem(token: str) -> str | None:
+    match = _FLAG.fullmatch(token)
+    if match is None:
+        return "holds something that is not a --flag or --flag=value (a value not starting with '-' names a file)"
+    name, value = match.group(1), match.group(2)
+    kind = XLA_FLAG_RULES.get(name)
+    if kind is None:
+        return f"--{name} is not on the allow-list of numerics flags (no dump, path, cache or plugin flag is)"
+    if kind == "bool":
+        ok = value is None or value in _BOOL
+    elif isinstance(kind, tuple):
+        ok = value is not None and _INTEGER.fullmatch(value) is not None and kind[0] <= int(value) <= kind[1]
+    elif kind == "backend_options":
+        ok = value is not None and all(option in XLA_BACKEND_OPTIONS for option in value.split(","))
+    else:
+        ok = value is not None and _FLAG_SHAPES[kind].fullmatch(value) is not None
+    if not ok:
+        expected = f"an integer from {kind[0]} to {kind[1]}" if isinstance(kind, tuple) else {
+            "bool": "true or false", "backend_options": "one of " + ", ".join(sorted(XLA_BACKEND_OPTIONS)),
+            "isa": "an ISA name", "pass_list": "a list of pass names", "op_list": "a list of op names",
+            "auto_jit": "-1, 0, 1, 2, fusible or single-gpu(N)",
+        }[kind]
+        return f"--{name} must be {expected}"
+    return None
+
+
+def _value_problem(kind: ValueKind, value: str) -> str | None:
+    match kind:
+        case "xla_flags":
+            for token in value.split():
+                problem = _flag_problem(token)
+                if problem:
+                    return problem
+            return None
+        case "threads":
+            ok = _THREAD_COUNTS.fullmatch(value) is not None and all(int(n) <= MAX_THREADS for n in value.split(","))
+            return None if ok else f"must be a thread count from 0 to {MAX_THREADS}"
+        case "stack_size":
+            size = _STACK_SIZE.fullmatch(value.strip())
+            scale = {"": 1024, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3}  # OpenMP: no unit means KiB
+            ok = size is not None and int(size.group(1)) * scale[size.group(2).upper()] <= MAX_STACK_SIZE
+            return None if ok else f"must be a stack size of at most {MAX_STACK_SIZE // 1024**2}M"
+        case "isa":
+            return None if _ISA.fullmatch(value) else "must be an ISA name (letters, digits, _)"
+        case "seed":
+            ok = value == "random" or (value.isdigit() and len(value) <= 10 and int(value) <= 2**32 - 1)
+            return None if ok else "must be random or an integer from 0 to 4294967295"
+        case "keras_backend":
+            return None if value in KERAS_BACKENDS else "must be one of " + ", ".join(sorted(KERAS_BACKENDS))
+        case "word":
+            return None if _WORD.fullmatch(value) else ("may only be a word, number or list (no path, home, "
+                                                         "variable, quote or shell character)")
+        case "refuse":
+            return "refused"
+    return None
+
+
+def value_rule(name: str) -> ValueRule:
+    """The first rule of ``VALUE_RULES`` that ``name`` matches (the last one matches every name)."""
+    return next(rule for rule in VALUE_RULES if fnmatch.fnmatchcase(name, rule.pattern))
+
+
+def application_problem(name: str, value: str) -> str | None:
+    """Why a golden's ``name=value`` may not be applied to a process; None when it may."""
+    rule = value_rule(name)
+    if rule.kind == "refuse":
+        return rule.why
+    return _value_problem(rule.kind, value)
+
+
+def partition_environment(env: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """A golden's environment split into what may be applied to a process and what may not:
+    (name -> value applied, name -> why refused). A variable that may not even be recorded
+    (``variable_problem``) is refused too; the reasons never quote a value (it may carry a secret)."""
+    applied: dict[str, str] = {}
+    refused: dict[str, str] = {}
+    for name, value in sorted(env.items()):
+        problem = variable_problem(name, value)
+        if problem is None:
+            problem = application_problem(name, value)
+            if problem is None:
+                applied[name] = value
+                continue
+        else:
+            name = _shown(str(name))
+        refused[name] = problem
+    return applied, refused
+
+
+def golden_environment_changes(current: Mapping[str, str], golden_env: Mapping[str, str],
+                               ) -> tuple[dict[str, str | None], dict[str, str]]:
+    """What makes the allow-listed environment the golden's: (name -> value, None = unset; the
+    golden's variables refused, name -> reason).
+
+    The one path by which a golden's environment reaches a process (verify --golden-env,
+    lockdown(golden=), explain's candidates, build): a name off the allow-list (PYTHONPATH,
+    LD_PRELOAD, ...) or a value that is not short printable text is bad input (exit 2) even when
+    the model was built without validation; a value its variable may not hold (``partition_environment``)
+    is refused and left out, and so is the user's own value of that variable: it is neither set nor unset.
     """
     problem = environment_problem(golden_env)
     if problem:
         raise BadInputError(f"golden environment: {problem}")
-    changes: dict[str, str | None] = {n: None for n in current if is_allowed(n) and n not in golden_env}
-    changes.update({n: v for n, v in golden_env.items() if current.get(n) != v})
-    return dict(sorted(changes.items()))
+    applied, refused = partition_environment(golden_env)
+    changes: dict[str, str | None] = {n: None for n in current
+                                      if is_allowed(n) and n not in applied and n not in refused}
+    changes.update({n: v for n, v in applied.items() if current.get(n) != v})
+    return dict(sorted(changes.items())), refused
+
+
+def refused_note(refused: Mapping[str, str]) -> str | None:
+    """One line naming the golden variables that were not applied and why (None when none was)."""
+    if not refused:
+        return None
+    listed = "; ".join(f"{name}: {reason}" for name, reason in sorted(refused.items()))
+    return f"refused to apply {len(refused)} of the golden's environment variable(s): {listed}"

@@ -40,6 +40,7 @@ from envlock.models import (
     with_digest,
 )
 from envlock.models import EnvlockModel as _Model
+from envlock.environ import partition_environment
 from envlock.profiles import Profile, lookup
 from envlock.protocol import DTYPE_ITEMSIZE, ChildResult, ProbeRun
 from envlock.store import Migration, atomic_write_text, dumps_canonical, load_model, read_json_file
@@ -274,6 +275,10 @@ def golden_profile(golden: Golden, path: Path | str) -> Profile | None:
         names = sorted({name for name, _ in differing})
         raise BadFileError(path, f"its {profile.label} settings differ from this envlock's table ({', '.join(names)}):"
                                  " re-record it with `envlock capture --golden --portable`")
+    _, refused = partition_environment(profile.environment)
+    if refused:  # the table itself must pass what any golden's environment must pass before it is applied
+        raise BadFileError(path, f"the {profile.label} profile sets values the environment rules refuse: "
+                                 + "; ".join(f"{n}: {r}" for n, r in sorted(refused.items())))
     return profile
 
 

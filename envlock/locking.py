@@ -23,7 +23,7 @@ from typing import Any
 
 from envlock.capture import capture_manifest
 from envlock.diff import diff_manifests
-from envlock.environ import golden_environment_changes
+from envlock.environ import golden_environment_changes, refused_note
 from envlock.errors import BadInputError, DriftFound
 from envlock.fingerprint.tf import collect_tensorflow_info
 from envlock.golden import golden_profile, load_golden
@@ -70,7 +70,9 @@ def _redacted(value: str | None) -> str | None:
 
 
 def _apply_golden_environment(golden_env: dict[str, str], report: LockdownReport) -> None:
-    changes = golden_environment_changes(dict(os.environ), golden_env)
+    changes, refused = golden_environment_changes(dict(os.environ), golden_env)
+    if (note := refused_note(refused)) is not None:
+        report.problems.append(note)
     if "tensorflow" in sys.modules:
         for name, value in changes.items():
             now = os.environ.get(name)

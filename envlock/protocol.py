@@ -109,6 +109,7 @@ class ChildRequest(_ChildRequestRequired, total=False):
     # Filled in by the supervisor for one child:
     progress: str  # the progress file's path
     onednn_verbose_dir: str  # where per-probe stdout captures go
+    cwd: str  # the user's working directory (the child runs in a private one): probe modules load from it
 
 
 class ChildSetup(TypedDict):
@@ -147,9 +148,11 @@ class ChildResult(TypedDict, total=False):
 
 
 class ProgressEvent(TypedDict, total=False):
-    """A line of the progress file: ``event`` is setup (with ChildSetup's keys), start or run."""
+    """A line of the progress file: ``event`` is import/imported (a probe module, which counts
+    against the probe timeout), setup (with ChildSetup's keys), start or run."""
 
-    event: Literal["setup", "start", "run"]
+    event: Literal["import", "imported", "setup", "start", "run"]
+    module: str
     probe: str
     repeat: int
     run: ProbeRun

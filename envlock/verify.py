@@ -16,7 +16,7 @@ from pathlib import Path
 
 from envlock.capture import capture_manifest
 from envlock.diff import diff_manifests
-from envlock.environ import golden_environment_changes
+from envlock.environ import golden_environment_changes, refused_note
 from envlock.errors import BadInputError
 from envlock.golden import Golden, ProbeRecord, golden_profile, load_golden, manifest_with_tf
 from envlock.models import Manifest
@@ -47,7 +47,7 @@ def child_environment(golden: Golden, environ: dict[str, str], *, golden_env: bo
     """The probes' environment: this machine's, or with the golden's determinism variables exactly."""
     env = dict(environ)
     if golden_env:
-        for name, value in golden_environment_changes(env, golden.lockdown.environment).items():
+        for name, value in golden_environment_changes(env, golden.lockdown.environment)[0].items():
             if value is None:
                 env.pop(name, None)
             else:
@@ -171,4 +171,7 @@ def verify_run(golden_path: Path | str, *, probe_names: list[str] | None = None,
         report.notes.append(f"{len(changed)} probe(s) not compared because their code changed since the golden was "
                             f"recorded ({', '.join(changed)})")
     report.notes.append(signature)
+    refused = golden_environment_changes(environ, golden.lockdown.environment)[1] if golden_env else {}
+    if (note := refused_note(refused)) is not None:
+        report.notes.append(note)
     return VerifyRun(report, golden, manifest, environ, result)

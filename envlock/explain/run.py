@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from envlock.environ import partition_environment, refused_note
 from envlock.errors import DRIFT, OK, EnvlockError, one_line
 from envlock.explain.localise import localise
 from envlock.explain.planner import (
@@ -58,7 +59,7 @@ from envlock.progress import NO_PROGRESS, Progress
 from envlock.protocol import ChildResult
 from envlock.record import portable_profile
 from envlock.redact import needs_redaction, redact_data
-from envlock.runner import CommandResult, Runner
+from envlock.runner import ChildLimits, CommandResult, Runner
 from envlock.signing import TrustedKey
 from envlock.verdict import judge_probe
 from envlock.verify import VerifyRun, verify_run
@@ -93,11 +94,13 @@ class _DeadlineRunner(Runner):
         self.deadline = deadline
 
     def run_watched(self, argv: list[str], *, timeout: float, env: dict[str, str] | None = None,
-                    watch: Callable[[], str | None], interval: float = 0.25) -> CommandResult | None:
+                    watch: Callable[[], str | None], interval: float = 0.25, cwd: str | Path | None = None,
+                    limits: ChildLimits | None = None) -> CommandResult | None:
         left = self.deadline - time.monotonic()
         if left <= 0:
             raise _BudgetSpent
-        result = super().run_watched(argv, timeout=min(timeout, left), env=env, watch=watch, interval=interval)
+        result = super().run_watched(argv, timeout=min(timeout, left), env=env, watch=watch, interval=interval,
+                                     cwd=cwd, limits=limits)
         if result is None and time.monotonic() >= self.deadline:
             raise _BudgetSpent
         return result
@@ -322,7 +325,9 @@ def explain_golden(golden_path: Path | str, *, probe_names: list[str] | None = N
         explain.timings = {"verify_seconds": seconds, "total_seconds": seconds}
         return redact_report(explain, home, environment_text(explain, run.environ))
     records = {v.name: rec for v in drifting if (rec := run.golden.probe(v.name)) is not None}
-    plan = plan_interventions(run.golden.manifest, run.golden.lockdown.environment, run.manifest, run.environ)
+    applied_env, refused_env = partition_environment(run.golden.lockdown.environment)  # no dump, path, plugin...
+    explain.notes += [note] if (note := refused_note(refused_env)) else []
+    plan = plan_interventions(run.golden.manifest, applied_env, run.manifest, run.environ)
     explain.not_applicable, explain.version_differences = plan.not_applicable, plan.version_differences
     if plan.version_differences:
         explain.notes.append("no setting on this machine can change a TensorFlow, Keras or numpy version: the real "

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from envlock.fingerprint.loaded_libs import loaded_library_records
 from envlock.fingerprint.onednn import onednn_info
-from envlock.runner import kill_tree, spawn
+from envlock.runner import SPAWN_ERRORS, CouldNotStart, kill_tree, spawn
 
 if TYPE_CHECKING:
     from envlock.models import TensorflowInfo
@@ -161,8 +161,11 @@ class TensorflowChild:
     def __init__(self) -> None:
         # Same interpreter, same environment: the child must see exactly what a user's job sees.
         # spawn: it dies with capture, even when capture is SIGKILLed.
-        self._proc = spawn([sys.executable, "-m", "envlock.fingerprint.tf"], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+        argv = [sys.executable, "-m", "envlock.fingerprint.tf"]
+        try:
+            self._proc = spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+        except SPAWN_ERRORS as exc:  # not executable, gone: exit 3 at once, one line
+            raise CouldNotStart(argv, exc, "the TensorFlow child") from None
 
     def result(self, timeout: float = CHILD_TIMEOUT_S) -> TensorflowInfo:
         try:
@@ -208,7 +211,10 @@ def prestart_for_argv(argv: list[str]) -> None:
     """
     global _prestarted
     if _prestarted is None and is_full_capture(argv) and tensorflow_installed():
-        _prestarted = TensorflowChild()
+        try:
+            _prestarted = TensorflowChild()
+        except CouldNotStart:
+            return  # capture itself tries again, inside the CLI, and reports it in one line
         atexit.register(_kill_unclaimed_child)
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from envlock.environ import partition_environment, refused_note
 from envlock.errors import BadFileError, EnvironmentProblem, IntegrityError
 from envlock.golden import load_golden
 from envlock.image import compat as compat_table
@@ -193,6 +194,8 @@ def run_build(options: BuildOptions, progress: Progress = lambda _: None) -> Bui
         writable_dir(options.context_only, "--context-only")
     row = compat_table.lookup(manifest.tensorflow.version)
     warnings: list[str] = []
+    refused = refused_note(partition_environment({**manifest.environment, **golden.lockdown.environment})[1])
+    warnings += [f"{refused}; they are not put in the image's ENV"] if refused else []
     client = None
     if options.context_only is None:
         client = docker_engine.connect()  # fail fast (exit 3) before minutes of downloads

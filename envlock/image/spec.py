@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from envlock.environ import environment_problem
+from envlock.environ import environment_problem, partition_environment
 from envlock.errors import BadInputError
 from envlock.image.compat import TfCompat
 from envlock.image.data import BaseImage
@@ -134,7 +134,9 @@ def check_golden_for_image(manifest: Manifest, lockdown: LockdownSettings) -> No
 
 def image_environment(manifest: Manifest, lockdown: LockdownSettings) -> dict[str, str]:
     """The golden's own numerics environment plus the fixed determinism settings, sorted."""
-    env = {k: v for k, v in {**manifest.environment, **lockdown.environment}.items() if k not in HOST_ONLY_ENV}
+    # Only what a golden's variable may hold where it is applied (refused ones: run_build warns).
+    golden_env = partition_environment({**manifest.environment, **lockdown.environment})[0]
+    env = {k: v for k, v in golden_env.items() if k not in HOST_ONLY_ENV}
     env.update(DETERMINISM_ENV)
     # oneDNN's default depends on the CPU (on for AVX512_VNNI/BF16, AMX...): pin what the golden
     # actually ran with, so the image takes the same path on any CPU.

@@ -13,11 +13,12 @@ import contextlib
 import ctypes
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from envlock.errors import ProbeModuleError
 from envlock.probes.onednn_verbose import detected_isa, executed_primitives
 from envlock.probes.registry import ProbeContext, ProbeSkipped, all_probes
 from envlock.probes.user import (
+    ENTRY_POINT_GROUP,
     load_entry_points,
     load_probe_modules,
     looks_like_path,
@@ -187,28 +189,51 @@ class _Progress:
             self._file.flush()
 
 
-def _select(request: ChildRequest) -> tuple[list[Any], list[str], set[str]]:
+@contextlib.contextmanager
+def _user_directory(path: str | None) -> Iterator[None]:
+    """The user's working directory while their probe modules import (relative paths in
+    ``--probe-module`` and in the modules mean what they meant there); the private one otherwise."""
+    if not path:
+        yield
+        return
+    private = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(private)
+
+
+def _select(request: ChildRequest, progress: _Progress) -> tuple[list[Any], list[str], set[str]]:
     """The probes to run (built-ins, --probe-module modules, entry points), the unknown names, and
-    the modules loaded from a file. Raises ``ProbeModuleError`` for a module that does not import."""
+    the modules loaded from a file. Raises ``ProbeModuleError`` for a module that does not import.
+    Each import is a progress event: it counts against the probe timeout."""
     specs = list(request.get("probe_modules") or [])
-    loaded = load_probe_modules(specs)
-    from_file = {name for spec, name in zip(specs, loaded, strict=True) if looks_like_path(spec)}
+    loaded: list[str] = []
     names = request.get("probes")
-    registry = all_probes()
-    # Entry points are imported only when needed: for the whole suite, or for a name nothing else has.
-    if request.get("entry_points", True) and (names is None or any(n not in registry for n in names)):
-        load_entry_points()
+    with _user_directory(request.get("cwd")):
+        for spec in specs:
+            progress.write({"event": "import", "module": spec})
+            loaded += load_probe_modules([spec])
+            progress.write({"event": "imported", "module": spec})
         registry = all_probes()
+        # Entry points are imported only when needed: for the whole suite, or for a name nothing else has.
+        if request.get("entry_points", True) and (names is None or any(n not in registry for n in names)):
+            progress.write({"event": "import", "module": f"the {ENTRY_POINT_GROUP} entry points"})
+            load_entry_points()
+            progress.write({"event": "imported", "module": ENTRY_POINT_GROUP})
+            registry = all_probes()
+    from_file = {name for spec, name in zip(specs, loaded, strict=True) if looks_like_path(spec)}
     if names is None:
         return list(registry.values()), [], from_file
     unknown = [n for n in dict.fromkeys(names) if n not in registry]
     return [registry[n] for n in dict.fromkeys(names) if n in registry], unknown, from_file
 
 
-def _probe_metadata(p: Any, from_file: set[str]) -> ProbeMetadata:
+def _probe_metadata(p: Any, from_file: set[str], cwd: str | None) -> ProbeMetadata:
     return {"name": p.name, "tags": list(p.tags), "group": p.group, "dtype": p.dtype, "description": p.description,
             "needs_gpu": p.needs_gpu, "source": probe_source(p.fn, from_file=getattr(p.fn, "__module__", None)
-                                                             in from_file)}
+                                                             in from_file, cwd=Path(cwd) if cwd else None)}
 
 
 def run_request(request: ChildRequest) -> ChildResult:
@@ -238,14 +263,14 @@ def run_request(request: ChildRequest) -> ChildResult:
     # User modules are imported after the controls are applied: one that runs TF ops at import
     # time would otherwise initialise TF's thread pools before the lockdown fixes them.
     try:
-        probes, unknown, from_file = _select(request)
+        probes, unknown, from_file = _select(request, progress)
     except ProbeModuleError as exc:
         return {"ok": False, "error": "bad_input", "detail": str(exc)}
     if unknown and request.get("unknown", "error") == "error":
         return {"ok": False, "error": "bad_input",
                 "detail": f"unknown probe(s): {', '.join(unknown)} (not built in, not in the probe modules given, "
                           "not from an installed envlock.probes entry point)"}
-    metadata = {p.name: _probe_metadata(p, from_file) for p in probes}
+    metadata = {p.name: _probe_metadata(p, from_file, request.get("cwd")) for p in probes}
     setup: ChildSetup = {"import_seconds": import_seconds, "applied": applied, "gpu_available": gpu, "tf_info": tf_info,
              "tf_info_error": tf_info_error, "probes": metadata, "order": [p.name for p in probes], "unknown": unknown}
     progress.write({"event": "setup", **setup})
@@ -261,10 +286,58 @@ def run_request(request: ChildRequest) -> ChildResult:
     return {"ok": True, **setup, "suite_seconds": time.perf_counter() - suite_start, "runs": runs}
 
 
+def _children() -> list[int]:
+    """This process's children (with PR_SET_CHILD_SUBREAPER: every orphan of what it started), from /proc."""
+    me, found = str(os.getpid()), []
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                with contextlib.suppress(OSError, IndexError), \
+                        open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
+                    if handle.read().rsplit(")", 1)[1].split()[1] == me:
+                        found.append(int(entry))
+    return found
+
+
+def end_descendants(*, rounds: int = 50) -> None:
+    """SIGKILL and reap everything this process started, setsid'd or double-forked: as a subreaper
+    (the parent's spawn made it one) the orphans of each killed child become its children in turn."""
+    for _ in range(rounds):
+        children = _children()
+        if not children:
+            return
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in children:
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(pid, 0)
+
+
+class _Terminated(BaseException):
+    """SIGTERM from the parent: neither an Exception nor SystemExit, which a probe's failure is
+    caught as (a probe must not swallow its process being stopped)."""
+
+
+def _raise_terminated(_signum: int, _frame: Any) -> None:
+    raise _Terminated()
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print("usage: python -m envlock.probes.child REQUEST.json RESULT.json", file=sys.stderr)
         return 2
+    # SIGTERM (the parent stopping it) unwinds, so what the probes started is ended below.
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        return _main(argv)
+    except _Terminated:
+        return 128 + signal.SIGTERM
+    finally:
+        end_descendants()
+
+
+def _main(argv: list[str]) -> int:
     request = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     result = run_request(request)
     from envlock.store import atomic_write_text  # lazy: store imports pydantic; loaded once the probes ran

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import shutil
+import site
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,13 +25,23 @@ from envlock.errors import BadInputError, EnvironmentProblem, TensorflowMissing
 from envlock.probes.registry import all_probes, select_probes
 from envlock.probes.user import probe_entry_points
 from envlock.protocol import ChildRequest, ChildResult, ChildSetup, ProbeRun, ProgressEvent
-from envlock.runner import CommandResult, Runner, signal_name
+from envlock.runner import (
+    ChildLimits,
+    CommandResult,
+    Runner,
+    default_child_limits,
+    make_private_dir,
+    remove_stale_private_dirs,
+    remove_stale_task_groups,
+    signal_name,
+)
 
 if TYPE_CHECKING:
     from envlock.models import LockdownSettings
 
 DEFAULT_PROBE_TIMEOUT = 120.0
 CHILD_TIMEOUT_SECONDS = 900.0
+PRIVATE_DIR_PREFIX = "envlock-probes-"
 
 
 @dataclass(frozen=True)
@@ -91,13 +103,15 @@ class _Watch:
     setup: ChildSetup | None = None
     current: tuple[str, int] | None = None
     current_since: float = 0.0
+    importing: str | None = None  # the probe module being imported, which counts against the probe timeout
     runs: dict[str, list[ProbeRun]] = field(default_factory=dict)
     stopped: str | None = None
     on_event: Callable[[ProgressEvent], None] | None = None  # each line, for a progress display
 
     def poll(self) -> str | None:
         self._read()
-        if self.current is not None and time.monotonic() - self.current_since > self.probe_timeout:
+        if (self.current is not None or self.importing is not None) and \
+                time.monotonic() - self.current_since > self.probe_timeout:
             self.stopped = f"timed out after {self.probe_timeout:g} s (--probe-timeout)"
         return self.stopped
 
@@ -119,7 +133,11 @@ class _Watch:
     def _event(self, event: dict[str, Any]) -> None:
         """One progress line (``envlock.protocol.ProgressEvent``; setup carries ChildSetup's keys)."""
         kind = event.get("event")
-        if kind == "setup":
+        if kind == "import":
+            self.importing, self.current_since = str(event.get("module")), time.monotonic()
+        elif kind == "imported":
+            self.importing = None
+        elif kind == "setup":
             self.setup = cast(ChildSetup, {key: value for key, value in event.items() if key != "event"})
         elif kind == "start":
             self.current, self.current_since = (event["probe"], event["repeat"]), time.monotonic()
@@ -136,18 +154,47 @@ def _crash_reason(returncode: int) -> str:
     return f"ended the probe process (exit {returncode})"
 
 
+def _private_environment(env: dict[str, str], private: Path, cwd: Path) -> dict[str, str]:
+    """The child's environment: HOME and TMPDIR inside its private directory (libraries write
+    caches and config there: Keras's ~/.keras, XLA's and oneDNN's temp files), with the user's own
+    imports as before: relative PYTHONPATH entries and the working directory (``python -m`` puts it
+    first on sys.path) made absolute, and the user site-packages kept where HOME found them."""
+    given = env.get("PYTHONPATH")
+    entries = [str(cwd)] + ([os.path.join(cwd, entry) for entry in given.split(os.pathsep)] if given else [])
+    sandboxed = {**env, "HOME": str(private / "home"), "TMPDIR": str(private / "tmp"),
+                 "PYTHONPATH": os.pathsep.join(dict.fromkeys(entries))}
+    if "PYTHONUSERBASE" not in env and site.ENABLE_USER_SITE:
+        sandboxed["PYTHONUSERBASE"] = site.getuserbase()
+    return sandboxed
+
+
+def _child_limits() -> ChildLimits:
+    try:
+        return default_child_limits(os.environ)
+    except ValueError as exc:
+        raise BadInputError(str(exc)) from None
+
+
 def _one_child(request: ChildRequest, *, env: dict[str, str], runner: Runner, timeout: float,
                probe_timeout: float, on_event: Callable[[ProgressEvent], None] | None = None,
                ) -> tuple[ChildResult, _Watch, CommandResult | None]:
-    with tempfile.TemporaryDirectory(prefix="envlock-probes-") as tmp:
-        request_path, result_path = Path(tmp) / "request.json", Path(tmp) / "result.json"
-        watch = _Watch(Path(tmp) / "progress.jsonl", probe_timeout, on_event=on_event)
-        sent: ChildRequest = {**request, "progress": str(watch.path)}
+    limits = _child_limits()
+    remove_stale_private_dirs(PRIVATE_DIR_PREFIX)  # what SIGKILLed runs left behind
+    remove_stale_task_groups()
+    tmp = make_private_dir(PRIVATE_DIR_PREFIX)
+    try:
+        for part in ("home", "tmp", "work"):
+            (tmp / part).mkdir()
+        request_path, result_path = tmp / "request.json", tmp / "result.json"
+        watch = _Watch(tmp / "progress.jsonl", probe_timeout, on_event=on_event)
+        cwd = Path.cwd()
+        sent: ChildRequest = {**request, "progress": str(watch.path), "cwd": str(cwd)}
         if request.get("onednn_verbose"):
-            sent["onednn_verbose_dir"] = tmp  # per-probe stdout files
+            sent["onednn_verbose_dir"] = str(tmp)  # per-probe stdout files
         request_path.write_text(json.dumps(sent), encoding="utf-8")
         argv = [sys.executable, "-m", "envlock.probes.child", str(request_path), str(result_path)]
-        proc = runner.run_watched(argv, timeout=timeout, env=env, watch=watch.poll)
+        proc = runner.run_watched(argv, timeout=timeout, env=_private_environment(env, tmp, cwd), watch=watch.poll,
+                                  cwd=tmp / "work", limits=limits)
         watch.poll()  # the lines written after the last poll
         result: ChildResult = {}
         # The child writes its result atomically, but a child killed by the time limit or a full
@@ -156,6 +203,8 @@ def _one_child(request: ChildRequest, *, env: dict[str, str], runner: Runner, ti
             loaded = json.loads(result_path.read_text(encoding="utf-8"))
             if isinstance(loaded, dict):
                 result = cast(ChildResult, loaded)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return result, watch, proc
 
 
@@ -184,9 +233,11 @@ def run_probes(request: ChildRequest, *, env: dict[str, str], runner: Runner, ti
                                    "suite_seconds": suite_seconds + float(result.get("suite_seconds", 0.0)),
                                    "restarts": restarts}
             return merged
+        if watch.importing is not None and watch.stopped:  # a probe module that never finished importing
+            raise BadInputError(f"probe module {watch.importing!r} did not finish importing: {watch.stopped}")
         if watch.setup is None or watch.current is None:  # died before or between probes: not one probe's fault
             if proc is None:
-                raise EnvironmentProblem(f"the probe process did not finish within {timeout:.0f} s or could not start")
+                raise EnvironmentProblem(f"the probe process did not finish within {timeout:.0f} s")
             lines = [line for line in proc.stderr.splitlines() if line.strip()]
             last = lines[-1].strip() if lines else "no error output"
             raise EnvironmentProblem(f"the probe process failed (exit {proc.returncode}): {last}")

@@ -24,7 +24,7 @@ class _ChildLeaves(Runner):
         return CommandResult(self.returncode, "", self.stderr)
 
     def run_watched(self, argv: list[str], *, timeout: float, env: dict[str, str] | None = None,
-                    watch: object = None, interval: float = 0.25) -> CommandResult:
+                    watch: object = None, interval: float = 0.25, **_sandbox: object) -> CommandResult:
         return self.run(argv, timeout=timeout, env=env)
 
 

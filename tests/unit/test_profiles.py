@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from envlock.cli import app
+from envlock.environ import partition_environment
 from envlock.errors import BadFileError, BadInputError
 from envlock.golden import ProfileRecord, golden_profile, load_golden, save_golden, seal
 from envlock.models import check_environment
@@ -37,6 +38,8 @@ def test_every_setting_says_why_and_passes_a_goldens_environment_checks() -> Non
         for setting in profile.settings:
             assert len(setting.why) > 40, setting.name
         assert check_environment(profile.environment) == profile.environment
+        applied, refused = partition_environment(profile.environment)
+        assert (applied, refused) == (profile.environment, {})
 
 
 def test_every_built_in_probe_is_classified_once() -> None:
@@ -125,3 +128,22 @@ def test_build_bakes_the_profile_into_the_image() -> None:
         assert profile is not None
         env = image_environment(golden.manifest, golden.lockdown)
         assert {k: env[k] for k in profile.environment} == profile.environment
+
+
+def test_a_profile_whose_settings_fail_the_value_rules_is_exit_2(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A profile table is checked like a golden's environment before it is applied (here a table that
+    would dump XLA's output to a path): one line, exit 2, nothing applied."""
+    import dataclasses
+
+    import envlock.golden as golden_module
+    from envlock.profiles import Setting
+
+    real = latest("portable", "2.21.0")
+    bad = dataclasses.replace(real, settings=(*real.settings, Setting("XLA_FLAGS", "--xla_dump_to=/etc/x", "no")))
+    monkeypatch.setattr(golden_module, "lookup", lambda name, version: bad)
+    path = _resealed(tmp_path, ProfileRecord(name="portable", version=1, environment=bad.environment))
+    with pytest.raises(BadFileError, match="the portable v1 profile sets values the environment rules refuse"):
+        golden_profile(load_golden(path), path)
+    result = CliRunner().invoke(app, ["verify", str(path)])
+    assert result.exit_code == 2 and "XLA_FLAGS" in result.output

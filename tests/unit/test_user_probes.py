@@ -207,7 +207,7 @@ class _ScriptedChild(Runner):
         self.script, self.requests = script, []
 
     def run_watched(self, argv: list[str], *, timeout: float, env: dict[str, str] | None = None,
-                    watch: Any = None, interval: float = 0.25) -> CommandResult:
+                    watch: Any = None, interval: float = 0.25, **_sandbox: Any) -> CommandResult:
         request = json.loads(Path(argv[-2]).read_text())
         self.requests.append(request)
         step = self.script[len(self.requests) - 1]
