@@ -18,10 +18,12 @@ from envlock.environ import (
 )
 from envlock.image.spec import image_environment
 from envlock.verify import child_environment
-from tests.helpers import REPO_ROOT, make_hostile_golden
+from tests.helpers import DATA_DIR, REPO_ROOT, make_hostile_golden
 
+# The shipped goldens and the Intel configuration goldens (tests/data/README.md has their provenance).
 SHIPPED = sorted([*REPO_ROOT.glob("goldens/*.json"),
-                  *Path("/work/shared/machines/intel-xeon-amx-2vcpu/2026-12-03/configs").glob("*.json")])
+                  *(DATA_DIR / "machines" / "intel-xeon-amx-2vcpu-2026-12-03" / "configs").glob("*.json")])
+assert len(SHIPPED) >= 15, SHIPPED
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
