@@ -21,21 +21,15 @@ from typing import Any
 import pytest
 
 from envlock.models import Manifest, with_digest
-from tests.helpers import REFERENCE_GOLDEN, real_golden_data, reseal
+from tests.helpers import REFERENCE_GOLDEN, env_with, real_golden_data, reseal
 
 CHEAP = ["--probes", "matmul.f32"]
 pytestmark = pytest.mark.tf
 
 
 def _environ(**changes: str | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "CI"}
-    env.update({"TERM": "xterm-256color", "COLUMNS": "100"})
-    for name, value in changes.items():
-        if value is None:
-            env.pop(name, None)
-        else:
-            env[name] = value
-    return env
+    """A terminal's environment outside CI, with ``changes`` applied (None removes a variable)."""
+    return env_with(**{"CI": None, "TERM": "xterm-256color", "COLUMNS": "100", **changes})
 
 
 def _on_a_terminal(*args: str, env: dict[str, str], timeout: float = 240) -> tuple[int, bytes, bytes]:
