@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from envlock.environ import partition_environment
 from envlock.errors import BadFileError, BadInputError, IntegrityError
 from envlock.limits import MAX_REPEAT
 from envlock.models import (
@@ -40,7 +41,6 @@ from envlock.models import (
     with_digest,
 )
 from envlock.models import EnvlockModel as _Model
-from envlock.environ import partition_environment
 from envlock.profiles import Profile, lookup
 from envlock.protocol import DTYPE_ITEMSIZE, ChildResult, ProbeRun
 from envlock.store import Migration, atomic_write_text, dumps_canonical, load_model, read_json_file
