@@ -67,13 +67,13 @@ def test_verify_on_a_terminal_shows_the_probe_running_then_clears_it(tensorflow_
     assert code in (0, 1), (out[-2000:], screen[-2000:])
     assert b"verify: starting the probe process" in screen and b"verify: probe 1/1 matmul.f32" in screen, screen
     assert screen.endswith(b"\x1b[2K"), screen[-200:]  # transient: erased before the report
-    assert b"matmul.f32" in out and b"\x1b" not in out  # the report on stdout, undecorated
+    assert b"matmul (1)" in out and b"\x1b" not in out  # the report on stdout (the short view), undecorated
 
 
 @pytest.mark.parametrize("ci", ["1", "true"])
 def test_nothing_reaches_stderr_in_ci_even_on_a_terminal(tensorflow_required: None, ci: str) -> None:
     code, out, screen = _on_a_terminal("verify", str(REFERENCE_GOLDEN), *CHEAP, env=_environ(CI=ci))
-    assert code in (0, 1) and b"matmul.f32" in out
+    assert code in (0, 1) and b"matmul (1)" in out
     assert screen == b"", screen[:500]
 
 
