@@ -99,7 +99,8 @@ def watch(
                           "It must print a VerifyReport JSON object and exit 0 (reproduces) or 1 (drift)."),
     ] = None,
     once: Annotated[
-        bool, typer.Option("--once", help="Run each check once (no HTTP), then exit 0 if healthy, 1 if not.")
+        bool, typer.Option("--once", help="Run each check once (no HTTP), print one line per check and the health, "
+                                      "then exit 0 if healthy, 1 if not.")
     ] = False,
     trusted_key: TrustedKeyOption = None,
 ) -> None:
@@ -140,4 +141,8 @@ def _watch(*, environ: dict[str, str], golden: Path | None, listen: str, fingerp
         once=once,
         trusted_keys=tuple(load_trusted_keys(trusted_key or [])),
     )
-    return run_watch(config)
+    outcome = run_watch(config)
+    if once:
+        from envlock.daemon.results import render_once
+        typer.echo(render_once(outcome.healthy, outcome.reason, outcome.fingerprint, outcome.verify))
+    return outcome.exit_code

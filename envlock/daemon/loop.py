@@ -406,8 +406,21 @@ class Watcher:
                 self.log("nfd_write_failed", path=str(path), error=str(exc))
 
 
-def run_watch(config: WatchConfig, *, log: JsonLog | None = None) -> int:
-    """Entry point for the CLI: set up (bad golden/state dir -> exit 2, busy port -> exit 3), run, exit code."""
+@dataclass(frozen=True)
+class WatchOutcome:
+    """How the daemon ended: its exit code and what it last knew (``--once`` prints it)."""
+
+    exit_code: int
+    healthy: bool
+    reason: str
+    fingerprint: CheckResult | None
+    verify: CheckResult | None
+
+
+def run_watch(config: WatchConfig, *, log: JsonLog | None = None) -> WatchOutcome:
+    """Entry point for the CLI: set up (bad golden/state dir -> exit 2, busy port -> exit 3), run, outcome."""
     watcher = Watcher(config, log=log)
     watcher.install_signal_handlers()
-    return watcher.run()
+    code = watcher.run()
+    healthy, reason = watcher.state.health()
+    return WatchOutcome(code, healthy, reason, watcher.state.last("fingerprint"), watcher.state.last("verify"))

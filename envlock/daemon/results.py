@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from envlock.errors import one_line
+
 CheckKind = Literal["fingerprint", "verify"]
 KINDS: tuple[CheckKind, ...] = ("fingerprint", "verify")
 
@@ -111,3 +113,30 @@ class CheckResult:
             tolerated=[DriftItem(**item) for item in data.get("tolerated", [])],
             vouched=list(data.get("vouched", [])),
         )
+
+
+def render_check(result: CheckResult | None, kind: CheckKind) -> str:
+    """One line for ``watch --once``: the check, its outcome, and why (or what it saw)."""
+    if result is None:
+        return f"{kind:<12} not run"
+    if result.ok:
+        detail = ""
+        if result.kind == "verify" and result.probes:
+            counts: dict[str, int] = {}
+            for probe in result.probes:
+                counts[probe.status] = counts.get(probe.status, 0) + 1
+            detail = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        if result.tolerated:
+            detail = (f"{len(result.tolerated)} difference(s) tolerated: a passing verify of this golden "
+                      "showed them harmless")
+    else:
+        detail = result.reason or ""
+    line = f"{kind:<12} {result.outcome:<8} {detail}".rstrip() + f" ({result.duration_s:.1f} s)"
+    return one_line(line)
+
+
+def render_once(healthy: bool, reason: str, fingerprint: CheckResult | None, verify: CheckResult | None) -> str:
+    """What ``watch --once`` prints on stdout (the JSON log stays on stderr)."""
+    lines = [render_check(fingerprint, "fingerprint"), render_check(verify, "verify")]
+    lines.append("HEALTHY" if healthy else one_line(f"NOT HEALTHY: {reason}"))
+    return "\n".join(lines)

@@ -179,12 +179,16 @@ def test_once_exits_0_when_healthy_and_1_on_drift(matching_golden: Path, tmp_pat
     proc = subprocess.run([*base, "--golden", str(matching_golden), "--state-dir", str(tmp_path / "s1")],
                           capture_output=True, text=True, env=DAEMON_ENV, timeout=120)
     assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0].startswith("fingerprint  pass") and proc.stdout.endswith("HEALTHY\n")
     drifted = build_golden(tmp_path / "drifted.json", environment={"OMP_NUM_THREADS": "1"})
     proc = subprocess.run([*base, "--golden", str(drifted), "--state-dir", str(tmp_path / "s2")],
                           capture_output=True, text=True, env=DAEMON_ENV, timeout=120)
     assert proc.returncode == 1
     checks = [json.loads(line) for line in proc.stderr.splitlines() if '"event": "check"' in line]
     assert checks[0]["reason"].startswith("environment.OMP_NUM_THREADS: 1 -> ")
+    summary = proc.stdout.splitlines()  # the one answer a person reads; the JSON log stays on stderr
+    assert summary[0].startswith("fingerprint  drift    environment.OMP_NUM_THREADS: 1 -> ")
+    assert summary[-1].startswith("NOT HEALTHY: fingerprint drift: environment.OMP_NUM_THREADS")
 
 
 # ---- bad input ------------------------------------------------------------------------------

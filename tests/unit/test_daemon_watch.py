@@ -390,10 +390,10 @@ def test_cli_watch_snapshots_the_environment_when_it_starts(tmp_path: Path, monk
     and what the daemon's own imports write to os.environ afterwards is not."""
     configs: list[WatchConfig] = []
 
-    def fake_run_watch(config: WatchConfig, **_: object) -> int:
+    def fake_run_watch(config: WatchConfig, **_: object) -> loop_mod.WatchOutcome:
         os.environ["ENVLOCK_WRITTEN_BY_AN_IMPORT"] = "1"  # as threadpoolctl does with KMP_DUPLICATE_LIB_OK
         configs.append(config)
-        return 0
+        return loop_mod.WatchOutcome(0, True, "ok", None, None)
 
     monkeypatch.setattr(loop_mod, "run_watch", fake_run_watch)
     monkeypatch.delenv("ENVLOCK_WRITTEN_BY_AN_IMPORT", raising=False)
