@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -41,6 +41,7 @@ from envlock.models import (
     with_digest,
 )
 from envlock.models import EnvlockModel as _Model
+from envlock.numeric import DEFAULT_PROFILE, ClassEntry, numeric_class, profile_id
 from envlock.profiles import Profile, lookup
 from envlock.protocol import DTYPE_ITEMSIZE, ChildResult, ProbeRun
 from envlock.store import Migration, atomic_write_text, dumps_canonical, load_model, read_json_file
@@ -200,6 +201,9 @@ class Golden(_Model):
     # named "<test>::<name>"; verify cannot re-run them. None: recorded by `capture --golden`.
     recorded_by: Literal["pytest"] | None = None
     profile: ProfileRecord | None = None  # recorded under a numerics profile (envlock.profiles)
+    # The recording machine's numeric class (envlock.numeric), derived from the outputs; checked on
+    # load. Added in 0.4: older goldens lack it (``golden_numeric_class`` computes it for them).
+    numeric_class: str | None = Field(default=None, pattern=r"^[0-9a-f]{12}$")
 
     @field_validator("probes")
     @classmethod
@@ -221,7 +225,7 @@ class Golden(_Model):
         return data
 
 
-_OMITTED_WHEN_NONE = ("recorded_by", "profile")
+_OMITTED_WHEN_NONE = ("recorded_by", "profile", "numeric_class")
 
 
 # Left out of the digest: the digest itself, and the signature (made over the digest content).
@@ -294,6 +298,9 @@ def load_golden(path: Path | str) -> Golden:
                                  f"this version holds a schema_version {MANIFEST_SCHEMA_VERSION} manifest")
     if inner.digest != compute_digest(inner):
         raise IntegrityError(path, "the manifest's digest does not match the manifest: it was edited after capture")
+    if golden.numeric_class is not None and golden.numeric_class != golden_numeric_class(golden):
+        raise IntegrityError(path, f"numeric_class {golden.numeric_class} is not the class of its probes' outputs "
+                                   f"({golden_numeric_class(golden)}): it was edited after capture")
     return golden
 
 
@@ -324,6 +331,31 @@ def probe_record(probe: Any, runs: list[ProbeRun]) -> ProbeRecord:
         extra["onednn_primitives"] = sorted(first["onednn_primitives"])
     return ProbeRecord(**base, status="ok", outputs=[OutputRecord.model_validate(o) for o in first["outputs"]],
                        **extra)
+
+
+def class_entry(record: ProbeRecord) -> ClassEntry:
+    """A golden's probe as its numeric class sees it (envlock.numeric)."""
+    return ClassEntry(record.name, record.status, tuple((o.name, o.sha256) for o in record.outputs))
+
+
+def class_entry_of_runs(name: str, runs: list[ProbeRun]) -> ClassEntry:
+    """This machine's runs of a probe as the class sees them: what ``probe_record`` would record."""
+    if not runs or runs[0].get("status") != "ok":
+        return ClassEntry(name, "skipped")
+    if any(repeat_hashes(r) != repeat_hashes(runs[0]) for r in runs[1:]):
+        return ClassEntry(name, "nondeterministic")
+    return ClassEntry(name, "ok", tuple((o["name"], o["sha256"]) for o in runs[0]["outputs"]))
+
+
+def golden_profile_id(golden: Golden) -> str:
+    return profile_id(golden.profile.name, golden.profile.version) if golden.profile else DEFAULT_PROFILE
+
+
+def golden_numeric_class(golden: Golden, names: Iterable[str] | None = None) -> str:
+    """The class of the machine that recorded ``golden`` (over ``names``, when given: a verify of some probes)."""
+    wanted = None if names is None else set(names)
+    return numeric_class([class_entry(p) for p in golden.probes if wanted is None or p.name in wanted],
+                         golden_profile_id(golden))
 
 
 def repeat_hashes(run: ProbeRun) -> tuple[str, ...] | None:

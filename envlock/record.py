@@ -10,7 +10,7 @@ from importlib import metadata
 
 from envlock.capture import capture_manifest
 from envlock.environ import capture_environment
-from envlock.golden import Golden, ProfileRecord, manifest_with_tf, probe_record, seal
+from envlock.golden import Golden, ProfileRecord, golden_numeric_class, manifest_with_tf, probe_record, seal
 from envlock.limits import MAX_THREADS
 from envlock.models import LockdownSettings
 from envlock.probes.supervisor import check_probe_names, probe_infos, run_child
@@ -78,4 +78,4 @@ def capture_golden(*, probe_names: list[str] | None = None, repeat: int = 2, pro
         profile=ProfileRecord(name=profile.name, version=profile.version, environment=profile.environment)
         if profile is not None else None,
     )
-    return seal(golden)
+    return seal(golden.model_copy(update={"numeric_class": golden_numeric_class(golden)}))

@@ -85,6 +85,12 @@ class VerifyReport(BaseModel):
     causes: list[CauseSummary] = Field(default_factory=list)
     profile: str | None = None  # the numerics profile the golden was recorded and verified under ("portable v1")
     next_command: str | None = None  # what to run next (e.g. `envlock explain GOLDEN`) when something drifted
+    # envlock.numeric: this machine's class over the probes verified, and the golden's over the same
+    # probes; equal exactly when every output came back bit for bit. None for a pytest plugin golden.
+    numeric_class: str | None = None
+    golden_numeric_class: str | None = None
+    numeric_profile: str | None = None  # the profile both classes are for ("default", "portable-v1")
+    hostname: str | None = None  # this machine (fleet tells machines apart by manifest_digest too)
 
 
 STABLE_UNEXPLAINED_NOTE = (

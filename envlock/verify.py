@@ -18,8 +18,19 @@ from envlock.capture import capture_manifest
 from envlock.diff import diff_manifests
 from envlock.environ import golden_environment_changes, refused_note
 from envlock.errors import BadInputError
-from envlock.golden import Golden, ProbeRecord, golden_profile, load_golden, manifest_with_tf
+from envlock.golden import (
+    Golden,
+    ProbeRecord,
+    class_entry,
+    class_entry_of_runs,
+    golden_numeric_class,
+    golden_profile,
+    golden_profile_id,
+    load_golden,
+    manifest_with_tf,
+)
 from envlock.models import Manifest
+from envlock.numeric import numeric_class
 from envlock.probes.compare import Tolerance
 from envlock.probes.registry import all_probes
 from envlock.probes.supervisor import run_child
@@ -144,6 +155,14 @@ def verify_run(golden_path: Path | str, *, probe_names: list[str] | None = None,
                    timings={"import_seconds": result.get("import_seconds", 0.0),
                             "suite_seconds": result.get("suite_seconds", 0.0),
                             "total_seconds": time.perf_counter() - started})
+    if golden.recorded_by != "pytest":
+        runs = result.get("runs", {})
+        report.numeric_profile = golden_profile_id(golden)
+        # A probe the golden could not record (skipped, nondeterministic) is not run here: as the golden has it.
+        report.numeric_class = numeric_class([class_entry_of_runs(r.name, runs.get(r.name, [])) if r.status == "ok"
+                                              else class_entry(r) for r in records], report.numeric_profile)
+        report.golden_numeric_class = golden_numeric_class(golden, [r.name for r in records])
+    report.hostname = manifest.host.hostname
     if profile is not None:
         report.profile = profile.label
         missing = [f for f in profile.requires_isa if getattr(manifest.cpu.isa, f, None) is False]
