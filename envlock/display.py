@@ -278,6 +278,8 @@ def render_explain(report: ExplainReport) -> str:
         if f.portable is not None:
             lines.append(f"  {_s(f.portable.detail)}")
         if f.localisation is not None:
+            if f.localisation.layer_primitive:
+                lines.append(f"  the first differing layer's oneDNN primitive: {_s(f.localisation.layer_primitive)}")
             lines += [f"  oneDNN: {_s(p)}" for p in f.localisation.primitives]
     tried = [c for c in report.candidates if c.status == "tried"]
     lines.append(f"candidates tried: {len(tried)}"

@@ -125,8 +125,12 @@ def _run_probe_inner(probe: Any, ctx: Any, tf: Any) -> ProbeRun:
     # before it: `--probes` subsets must reproduce the full suite's bits.
     if probe.needs_gpu and not ctx.gpu_available:
         return {"status": "skipped", "reason": "no GPU visible to TensorFlow", "seconds": 0.0}
+    # Keras names layers from per-process counters ("dense_3"): reset them so a traced model's layer
+    # names do not depend on which probes ran before (free_memory=False: no gc pass, 0.3 ms).
+    tf.keras.backend.clear_session(free_memory=False)
     tf.keras.utils.set_random_seed(ctx.seed)
     ctx.intermediates.clear()
+    ctx.trace_note = None
     start = time.perf_counter()
     try:
         outputs = probe.fn(ctx)
@@ -141,6 +145,8 @@ def _run_probe_inner(probe: Any, ctx: Any, tf: Any) -> ProbeRun:
     result: ProbeRun = {"status": "ok", "outputs": records, "seconds": time.perf_counter() - start}
     result["intermediates"] = _intermediate_records(ctx)  # [] for a probe that records none
     ctx.intermediates.clear()
+    if ctx.trace_note:
+        result["trace_note"] = ctx.trace_note
     return result
 
 
@@ -259,7 +265,7 @@ def run_request(request: ChildRequest) -> ChildResult:
         intra_op_threads=request.get("intra_op_threads"), inter_op_threads=request.get("inter_op_threads"),
     )
     gpu = bool(tf.config.list_physical_devices("GPU"))
-    ctx = ProbeContext(tf=tf, np=np, seed=request["seed"], gpu_available=gpu)
+    ctx = ProbeContext(tf=tf, np=np, seed=request["seed"], gpu_available=gpu, trace=bool(request.get("trace")))
     # User modules are imported after the controls are applied: one that runs TF ops at import
     # time would otherwise initialise TF's thread pools before the lockdown fixes them.
     try:
