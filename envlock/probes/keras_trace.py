@@ -4,11 +4,13 @@ A probe hands envlock its model through ``ctx.train_step(model, x, y, loss=..., 
 training step) or ``ctx.forward(model, x)`` (one inference call). When the run is traced (a golden is
 being recorded, or explain is localising a drift) envlock records, in computation order:
 
-* ``input``, then each layer's forward output (``<layer> output``, op ``<LayerClass> (step 0, forward)``);
+* ``input``, then each layer's forward output (``<layer> output``, op ``<LayerClass>, step 0, forward``);
 * ``loss``;
 * each trainable variable's gradient, last layer first, which is the order backpropagation computes
-  them (``grad <variable path>``, op ``<LayerClass> (step 0, backward)``);
+  them (``grad <variable path>``, op ``<LayerClass>, step 0, backward``);
 * each variable after the optimizer's update (``updated <variable path>``).
+
+A probe may hand over several steps or models: the names of the second traced call on start ``step 1: ``.
 
 The mechanism uses only Keras' public functional API: a sub-model over the same layers whose outputs
 are every layer's output (``keras.Model(model.input, [layer.output, ...])``), run under a
@@ -88,25 +90,27 @@ def _owners(layers: Sequence[Any], variables: Sequence[Any]) -> list[tuple[Any, 
 
 
 class _Recorder:
-    def __init__(self, record: Callable[..., None]) -> None:
-        self._record, self.count, self.truncated = record, 0, 0
+    """``ctx.record`` for one traced call: its step number prefixes the names after the first call of a
+    probe (``step 1: conv output``), and at most MAX_TRACED intermediates are kept per probe."""
+
+    def __init__(self, ctx: Any, step: int) -> None:
+        self._ctx, self.step, self.truncated = ctx, step, 0
 
     def __call__(self, name: str, value: Any, op: str) -> None:
-        if self.count >= MAX_TRACED:
+        if len(self._ctx.intermediates) >= MAX_TRACED:
             self.truncated += 1
             return
-        self.count += 1
-        self._record(name, value, op=op)
+        self._ctx.record(name if self.step == 0 else f"step {self.step}: {name}", value, op=op)
 
 
 def _record_forward(rec: _Recorder, keras: Any, x: Any, plan: LayerPlan, outs: Sequence[Any], phase: str) -> None:
-    rec("input", x if not isinstance(x, (list, tuple, dict)) else _flat(keras, x)[0], "input, step 0")
+    rec("input", x if not isinstance(x, (list, tuple, dict)) else _flat(keras, x)[0], f"input, step {rec.step}")
     flat_layer_outs = outs[plan.n_model_outputs:]
     for layer, out in zip(plan.layers, flat_layer_outs, strict=True):
         parts = _flat(keras, out)
         for i, part in enumerate(parts):
             suffix = "" if len(parts) == 1 else f"[{i}]"
-            rec(f"{layer.name} output{suffix}", part, f"{type(layer).__name__}, step 0, {phase}")
+            rec(f"{layer.name} output{suffix}", part, f"{type(layer).__name__}, step {rec.step}, {phase}")
 
 
 def _outputs(tf: Any, np: Any, loss: Any, prediction: Any, variables: Sequence[Any]) -> dict[str, Any]:
@@ -120,12 +124,12 @@ def _outputs(tf: Any, np: Any, loss: Any, prediction: Any, variables: Sequence[A
 
 
 def train_step(ctx: Any, model: Any, x: Any, y: Any, *, loss: Callable[[Any, Any], Any], optimizer: Any,
-               traced: bool) -> tuple[dict[str, Any], str | None]:
+               traced: bool, step: int = 0) -> tuple[dict[str, Any], str | None]:
     """One training step of ``model`` on (x, y): its outputs, and why it was not traced (None if it was)."""
     tf, np = ctx.tf, ctx.np
     keras = tf.keras
     plan, why = plan_layers(keras, model) if traced else (None, None)
-    rec = _Recorder(ctx.record)
+    rec = _Recorder(ctx, step)
     with tf.GradientTape() as tape:
         if plan is not None:
             outs = _flat(keras, plan.submodel(x, training=True))
@@ -139,27 +143,28 @@ def train_step(ctx: Any, model: Any, x: Any, y: Any, *, loss: Callable[[Any, Any
     grads = tape.gradient(loss_value, variables)
     if plan is not None:
         _record_forward(rec, keras, x, plan, outs, "forward")
-        rec("loss", loss_value, f"{getattr(loss, '__name__', type(loss).__name__)}, step 0")
+        rec("loss", loss_value, f"{getattr(loss, '__name__', type(loss).__name__)}, step {rec.step}")
         by_id = {id(v): g for v, g in zip(variables, grads, strict=True)}
         for layer, owned in reversed(_owners(plan.layers, variables)):
             kind = type(layer).__name__ if layer is not None else "model"
             for v in reversed(owned):
                 if by_id[id(v)] is not None:
-                    rec(f"grad {v.path}", by_id[id(v)], f"{kind}, step 0, backward")
+                    rec(f"grad {v.path}", by_id[id(v)], f"{kind}, step {rec.step}, backward")
     optimizer.apply_gradients([(g, v) for g, v in zip(grads, variables, strict=True) if g is not None])
     if plan is not None:
         opt = type(optimizer).__name__
         for layer, owned in _owners(plan.layers, variables):
             for v in owned:
-                rec(f"updated {v.path}", v, f"{opt} update of {type(layer).__name__ if layer else 'model'}, step 0")
+                owner = type(layer).__name__ if layer is not None else "model"
+                rec(f"updated {v.path}", v, f"{opt} update of {owner}, step {rec.step}")
     return _outputs(tf, np, loss_value, prediction, variables), _why(why, rec)
 
 
-def forward(ctx: Any, model: Any, x: Any, *, traced: bool) -> tuple[dict[str, Any], str | None]:
+def forward(ctx: Any, model: Any, x: Any, *, traced: bool, step: int = 0) -> tuple[dict[str, Any], str | None]:
     """One inference call of ``model`` on x: its outputs, and why it was not traced (None if it was)."""
     keras = ctx.tf.keras
     plan, why = plan_layers(keras, model) if traced else (None, None)
-    rec = _Recorder(ctx.record)
+    rec = _Recorder(ctx, step)
     if plan is not None:
         outs = _flat(keras, plan.submodel(x, training=False))
         _record_forward(rec, keras, x, plan, outs, "inference")
@@ -171,5 +176,5 @@ def forward(ctx: Any, model: Any, x: Any, *, traced: bool) -> tuple[dict[str, An
 
 def _why(why: str | None, rec: _Recorder) -> str | None:
     if why is None and rec.truncated:
-        return f"traced the first {MAX_TRACED} intermediates; {rec.truncated} more were not kept (a golden's limit)"
+        return f"traced {MAX_TRACED} intermediates; {rec.truncated} more were not kept (a golden's limit)"
     return why

@@ -61,6 +61,7 @@ class ProbeContext:
     # off in verify, which compares outputs only. ``trace_note``: why the last model was not traced.
     trace: bool = True
     trace_note: str | None = None
+    trace_steps: int = 0  # traced calls so far in this probe: the second one's names start "step 1: "
 
     def record(self, name: str, tensor: Any, *, op: str | None = None) -> None:
         """Keep ``tensor`` (a TF tensor or an array) as the probe's next intermediate, produced by ``op``.
@@ -78,15 +79,19 @@ class ProbeContext:
         gradient and each updated variable as intermediates (envlock.probes.keras_trace)."""
         from envlock.probes import keras_trace  # lazy: the registry loads in the TF-free parent too
 
-        outputs, self.trace_note = keras_trace.train_step(self, model, x, y, loss=loss, optimizer=optimizer,
-                                                          traced=self.trace)
+        outputs, note = keras_trace.train_step(self, model, x, y, loss=loss, optimizer=optimizer, traced=self.trace,
+                                               step=self.trace_steps)
+        self.trace_steps += 1
+        self.trace_note = self.trace_note or note
         return outputs
 
     def forward(self, model: Any, x: Any) -> dict[str, Any]:
         """One inference call of a Keras ``model``; returns ``{"output": ...}``, traced like ``train_step``."""
         from envlock.probes import keras_trace  # lazy: the registry loads in the TF-free parent too
 
-        outputs, self.trace_note = keras_trace.forward(self, model, x, traced=self.trace)
+        outputs, note = keras_trace.forward(self, model, x, traced=self.trace, step=self.trace_steps)
+        self.trace_steps += 1
+        self.trace_note = self.trace_note or note
         return outputs
 
     def cached(self, key: str, build: Callable[[], Any]) -> Any:

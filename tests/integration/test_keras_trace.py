@@ -105,3 +105,43 @@ def test_the_pytest_plugin_checks_a_model_and_names_the_layer_that_differs(tmp_p
     line = next(x for x in flipped.stdout.splitlines() if "inside the model:" in x)
     assert "first difference: " in line and ", step 0, " in line, line
     assert os.path.exists(tmp_path / "test_model.golden.json")
+
+
+TWO_STEPS = """
+import json, numpy as np, tensorflow as tf
+from envlock.probes.registry import ProbeContext
+
+def model():
+    tf.keras.utils.set_random_seed(0)
+    inputs = tf.keras.Input((6,))
+    h = tf.keras.layers.Dense(4, name="hidden")(inputs)
+    h = tf.keras.layers.LayerNormalization(name="norm")(h)
+    return tf.keras.Model(inputs, tf.keras.layers.Dense(3, activation="softmax", name="head")(h))
+
+x = np.random.default_rng(0).standard_normal((5, 6)).astype(np.float32); y = np.arange(5) % 3
+loss = tf.keras.losses.SparseCategoricalCrossentropy()
+result = {}
+for traced in (True, False):
+    ctx = ProbeContext(tf=tf, np=np, seed=0, trace=traced)
+    m = model(); opt = tf.keras.optimizers.SGD(0.1)
+    first = ctx.train_step(m, x, y, loss=loss, optimizer=opt)
+    second = ctx.train_step(m, x, y, loss=loss, optimizer=opt)
+    both = {**first, **{"2" + k: v for k, v in second.items()}}
+    result[traced] = {"names": [n for n, _, _ in ctx.intermediates], "ops": [o for _, _, o in ctx.intermediates],
+                      "outputs": {k: np.asarray(v).tobytes().hex() for k, v in both.items()}}
+print(json.dumps(result))
+"""
+
+
+def test_two_traced_steps_keep_apart_and_tracing_changes_no_bit() -> None:
+    proc = subprocess.run([sys.executable, "-c", TWO_STEPS], capture_output=True, text=True, timeout=300,
+                          check=False, env=env_with(PYTHONPATH=str(REPO_ROOT)))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.splitlines()[-1])
+    traced, plain = result["true"], result["false"]
+    assert plain["names"] == []  # untraced: nothing recorded
+    assert traced["outputs"] == plain["outputs"]  # the sub-model computes the model's bits, both steps
+    names = traced["names"]
+    assert len(names) == len(set(names)) == 2 * (1 + 3 + 1 + 6 + 6)
+    assert names[:5] == ["input", "hidden output", "norm output", "head output", "loss"]
+    assert names[17:19] == ["step 1: input", "step 1: hidden output"] and traced["ops"][18].endswith("step 1, forward")
