@@ -97,10 +97,11 @@ def check_cores(cpus: Sequence[int], *, probe_names: list[str] | None = None, pr
     for cpu, why in failed.items():
         runs[cpu] = {p: [run_key("error", reason=f"the probe process failed: {why}")] * repeat for p in order}
     imports = [float(r.get("import_seconds", 0.0)) for r, _w, _s in outcomes.values() if r is not None]
+    suites = [float(r.get("suite_seconds", 0.0)) for r, _w, _s in outcomes.values() if r is not None]
     seconds = {cpu: s for cpu, (_r, _w, s) in outcomes.items()}
     timings = {"total_seconds": time.perf_counter() - started,
                "per_cpu_seconds": sum(seconds.values()) / len(seconds),
-               "import_seconds": sum(imports) / len(imports)}
+               "import_seconds": sum(imports) / len(imports), "suite_seconds": sum(suites) / len(suites)}
     notes = [f"each CPU ran the probes in its own process, pinned to it before TensorFlow loaded, with "
              f"{CORE_SETTINGS.intra_op_threads} intra-op and {CORE_SETTINGS.inter_op_threads} inter-op thread "
              f"(seed {CORE_SETTINGS.seed}, op determinism on); {min(jobs, len(cpus))} at a time"]

@@ -344,6 +344,7 @@ def render_cores(report: CoresReport) -> str:
         lines.append("")
         lines.append(f"{len(report.cpus)} CPU(s) x {len(report.votes)} probes x {report.repeat} run(s) in "
                      f"{t.get('total_seconds', 0.0):.1f} s ({t.get('per_cpu_seconds', 0.0):.1f} s per CPU, of which "
-                     f"TensorFlow's import {t.get('import_seconds', 0.0):.1f} s)")
+                     f"TensorFlow's import {t.get('import_seconds', 0.0):.1f} s, "
+                     f"the probes {t.get('suite_seconds', 0.0):.1f} s)")
     lines += [f"note: {_s(n)}" for n in report.notes]
     return "\n".join(lines)
