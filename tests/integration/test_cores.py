@@ -1,5 +1,7 @@
 """`envlock cores` with real TensorFlow: a simulated mercurial core is caught, pinning holds for every
-thread TensorFlow starts, healthy CPUs agree, bad input is one line.
+thread TensorFlow starts, healthy CPUs agree, bad input is one line; under `envlock watch
+--cores-every` the per-CPU series and NFD label follow, and a real Prometheus with
+deploy/cores-alerts.yaml fires the alert an operator's drain hook would act on.
 
 No machine here has a defective core, so a user probe module fakes one: it flips one bit of its output
 when it runs on the flip CPU (CPU 1 here: the second CPU this process may run on). It also fails
@@ -12,12 +14,29 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
 import textwrap
+import urllib.parse
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import env_with, envlock_cli, one_error_line
+from tests.helpers import (
+    DAEMON_ENV,
+    REPO_ROOT,
+    Daemon,
+    build_golden,
+    env_with,
+    envlock_cli,
+    http_get,
+    one_error_line,
+    require,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.tf, pytest.mark.slow]
 
@@ -133,3 +152,72 @@ def test_a_probe_module_that_does_not_import_is_exit_2(tensorflow_required: None
     assert proc.returncode == 2, proc.stderr[-2000:]
     line = one_error_line(proc)
     assert "broken_probes.py" in line and "RuntimeError: boom" in line
+
+
+# ---- under the daemon: `watch --cores-every`, scraped by a real Prometheus with deploy/cores-alerts.yaml
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _prometheus(tmp: Path, target_port: int) -> tuple[subprocess.Popen[bytes], int]:
+    """A real Prometheus scraping the daemon every second, evaluating envlock's cores alerts."""
+    require(shutil.which("prometheus") is not None, "prometheus (Debian package prometheus)")
+    port = _free_port()
+    config = tmp / "prometheus.yml"
+    config.write_text(textwrap.dedent(f"""
+        global: {{scrape_interval: 1s, evaluation_interval: 1s}}
+        rule_files: [{REPO_ROOT / "deploy" / "cores-alerts.yaml"}]
+        scrape_configs:
+          - job_name: envlock
+            static_configs: [{{targets: ["127.0.0.1:{target_port}"]}}]
+    """), encoding="utf-8")
+    log = (tmp / "prometheus.log").open("wb")
+    proc = subprocess.Popen(["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp / 'tsdb'}",
+                             f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=log,
+                            start_new_session=True)
+    return proc, port
+
+
+def _alerts(port: int) -> list[dict]:
+    query = urllib.parse.quote('ALERTS{alertname="EnvlockSuspectCore",alertstate="firing"}')
+    try:
+        status, _, body = http_get(port, f"/api/v1/query?query={query}")
+    except OSError:
+        return []
+    return json.loads(body)["data"]["result"] if status == 200 else []
+
+
+def test_watch_exports_per_cpu_health_and_prometheus_fires_the_drain_alert(
+        tensorflow_required: None, mercurial_module: Path, tmp_path: Path) -> None:
+    if FLIP_CPU is None:
+        pytest.skip("needs 2 or more CPUs to compare")
+    golden = build_golden(tmp_path / "golden.json")
+    cores = shlex.join([sys.executable, "-m", "envlock", "cores", "--json", "--cpus", ",".join(map(str, CHECKED)),
+                        "--probe-module", str(mercurial_module), "--probes", "sim.mercurial,sim.steady"])
+    daemon = Daemon(tmp_path, golden, "--verify-every", "0", "--cores-every", "1h", "--cores-command", cores,
+                    env={**DAEMON_ENV, "FLIP_CPU": str(FLIP_CPU)})
+    prometheus, prom_port = _prometheus(tmp_path, daemon.port)
+    try:
+        (check,) = wait_for(lambda: daemon.checks("cores"), what="the cores check", timeout=300, proc=daemon.proc,
+                            log=daemon.log_path)
+        assert check["outcome"] == "drift" and check["exit_code"] == 1, check
+        healthy = {dict(labels)["cpu"]: value for (name, labels), value in daemon.metrics().items()
+                   if name == "envlock_cpu_healthy"}
+        bad = {str(FLIP_CPU)} if len(CHECKED) >= 3 else {str(c) for c in CHECKED}  # 2 CPUs: both undecided
+        assert healthy == {str(c): 0.0 if str(c) in bad else 1.0 for c in CHECKED}
+        assert daemon.get("/healthz")[0] == 200  # the node's reproducibility is the golden's business
+        assert "envlock.cores-healthy=false" in daemon.nfd_path.read_text()
+        assert daemon.status()["last"]["cores"]["cpus"] == [
+            {"cpu": c, "health": "healthy" if str(c) not in bad else "suspect" if len(CHECKED) >= 3 else "undecided"}
+            for c in CHECKED]
+        firing = wait_for(lambda: {a["metric"]["cpu"] for a in _alerts(prom_port)} or None,
+                          what="Prometheus to fire EnvlockSuspectCore", timeout=60, proc=prometheus)
+        assert firing == bad
+    finally:
+        prometheus.terminate()
+        prometheus.wait(timeout=30)
+        assert daemon.stop() == 0
