@@ -17,7 +17,7 @@ import functools
 import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from envlock.corecheck import CANARIES, HARDWARE_GROUP, CoresReport, RunKey, build_report, run_key
 from envlock.errors import BadInputError, EnvironmentProblem
@@ -51,8 +51,11 @@ def _keys(runs: Sequence[ProbeRun]) -> list[RunKey]:
                     r.get("reason")) for r in runs]
 
 
+Outcome = tuple[ChildResult | None, str | None, float]  # one CPU's result, or why its process failed; seconds
+
+
 def _one_cpu(cpu: int, *, names: list[str], repeat: int, probe_modules: list[str], probe_timeout: float | None,
-             env: dict[str, str], module_probes: bool) -> tuple[ChildResult | None, str | None, float]:
+             env: dict[str, str], module_probes: bool) -> Outcome:
     """CPU ``cpu``'s result, or why its process failed outside any probe (then every probe is an
     error there: a core that kills TensorFlow's import is a finding, not an environment problem)."""
     started = time.perf_counter()
@@ -85,9 +88,17 @@ def check_cores(cpus: Sequence[int], *, probe_names: list[str] | None = None, pr
     first, *rest = sorted(cpus)
     # The first CPU alone: a bad probe module or name fails once, before the other processes start.
     outcomes = {first: one_cpu(first)}
-    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(rest) or 1))) as pool:
-        futures = {cpu: pool.submit(one_cpu, cpu) for cpu in rest}
-        outcomes.update({cpu: future.result() for cpu, future in futures.items()})
+    # At most `jobs` submitted at a time (nothing queued): Ctrl-C or SIGTERM waits only for those.
+    pending, workers = list(rest), max(1, min(jobs, len(rest) or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        running: dict[Future[Outcome], int] = {}
+        while pending or running:
+            while pending and len(running) < workers:
+                cpu = pending.pop(0)
+                running[pool.submit(one_cpu, cpu)] = cpu
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                outcomes[running.pop(future)] = future.result()
     failed = {cpu: why for cpu, (_r, why, _s) in outcomes.items() if why is not None}
     if len(failed) == len(outcomes):
         raise EnvironmentProblem(f"the probe process failed on every CPU checked: {next(iter(failed.values()))}")
