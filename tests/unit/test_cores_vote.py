@@ -4,10 +4,12 @@ parser and the renderer. The integration test (tests/integration/test_cores.py) 
 from __future__ import annotations
 
 import pytest
+from typer.testing import CliRunner
 
+from envlock.cli import app
 from envlock.corecheck import CoresReport, build_report, cpu_ranges, parse_cpu_list, run_key, vote_probe
 from envlock.display import render_cores
-from envlock.errors import DRIFT, ENVIRONMENT, OK, BadInputError
+from envlock.errors import BAD_INPUT, DRIFT, ENVIRONMENT, OK, BadInputError
 
 GOOD = run_key("ok", [("out", "a" * 64), ("grad", "b" * 64)])
 FLIPPED = run_key("ok", [("out", "c" * 64), ("grad", "b" * 64)])
@@ -158,3 +160,19 @@ def test_render_names_the_cpus_and_outputs_and_escapes() -> None:
     assert "\x1b" not in text and "\\x1b[2J" in text
     assert "1 of 2 probes identical on every CPU checked: hw (1)" in text
     assert "CPU 1: suspect (deviates on hw.a)" in text and "21.0 s (7.0 s per CPU" in text
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--cpus", "99999"], "is not a range of CPUs"),
+    (["--cpus", "0,x"], "'x' is not a CPU number"),
+    (["--cpus", ""], "expected CPU numbers"),
+    (["--probes", "no.such_probe"], "unknown probe(s): no.such_probe"),
+    (["--probes", ","], "--probes needs at least one probe name"),
+    (["--repeat", "0"], "'--repeat'"),
+    (["--jobs", "0"], "'--jobs'"),
+])
+def test_the_command_refuses_bad_input_in_one_line_before_any_probe_runs(args: list[str], says: str) -> None:
+    result = CliRunner().invoke(app, ["cores", *args])
+    lines = result.stderr.splitlines()
+    assert result.exit_code == BAD_INPUT, (result.exit_code, result.stderr, result.exception)
+    assert len(lines) == 1 and lines[0].startswith("envlock: error: ") and says in lines[0], result.stderr
