@@ -14,7 +14,7 @@ from envlock.cli.common import GoldenOption, TrustedKeyOption, app, resolve_gold
 # marker) is printed as written, so its lines must fit 80 columns (tests/unit/test_cli_help.py).
 WATCH_HELP = """Keep checking this machine against GOLDEN and report its health.
 
-Two checks:
+The checks:
 
 \b
   fingerprint  every --fingerprint-every: capture this machine without

@@ -237,9 +237,11 @@ class Watcher:
 
     def _next_wakeup(self) -> float:
         candidates = [self._next_fingerprint]
-        if self._next_verify is not None and self._verify_thread is None:
+        # A check waiting for the other's child to end is woken by that child's result, not by the clock.
+        busy = self._verify_thread is not None or self._cores_thread is not None
+        if self._next_verify is not None and not busy:
             candidates.append(self._next_verify)
-        if self._next_cores is not None and self._cores_thread is None:
+        if self._next_cores is not None and not busy:
             candidates.append(self._next_cores)
         return min(candidates)
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -164,3 +166,28 @@ def test_cores_off_by_default_runs_no_cores_check(watcher, tmp_path: Path) -> No
     w = watcher(cores_report(2), 0, once=True, cores_every=0)
     assert w.run() == 0 and w.state.last("cores") is None
     assert "cores-healthy" not in (tmp_path / "features").read_text()
+
+
+@CHILD
+def test_cores_waits_for_a_running_verify_without_spinning_then_runs(watcher) -> None:
+    report = {"reproduces": True, "exit_code": 0, "probes": [], "differences": [], "golden_digest": None,
+              "manifest_digest": None}
+    slow_verify = python_argv(f"import time; time.sleep(1.5); print({json.dumps(json.dumps(report))})")
+    w = watcher(cores_report(2), 0, verify_every=3600, verify_command=slow_verify, fingerprint_every=0.5)
+    rounds = []
+    publish = w._publish_schedule
+    w._publish_schedule = lambda: (rounds.append(1), publish())[1]  # type: ignore[method-assign]
+    thread = threading.Thread(target=w.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while w.state.last("cores") is None:
+            assert time.monotonic() < deadline, "the cores check never ran"
+            time.sleep(0.05)
+    finally:
+        w.request_stop()
+        thread.join(timeout=30)
+    verify, cores = w.state.last("verify"), w.state.last("cores")
+    assert verify is not None and verify.ok and cores is not None and cores.ok
+    assert cores.started_at >= verify.started_at + verify.duration_s  # never two TF children at once
+    assert len(rounds) < 40, f"the loop spun {len(rounds)} times while the verify ran"
