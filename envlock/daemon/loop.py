@@ -1,4 +1,4 @@
-"""The watch loop: schedule the two checks, publish their results, stop cleanly.
+"""The watch loop: schedule the checks, publish their results, stop cleanly.
 
 The loop is the daemon's SINGLE WRITER. Which thread owns what:
 
@@ -11,6 +11,8 @@ The loop is the daemon's SINGLE WRITER. Which thread owns what:
   waits for the verify child, so fingerprint checks and HTTP keep going during a long verify. It
   hands what it learned to the loop over ``_results`` (a ``queue.Queue``) and wakes it; it writes
   nothing else. The loop drops a verify of a golden it has replaced meanwhile (history only).
+* the cores worker (``envlock-cores``, with ``--cores-every``): the same for ``envlock cores --json``,
+  over the same queue; it never runs while the verify worker does, nor the verify worker while it does.
 * the health watchdog (``envlock-health``): health can turn by time alone (a check overdue
   because the loop is wedged), and then nothing publishes; it logs that and rewrites the NFD
   file. The NFD file is the one thing with two writers, so ``_nfd_lock`` orders the two.
