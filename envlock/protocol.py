@@ -108,6 +108,7 @@ class ChildRequest(_ChildRequestRequired, total=False):
     onednn_verbose: bool  # record the oneDNN primitives each probe executed
     trace: bool  # trace Keras models (ProbeContext.train_step/forward): recording a golden, explain
     entry_points: bool  # load the envlock.probes entry points (default true)
+    module_probes: bool  # with ``probes``: also run every probe the probe_modules register (envlock cores)
     # Filled in by the supervisor for one child:
     progress: str  # the progress file's path
     onednn_verbose_dir: str  # where per-probe stdout captures go

@@ -62,6 +62,11 @@ class Metrics:
             f"while envlock_drifted_field shows at most {MAX_DRIFT_SERIES})", ["kind"], registry=reg,
         )
         self.golden = Gauge("envlock_golden_info", "The golden being checked against", ["digest"], registry=reg)
+        # One series per CPU the cores check covers (a machine's CPU count: bounded by the kernel, not a file).
+        self.cpu_healthy = Gauge(
+            "envlock_cpu_healthy", "1 when the CPU gave the same bits as the others in the last cores check "
+            "(0: it deviates from the majority, or CPUs disagree with no majority)", ["cpu"], registry=reg,
+        )
         for kind in KINDS:
             for outcome in OUTCOMES:
                 self.checks.labels(kind=kind, outcome=outcome)  # export zeros, so rate() works from the start
@@ -89,7 +94,16 @@ class Metrics:
         self.check_ok.labels(kind=result.kind).set(1 if result.ok else 0)
         self.last_time.labels(kind=result.kind).set(result.started_at)
         self.last_duration.labels(kind=result.kind).set(result.duration_s)
+        self._set_cpus(result)
         self._changed()
+
+    def _set_cpus(self, result: CheckResult) -> None:
+        """The per-CPU series from a conclusive cores check (one that could not run changes none)."""
+        if result.kind != "cores" or not result.conclusive:
+            return
+        self.cpu_healthy.clear()
+        for cpu in result.cpus:
+            self.cpu_healthy.labels(cpu=str(cpu.cpu)).set(1 if cpu.healthy else 0)
 
     def observe(self, result: CheckResult) -> None:
         kind = result.kind
@@ -110,6 +124,7 @@ class Metrics:
                     self.probe_max_ulp.labels(probe=name).set(probe.max_ulp)
                 if probe.max_rel_error is not None:
                     self.probe_max_rel_error.labels(probe=name).set(probe.max_rel_error)
+        self._set_cpus(result)
         self._changed()  # after the updates: a rendering that overlapped them is never cached
 
     def set_drift(self, by_kind: dict[str, CheckResult]) -> None:

@@ -217,12 +217,14 @@ def _select(request: ChildRequest, progress: _Progress) -> tuple[list[Any], list
     specs = list(request.get("probe_modules") or [])
     loaded: list[str] = []
     names = request.get("probes")
+    built_in = set(all_probes()) if request.get("module_probes") else set()
     with _user_directory(request.get("cwd")):
         for spec in specs:
             progress.write({"event": "import", "module": spec})
             loaded += load_probe_modules([spec])
             progress.write({"event": "imported", "module": spec})
         registry = all_probes()
+        from_modules = [n for n in registry if n not in built_in] if request.get("module_probes") else []
         # Entry points are imported only when needed: for the whole suite, or for a name nothing else has.
         if request.get("entry_points", True) and (names is None or any(n not in registry for n in names)):
             progress.write({"event": "import", "module": f"the {ENTRY_POINT_GROUP} entry points"})
@@ -232,6 +234,8 @@ def _select(request: ChildRequest, progress: _Progress) -> tuple[list[Any], list
     from_file = {name for spec, name in zip(specs, loaded, strict=True) if looks_like_path(spec)}
     if names is None:
         return list(registry.values()), [], from_file
+    if request.get("module_probes"):  # the names given and every probe the --probe-module modules registered
+        names = [*names, *(n for n in from_modules if n not in names)]
     unknown = [n for n in dict.fromkeys(names) if n not in registry]
     return [registry[n] for n in dict.fromkeys(names) if n in registry], unknown, from_file
 

@@ -267,7 +267,8 @@ def run_child(*, probe_names: list[str] | None, repeat: int, settings: LockdownS
               probe_modules: list[str] | None = None, probe_timeout: float | None = None,
               unknown: Literal["error", "skip"] = "error", affinity: list[int] | None = None,
               onednn_verbose: bool = False, trace: bool = False,
-              on_event: Callable[[ProgressEvent], None] | None = None) -> ChildResult:
+              on_event: Callable[[ProgressEvent], None] | None = None,
+              module_probes: bool = False, collect_tf_info: bool = True) -> ChildResult:
     """Parent side: run the probes in a fresh process with ``env``; return the parsed result.
 
     ``probe_names`` None: every probe the child knows (built-ins, ``probe_modules``, entry points).
@@ -279,14 +280,18 @@ def run_child(*, probe_names: list[str] | None, repeat: int, settings: LockdownS
     (a golden being recorded, explain localising; verify compares outputs only and pays nothing).
     ``onednn_verbose``: record per probe the oneDNN primitive implementations it executed
     (``ONEDNN_VERBOSE=1`` for the child only). ``on_event``: called with each line of the child's
-    progress file, in the thread that runs the child (a progress display). Raises ``TensorflowMissing``
+    progress file, in the thread that runs the child (a progress display). ``module_probes``: with
+    ``probe_names``, also every probe the ``probe_modules`` register. ``collect_tf_info``: fingerprint
+    TF in the child (False when the caller needs no manifest). Raises ``TensorflowMissing``
     when the child cannot import TF and ``EnvironmentProblem`` when it dies outside any probe (exit 3).
     """
     request: ChildRequest = {
         "probes": probe_names, "repeat": repeat, "seed": settings.seed, "op_determinism": settings.op_determinism,
         "intra_op_threads": settings.intra_op_threads, "inter_op_threads": settings.inter_op_threads,
-        "collect_tf_info": True, "probe_modules": list(probe_modules or []), "unknown": unknown,
+        "collect_tf_info": collect_tf_info, "probe_modules": list(probe_modules or []), "unknown": unknown,
     }
+    if module_probes:
+        request["module_probes"] = True
     if affinity is not None:
         request["affinity"] = sorted(affinity)
     if trace:
