@@ -38,11 +38,11 @@ def fleet(
     from envlock.fleet.render import render_fleet
     from envlock.store import check_outputs, dumps_canonical
 
-    check_outputs([plot], inputs=files)
-    if plot is not None:
-        # lazy: matplotlib is an optional extra, imported only for --plot (and checked before reading)
+    if plot is not None:  # checked before reading thousands of files: a bad path, or no matplotlib
+        # lazy: matplotlib is an optional extra, imported only for --plot
         from envlock.fleet.plot import require_matplotlib
 
+        check_outputs([plot], inputs=files)
         require_matplotlib()
     report = fleet_report(files, keep_going=keep_going)
     if plot is not None:

@@ -33,6 +33,16 @@ def require_matplotlib() -> Any:
         raise EnvironmentProblem(MISSING) from None
 
 
+MAX_LABEL = 60  # characters of a row label (a hostname may have 255)
+
+
+def _label(text: str) -> str:
+    """Escaped for a terminal (``one_line``) and for matplotlib, which reads $...$ as mathtext."""
+    text = one_line(text)
+    text = text if len(text) <= MAX_LABEL else text[:MAX_LABEL - 1] + "\u2026"
+    return text.replace("$", "\\$")
+
+
 def family(probe: str) -> str:
     return probe.split(".", 1)[0]
 
@@ -61,12 +71,12 @@ def map_rows(report: FleetReport, max_rows: int = MAX_ROWS) -> list[MapRow]:
     for index, group in enumerate(report.groups):
         head = f"{group.profile} "
         if per_machine:
-            rows += [MapRow(one_line(f"{head}{m.machine} [{m.numeric_class}]"), index, _shares(m, group))
+            rows += [MapRow(_label(f"{head}{m.machine} [{m.numeric_class}]"), index, _shares(m, group))
                      for m in group.machines]
             continue
         for view in group.classes:  # the class's first machine stands for it: one class, one set of bits
             first = next(m for m in group.machines if m.numeric_class == view.numeric_class)
-            rows.append(MapRow(one_line(f"{head}class {view.numeric_class} ({len(view.machines)} machines)"),
+            rows.append(MapRow(_label(f"{head}class {view.numeric_class} ({len(view.machines)} machines)"),
                                index, _shares(first, group)))
     return rows[:max_rows]
 
@@ -92,7 +102,7 @@ def draw(report: FleetReport, pyplot: Any) -> bytes:
         axes.set_xlim(0, max(1, len(families)))
         axes.set_ylim(len(rows), 0)
         axes.set_xticks([x + 0.5 for x in range(len(families))])
-        axes.set_xticklabels([one_line(f) for f in families], rotation=45, ha="right", fontsize=8)
+        axes.set_xticklabels([_label(f) for f in families], rotation=45, ha="right", fontsize=8)
         axes.set_yticks([y + 0.5 for y in range(len(rows))])
         axes.set_yticklabels([r.label for r in rows], fontsize=8)
         axes.tick_params(length=0)

@@ -14,7 +14,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -26,8 +26,7 @@ RowKind = Literal["golden", "verify", "prometheus"]
 NOT_RECORDED = "class not recorded (a verify report from before numeric classes: re-run `envlock verify` there)"
 
 
-@dataclass(frozen=True)
-class ProbeCell:
+class ProbeCell(NamedTuple):  # a tuple: a fleet makes hundreds of thousands
     """One probe on one machine. A golden: its status and ``digest``, 16 hex over its outputs'
     sha256s (equal exactly when every output is bit for bit equal). A verify report: its verdict
     against the report's golden and the ULPs measured on the samples."""
@@ -182,7 +181,7 @@ def report_row(path: str, document: Mapping[str, Any]) -> MachineRow:
     except ValidationError as exc:
         raise BadFileError(path, f"not a usable verify report: {_problem(exc)}") from None
     _unique([p.name for p in report.probes], path)
-    cells = {p.name: ProbeCell(p.status, max_ulp=p.max_ulp) for p in report.probes}
+    cells = {p.name: ProbeCell(p.status, None, p.max_ulp) for p in report.probes}
     return MachineRow(source=path, kind="verify", hostname=report.hostname, manifest_digest=report.manifest_digest,
                       envlock_version=report.envlock_version, profile=_report_profile(report),
                       numeric_class=report.numeric_class, cells=cells, probe_set=tuple(sorted(cells)),

@@ -221,6 +221,17 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
 
 
+def test_plot_labels_from_the_files_are_neither_mathtext_nor_control_characters(tmp_path: Path) -> None:
+    if not IN_CI:
+        pytest.importorskip("matplotlib")
+    hostile = _new_report(tmp_path, hostname="$\\frac{a}{$" + "\x1b[2J" + "x" * 200)
+    out = tmp_path / "map.png"
+    code, _, err = _cli("--plot", out, hostile, AMD_FULL)
+    assert code == 1 and out.read_bytes()[:4] == b"\x89PNG", err
+    (label, *_) = [r.label for r in map_rows(fleet_report([hostile]))]
+    assert "\x1b" not in label and "\\$\\frac" in label and len(label.replace("\\$", "$")) <= 60
+
+
 @pytest.mark.processes("an interpreter where matplotlib cannot be imported")
 def test_plot_without_matplotlib_is_one_line_and_exit_3(tmp_path: Path) -> None:
     code = ("import sys; sys.modules['matplotlib'] = None; sys.argv = ['envlock', 'fleet', '--plot', sys.argv[1], "
