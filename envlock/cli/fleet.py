@@ -22,7 +22,7 @@ still read, and bad usage; 3 --plot without matplotlib (pip install 'envlock[plo
 
 @app.command(help=FLEET_HELP)
 def fleet(
-    files: Annotated[list[Path], typer.Argument(metavar="FILES...", help="Goldens and verify reports.",
+    files: Annotated[list[Path], typer.Argument(metavar="FILE", help="Goldens and verify reports (any number).",
                                                 show_default=False)],
     as_json: Annotated[bool, typer.Option("--json", help="Print the picture as one JSON object "
                                           "(kind envlock.fleet).")] = False,

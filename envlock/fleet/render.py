@@ -33,8 +33,9 @@ def _group_lines(group: FleetGroup) -> list[str]:
     head = (f"envlock {one_line(group.envlock)}, profile {one_line(group.profile)}, {probes}: "
             f"{_plural(len(group.classes), 'class')}, {_plural(len({m.machine for m in group.machines}), 'machine')}")
     lines = [head]
+    tied = len(group.classes) > 1 and len(group.classes[0].machines) == len(group.classes[1].machines)
     for view in group.classes:
-        tag = " (largest)" if view.largest and len(group.classes) > 1 else ""
+        tag = "" if not view.largest or len(group.classes) == 1 else " (reference: a tie)" if tied else " (largest)"
         lines.append(f"  class {view.numeric_class}{tag}: {_plural(len(view.machines), 'machine')}: "
                      f"{_listed(view.machines)}")
     for sep in group.separations:
@@ -50,8 +51,8 @@ def _group_lines(group: FleetGroup) -> list[str]:
 
 def render_fleet(report: FleetReport) -> str:
     lines = [f"envlock fleet: {_plural(report.files, 'file')}, {_plural(report.machines, 'machine')}, "
-             f"{_plural(len(report.groups), 'group')} (never compared with each other: envlock version, profile "
-             "and probe set differ)" if len(report.groups) > 1 else
+             f"{_plural(len(report.groups), 'group')} (never compared with each other: their envlock version, "
+             "profile or probe set differ)" if len(report.groups) > 1 else
              f"envlock fleet: {_plural(report.files, 'file')}, {_plural(report.machines, 'machine')}"]
     for group in report.groups:
         lines += ["", *_group_lines(group)]

@@ -306,3 +306,14 @@ def test_a_golden_edited_where_the_row_does_not_look_fails_its_full_load_when_me
     assert report.groups[0].separations[0].probes  # still known from the digests, without ULPs
     assert all(g.max_ulp is None for g in report.groups[0].separations[0].probes)
 
+
+
+def test_the_example_in_docs_fleet_md_is_what_the_command_prints(monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = (REPO_ROOT / "docs" / "fleet.md").read_text(encoding="utf-8")
+    block = doc.split("```console\n", 1)[1].split("```", 1)[0].splitlines()
+    command = (block[0] + " " + block[1]).replace("\\", " ").split()
+    assert command[:3] == ["$", "envlock", "fleet"]
+    monkeypatch.chdir(REPO_ROOT)  # the paths are printed as given
+    code, out, err = _cli(*command[3:])
+    assert code == 1, err
+    assert out == "\n".join(block[2:]) + "\n"
