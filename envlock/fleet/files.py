@@ -43,8 +43,8 @@ def max_ulps(reference: Golden, other: Golden, probes: Sequence[str]) -> dict[st
             out[name] = None
             continue
         theirs = {o.name: o.model_dump() for o in mine.outputs}
-        ulps = [r.max_ulp for o in ref.outputs if o.name in theirs
-                for r in [compare_output(o.model_dump(), theirs[o.name], bitwise)] if r.max_ulp is not None]
+        compared = [compare_output(o.model_dump(), theirs[o.name], bitwise) for o in ref.outputs if o.name in theirs]
+        ulps = [r.max_ulp for r in compared if not r.identical and r.max_ulp is not None]  # identical ones are 0
         out[name] = max(ulps) if ulps else None
     return out
 

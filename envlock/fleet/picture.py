@@ -59,7 +59,7 @@ class ProbeGap(BaseModel):
 
 
 class Separation(BaseModel):
-    reference: str  # the largest class
+    reference: str  # the largest class; or, known only that way, the class of the golden ``other`` verified
     other: str
     known: bool  # False: no golden of each class and no verify report between them
     probes: list[ProbeGap] = Field(default_factory=list)
@@ -162,13 +162,29 @@ def _separation(largest: str, other: str, members: Mapping[str, list[MachineRow]
         ulps = measure(ref, mine, names) if measure is not None and names else {}
         return Separation(reference=largest, other=other, known=True, evidence=[ref.source, mine.source],
                           probes=[ProbeGap(probe=n, max_ulp=ulps.get(n), how="goldens") for n in names])
-    report = next((r for r in members[other] if r.kind == "verify" and r.golden_class == largest), None) \
-        or next((r for r in members[largest] if r.kind == "verify" and r.golden_class == other), None)
-    if report is None:
+    found = _report_between(other, largest, members)
+    if found is None:
         return Separation(reference=largest, other=other, known=False)
+    report, reference = found
     gaps = [ProbeGap(probe=n, max_ulp=c.max_ulp, how="verify" if c.status in ("drift", "within_tolerance")
                      else c.status) for n, c in sorted(report.cells.items()) if c.status in DIFFERING]
-    return Separation(reference=largest, other=other, known=True, evidence=[report.source], probes=gaps)
+    return Separation(reference=reference, other=other, known=True, evidence=[report.source], probes=gaps)
+
+
+def _report_between(other: str, largest: str, members: Mapping[str, list[MachineRow]]) -> tuple[MachineRow, str] | None:
+    """A verify report between ``other`` and the largest class, either way round; else one of ``other``
+    against the class of its golden, when that class is in the group (what is known is said)."""
+    for row in members[other]:
+        if row.kind == "verify" and row.golden_class == largest:
+            return row, largest
+    for row in members[largest]:
+        if row.kind == "verify" and row.golden_class == other:
+            return row, largest
+    for row in members[other]:
+        if row.kind == "verify" and row.golden_class is not None and row.golden_class in members \
+                and row.golden_class != other:
+            return row, row.golden_class
+    return None
 
 
 def _group(key: _Key, rows: list[MachineRow], measure: Measure | None) -> FleetGroup:

@@ -44,7 +44,8 @@ def _group_lines(group: FleetGroup) -> list[str]:
                          "golden of each, or a verify report of one against a golden of the other)")
             continue
         gaps = ", ".join(_gap(g) for g in sep.probes) or "none listed (the classes differ in probes not compared)"
-        lines.append(f"  {sep.other} vs {sep.reference}: {_plural(len(sep.probes), 'probe')} separate them: {gaps}")
+        verb = "separates" if len(sep.probes) == 1 else "separate"
+        lines.append(f"  {sep.other} vs {sep.reference}: {_plural(len(sep.probes), 'probe')} {verb} them: {gaps}")
         lines.append(f"    from {_listed(sep.evidence, 2)}")
     return lines
 

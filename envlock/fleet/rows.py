@@ -117,7 +117,7 @@ class _Verdict(_Read):
 
 class _Report(_Read):
     reproduces: bool
-    golden_digest: str
+    golden_digest: Annotated[str, Field(max_length=80)]
     manifest_digest: _SHA
     probes: list[_Verdict] = Field(max_length=_MAX_PROBES)
     numeric_class: _CLASS | None = None

@@ -317,3 +317,23 @@ def test_the_example_in_docs_fleet_md_is_what_the_command_prints(monkeypatch: py
     code, out, err = _cli(*command[3:])
     assert code == 1, err
     assert out == "\n".join(block[2:]) + "\n"
+
+
+def test_a_class_known_only_against_its_golden_s_class_is_separated_from_that_one(tmp_path: Path) -> None:
+    amd = _row(AMD_FULL).numeric_class
+    intel = [_new_report(tmp_path, f"i{n}.json", manifest_digest="sha256:" + f"{n}" * 64) for n in range(2)]
+    odd = _new_report(tmp_path, "odd.json", numeric_class="0dd0dd0dd0dd", manifest_digest="sha256:" + "d" * 64)
+    (group,) = fleet_report([AMD_FULL, *intel, odd]).groups
+    assert [len(c.machines) for c in group.classes] == [2, 1, 1]  # Intel is the largest: the reference
+    by_other = {s.other: s for s in group.separations}
+    assert by_other[amd].reference == group.classes[0].numeric_class and by_other[amd].known
+    assert by_other["0dd0dd0dd0dd"].reference == amd and by_other["0dd0dd0dd0dd"].known  # what its report measured
+
+
+def test_outputs_whose_bytes_differ_outside_the_samples_are_not_measured_never_zero_ulp(tmp_path: Path) -> None:
+    edited = _json(AMD_FULL)
+    probe = next(p for p in edited["probes"] if p["name"] == "hw.reciprocal")
+    probe["outputs"][0]["sha256"] = "sha256:" + "e" * 64  # the samples stay the same
+    other = write_json(tmp_path / "other.json", reseal(edited))
+    (separation,) = fleet_report([AMD_FULL, other]).groups[0].separations
+    assert [(g.probe, g.max_ulp) for g in separation.probes] == [("hw.reciprocal", None)]
