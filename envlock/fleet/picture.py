@@ -39,10 +39,12 @@ class MachineView(BaseModel):
     kind: RowKind
     numeric_class: str | None
     cpu: str | None = None
-    # Against the group's largest class: "same", "differs" (on ``differs``), or "unknown" (no golden of
-    # that class to compare with, and a verify report against another golden).
+    # Against the group's largest class: "same", "differs" (on ``differs``; not known on ``unknown``), or
+    # "unknown" (nothing read measures its class against the largest's, or only ``unknown`` might
+    # differ). A property of the class: all its machines have the same outputs.
     agreement: Literal["same", "differs", "unknown"] = "unknown"
     differs: list[str] = Field(default_factory=list)
+    unknown: list[str] = Field(default_factory=list)
     golden_class: str | None = None  # a verify report: its golden's class
 
 
@@ -139,17 +141,33 @@ def _report_differs(row: MachineRow) -> list[str]:
     return [name for name, cell in row.cells.items() if cell.status in DIFFERING]
 
 
-def _view(row: MachineRow, largest: str, reference: MachineRow | None) -> MachineView:
+def against_largest(largest: str, separations: Sequence[Separation]) -> dict[str, tuple[set[str], set[str]]]:
+    """Per class, the probes on which its outputs differ from the largest class's, and those where that
+    is not known. A class is one set of outputs, so this holds for each of its machines. A class measured
+    only against another class G (its report's golden) is derived through G: a probe that differs on one
+    side only differs; one that differs on both sides may or may not. Classes not reached are absent."""
+    known: dict[str, tuple[set[str], set[str]]] = {largest: (set(), set())}
+    for sep in separations:
+        if sep.known and sep.reference == largest:
+            known[sep.other] = ({g.probe for g in sep.probes}, set())
+    for sep in separations:
+        if sep.known and sep.reference != largest and sep.reference in known:
+            mine = {g.probe for g in sep.probes}
+            theirs, unsure = known[sep.reference]
+            known[sep.other] = ((mine ^ theirs) - unsure, (mine & theirs) | unsure)
+    return known
+
+
+def _view(row: MachineRow, largest: str, known: Mapping[str, tuple[set[str], set[str]]]) -> MachineView:
     view = MachineView(machine=row.machine, source=row.source, kind=row.kind, numeric_class=row.numeric_class,
                        cpu=row.cpu, golden_class=row.golden_class)
     if row.numeric_class == largest:
         view.agreement = "same"
-    elif row.kind == "golden" and reference is not None:
-        view.differs = sorted(_golden_differs(row, reference))
-    elif row.kind == "verify" and row.golden_class == largest:
-        view.differs = sorted(_report_differs(row))
-    if row.numeric_class != largest and (view.differs or row.kind == "golden" and reference is not None):
-        view.agreement = "differs"
+    elif row.numeric_class is not None and row.numeric_class in known:
+        differs, unsure = known[row.numeric_class]
+        # Another class differs somewhere; where every probe it might differ on is unsure, say "unknown".
+        view.agreement = "unknown" if unsure and not differs else "differs"
+        view.differs, view.unknown = sorted(differs), sorted(unsure)
     return view
 
 
@@ -195,13 +213,15 @@ def _group(key: _Key, rows: list[MachineRow], measure: Measure | None) -> FleetG
     machines = {c: sorted({r.machine for r in rs}) for c, rs in members.items()}
     order = sorted(machines, key=lambda c: (-len(machines[c]), c))
     largest = order[0]
-    reference = next((r for r in members[largest] if r.kind == "golden"), None)
+    separations = [_separation(largest, c, members, measure) for c in order[1:]]
+    known = against_largest(largest, separations)
+    rank = {c: n for n, c in enumerate(order)}
     return FleetGroup(
         envlock=key.envlock, profile=key.profile, probe_set=probe_set_id(key.probes), probes=list(key.probes),
         classes=[ClassView(numeric_class=c, machines=machines[c], largest=c == largest) for c in order],
-        separations=[_separation(largest, c, members, measure) for c in order[1:]],
-        machines=[_view(r, largest, reference) for r in sorted(rows, key=lambda r: (order.index(r.numeric_class
-                                                                                   or ""), r.machine, r.source))])
+        separations=separations,
+        machines=[_view(r, largest, known)
+                  for r in sorted(rows, key=lambda r: (rank[r.numeric_class or ""], r.machine, r.source))])
 
 
 def _profile_changes(groups: list[FleetGroup]) -> list[ProfileChange]:

@@ -33,6 +33,7 @@ def require_matplotlib() -> Any:
         raise EnvironmentProblem(MISSING) from None
 
 
+GREEN, AMBER, RED, GREY = "#1a9850", "#fdae61", "#d73027", "#d9d9d9"
 MAX_LABEL = 60  # characters of a row label (a hostname may have 255)
 
 
@@ -51,17 +52,27 @@ def family(probe: str) -> str:
 class MapRow:
     label: str
     group: int  # index of its fleet group
-    shares: dict[str, float | None]  # family -> share of its probes agreeing with the largest class
+    shares: dict[str, float | None]  # family -> share of its known probes agreeing with the largest class
+    partial: frozenset[str] = frozenset()  # families where some probes are not known (drawn with "?")
 
 
 def _shares(view: MachineView, group: FleetGroup) -> dict[str, float | None]:
     families: dict[str, list[str]] = {}
     for probe in group.probes:
         families.setdefault(family(probe), []).append(probe)
-    if view.agreement == "unknown":
+    differs, unknown = set(view.differs), set(view.unknown)
+    if view.agreement == "unknown" and not unknown:  # nothing measures its class against the largest
         return dict.fromkeys(families)
-    differs = set(view.differs)
-    return {f: sum(p not in differs for p in ps) / len(ps) for f, ps in families.items()}
+    shares: dict[str, float | None] = {}
+    for name, probes in families.items():
+        known = [p for p in probes if p not in unknown]
+        shares[name] = sum(p not in differs for p in known) / len(known) if known else None
+    return shares
+
+
+def _partial(view: MachineView, group: FleetGroup) -> frozenset[str]:
+    unknown = set(view.unknown)
+    return frozenset(family(p) for p in group.probes if p in unknown)
 
 
 def map_rows(report: FleetReport, max_rows: int = MAX_ROWS) -> list[MapRow]:
@@ -71,20 +82,19 @@ def map_rows(report: FleetReport, max_rows: int = MAX_ROWS) -> list[MapRow]:
     for index, group in enumerate(report.groups):
         head = f"{group.profile} "
         if per_machine:
-            rows += [MapRow(_label(f"{head}{m.machine} [{m.numeric_class}]"), index, _shares(m, group))
-                     for m in group.machines]
+            rows += [MapRow(_label(f"{head}{m.machine} [{m.numeric_class}]"), index, _shares(m, group),
+                            _partial(m, group)) for m in group.machines]
             continue
         for view in group.classes:  # the class's first machine stands for it: one class, one set of bits
             first = next(m for m in group.machines if m.numeric_class == view.numeric_class)
             rows.append(MapRow(_label(f"{head}class {view.numeric_class} ({len(view.machines)} machines)"),
-                               index, _shares(first, group)))
+                               index, _shares(first, group), _partial(first, group)))
     return rows[:max_rows]
 
 
 def draw(report: FleetReport, pyplot: Any) -> bytes:
     rows = map_rows(report)
     families: list[str] = sorted({f for r in rows for f in r.shares})
-    colours = pyplot.get_cmap("RdYlGn")
     width = max(6.0, 1.8 + 0.55 * len(families))
     height = max(2.5, 1.6 + 0.32 * len(rows))
     figure, axes = pyplot.subplots(figsize=(width, height), dpi=110)
@@ -92,10 +102,11 @@ def draw(report: FleetReport, pyplot: Any) -> bytes:
         for y, row in enumerate(rows):
             for x, name in enumerate(families):
                 share = row.shares.get(name)
-                colour = (0.85, 0.85, 0.85, 1.0) if share is None else colours(0.1 + 0.8 * share)
+                colour = GREY if share is None else GREEN if share == 1 else RED if share == 0 else AMBER
                 axes.add_patch(pyplot.Rectangle((x, y), 1, 1, facecolor=colour, edgecolor="white", linewidth=1.5))
-                if share is not None and share < 1:
-                    axes.text(x + 0.5, y + 0.5, f"{share:.0%}", ha="center", va="center", fontsize=7)
+                unsure = "?" if name in row.partial else ""
+                if share is not None and (share < 1 or unsure):
+                    axes.text(x + 0.5, y + 0.5, f"{share:.0%}{unsure}", ha="center", va="center", fontsize=7)
         for y in range(1, len(rows)):
             if rows[y].group != rows[y - 1].group:
                 axes.axhline(y, color="black", linewidth=1.2)
@@ -108,8 +119,9 @@ def draw(report: FleetReport, pyplot: Any) -> bytes:
         axes.tick_params(length=0)
         for side in axes.spines.values():
             side.set_visible(False)
-        axes.set_title("share of each probe family agreeing with the group's largest class\n"
-                       "(green: all, red: none, grey: not known or not in the probe set)", fontsize=9)
+        axes.set_title("share of each probe family's probes agreeing with the group's largest class\n"
+                       "green: all, amber: some, red: none, grey: not known or not in the probe set; ?: some not known",
+                       fontsize=9)
         figure.tight_layout()
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png")

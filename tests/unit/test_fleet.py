@@ -328,6 +328,12 @@ def test_a_class_known_only_against_its_golden_s_class_is_separated_from_that_on
     by_other = {s.other: s for s in group.separations}
     assert by_other[amd].reference == group.classes[0].numeric_class and by_other[amd].known
     assert by_other["0dd0dd0dd0dd"].reference == amd and by_other["0dd0dd0dd0dd"].known  # what its report measured
+    # Against Intel, derived through AMD: it differs from AMD where Intel does, so each of those probes may
+    # or may not differ from Intel; every other probe agrees with both.
+    (view,) = [m for m in group.machines if m.numeric_class == "0dd0dd0dd0dd"]
+    assert view.agreement == "unknown" and not view.differs and set(view.unknown) == _drifting(OLD_REPORT)
+    (amd_view,) = [m for m in group.machines if m.numeric_class == amd]
+    assert amd_view.agreement == "differs" and set(amd_view.differs) == _drifting(OLD_REPORT)
 
 
 def test_outputs_whose_bytes_differ_outside_the_samples_are_not_measured_never_zero_ulp(tmp_path: Path) -> None:
