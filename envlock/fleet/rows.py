@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, NamedTuple
@@ -167,7 +168,8 @@ def golden_row(path: str, document: Mapping[str, Any]) -> MachineRow:
     if golden.numeric_class is not None and golden.numeric_class != computed:
         raise IntegrityError(path, f"numeric_class {golden.numeric_class} is not the class of its probes' outputs "
                                    f"({computed}): it was edited after capture")
-    cells = {p.name: ProbeCell(p.status, outputs_digest(pairs[p.name]) if p.status == "ok" else None)
+    # Names interned: 10,000 rows share one copy of each probe's name (a quarter of their memory).
+    cells = {sys.intern(p.name): ProbeCell(p.status, outputs_digest(pairs[p.name]) if p.status == "ok" else None)
              for p in golden.probes}
     return MachineRow(source=path, kind="golden", hostname=golden.manifest.host.hostname,
                       manifest_digest=golden.manifest.digest, envlock_version=golden.envlock_version,
@@ -181,7 +183,7 @@ def report_row(path: str, document: Mapping[str, Any]) -> MachineRow:
     except ValidationError as exc:
         raise BadFileError(path, f"not a usable verify report: {_problem(exc)}") from None
     _unique([p.name for p in report.probes], path)
-    cells = {p.name: ProbeCell(p.status, None, p.max_ulp) for p in report.probes}
+    cells = {sys.intern(p.name): ProbeCell(p.status, None, p.max_ulp) for p in report.probes}
     return MachineRow(source=path, kind="verify", hostname=report.hostname, manifest_digest=report.manifest_digest,
                       envlock_version=report.envlock_version, profile=_report_profile(report),
                       numeric_class=report.numeric_class, cells=cells, probe_set=tuple(sorted(cells)),
