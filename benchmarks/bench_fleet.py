@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import random
 import subprocess
 import sys
@@ -28,7 +29,8 @@ GOLDENS = [REPO / "goldens" / "amd-epyc-zen4-2vcpu.json", INTEL / "golden-full-s
            REPO / "goldens" / "intel-xeon-amx-2vcpu-portable.json"]
 REPORT = INTEL / "verify-of-amd-epyc-zen4-2vcpu.json"
 
-# Each in a fresh interpreter, printing "seconds peak_kib": the baseline reads what fleet reads.
+# Each in a fresh interpreter, printing "wall_seconds cpu_seconds peak_kib": the baseline reads what fleet
+# reads. CPU seconds are the steadier figure on a shared machine; fleet's include its imports.
 BASELINE = """
 import json, resource, sys, time
 paths = sys.argv[1:]
@@ -36,15 +38,16 @@ start = time.perf_counter()
 for path in paths:
     with open(path, "rb") as handle:
         json.load(handle)
-print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+usage = resource.getrusage(resource.RUSAGE_SELF)
+print(time.perf_counter() - start, usage.ru_utime + usage.ru_stime, usage.ru_maxrss)
 """
 FLEET = """
 import resource, sys, time
 start = time.perf_counter()
 from envlock.fleet.files import fleet_report
 report = fleet_report(sys.argv[1:])
-seconds = time.perf_counter() - start
-print(seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+usage = resource.getrusage(resource.RUSAGE_SELF)
+print(time.perf_counter() - start, usage.ru_utime + usage.ru_stime, usage.ru_maxrss)
 print(report.files, report.machines, len(report.groups), sum(len(g.classes) for g in report.groups), file=sys.stderr)
 """
 
@@ -107,16 +110,15 @@ def make_reports(out: Path, count: int, rng: random.Random) -> list[Path]:
 
 
 def _run(code: str, paths: list[Path]) -> tuple[float, float, float]:
-    start = time.perf_counter()
+    """(wall seconds, CPU seconds, peak RSS in MB) of ``code`` over ``paths`` in a fresh process."""
     proc = subprocess.run([sys.executable, "-c", code, *map(str, paths)], capture_output=True, text=True,
                           cwd=REPO, check=False)
-    wall = time.perf_counter() - start
     if proc.returncode:
         raise SystemExit(proc.stderr[-2000:])
-    seconds, peak_kib = proc.stdout.split()
+    seconds, cpu, peak_kib = proc.stdout.split()
     if proc.stderr.strip():
         print(f"  (fleet: files, machines, groups, classes = {proc.stderr.strip()})")
-    return float(seconds), wall, float(peak_kib) / 1024
+    return float(seconds), float(cpu), float(peak_kib) / 1024
 
 
 def main() -> int:
@@ -135,16 +137,19 @@ def main() -> int:
         print(f"{len(paths)} files ({goldens} goldens, {len(paths) - goldens} verify reports), {size:.0f} MiB, "
               f"made in {time.perf_counter() - started:.1f} s")
         _run(BASELINE, paths)  # warm the page cache: both timings then read from memory
-        base_s, base_wall, base_mb = _run(BASELINE, paths)
-        fleet_s, fleet_wall, fleet_mb = _run(FLEET, paths)
+        base_s, base_cpu, base_mb = _run(BASELINE, paths)
+        fleet_s, fleet_cpu, fleet_mb = _run(FLEET, paths)
         cli_start = time.perf_counter()
         cli = subprocess.run([sys.executable, "-m", "envlock", "fleet", "--json", *map(str, paths)],
                              capture_output=True, cwd=REPO, check=False)
         cli_s = time.perf_counter() - cli_start
-    print(f"baseline: json.load of every file      {base_s:6.2f} s, peak RSS {base_mb:6.0f} MB "
-          f"(process wall {base_wall:.2f} s)")
-    print(f"envlock fleet core (fleet_report)      {fleet_s:6.2f} s = {fleet_s / base_s:4.2f} x json.load; "
-          f"peak RSS {fleet_mb:6.0f} MB = {fleet_mb / base_mb:4.2f} x (process wall {fleet_wall:.2f} s)")
+    load = os.getloadavg()[0]
+    print(f"load average {load:.1f} on {os.cpu_count()} CPUs")
+    print(f"baseline: json.load of every file  {base_s:6.2f} s ({base_cpu:6.2f} s CPU), "
+          f"peak RSS {base_mb:4.0f} MB")
+    print(f"envlock fleet core (fleet_report)  {fleet_s:6.2f} s ({fleet_cpu:6.2f} s CPU) = {fleet_s / base_s:4.2f} x "
+          f"json.load ({fleet_cpu / base_cpu:4.2f} x in CPU); peak RSS {fleet_mb:4.0f} MB "
+          f"= {fleet_mb / base_mb:4.2f} x")
     print(f"envlock fleet --json (the CLI, end to end) {cli_s:6.2f} s, exit {cli.returncode}, "
           f"{len(cli.stdout) / 2**20:.1f} MiB of JSON")
     print(f"goal: under 10 s ({fleet_s / 10:4.0%} of it) and under 500 MB ({fleet_mb / 500:4.0%} of it)")
