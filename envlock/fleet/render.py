@@ -36,16 +36,17 @@ def _group_lines(group: FleetGroup) -> list[str]:
     tied = len(group.classes) > 1 and len(group.classes[0].machines) == len(group.classes[1].machines)
     for view in group.classes:
         tag = "" if not view.largest or len(group.classes) == 1 else " (reference: a tie)" if tied else " (largest)"
-        lines.append(f"  class {view.numeric_class}{tag}: {_plural(len(view.machines), 'machine')}: "
+        lines.append(f"  class {one_line(view.numeric_class)}{tag}: {_plural(len(view.machines), 'machine')}: "
                      f"{_listed(view.machines)}")
     for sep in group.separations:
+        pair = f"{one_line(sep.other)} vs {one_line(sep.reference)}"  # classes from another reader are labels
         if not sep.known:
-            lines.append(f"  {sep.other} vs {sep.reference}: the probes that separate them are not known (give a "
+            lines.append(f"  {pair}: the probes that separate them are not known (give a "
                          "golden of each, or a verify report of one against a golden of the other)")
             continue
         gaps = ", ".join(_gap(g) for g in sep.probes) or "none listed (the classes differ in probes not compared)"
         verb = "separates" if len(sep.probes) == 1 else "separate"
-        lines.append(f"  {sep.other} vs {sep.reference}: {_plural(len(sep.probes), 'probe')} {verb} them: {gaps}")
+        lines.append(f"  {pair}: {_plural(len(sep.probes), 'probe')} {verb} them: {gaps}")
         lines.append(f"    from {_listed(sep.evidence, 2)}")
     return lines
 

@@ -343,3 +343,18 @@ def test_outputs_whose_bytes_differ_outside_the_samples_are_not_measured_never_z
     other = write_json(tmp_path / "other.json", reseal(edited))
     (separation,) = fleet_report([AMD_FULL, other]).groups[0].separations
     assert [(g.probe, g.max_ulp) for g in separation.probes] == [("hw.reciprocal", None)]
+
+
+def test_labels_from_another_reader_are_escaped_too() -> None:
+    rows = [MachineRow(source="prometheus", kind="prometheus", hostname=f"h{n}\x1b[31m", manifest_digest=None,
+                       envlock_version="0.1", profile="default\u202e", numeric_class=cls)
+            for n, cls in enumerate(["a\x1b]0;x\x07", "b"])]
+    text = render_fleet(analyse(rows))
+    assert all(line.isprintable() for line in text.splitlines())
+    assert "\\x1b]0;x\\x07" in text and "\\u202e" in text
+
+
+def test_keep_going_with_every_file_bad_is_exit_2_and_says_what_was_not_read(tmp_path: Path) -> None:
+    bad = write_json(tmp_path / "bad.json", [])
+    code, out, _ = _cli("--keep-going", bad)
+    assert code == 2 and "1 file not read:" in out and str(bad) in out
