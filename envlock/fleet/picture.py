@@ -150,8 +150,9 @@ def against_largest(largest: str, separations: Sequence[Separation]) -> dict[str
     for sep in separations:
         if sep.known and sep.reference == largest:
             known[sep.other] = ({g.probe for g in sep.probes}, set())
-    for sep in separations:
-        if sep.known and sep.reference != largest and sep.reference in known:
+    through = [s for s in separations if s.known and s.reference != largest]
+    while reached := [s for s in through if s.reference in known and s.other not in known]:  # chains too
+        for sep in reached:
             mine = {g.probe for g in sep.probes}
             theirs, unsure = known[sep.reference]
             known[sep.other] = ((mine ^ theirs) - unsure, (mine & theirs) | unsure)
