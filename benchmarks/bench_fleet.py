@@ -42,12 +42,14 @@ usage = resource.getrusage(resource.RUSAGE_SELF)
 print(time.perf_counter() - start, usage.ru_utime + usage.ru_stime, usage.ru_maxrss)
 """
 FLEET = """
-import resource, sys, time
+import os, resource, sys, time
 start = time.perf_counter()
 from envlock.fleet.files import fleet_report
-report = fleet_report(sys.argv[1:])
-usage = resource.getrusage(resource.RUSAGE_SELF)
-print(time.perf_counter() - start, usage.ru_utime + usage.ru_stime, usage.ru_maxrss)
+report = fleet_report(sys.argv[1:], jobs=int(os.environ["FLEET_JOBS"]))
+usage, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+# CPU: this process and its reader workers; memory: the larger of this process and a worker
+print(time.perf_counter() - start, usage.ru_utime + usage.ru_stime + children.ru_utime + children.ru_stime,
+      max(usage.ru_maxrss, children.ru_maxrss))
 print(report.files, report.machines, len(report.groups), sum(len(g.classes) for g in report.groups), file=sys.stderr)
 """
 
@@ -109,10 +111,10 @@ def make_reports(out: Path, count: int, rng: random.Random) -> list[Path]:
     return paths
 
 
-def _run(code: str, paths: list[Path]) -> tuple[float, float, float]:
+def _run(code: str, paths: list[Path], jobs: int = 1) -> tuple[float, float, float]:
     """(wall seconds, CPU seconds, peak RSS in MB) of ``code`` over ``paths`` in a fresh process."""
     proc = subprocess.run([sys.executable, "-c", code, *map(str, paths)], capture_output=True, text=True,
-                          cwd=REPO, check=False)
+                          cwd=REPO, check=False, env={**os.environ, "FLEET_JOBS": str(jobs)})
     if proc.returncode:
         raise SystemExit(proc.stderr[-2000:])
     seconds, cpu, peak_kib = proc.stdout.split()
@@ -138,7 +140,9 @@ def main() -> int:
               f"made in {time.perf_counter() - started:.1f} s")
         _run(BASELINE, paths)  # warm the page cache: both timings then read from memory
         base_s, base_cpu, base_mb = _run(BASELINE, paths)
-        fleet_s, fleet_cpu, fleet_mb = _run(FLEET, paths)
+        one_s, one_cpu, one_mb = _run(FLEET, paths, jobs=1)
+        jobs = len(os.sched_getaffinity(0))
+        fleet_s, fleet_cpu, fleet_mb = _run(FLEET, paths, jobs=jobs)
         cli_start = time.perf_counter()
         cli = subprocess.run([sys.executable, "-m", "envlock", "fleet", "--json", *map(str, paths)],
                              capture_output=True, cwd=REPO, check=False)
@@ -147,7 +151,10 @@ def main() -> int:
     print(f"load average {load:.1f} on {os.cpu_count()} CPUs")
     print(f"baseline: json.load of every file  {base_s:6.2f} s ({base_cpu:6.2f} s CPU), "
           f"peak RSS {base_mb:4.0f} MB")
-    print(f"envlock fleet core (fleet_report)  {fleet_s:6.2f} s ({fleet_cpu:6.2f} s CPU) = {fleet_s / base_s:4.2f} x "
+    print(f"envlock fleet core, 1 process      {one_s:6.2f} s ({one_cpu:6.2f} s CPU) = {one_s / base_s:4.2f} x "
+          f"json.load; peak RSS {one_mb:4.0f} MB")
+    print(f"envlock fleet core, {jobs} processes    {fleet_s:6.2f} s ({fleet_cpu:6.2f} s CPU) "
+          f"= {fleet_s / base_s:4.2f} x "
           f"json.load ({fleet_cpu / base_cpu:4.2f} x in CPU); peak RSS {fleet_mb:4.0f} MB "
           f"= {fleet_mb / base_mb:4.2f} x")
     print(f"envlock fleet --json (the CLI, end to end) {cli_s:6.2f} s, exit {cli.returncode}, "

@@ -32,6 +32,9 @@ def fleet(
                                                    "needs matplotlib (envlock[plot]).")] = None,
     keep_going: Annotated[bool, typer.Option("--keep-going", help="List a bad file and read the others (the "
                                              "exit code is still 2).")] = False,
+    jobs: Annotated[int | None, typer.Option("--jobs", min=1, max=16, help="Processes reading files at once "
+                                             "(default: the CPUs this process may use; 1 below 400 files).",
+                                             show_default=False)] = None,
 ) -> None:
     # lazy: a command imports its core only when it runs (CLI start-up time)
     from envlock.fleet.files import fleet_report
@@ -44,7 +47,7 @@ def fleet(
 
         check_outputs([plot], inputs=files)
         require_matplotlib()
-    report = fleet_report(files, keep_going=keep_going)
+    report = fleet_report(files, keep_going=keep_going, jobs=jobs)
     if plot is not None:
         # lazy: matplotlib is an optional extra, imported only for --plot
         from envlock.fleet.plot import write_plot

@@ -9,14 +9,22 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
+import os
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 from envlock.errors import BAD_INPUT, BadFileError
 from envlock.fleet.picture import FleetReport, analyse
 from envlock.fleet.rows import MachineRow, row_of_document
+from envlock.fleet.worker import row_from_json
 from envlock.golden import Golden, load_golden
 from envlock.probes.compare import Tolerance, compare_output
+from envlock.runner import SPAWN_ERRORS, CouldNotStart, kill_tree, spawn
 from envlock.store import read_json_file
 
 
@@ -34,23 +42,83 @@ def _without_cycle_collection() -> Iterator[None]:
             gc.enable()
 
 
-def read_rows(paths: Iterable[Path | str], *, keep_going: bool = False) -> tuple[list[MachineRow], list[str]]:
-    """One row per file, in the order given, and the one-line problems of the files skipped."""
+# Below this many files one process reads them all: a second one costs its start (about 0.4 s).
+PARALLEL_FROM = 400
+WORKER_TIMEOUT_S = 3600.0
+_Read = tuple[MachineRow | None, BadFileError | None]
+
+
+def read_rows(paths: Iterable[Path | str], *, keep_going: bool = False,
+              jobs: int | None = None) -> tuple[list[MachineRow], list[str]]:
+    """One row per file, in the order given, and the one-line problems of the files skipped.
+    ``jobs``: processes reading at once (default: the CPUs this process may use, at most 2 below
+    PARALLEL_FROM files it is 1); the others are ``envlock.fleet.worker`` children, each given a share."""
+    listed = [str(p) for p in paths]
+    jobs = max(1, min(jobs or len(os.sched_getaffinity(0)), 16))
+    if len(listed) < PARALLEL_FROM:
+        jobs = 1
     with _without_cycle_collection():
-        return _read_rows(paths, keep_going=keep_going)
-
-
-def _read_rows(paths: Iterable[Path | str], *, keep_going: bool) -> tuple[list[MachineRow], list[str]]:
+        results = _read_in_parallel(listed, jobs) if jobs > 1 else [_read_one(p) for p in listed]
     rows: list[MachineRow] = []
     problems: list[str] = []
-    for path in paths:
-        try:
-            rows.append(row_of_document(str(path), read_json_file(path)))
-        except BadFileError as exc:
+    for row, problem in results:  # the order given: the first bad file is the one reported
+        if problem is not None:
             if not keep_going:
-                raise
-            problems.append(str(exc))
+                raise problem
+            problems.append(str(problem))
+        elif row is not None:
+            rows.append(row)
     return rows, problems
+
+
+def _read_one(path: str) -> _Read:
+    try:
+        return row_of_document(path, read_json_file(path)), None
+    except BadFileError as exc:
+        return None, exc
+
+
+def _read_in_parallel(paths: list[str], jobs: int) -> list[_Read]:
+    """The first share read here, the others by ``envlock.fleet.worker`` children at the same time."""
+    size = -(-len(paths) // jobs)
+    shares = [paths[i:i + size] for i in range(0, len(paths), size)]
+    with contextlib.ExitStack() as stack:
+        children = []
+        for share in shares[1:]:
+            request = stack.enter_context(tempfile.TemporaryFile())
+            request.write(json.dumps(share).encode())
+            request.seek(0)
+            output = stack.enter_context(tempfile.TemporaryFile())
+            try:
+                proc = spawn([sys.executable, "-m", "envlock.fleet.worker"], stdin=request, stdout=output,
+                             stderr=subprocess.DEVNULL)
+            except SPAWN_ERRORS as exc:
+                raise CouldNotStart([sys.executable, "-m", "envlock.fleet.worker"], exc) from None
+            stack.callback(kill_tree, proc)  # whatever happens here, no reader outlives the command
+            children.append((proc, output, share))
+        results = [_read_one(p) for p in shares[0]]
+        for proc, output, share in children:
+            results += _worker_results(proc, output, share)
+    return results
+
+
+def _worker_results(proc: subprocess.Popen[bytes], output: IO[bytes], share: list[str]) -> list[_Read]:
+    try:
+        code = proc.wait(timeout=WORKER_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        code = None
+    output.seek(0)
+    lines = output.read().decode("utf-8", "replace").splitlines()
+    if code != 0 or len(lines) != len(share):  # a worker that died (memory, a signal): read its share here
+        return [_read_one(p) for p in share]
+    results: list[_Read] = []
+    for path, line in zip(share, lines, strict=True):
+        data = json.loads(line)
+        if "problem" in data:
+            results.append((None, BadFileError(path, str(data["problem"]))))
+        else:
+            results.append((row_from_json(data["row"]), None))
+    return results
 
 
 def max_ulps(reference: Golden, other: Golden, probes: Sequence[str]) -> dict[str, float | None]:
@@ -94,8 +162,8 @@ class _GoldenMeasure:
         return max_ulps(ref, mine, probes) if ref is not None and mine is not None else {}
 
 
-def fleet_report(paths: Sequence[Path | str], *, keep_going: bool = False) -> FleetReport:
-    rows, problems = read_rows(paths, keep_going=keep_going)
+def fleet_report(paths: Sequence[Path | str], *, keep_going: bool = False, jobs: int | None = None) -> FleetReport:
+    rows, problems = read_rows(paths, keep_going=keep_going, jobs=jobs)
     measure = _GoldenMeasure(keep_going=keep_going)
     report = analyse(rows, problems=problems, measure=measure)
     if measure.problems:  # a golden that read as a row but failed its full load (e.g. its digest)

@@ -358,3 +358,32 @@ def test_keep_going_with_every_file_bad_is_exit_2_and_says_what_was_not_read(tmp
     bad = write_json(tmp_path / "bad.json", [])
     code, out, _ = _cli("--keep-going", bad)
     assert code == 2 and "1 file not read:" in out and str(bad) in out
+
+
+@pytest.mark.processes("the share of the files read by envlock.fleet.worker on another core")
+def test_reading_on_two_cores_gives_the_rows_and_problems_of_one_in_the_order_given(tmp_path: Path,
+                                                                                    monkeypatch: pytest.MonkeyPatch
+                                                                                    ) -> None:
+    import envlock.fleet.files as files_mod
+
+    monkeypatch.setattr(files_mod, "PARALLEL_FROM", 2)
+    real = [REPO_ROOT / "goldens" / "amd-epyc-zen4-2vcpu.json", REPO_ROOT / "goldens" / "cpu-reference.json",
+            DATA_DIR / "machines" / "intel-xeon-amx-2vcpu-2026-12-03" / "verify-of-amd-epyc-zen4-2vcpu.json",
+            REPO_ROOT / "goldens" / "amd-epyc-zen4-2vcpu-portable.json"]
+    bad_here, bad_there = tmp_path / "first.json", tmp_path / "second.json"
+    bad_here.write_text("[]")
+    bad_there.write_text('{"kind": "envlock.other"}')
+    paths = [bad_here, *real, bad_there]
+    one = read_rows(paths, keep_going=True, jobs=1)
+    read_here: list[str] = []
+    real_read_one = files_mod._read_one
+    monkeypatch.setattr(files_mod, "_read_one", lambda p: (read_here.append(p), real_read_one(p))[1])
+    two = read_rows(paths, keep_going=True, jobs=2)  # the last half (with bad_there) in the worker
+    assert read_here == [str(p) for p in paths[:3]]  # the worker read its share: nothing fell back to here
+    assert two == one and len(one[0]) == 4 and len(one[1]) == 2
+    assert [r.source for r in two[0]] == [str(p) for p in real]
+    with pytest.raises(BadFileError, match="first.json"):  # without --keep-going: the first bad file given
+        read_rows(paths, jobs=2)
+    with pytest.raises(BadFileError, match="second.json: not an envlock golden"):  # ... even from the worker
+        read_rows(paths[1:], jobs=2)
+    assert fleet_report(paths[1:-1], jobs=2) == fleet_report(paths[1:-1], jobs=1)
