@@ -77,6 +77,18 @@ def signal_name(signum: int) -> str:
         return f"signal {signum}"
 
 
+Child = subprocess.Popen  # what ``spawn`` returns, for the modules that hold one
+
+
+def wait_for(proc: subprocess.Popen[Any], timeout: float) -> int | None:
+    """The child's exit status, or None (and its process group killed) when it runs past ``timeout``."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_tree(proc)
+        return None
+
+
 def spawn(argv: Sequence[str], *, env: Mapping[str, str] | None = None, stdin: Any = subprocess.DEVNULL,
           stdout: Any = None, stderr: Any = None, text: bool = False, cwd: str | Path | None = None,
           limits: ChildLimits | None = None, cgroup: TaskGroup | None = None) -> subprocess.Popen[Any]:

@@ -24,7 +24,7 @@ from envlock.fleet.rows import MachineRow, row_of_document
 from envlock.fleet.worker import row_from_json
 from envlock.golden import Golden, load_golden
 from envlock.probes.compare import Tolerance, compare_output
-from envlock.runner import SPAWN_ERRORS, CouldNotStart, kill_tree, spawn
+from envlock.runner import SPAWN_ERRORS, Child, CouldNotStart, kill_tree, spawn, wait_for
 from envlock.store import read_json_file
 
 
@@ -102,11 +102,8 @@ def _read_in_parallel(paths: list[str], jobs: int) -> list[_Read]:
     return results
 
 
-def _worker_results(proc: subprocess.Popen[bytes], output: IO[bytes], share: list[str]) -> list[_Read]:
-    try:
-        code = proc.wait(timeout=WORKER_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        code = None
+def _worker_results(proc: Child[bytes], output: IO[bytes], share: list[str]) -> list[_Read]:
+    code = wait_for(proc, WORKER_TIMEOUT_S)
     output.seek(0)
     lines = output.read().decode("utf-8", "replace").splitlines()
     if code != 0 or len(lines) != len(share):  # a worker that died (memory, a signal): read its share here
