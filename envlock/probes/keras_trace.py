@@ -47,12 +47,18 @@ class LayerPlan:
     n_model_outputs: int
 
 
-def plan_layers(keras: Any, model: Any) -> tuple[LayerPlan | None, str | None]:
+def plan_layers(keras: Any, model: Any, x_shape: tuple[int, ...] | None = None) -> tuple[LayerPlan | None, str | None]:
     """The sub-model over every layer's output, or why there is none."""
+    graph = isinstance(model, keras.Sequential) or type(model).__name__ == "Functional"
+    if isinstance(model, keras.Sequential) and not model.built and x_shape is not None:
+        model.build((None, *x_shape[1:]))  # a Sequential without an Input builds its graph on the first call
     try:
-        inputs, outputs = model.input, list(model.outputs)
-    except (AttributeError, ValueError):
-        return None, NOT_FUNCTIONAL
+        inputs, outputs = list(model.inputs), list(model.outputs)
+    except (AttributeError, ValueError) as exc:
+        if not graph:
+            return None, NOT_FUNCTIONAL
+        return None, (f"Keras gives this {type(model).__name__} no graph of its layers ({type(exc).__name__}: {exc}): "
+                      "only its outputs are recorded")
     layers, layer_outputs = [], []
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
@@ -64,7 +70,7 @@ def plan_layers(keras: Any, model: Any) -> tuple[LayerPlan | None, str | None]:
         layers.append(layer)
         layer_outputs.append(out)
     try:
-        submodel = keras.Model(inputs, [*outputs, *layer_outputs])
+        submodel = keras.Model(inputs[0] if len(inputs) == 1 else inputs, [*outputs, *layer_outputs])
     except Exception as exc:  # whatever Keras refuses, the probe still runs untraced
         return None, f"Keras could not build the sub-model over the layers' outputs ({type(exc).__name__}: {exc})"
     return LayerPlan(tuple(layers), submodel, len(outputs)), None
@@ -128,7 +134,7 @@ def train_step(ctx: Any, model: Any, x: Any, y: Any, *, loss: Callable[[Any, Any
     """One training step of ``model`` on (x, y): its outputs, and why it was not traced (None if it was)."""
     tf, np = ctx.tf, ctx.np
     keras = tf.keras
-    plan, why = plan_layers(keras, model) if traced else (None, None)
+    plan, why = plan_layers(keras, model, _shape(x)) if traced else (None, None)
     rec = _Recorder(ctx, step)
     with tf.GradientTape() as tape:
         if plan is not None:
@@ -163,7 +169,7 @@ def train_step(ctx: Any, model: Any, x: Any, y: Any, *, loss: Callable[[Any, Any
 def forward(ctx: Any, model: Any, x: Any, *, traced: bool, step: int = 0) -> tuple[dict[str, Any], str | None]:
     """One inference call of ``model`` on x: its outputs, and why it was not traced (None if it was)."""
     keras = ctx.tf.keras
-    plan, why = plan_layers(keras, model) if traced else (None, None)
+    plan, why = plan_layers(keras, model, _shape(x)) if traced else (None, None)
     rec = _Recorder(ctx, step)
     if plan is not None:
         outs = _flat(keras, plan.submodel(x, training=False))
@@ -172,6 +178,11 @@ def forward(ctx: Any, model: Any, x: Any, *, traced: bool, step: int = 0) -> tup
     else:
         prediction = _flat(keras, model(x, training=False))[0]
     return {"output": ctx.np.asarray(prediction)}, _why(why, rec)
+
+
+def _shape(x: Any) -> tuple[int, ...] | None:
+    shape = getattr(x, "shape", None)
+    return tuple(shape) if shape is not None else None
 
 
 def _why(why: str | None, rec: _Recorder) -> str | None:

@@ -120,15 +120,23 @@ def model():
 
 x = np.random.default_rng(0).standard_normal((5, 6)).astype(np.float32); y = np.arange(5) % 3
 loss = tf.keras.losses.SparseCategoricalCrossentropy()
+def sequential():  # no Input: Keras builds its graph on the first call; the tracer builds it first
+    tf.keras.utils.set_random_seed(0)
+    return tf.keras.Sequential([tf.keras.layers.Dense(4, name="hidden"),
+                                tf.keras.layers.LayerNormalization(name="norm"),
+                                tf.keras.layers.Dense(3, activation="softmax", name="head")])
+
 result = {}
 for traced in (True, False):
+  for build in (model, sequential):
     ctx = ProbeContext(tf=tf, np=np, seed=0, trace=traced)
-    m = model(); opt = tf.keras.optimizers.SGD(0.1)
+    m = build(); opt = tf.keras.optimizers.SGD(0.1)
     first = ctx.train_step(m, x, y, loss=loss, optimizer=opt)
     second = ctx.train_step(m, x, y, loss=loss, optimizer=opt)
     both = {**first, **{"2" + k: v for k, v in second.items()}}
-    result[traced] = {"names": [n for n, _, _ in ctx.intermediates], "ops": [o for _, _, o in ctx.intermediates],
-                      "outputs": {k: np.asarray(v).tobytes().hex() for k, v in both.items()}}
+    result[f"{traced} {build.__name__}"] = {
+        "names": [n for n, _, _ in ctx.intermediates], "ops": [o for _, _, o in ctx.intermediates],
+        "outputs": {k: np.asarray(v).tobytes().hex() for k, v in both.items()}, "note": ctx.trace_note}
 print(json.dumps(result))
 """
 
@@ -138,9 +146,13 @@ def test_two_traced_steps_keep_apart_and_tracing_changes_no_bit() -> None:
                           check=False, env=env_with(PYTHONPATH=str(REPO_ROOT)))
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.splitlines()[-1])
-    traced, plain = result["true"], result["false"]
-    assert plain["names"] == []  # untraced: nothing recorded
-    assert traced["outputs"] == plain["outputs"]  # the sub-model computes the model's bits, both steps
+    for kind in ("model", "sequential"):
+        traced, plain = result[f"True {kind}"], result[f"False {kind}"]
+        assert plain["names"] == []  # untraced: nothing recorded
+        assert traced["outputs"] == plain["outputs"], kind  # the sub-model computes the model's bits, both steps
+        assert traced["note"] is None and traced["names"][:4] == ["input", "hidden output", "norm output",
+                                                                  "head output"], kind
+    traced = result["True model"]
     names = traced["names"]
     assert len(names) == len(set(names)) == 2 * (1 + 3 + 1 + 6 + 6)
     assert names[:5] == ["input", "hidden output", "norm output", "head output", "loss"]
