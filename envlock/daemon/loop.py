@@ -393,10 +393,13 @@ class Watcher:
                 return
             fingerprint = self.state.last("fingerprint")
             verify = self.state.last("verify")
+            numeric = self.state.numeric()
             features = nfd.feature_lines(
                 reproduces=self.state.reproduces(), healthy=healthy,
                 fingerprint_digest=fingerprint.fingerprint_digest if fingerprint else None,
                 golden_digest=self.state.golden_digest, verify_outcome=verify.outcome if verify else None,
+                numeric_class=numeric.numeric_class if numeric else None,
+                numeric_profile=numeric.numeric_profile if numeric else None,
             )
             # labels outlive a dead daemon by at most a few check periods
             ttl = max(5 * self.config.fingerprint_every, 300.0)
