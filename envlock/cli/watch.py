@@ -121,6 +121,7 @@ def _watch(*, environ: dict[str, str], golden: Path | None, listen: str, fingerp
     # lazy: a command imports its core only when it runs (CLI start-up time; the daemon brings pydantic, prometheus)
     from envlock.daemon.config import WatchConfig, default_state_dir, parse_duration, parse_listen, verify_argv
     from envlock.daemon.loop import run_watch
+    from envlock.daemon.results import render_once
     from envlock.signing import load_trusted_keys
     from envlock.store import check_outputs
 
@@ -143,6 +144,5 @@ def _watch(*, environ: dict[str, str], golden: Path | None, listen: str, fingerp
     )
     outcome = run_watch(config)
     if once:
-        from envlock.daemon.results import render_once
         typer.echo(render_once(outcome.healthy, outcome.reason, outcome.fingerprint, outcome.verify))
     return outcome.exit_code
