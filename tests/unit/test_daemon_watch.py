@@ -711,3 +711,30 @@ def test_the_class_of_a_verify_reused_after_a_restart_is_exported(make_watcher, 
     second.run()  # would hang if it ran verify again
     assert _class_series(second) == {(OFF_CLASS, "default"): 1.0}
     assert _labels(tmp_path / "features")["envlock.numeric-class"] == OFF_CLASS
+
+
+class _Captured(dict):
+    """A stand-in capture with a digest of what it holds (as a real manifest has)."""
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + json.dumps(sorted(self.items()))
+
+
+@VERIFY_CHILD
+def test_a_verify_is_not_reused_after_a_restart_that_changed_the_machine(make_watcher, tmp_path: Path) -> None:
+    """The flipped node restarted without its flip: the old verify (and its class) says nothing about it now."""
+    off = RECORDED_REPORTS / "verify-matmul-rng-onednn-off.json"
+    first, _ = make_watcher(once=True, verify_every=3600, verify_command=_verify_printing(off))
+    first._check_hooks["capture"] = lambda environ: _Captured(make_watcher.machine)
+    assert first.run() == 1
+    make_watcher.machine["TF_ENABLE_ONEDNN_OPTS"] = "1"  # what changed across the restart
+    same = RECORDED_REPORTS / "verify-matmul-rng-default.json"
+    second, _ = make_watcher(once=True, verify_every=3600, verify_command=_verify_printing(same))
+    second._check_hooks["capture"] = lambda environ: _Captured(make_watcher.machine)
+    second.run()
+    events = _events(make_watcher.logs)
+    assert not [e for e in events if e["event"] == "restored"]
+    [skipped] = [e for e in events if e["event"] == "not_restored"]
+    assert skipped["reason"] == "this machine's fingerprint changed across the restart"
+    assert _class_series(second) == {(SAME_CLASS, "default"): 1.0}  # verified again, in this environment
