@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from envlock.errors import one_line
+from envlock.numeric import is_numeric_class
 
 CheckKind = Literal["fingerprint", "verify"]
 KINDS: tuple[CheckKind, ...] = ("fingerprint", "verify")
@@ -28,13 +29,12 @@ DETAIL_FIELDS = ("drift", "probes", "tolerated", "vouched")
 # What a verify report's numeric class fields must look like to be exported (envlock.numeric: 12 hex
 # digits; a profile id such as ``default`` or ``portable-v1``). Anything else is not exported: these
 # become Prometheus label values and Kubernetes node labels (<= 63 chars of [A-Za-z0-9._-]).
-_CLASS = re.compile(r"[0-9a-f]{12}")
 _PROFILE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")
 
 
 def class_or_none(value: Any) -> str | None:
     """``value`` when it is a numeric class (12 lowercase hex digits), else None."""
-    return value if isinstance(value, str) and _CLASS.fullmatch(value) else None
+    return value if is_numeric_class(value) else None
 
 
 def profile_or_none(value: Any) -> str | None:
