@@ -166,7 +166,8 @@ _open = urllib.request.build_opener(_HttpRedirectsOnly).open
 
 def fetch(url: str, *, base: str, timeout_s: float = TIMEOUT_S, max_bytes: int = MAX_ANSWER_BYTES) -> bytes:
     """The body of ``url``: at most ``max_bytes``, all of it within ``timeout_s`` (a server that
-    trickles bytes is cut off, not waited on forever)."""
+    trickles bytes is cut off at the first read past the deadline, each read waiting at most
+    ``timeout_s``: never more than twice ``timeout_s`` in all)."""
     deadline = time.monotonic() + timeout_s
     request = urllib.request.Request(  # noqa: S310 - api_url allows http(s) only, and so do redirects
         url, headers={"Accept": "application/json", "User-Agent": "envlock-fleet"})
@@ -177,7 +178,7 @@ def fetch(url: str, *, base: str, timeout_s: float = TIMEOUT_S, max_bytes: int =
             while True:
                 if time.monotonic() > deadline:
                     raise EnvironmentProblem(f"Prometheus at {base} did not answer within {timeout_s:g} s")
-                chunk = response.read(_CHUNK)
+                chunk = response.read1(_CHUNK)  # what one recv brings: read() would wait for 64 KiB
                 if not chunk:
                     return b"".join(chunks)
                 size += len(chunk)

@@ -104,10 +104,11 @@ def start_prometheus(tmp: Path, targets: list[str]) -> Prometheus:
     prometheus = Prometheus(proc, f"http://127.0.0.1:{port}", log)
 
     def ready() -> bool:
-        with contextlib.suppress(OSError):
+        try:
             with urllib.request.urlopen(f"{prometheus.url}/-/ready", timeout=2) as response:  # noqa: S310
                 return bool(response.status == 200)
-        return False
+        except OSError:
+            return False
 
     wait_for(ready, what="Prometheus to be ready", timeout=60, proc=proc, log=log)
     return prometheus
