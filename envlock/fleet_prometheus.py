@@ -37,10 +37,21 @@ _PROFILE_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012
 
 @dataclass(frozen=True)
 class Node:
-    """One scrape target: Prometheus's ``job`` and ``instance`` labels."""
+    """One scrape target: Prometheus's ``job`` and ``instance`` labels, and the ``node`` label where
+    the scrape config adds one (Kubernetes: relabel ``__meta_kubernetes_pod_node_name`` to ``node``,
+    as deploy/README.md shows; a pod's address says little to a person)."""
 
     job: str
     instance: str
+    node: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.node} ({self.instance})" if self.node else self.instance
+
+
+def _node(labels: dict[str, str]) -> Node:
+    return Node(labels.get("job", ""), labels.get("instance", ""), labels.get("node") or None)
 
 
 @dataclass(frozen=True)
@@ -133,7 +144,7 @@ def build_fleet(base: str, classes: list[tuple[dict[str, str], str]],
     """The typed picture from the two answers (pure)."""
     golden_of: dict[Node, str | None] = {}
     for labels, _ in goldens:
-        golden_of[Node(labels.get("job", ""), labels.get("instance", ""))] = labels.get("digest") or None
+        golden_of[_node(labels)] = labels.get("digest") or None
     rows: list[ClassRow] = []
     left_out = 0
     for labels, value in classes:
@@ -141,7 +152,7 @@ def build_fleet(base: str, classes: list[tuple[dict[str, str], str]],
         if value != "1" or not is_numeric_class(numeric_class) or not _is_profile(profile):
             left_out += 1
             continue
-        node = Node(labels.get("job", ""), labels.get("instance", ""))
+        node = _node(labels)
         rows.append(ClassRow(node, numeric_class, profile, golden_of.get(node)))
     rows.sort(key=lambda r: (r.profile, r.numeric_class, r.node.job, r.node.instance))
     with_class = {row.node for row in rows}
@@ -221,7 +232,7 @@ def read_prometheus(base: str, *, timeout_s: float = TIMEOUT_S, max_bytes: int =
 
 def _node_text(row: ClassRow) -> str:
     golden = f" (golden {row.golden_digest.split(':', 1)[-1][:12]})" if row.golden_digest else ""
-    return f"{row.node.instance}{golden}"
+    return f"{row.node.name}{golden}"
 
 
 def render(fleet: PrometheusFleet) -> str:
@@ -235,7 +246,7 @@ def render(fleet: PrometheusFleet) -> str:
         for numeric_class, rows in by_class.items():
             lines.append(f"  {numeric_class}  {len(rows)} node(s): {', '.join(_node_text(r) for r in rows)}")
     if fleet.without_class:
-        lines.append(f"no class yet (no verify reported one): {', '.join(n.instance for n in fleet.without_class)}")
+        lines.append(f"no class yet (no verify reported one): {', '.join(n.name for n in fleet.without_class)}")
     if fleet.left_out:
         lines.append(f"{fleet.left_out} envlock_numeric_class series left out: their labels are not a class "
                      "and a profile")
@@ -250,11 +261,20 @@ def to_json(fleet: PrometheusFleet) -> dict[str, Any]:
         "source": {"prometheus": fleet.url, "queries": [CLASS_QUERY, GOLDEN_QUERY]},
         "profiles": {
             profile: [{"class": numeric_class,
-                       "nodes": [{"job": r.node.job, "instance": r.node.instance, "golden_digest": r.golden_digest}
-                                 for r in rows]}
+                       "nodes": [{"job": r.node.job, "instance": r.node.instance, "node": r.node.node,
+                                  "golden_digest": r.golden_digest} for r in rows]}
                       for numeric_class, rows in by_class.items()]
             for profile, by_class in fleet.classes().items()
         },
-        "without_class": [{"job": n.job, "instance": n.instance} for n in fleet.without_class],
+        "without_class": [{"job": n.job, "instance": n.instance, "node": n.node} for n in fleet.without_class],
         "left_out": fleet.left_out,
     }
+
+
+def machine_row_fields(row: ClassRow, base: str) -> dict[str, Any]:
+    """The fields of ``envlock fleet``'s ``MachineRow`` (kind ``prometheus``) for one node: the class
+    and profile, the node as the hostname, no probe cells. The series carry no manifest digest or
+    envlock version (``None``: not known), and no golden class (a node's golden is by digest)."""
+    return {"source": f"{base} {row.node.job}/{row.node.instance}", "kind": "prometheus",
+            "hostname": row.node.node or row.node.instance, "manifest_digest": None, "envlock_version": None,
+            "profile": row.profile, "numeric_class": row.numeric_class}

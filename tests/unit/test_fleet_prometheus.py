@@ -52,7 +52,11 @@ def test_the_recorded_answers_give_two_classes_of_one_node_each() -> None:
     data = fp.to_json(fleet)
     assert [c["class"] for c in data["profiles"]["default"]] == ["0eaa820319d5", "c6d2df55e9b4"]
     assert data["profiles"]["default"][0]["nodes"] == [
-        {"job": "envlock", "instance": "127.0.0.1:38457", "golden_digest": GOLDEN_DIGEST}]
+        {"job": "envlock", "instance": "127.0.0.1:38457", "node": None, "golden_digest": GOLDEN_DIGEST}]
+    assert fp.machine_row_fields(fleet.rows[1], fleet.url) == {
+        "source": "http://prometheus:9090 envlock/127.0.0.1:40173", "kind": "prometheus",
+        "hostname": "127.0.0.1:40173", "manifest_digest": None, "envlock_version": None, "profile": "default",
+        "numeric_class": "c6d2df55e9b4"}
 
 
 def test_largest_class_first_profiles_apart_nodes_without_a_class_and_foreign_series() -> None:
@@ -60,18 +64,21 @@ def test_largest_class_first_profiles_apart_nodes_without_a_class_and_foreign_se
     classes = _answer(
         ({**node, "instance": "a", "class": "c6d2df55e9b4", "profile": "default"}, "1"),
         ({**node, "instance": "b", "class": "0eaa820319d5", "profile": "default"}, "1"),
-        ({**node, "instance": "c", "class": "0eaa820319d5", "profile": "default"}, "1"),
+        ({**node, "instance": "c", "node": "gpu-7", "class": "0eaa820319d5", "profile": "default"}, "1"),
         ({**node, "instance": "d", "class": "0eaa820319d5", "profile": "portable-v1"}, "1"),
         ({**node, "instance": "e", "class": "not-a-class", "profile": "default"}, "1"),  # someone else's metric
         ({**node, "instance": "f", "class": "0eaa820319d5", "profile": "a b"}, "1"),
     )
-    goldens = _answer(*(({"job": "envlock", "instance": i, "digest": "sha256:ab"}, "1") for i in "abcdg"))
+    nodes = {"c": {"node": "gpu-7"}}
+    goldens = _answer(*(({"job": "envlock", "instance": i, "digest": "sha256:ab", **nodes.get(i, {})}, "1")
+                        for i in "abcdg"))
     fleet = _fleet(classes, goldens)
     assert {p: {c: [r.node.instance for r in rows] for c, rows in by.items()} for p, by in fleet.classes().items()} == {
         "default": {"0eaa820319d5": ["b", "c"], "c6d2df55e9b4": ["a"]}, "portable-v1": {"0eaa820319d5": ["d"]}}
     assert [n.instance for n in fleet.without_class] == ["g"] and fleet.left_out == 2
     text = fp.render(fleet)
     assert "no class yet (no verify reported one): g" in text and "2 envlock_numeric_class series left out" in text
+    assert "0eaa820319d5  2 node(s): b (golden ab), gpu-7 (c) (golden ab)" in text
 
 
 def test_labels_from_prometheus_are_escaped_when_rendered() -> None:
