@@ -165,5 +165,9 @@ def render_check(result: CheckResult | None, kind: CheckKind) -> str:
 def render_once(healthy: bool, reason: str, fingerprint: CheckResult | None, verify: CheckResult | None) -> str:
     """What ``watch --once`` prints on stdout (the JSON log stays on stderr)."""
     lines = [render_check(fingerprint, "fingerprint"), render_check(verify, "verify")]
+    if verify is not None and verify.conclusive and verify.numeric_class and verify.numeric_profile:
+        golden = ("the golden's too" if verify.golden_numeric_class == verify.numeric_class
+                  else f"the golden's is {verify.golden_numeric_class or 'not known'}")
+        lines.append(f"{'class':<12} {verify.numeric_class} (profile {verify.numeric_profile}; {golden})")
     lines.append("HEALTHY" if healthy else one_line(f"NOT HEALTHY: {reason}"))
     return "\n".join(lines)
