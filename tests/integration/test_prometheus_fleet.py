@@ -22,7 +22,7 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,7 +87,7 @@ class Prometheus:
         return float(matching[0]["value"][1]) if matching else None
 
 
-def start_prometheus(tmp: Path, targets: list[str]) -> Prometheus:
+def start_prometheus(tmp: Path, targets: list[str], started: list[Any]) -> Prometheus:
     config = tmp / "prometheus.yml"
     config.write_text(json.dumps({  # YAML is a superset of JSON
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
@@ -102,6 +102,7 @@ def start_prometheus(tmp: Path, targets: list[str]) -> Prometheus:
              f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     prometheus = Prometheus(proc, f"http://127.0.0.1:{port}", log)
+    started.append(prometheus)  # killed by the fixture even if it never gets ready
 
     def ready() -> bool:
         try:
@@ -114,18 +115,27 @@ def start_prometheus(tmp: Path, targets: list[str]) -> Prometheus:
     return prometheus
 
 
+class _Daemon(Daemon):
+    """A Daemon in ``started`` before it starts: killed at the end even if it never starts listening."""
+
+    def __init__(self, started: list[Any], *args: Any, **kwargs: Any) -> None:
+        started.append(self)
+        super().__init__(*args, **kwargs)
+
+
 @pytest.fixture()
-def processes() -> Iterator[Callable[[Any], Any]]:
-    """Every daemon and Prometheus started by the test, killed (with their process groups) at the end."""
+def processes() -> Iterator[list[Any]]:
+    """Every daemon and Prometheus the test starts, killed (with their process groups) at the end."""
     started: list[Any] = []
-    yield started.append
-    for thing in reversed(started):
-        if isinstance(thing, Daemon):
-            thing.kill()
-        elif thing.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(thing.proc.pid, signal.SIGKILL)
-            thing.proc.wait(timeout=30)
+    try:
+        yield started
+    finally:
+        for thing in reversed(started):
+            proc = getattr(thing, "proc", None)  # None: Popen itself failed
+            if proc is not None and proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -153,16 +163,13 @@ def test_a_real_prometheus_counts_two_classes_then_one(one_probe_golden: Path, t
     golden = json.loads(one_probe_golden.read_text())
     flipped = "0" if golden["manifest"]["tensorflow"]["onednn_enabled"] else "1"
     common = ("--verify-every", "1h", "--verify-timeout", "5m")
-    plain = Daemon(tmp_path, one_probe_golden, *common, name="plain", state_dir=tmp_path / "plain-state",
-                   env=_env_of(one_probe_golden))
-    processes(plain)
+    plain = _Daemon(processes, tmp_path, one_probe_golden, *common, name="plain", state_dir=tmp_path / "plain-state",
+                    env=_env_of(one_probe_golden))
     flip_state = tmp_path / "flip-state"
-    flip = Daemon(tmp_path, one_probe_golden, *common, name="flip", state_dir=flip_state,
-                  env=_env_of(one_probe_golden, TF_ENABLE_ONEDNN_OPTS=flipped))
-    processes(flip)
+    flip = _Daemon(processes, tmp_path, one_probe_golden, *common, name="flip", state_dir=flip_state,
+                   env=_env_of(one_probe_golden, TF_ENABLE_ONEDNN_OPTS=flipped))
     plain_at, flip_at = f"127.0.0.1:{plain.port}", f"127.0.0.1:{flip.port}"
-    prometheus = start_prometheus(tmp_path, [plain_at, flip_at])
-    processes(prometheus)
+    prometheus = start_prometheus(tmp_path, [plain_at, flip_at], processes)
 
     # each daemon's first verify (a TensorFlow child each) reports its class
     plain_class = wait_for(lambda: _class_of(plain), what="the plain daemon's class", timeout=300,
@@ -190,9 +197,8 @@ def test_a_real_prometheus_counts_two_classes_then_one(one_probe_golden: Path, t
     # the flipped node runs without the flip again: same port (same Prometheus instance), same state
     # directory, whose fresh verify it must not reuse, as the machine changed across the restart
     assert flip.stop() == 0
-    flip = Daemon(tmp_path, one_probe_golden, *common, "--listen", flip_at, name="unflipped", state_dir=flip_state,
-                  env=_env_of(one_probe_golden))
-    processes(flip)
+    flip = _Daemon(processes, tmp_path, one_probe_golden, *common, "--listen", flip_at, name="unflipped",
+                   state_dir=flip_state, env=_env_of(one_probe_golden))
     assert flip.port == int(flip_at.rsplit(":", 1)[1])
     wait_for(lambda: (c := _class_of(flip)) and c["class"] == plain_class["class"], what="the class without the flip",
              timeout=300, proc=flip.proc, log=flip.log_path)
