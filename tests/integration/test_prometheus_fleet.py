@@ -49,7 +49,7 @@ def _tool(name: str) -> str:
 def test_promtool_checks_the_rules_and_their_unit_tests() -> None:
     promtool = _tool("promtool")
     check = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60)
-    assert check.returncode == 0 and "SUCCESS: 3 rules found" in check.stdout, check.stdout + check.stderr
+    assert check.returncode == 0 and "SUCCESS: 4 rules found" in check.stdout, check.stdout + check.stderr
     unit = subprocess.run([promtool, "test", "rules", str(RULES_TEST)], capture_output=True, text=True, timeout=60)
     assert unit.returncode == 0 and "SUCCESS" in unit.stdout, unit.stdout + unit.stderr
 
@@ -184,6 +184,7 @@ def test_a_real_prometheus_counts_two_classes_then_one(one_probe_golden: Path, t
     wait_for(lambda: prometheus.scalar("envlock_numeric_classes:count") == 2, what="the rule to give 2 classes",
              timeout=60, proc=prometheus.proc, log=prometheus.log)
     assert prometheus.scalar("profile:envlock_numeric_classes:count", profile="default") == 2
+    assert prometheus.scalar("golden_profile:envlock_numeric_classes:count", digest=golden["digest"]) == 2
     series = {s["metric"]["instance"]: s["metric"]["class"] for s in prometheus.query("envlock_numeric_class")}
     assert series == {plain_at: plain_class["class"], flip_at: flip_class["class"]}  # one series per node
 
@@ -208,6 +209,7 @@ def test_a_real_prometheus_counts_two_classes_then_one(one_probe_golden: Path, t
              and len(prometheus.query("envlock_numeric_class")) == 2,
              what="the rule to give 1 class over both nodes", timeout=60, proc=prometheus.proc, log=prometheus.log)
     assert prometheus.scalar("profile:envlock_numeric_classes:count", profile="default") == 1
+    assert prometheus.scalar("golden_profile:envlock_numeric_classes:count", digest=golden["digest"]) == 1
 
     # the alert: the flipped instance had two classes within 15 minutes, the other one did not
     def firing() -> list[str]:

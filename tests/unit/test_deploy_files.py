@@ -30,7 +30,7 @@ def test_the_rules_read_the_series_the_daemon_exports_with_its_labels() -> None:
                                 numeric_profile="default"))
     [(name, labels)] = [key for key in metric_samples(metrics.render().decode()) if key[0] == "envlock_numeric_class"]
     rules = (DEPLOY / "prometheus-rules.yaml").read_text()
-    exprs = re.findall(r"expr: (.+)", rules)
-    assert len(exprs) == 3 and all(name in expr for expr in exprs)
+    rule_blocks = re.split(r"\n\s*- (?:record|alert): ", rules)[1:]
+    assert len(rule_blocks) == 4 and all(name in block for block in rule_blocks)
     assert {label for label, _ in labels} == {"class", "profile"}  # what the rules group by
-    assert exprs[0] == "count by (profile) (count by (profile, class) (envlock_numeric_class))"
+    assert "expr: count by (profile) (count by (profile, class) (envlock_numeric_class))" in rule_blocks[0]
