@@ -13,6 +13,7 @@ from envlock.errors import ENVIRONMENT, one_line
 from envlock.redact import redact_value
 
 if TYPE_CHECKING:  # only annotations: `capture` renders a manifest without loading verify's modules
+    from envlock.corecheck import CoresReport
     from envlock.diff import Difference
     from envlock.explain.report import ExplainReport, Finding
     from envlock.models import Manifest
@@ -278,6 +279,8 @@ def render_explain(report: ExplainReport) -> str:
         if f.portable is not None:
             lines.append(f"  {_s(f.portable.detail)}")
         if f.localisation is not None:
+            if f.localisation.layer_primitive:
+                lines.append(f"  the first differing layer's oneDNN primitive: {_s(f.localisation.layer_primitive)}")
             lines += [f"  oneDNN: {_s(p)}" for p in f.localisation.primitives]
     tried = [c for c in report.candidates if c.status == "tried"]
     lines.append(f"candidates tried: {len(tried)}"
@@ -303,4 +306,47 @@ def render_explain(report: ExplainReport) -> str:
                                                                        "version", "not proved")}
     lines.append("DOES NOT REPRODUCE: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
                  + f" ({report.timings.get('total_seconds', 0):.1f} s)")
+    return "\n".join(lines)
+
+
+_VOTE_WORDS = {"majority": "off the majority", "split": "no majority", "not_compared": "not compared"}
+
+
+def _groups(groups: list[list[int]]) -> str:
+    from envlock.corecheck import cpu_ranges  # lazy: `capture` renders without loading the cores modules
+
+    return " | ".join(f"CPU {cpu_ranges(g)}" for g in groups)
+
+
+def render_cores(report: CoresReport) -> str:
+    """``envlock cores``: the verdict line, then each probe that did not agree everywhere (which CPUs
+    gave which result, the outputs that differ), then the time it took."""
+    lines = [_s(report.summary), ""]
+    agree = [v for v in report.votes if v.status == "agree"]
+    others = [v for v in report.votes if v.status != "agree"]
+    for vote in others:
+        detail = f"{_s(vote.probe):28} {_VOTE_WORDS[vote.status]:16} {_groups(vote.groups)}"
+        if vote.outputs:
+            detail += f"; outputs differing: {_s(', '.join(vote.outputs))}"
+        if vote.nondeterministic:
+            detail += f"; runs differ among themselves on CPU {', '.join(map(str, vote.nondeterministic))}"
+        if vote.note:
+            detail += f"; {_s(vote.note)}"
+        lines.append(detail)
+    if agree:
+        lines.append(f"{len(agree)} of {len(report.votes)} probes identical on every CPU checked: "
+                     f"{_families([v.probe for v in agree])}")
+    suspects = [h for h in report.health if h.health != "healthy"]
+    if suspects:
+        lines.append("")
+        lines += [f"CPU {h.cpu}: {h.health}" + (f" (deviates on {_s(', '.join(h.deviates_on))})" if h.deviates_on
+                                                else "") for h in suspects]
+    t = report.timings
+    if t:
+        lines.append("")
+        lines.append(f"{len(report.cpus)} CPU(s) x {len(report.votes)} probes x {report.repeat} run(s) in "
+                     f"{t.get('total_seconds', 0.0):.1f} s ({t.get('per_cpu_seconds', 0.0):.1f} s per CPU, of which "
+                     f"TensorFlow's import {t.get('import_seconds', 0.0):.1f} s, "
+                     f"the probes {t.get('suite_seconds', 0.0):.1f} s)")
+    lines += [f"note: {_s(n)}" for n in report.notes]
     return "\n".join(lines)

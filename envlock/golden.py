@@ -149,6 +149,9 @@ class ProbeRecord(_Model):
     onednn_primitives: list[Annotated[str, Field(max_length=200)]] | None = Field(default=None,
                                                                                 max_length=MAX_PRIMITIVES)
 
+    # Why a Keras model the probe handed to envlock was not traced (envlock.probes.keras_trace; left
+    # out while None): explain says so where it stops at the outputs.
+    trace_note: str | None = Field(default=None, max_length=500)
     # Where the probe came from (optional, left out while None): goldens from 0.1.0 and the pytest
     # plugin's records have none, and verify then checks nothing about the probe's code.
     source: ProbeSource | None = None
@@ -162,7 +165,7 @@ class ProbeRecord(_Model):
     @model_serializer(mode="wrap")
     def _omit_unset_additions(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
-        for name in ("intermediates", "onednn_primitives", "source"):
+        for name in ("intermediates", "onednn_primitives", "source", "trace_note"):
             if name in data and data[name] is None:
                 del data[name]
         return data
@@ -329,6 +332,8 @@ def probe_record(probe: Any, runs: list[ProbeRun]) -> ProbeRecord:
         extra["intermediates"] = [IntermediateRecord.model_validate(i) for i in first["intermediates"]]
     if first.get("onednn_primitives") is not None:
         extra["onednn_primitives"] = sorted(first["onednn_primitives"])
+    if first.get("trace_note"):
+        extra["trace_note"] = first["trace_note"]
     return ProbeRecord(**base, status="ok", outputs=[OutputRecord.model_validate(o) for o in first["outputs"]],
                        **extra)
 

@@ -66,6 +66,7 @@ class ProbeRun(_ProbeRunRequired, total=False):
     intermediates: list[IntermediateSummary]
     onednn_primitives: list[str]
     onednn_isa: str
+    trace_note: str  # why a model handed to ctx.train_step/forward was not traced (envlock.probes.keras_trace)
 
 
 class ProbeMetadata(TypedDict):
@@ -105,7 +106,9 @@ class ChildRequest(_ChildRequestRequired, total=False):
     unknown: Literal["error", "skip"]  # a name nobody registers: bad input, or listed in the result
     affinity: list[int]  # CPUs the child pins itself to before importing numpy/TF
     onednn_verbose: bool  # record the oneDNN primitives each probe executed
+    trace: bool  # trace Keras models (ProbeContext.train_step/forward): recording a golden, explain
     entry_points: bool  # load the envlock.probes entry points (default true)
+    module_probes: bool  # with ``probes``: also run every probe the probe_modules register (envlock cores)
     # Filled in by the supervisor for one child:
     progress: str  # the progress file's path
     onednn_verbose_dir: str  # where per-probe stdout captures go

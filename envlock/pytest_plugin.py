@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
-from envlock.errors import BadInputError, EnvlockError
+from envlock.errors import BadInputError, EnvlockError, one_line
 from envlock.protocol import OutputSummary
 from envlock.tags import DEFAULT_TAGS, PROBE_TAGS
 from envlock.version import __version__
@@ -132,6 +132,31 @@ class EnvlockRegression:
         self._names: set[str] = set()
         self.golden_path = golden_path_for(Path(str(node.path)))
 
+    def check_model(self, name: str, model: Any, x: Any, y: Any = None, *, loss: Any = None, optimizer: Any = None,
+                    tags: list[str] | None = None, group: str = "canary", tolerance: str | None = None) -> None:
+        """Record or compare one traced step of a Keras ``model``: a training step on (x, y) with
+        ``loss`` and ``optimizer`` (the model's compiled ones when not given), or one inference call
+        when ``y`` is None. Every layer's output, the loss, each gradient and each updated variable are
+        recorded (envlock.probes.keras_trace); on failure the message names the first layer that differs.
+        A training step updates the model's weights, as a step of ``fit`` would."""
+        # lazy: TensorFlow is the user's, loaded by their test; the plugin must not import it first
+        import numpy as np
+        import tensorflow as tf
+
+        from envlock.probes.registry import ProbeContext
+
+        ctx = ProbeContext(tf=tf, np=np, seed=0)
+        if y is None:
+            outputs = ctx.forward(model, x)
+        else:
+            loss = loss if loss is not None else tf.keras.losses.get(getattr(model, "loss", None))
+            optimizer = optimizer if optimizer is not None else getattr(model, "optimizer", None)
+            if loss is None or optimizer is None:
+                raise ValueError("envlock_regression.check_model: a training step needs loss= and optimizer= "
+                                 "(or a compiled model)")
+            outputs = ctx.train_step(model, x, y, loss=loss, optimizer=optimizer)
+        self._check(name, outputs, tags=tags, group=group, tolerance=tolerance, traced=ctx)
+
     def check(self, name: str, arrays: Mapping[str, Any] | Any, *, tags: list[str] | None = None,
               group: str = "canary", tolerance: str | None = None) -> None:
         """Record ``arrays`` (name -> array, or one array) the first time; compare them afterwards.
@@ -141,9 +166,14 @@ class EnvlockRegression:
         threads, oneDNN, XLA) or "stable" (moves only with versions or seeds). ``tolerance``:
         "bitwise" or "ulp:N" for this check, instead of ``--envlock-tolerance``.
         """
+        self._check(name, arrays, tags=tags, group=group, tolerance=tolerance, traced=None)
 
+    def _check(self, name: str, arrays: Mapping[str, Any] | Any, *, tags: list[str] | None, group: str,
+               tolerance: str | None, traced: Any) -> None:
         probe_name = f"{probe_test_id(self._node.nodeid)}::{_check_name(name, self._names)}"
         record = _probe_record(probe_name, arrays, tags, group)
+        if traced is not None:
+            record = _with_trace(record, traced)
         try:
             golden = self._load()
             stored = golden.probe(probe_name) if golden is not None else None
@@ -236,6 +266,17 @@ def _probe_record(probe_name: str, arrays: Mapping[str, Any] | Any, tags: list[s
     return ProbeRecord(name=probe_name, tags=chosen, group=group, status="ok", outputs=outputs)  # type: ignore[arg-type]
 
 
+def _with_trace(record: ProbeRecord, ctx: Any) -> ProbeRecord:
+    """``record`` with the intermediates a traced Keras step left in ``ctx`` (a ProbeContext)."""
+    # lazy: the plugin loads in every pytest session: no pydantic or numpy until a check runs
+    from envlock.golden import IntermediateRecord
+    from envlock.probes.compare import summarize_array
+
+    intermediates = [IntermediateRecord.model_validate({**summarize_array(n, v), "op": op})
+                     for n, v, op in ctx.intermediates]
+    return record.model_copy(update={"intermediates": intermediates, "trace_note": ctx.trace_note})
+
+
 def _with_record(golden: Golden | None, record: ProbeRecord, manifest: Manifest) -> Golden:
     """The golden with ``record`` added or replaced (probes sorted by name), on this machine's manifest."""
 
@@ -285,6 +326,13 @@ def _compare(path: Path, golden: Golden, stored: ProbeRecord, current: ProbeReco
     lines = [f"envlock: {current.name} does not reproduce its golden ({tolerance.label}): {verdict.reason}",
              f"  golden {path} (recorded {golden.created_at})", ""]
     lines += _output_table(stored, current, tolerance)
+    if stored.intermediates or stored.trace_note:  # a traced model (check_model): where it starts to differ
+        # lazy: the plugin loads in every pytest session: no pydantic or numpy until a check runs
+        from envlock.explain.localise import localise
+
+        run = {"status": "ok", "seconds": 0.0, "outputs": outputs,
+               "intermediates": [i.model_dump() for i in current.intermediates or []]}
+        lines += ["", f"inside the model: {one_line(localise(stored, cast(Any, run)).summary)}"]
     differences = diff_manifests(golden.manifest, this_machine())
     tags = current.tags
     shown = "all" if len(tags) == len(_all_tags()) else ", ".join(tags)

@@ -66,6 +66,7 @@ def capture_golden(*, probe_names: list[str] | None = None, repeat: int = 2, pro
     progress.stage("record")
     result = run_child(probe_names=probe_names, repeat=repeat, settings=settings, env=environ,
                        probe_modules=probe_modules or [], probe_timeout=probe_timeout, onednn_verbose=True,
+                       trace=True,
                        on_event=progress.events_for("record"))
     probes = probe_infos(result, probe_names)
     golden = Golden(

@@ -21,6 +21,7 @@ from envlock.probes.compare import Tolerance, compare_output
 from envlock.protocol import ChildResult, OutputSummary, ProbeRun
 from envlock.redact import redact_value
 from envlock.rules import rule_for
+from envlock.version import __version__
 
 # "error": the probe raised, returned something unusable, hung or crashed here (a user probe, usually).
 Status = Literal["identical", "within_tolerance", "drift", "nondeterministic", "skipped", "error"]
@@ -91,6 +92,9 @@ class VerifyReport(BaseModel):
     golden_numeric_class: str | None = None
     numeric_profile: str | None = None  # the profile both classes are for ("default", "portable-v1")
     hostname: str | None = None  # this machine (fleet tells machines apart by manifest_digest too)
+    # The envlock that wrote the report (added with fleet: reports before it lack it). `envlock fleet`
+    # compares classes within one major.minor only.
+    envlock_version: str | None = None
 
 
 STABLE_UNEXPLAINED_NOTE = (
@@ -283,7 +287,7 @@ def build_report(path: Path, golden: Golden, manifest_digest: str, verdicts: lis
         repeat=repeat, golden_env=golden_env, counts=counts, probes=verdicts,
         differences=[d.model_dump(mode="json") for d in differences], notes=notes, suggestion=suggestion,
         timings={k: round(v, 3) for k, v in timings.items()}, causes=summarise_causes(verdicts),
-        next_command=next_command if moved else None,
+        next_command=next_command if moved else None, envlock_version=__version__,
     )
 
 

@@ -109,7 +109,8 @@ def verify_run(golden_path: Path | str, *, probe_names: list[str] | None = None,
                probe_modules: Sequence[str] = (), probe_timeout: float | None = None,
                allow_changed_probes: bool = False, portable: bool = False,
                progress: Progress = NO_PROGRESS) -> VerifyRun:
-    """``verify_golden`` keeping what explain needs (``onednn_verbose``: record the primitives run).
+    """``verify_golden`` keeping what explain needs (``onednn_verbose``: record the primitives run, and
+    trace the Keras models of probes that hand theirs to envlock, for localisation).
 
     A golden recorded under a numerics profile (``capture --golden --portable``) is verified under it,
     with no flag: the profile's settings are applied to the probes' environment, as this envlock's table
@@ -141,7 +142,7 @@ def verify_run(golden_path: Path | str, *, probe_names: list[str] | None = None,
     progress.stage("verify")
     result = run_child(probe_names=runnable, repeat=repeat, settings=golden.lockdown, env=environ,
                        probe_modules=list(probe_modules), probe_timeout=probe_timeout, unknown="skip",
-                       onednn_verbose=onednn_verbose, on_event=progress.events_for("verify")) \
+                       onednn_verbose=onednn_verbose, trace=onednn_verbose, on_event=progress.events_for("verify")) \
         if runnable and golden.recorded_by != "pytest" else _no_probes_run()
     if golden.recorded_by != "pytest":  # the pytest plugin records manifests without TensorFlow: compare like that
         manifest = manifest_with_tf(manifest, result)

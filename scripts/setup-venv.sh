@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create (or reuse) the project virtualenv at ${ENVLOCK_VENV:-.venv} and install envlock into it.
-# Usage: scripts/setup-venv.sh [EXTRAS]   e.g. "tf" or "tf,dev"
+# Usage: scripts/setup-venv.sh [EXTRAS]   e.g. "tf" or "tf,dev,plot"
 # Installs under goldens/constraints.txt: the TensorFlow/Keras/numpy the shipped goldens were recorded with.
 # pip's chatter goes to $venv/install.log and is shown only when the install fails.
 set -euo pipefail

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from envlock.cli import build, capture, explain, verify, watch  # noqa: F401  (registers commands)
+from envlock.cli import build, capture, cores, explain, fleet, verify, watch  # noqa: F401  (registers commands)
 from envlock.cli.common import app, interrupted
 from envlock.errors import BAD_INPUT
 from envlock.runner import Terminated, stop_cleanly_on_sigterm

@@ -14,7 +14,7 @@ from envlock.cli.common import GoldenOption, TrustedKeyOption, app, resolve_gold
 # marker) is printed as written, so its lines must fit 80 columns (tests/unit/test_cli_help.py).
 WATCH_HELP = """Keep checking this machine against GOLDEN and report its health.
 
-Two checks:
+The checks:
 
 \b
   fingerprint  every --fingerprint-every: capture this machine without
@@ -25,6 +25,11 @@ Two checks:
                process group and recorded as a timeout, a crash as an error.
                TensorFlow is never imported into the daemon. --verify-every 0
                disables it.
+  cores        every --cores-every (off by default): run `envlock cores
+               --json` (probes pinned to each CPU in turn, compared across
+               CPUs) as a child like verify, never at the same time; exports
+               envlock_cpu_healthy{cpu} and the NFD label
+               envlock.cores-healthy. It quarantines nothing (docs/watch.md).
 
 A difference present while a verify of this golden reproduced (same field, same value) is tolerated
 by later fingerprint checks, e.g. the determinism variables an `envlock build` image sets; a NEW
@@ -103,6 +108,18 @@ def watch(
                                       "then exit 0 if healthy, 1 if not.")
     ] = False,
     trusted_key: TrustedKeyOption = None,
+    cores_every: Annotated[str, typer.Option(metavar="DURATION",
+                                             help="Interval of the per-CPU cores check (0, the default, disables "
+                                                  "it).")] = "0",
+    cores_timeout: Annotated[str, typer.Option(metavar="DURATION",
+                                               help="Kill a cores child running longer than this.")] = "1h",
+    cores_command: Annotated[
+        str | None,
+        typer.Option(metavar="COMMAND",
+                     help="Command to run as the cores check instead of `python -m envlock cores --json` (e.g. with "
+                          "--cpus or --jobs); split like a shell would. It must print a cores JSON report and exit 0 "
+                          "(all CPUs agree) or 1 (not)."),
+    ] = None,
 ) -> None:
     # First thing: the environment the user started the daemon with. Imports from here on
     # (threadpoolctl sets KMP_DUPLICATE_LIB_OK) may write to os.environ; the checks must not see that.
@@ -111,15 +128,24 @@ def watch(
         environ=environ, golden=golden, listen=listen, fingerprint_every=fingerprint_every, verify_every=verify_every,
         verify_timeout=verify_timeout, state_dir=state_dir, nfd_features_file=nfd_features_file,
         verify_command=verify_command, once=once, trusted_key=trusted_key or [],
+        cores=(cores_every, cores_timeout, cores_command),
     )
     raise typer.Exit(code)
 
 
 def _watch(*, environ: dict[str, str], golden: Path | None, listen: str, fingerprint_every: str, verify_every: str,
            verify_timeout: str, state_dir: str | None, nfd_features_file: str | None, verify_command: str | None,
-           once: bool, trusted_key: list[Path] | None = None) -> int:
+           once: bool, trusted_key: list[Path] | None = None,
+           cores: tuple[str, str, str | None] = ("0", "1h", None)) -> int:
     # lazy: a command imports its core only when it runs (CLI start-up time; the daemon brings pydantic, prometheus)
-    from envlock.daemon.config import WatchConfig, default_state_dir, parse_duration, parse_listen, verify_argv
+    from envlock.daemon.config import (
+        WatchConfig,
+        cores_argv,
+        default_state_dir,
+        parse_duration,
+        parse_listen,
+        verify_argv,
+    )
     from envlock.daemon.loop import run_watch
     from envlock.daemon.results import render_once
     from envlock.signing import load_trusted_keys
@@ -141,8 +167,11 @@ def _watch(*, environ: dict[str, str], golden: Path | None, listen: str, fingerp
         verify_command=verify_argv(golden_path, verify_command, trusted_key or []),
         once=once,
         trusted_keys=tuple(load_trusted_keys(trusted_key or [])),
+        cores_every=parse_duration(cores[0], option="--cores-every", allow_zero=True),
+        cores_timeout=parse_duration(cores[1], option="--cores-timeout"),
+        cores_command=cores_argv(cores[2]),
     )
     outcome = run_watch(config)
     if once:
-        typer.echo(render_once(outcome.healthy, outcome.reason, outcome.fingerprint, outcome.verify))
+        typer.echo(render_once(outcome.healthy, outcome.reason, outcome.fingerprint, outcome.verify, outcome.cores))
     return outcome.exit_code

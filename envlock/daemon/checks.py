@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -18,8 +19,10 @@ from typing import Any
 from pydantic_core import to_jsonable_python
 
 from envlock.capture import capture_manifest
+from envlock.corecheck import CoresReport
 from envlock.daemon.results import (
     CheckResult,
+    CpuState,
     DriftItem,
     ProbeSummary,
     class_or_none,
@@ -224,3 +227,48 @@ def verify_crashed(error: Exception, *, golden_digest: str | None, clock: Callab
         kind="verify", started_at=clock(), duration_s=0.0, outcome="error",
         reason=f"verify runner failed: {type(error).__name__}: {error}", golden_digest=golden_digest,
     )
+
+
+# ---- what a cores child did (`envlock cores --json`, --cores-every) ------------------------
+
+
+def interpret_cores(*, returncode: int, stdout: str, stderr: str, started: float, duration: float,
+                    golden_digest: str | None) -> CheckResult:
+    """Turn what the ``envlock cores --json`` child did into a check result: exit 0 pass, 1 drift
+    (one item per CPU that is not healthy, ``cpus.<k>``), anything else or no valid report an error.
+    The golden plays no part (the CPUs are compared with each other); it is kept as the context."""
+    base: dict[str, Any] = {"kind": "cores", "started_at": started, "duration_s": duration, "exit_code": returncode,
+                            "golden_digest": golden_digest}
+    report: CoresReport | None = None
+    if returncode in (0, 1):
+        with contextlib.suppress(ValueError):  # pydantic's ValidationError is a ValueError
+            report = CoresReport.model_validate_json(stdout.strip() or "null")
+    if report is None or report.exit_code != returncode:
+        detail = _last_line(stderr) or _last_line(stdout) or "no output"
+        what = "printed no cores report" if returncode in (0, 1) else _exit_description(returncode)
+        return CheckResult(**base, outcome="error", reason=f"cores {what}: {detail}")
+    cpus = [CpuState(cpu=h.cpu, health=h.health) for h in report.health]
+    drift = [DriftItem(path=f"cpus.{h.cpu}", severity="critical",
+                       reason=f"CPU {h.cpu} {h.health}: " + (f"deviates from the others on {', '.join(h.deviates_on)}"
+                                                             if h.deviates_on else
+                                                             f"no majority on {', '.join(h.undecided_on)}"))
+             for h in report.health if h.health != "healthy"]
+    return CheckResult(**base, outcome="pass" if returncode == 0 else "drift",
+                       reason=None if returncode == 0 else report.summary, drift=drift, cpus=cpus)
+
+
+def cores_timed_out(*, timeout_s: float, started: float, duration: float, golden_digest: str | None) -> CheckResult:
+    return CheckResult(kind="cores", started_at=started, duration_s=duration, outcome="timeout",
+                       reason=f"cores timed out after {timeout_s:g} s (killed)", golden_digest=golden_digest)
+
+
+def cores_not_started(*, program: str, problem: str, started: float, duration: float,
+                      golden_digest: str | None) -> CheckResult:
+    return CheckResult(kind="cores", started_at=started, duration_s=duration, outcome="error",
+                       reason=f"cannot start cores command {program!r}: {problem}", golden_digest=golden_digest)
+
+
+def cores_crashed(error: Exception, *, golden_digest: str | None, clock: Callable[[], float] = time.time,
+                  ) -> CheckResult:
+    return CheckResult(kind="cores", started_at=clock(), duration_s=0.0, outcome="error",
+                       reason=f"cores runner failed: {type(error).__name__}: {error}", golden_digest=golden_digest)

@@ -140,6 +140,20 @@ def verify_argv(golden: Path, command: str | None, trusted_key_files: Sequence[P
     return [part.replace("{golden}", str(golden)) for part in argv]
 
 
+def cores_argv(command: str | None) -> list[str]:
+    """The cores check's argv: ``python -m envlock cores --json``, or a custom command split like a
+    shell would (no shell runs it), e.g. with ``--cpus`` or ``--jobs``."""
+    if command is None:
+        return [sys.executable, "-m", "envlock", "cores", "--json"]
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        raise BadInputError(f"--cores-command: {exc}") from None
+    if not argv:
+        raise BadInputError("--cores-command: empty command")
+    return argv
+
+
 @dataclass
 class WatchConfig:
     golden_path: Path
@@ -157,3 +171,7 @@ class WatchConfig:
     once: bool = False
     # a NEW fingerprint drift brings the next verify forward, but not closer than this to the last
     reverify_min_interval: float = 600.0
+    # `envlock cores --json` on a schedule (per-CPU known-answer checks); 0 disables it (the default)
+    cores_every: float = 0.0
+    cores_timeout: float = 60 * 60.0
+    cores_command: list[str] = field(default_factory=lambda: cores_argv(None))

@@ -1,4 +1,4 @@
-"""The watch loop: schedule the two checks, publish their results, stop cleanly.
+"""The watch loop: schedule the checks, publish their results, stop cleanly.
 
 The loop is the daemon's SINGLE WRITER. Which thread owns what:
 
@@ -11,6 +11,8 @@ The loop is the daemon's SINGLE WRITER. Which thread owns what:
   waits for the verify child, so fingerprint checks and HTTP keep going during a long verify. It
   hands what it learned to the loop over ``_results`` (a ``queue.Queue``) and wakes it; it writes
   nothing else. The loop drops a verify of a golden it has replaced meanwhile (history only).
+* the cores worker (``envlock-cores``, with ``--cores-every``): the same for ``envlock cores --json``,
+  over the same queue; it never runs while the verify worker does, nor the verify worker while it does.
 * the health watchdog (``envlock-health``): health can turn by time alone (a check overdue
   because the loop is wedged), and then nothing publishes; it logs that and rewrites the NFD
   file. The NFD file is the one thing with two writers, so ``_nfd_lock`` orders the two.
@@ -34,7 +36,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from envlock.daemon import nfd
-from envlock.daemon.checks import fingerprint_check, verify_crashed
+from envlock.daemon.checks import cores_crashed, fingerprint_check, verify_crashed
 from envlock.daemon.config import WatchConfig
 from envlock.daemon.goldens import BoundedGoldenLoader, stat_key
 from envlock.daemon.history import History, open_history
@@ -42,7 +44,7 @@ from envlock.daemon.http import HttpServer
 from envlock.daemon.log import JsonLog, log_to_fd2
 from envlock.daemon.metrics import Metrics
 from envlock.daemon.process import VERIFY_STOP_GRACE_S, VerifyRunner
-from envlock.daemon.results import CheckResult
+from envlock.daemon.results import CheckKind, CheckResult
 from envlock.daemon.state import DaemonState
 from envlock.errors import DRIFT, ENVIRONMENT, OK, EnvlockError
 
@@ -59,10 +61,11 @@ LOG_DRIFT_PATHS = 5
 
 @dataclass(frozen=True)
 class VerifyDone:
-    """What the verify worker hands to the loop: what it learned (None: cancelled, because the
-    daemon is stopping or the golden changed)."""
+    """What the verify worker (or the cores worker: ``kind``) hands to the loop: what it learned
+    (None: cancelled, because the daemon is stopping or the golden changed)."""
 
     result: CheckResult | None
+    kind: CheckKind = "verify"
 
 
 class Watcher:
@@ -86,6 +89,10 @@ class Watcher:
         self._verify_thread: threading.Thread | None = None
         self._verify_runner: VerifyRunner | None = None
         self._verify_rerun = False
+        # the cores check (--cores-every): a child like verify's, never at the same time as a verify
+        self._cores_thread: threading.Thread | None = None
+        self._cores_runner: VerifyRunner | None = None
+        self._next_cores: float | None = None
         self._next_fingerprint = 0.0
         self._next_verify: float | None = None
         self._last_verify_end = float("-inf")
@@ -130,9 +137,9 @@ class Watcher:
     def _exit_if_still_stopping(self) -> None:
         if self._stopped.wait(STOP_DEADLINE_S):
             return
-        runner = self._verify_runner
-        if runner is not None:
-            runner.kill_now()
+        for runner in (self._verify_runner, self._cores_runner):
+            if runner is not None:
+                runner.kill_now()
         # straight to fd 2: whatever holds the main thread may hold the log's lock too
         log_to_fd2("stop_forced", reason=f"still stopping {STOP_DEADLINE_S:g} s after the signal",
                    exit_code=FORCED_STOP_EXIT)
@@ -150,6 +157,7 @@ class Watcher:
 
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT (returns 0) or, with ``once``, run each check once (0 healthy, 1 not)."""
+        self._restore_cores()  # the verify: after the first fingerprint check (_restore_verify)
         self.start_http()
         host, port = self.http.address if self.http else (None, None)
         self.log(
@@ -157,6 +165,7 @@ class Watcher:
             state_db=str(self.history.path), listen=f"{host}:{port}" if host else None,
             fingerprint_every_s=self.config.fingerprint_every,
             verify_every_s=self.config.verify_every or None, verify_timeout_s=self.config.verify_timeout,
+            cores_every_s=self.config.cores_every or None,
         )
         try:
             if self.config.once:
@@ -209,6 +218,25 @@ class Watcher:
                 return
         self._next_verify = now  # due right after the first fingerprint check
 
+    def _cores_enabled(self) -> bool:
+        return self.config.cores_every > 0
+
+    def _restore_cores(self) -> None:
+        """As ``_restore_verify``: a cores check from before a restart is adopted while it is fresh
+        (a restart must not cost a TF import per CPU). The golden plays no part in it."""
+        if not self._cores_enabled():
+            return
+        last = self.history.last("cores")
+        now = time.monotonic()
+        if last is not None:
+            age = time.time() - (last.started_at + last.duration_s)
+            if 0 <= age < self.config.cores_every:
+                self.state.restore(last)
+                self._next_cores = now + self.config.cores_every - age
+                self.log("restored", kind="cores", outcome=last.outcome, age_s=round(age, 3))
+                return
+        self._next_cores = now
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             self._take_verify_results()
@@ -216,14 +244,19 @@ class Watcher:
                 self._fingerprint_tick()
                 self._next_fingerprint = time.monotonic() + self.config.fingerprint_every
             self._maybe_start_verify()
+            self._maybe_start_cores()
             self._publish_schedule()
             self._wake.wait(timeout=max(0.0, self._next_wakeup() - time.monotonic()))
             self._wake.clear()
 
     def _next_wakeup(self) -> float:
         candidates = [self._next_fingerprint]
-        if self._next_verify is not None and self._verify_thread is None:
+        # A check waiting for the other's child to end is woken by that child's result, not by the clock.
+        busy = self._verify_thread is not None or self._cores_thread is not None
+        if self._next_verify is not None and not busy:
             candidates.append(self._next_verify)
+        if self._next_cores is not None and not busy:
+            candidates.append(self._next_cores)
         return min(candidates)
 
     def _publish_schedule(self) -> None:
@@ -231,6 +264,9 @@ class Watcher:
         self.state.set_next_due("fingerprint", self._next_fingerprint + offset)
         nv = self._next_verify if self._verify_thread is None else None
         self.state.set_next_due("verify", nv + offset if nv is not None else None)
+        if self._cores_enabled():
+            nc = self._next_cores if self._cores_thread is None else None
+            self.state.set_next_due("cores", nc + offset if nc is not None else None)
 
     def _run_once(self) -> None:
         self._fingerprint_tick()
@@ -245,14 +281,21 @@ class Watcher:
             last = self.state.last("fingerprint")
             if self._vouched != vouched_before and last is not None and not last.ok and not self._stop.is_set():
                 self._fingerprint_tick()  # the verify just vouched for differences it failed on
+        if self._cores_enabled() and not self._stop.is_set() and self.state.last("cores") is None:
+            self._next_cores = time.monotonic()
+            self._maybe_start_cores()
+            while not self._stop.is_set() and self._cores_thread is not None:
+                self._wake.wait(timeout=0.5)
+                self._wake.clear()
+                self._take_verify_results()
 
     def _shutdown(self) -> None:
         self.log("stopping")
-        runner, thread = self._verify_runner, self._verify_thread
-        if runner is not None:
-            runner.cancel()  # kills the child's whole process group
-        if thread is not None:
-            thread.join(timeout=VERIFY_STOP_GRACE_S + 5)
+        for runner, thread in ((self._verify_runner, self._verify_thread), (self._cores_runner, self._cores_thread)):
+            if runner is not None:
+                runner.cancel()  # kills the child's whole process group
+            if thread is not None:
+                thread.join(timeout=VERIFY_STOP_GRACE_S + 5)
         self._take_verify_results()  # what the worker handed over: nothing is published while stopping
         if self.http is not None:
             self.http.stop()
@@ -327,6 +370,8 @@ class Watcher:
         due = self._next_verify
         if self._verify_thread is not None or due is None or time.monotonic() < due or self._stop.is_set():
             return
+        if self._cores_thread is not None:
+            return  # never two TensorFlow children at once: it starts when the cores check ends
         runner = VerifyRunner(
             self.config.verify_command, timeout_s=self.config.verify_timeout, golden_digest=self.golden.digest,
             env=self.config.environ,
@@ -337,16 +382,29 @@ class Watcher:
         self.state.set_verify_running(True)
         thread.start()
 
+    def _maybe_start_cores(self) -> None:
+        due = self._next_cores
+        if self._cores_thread is not None or self._verify_thread is not None or due is None \
+                or time.monotonic() < due or self._stop.is_set():
+            return
+        runner = VerifyRunner(self.config.cores_command, timeout_s=self.config.cores_timeout,
+                              golden_digest=self.golden.digest, env=self.config.environ, kind="cores")
+        thread = threading.Thread(target=self._verify_worker, args=(runner,), name="envlock-cores", daemon=True)
+        self._cores_runner, self._cores_thread = runner, thread
+        self._next_cores = None
+        thread.start()
+
     def _verify_worker(self, runner: VerifyRunner) -> None:
-        """The worker thread: run the child, hand the result to the loop. Whatever happens, the
-        loop hears of it, or verify would never run again."""
+        """A worker thread (verify or cores): run the child, hand the result to the loop. Whatever
+        happens, the loop hears of it, or that check would never run again."""
         result: CheckResult | None = None
         try:
             result = runner.run()
         except Exception as exc:  # noqa: BLE001 - never let a verify bug kill the daemon's worker silently
-            result = verify_crashed(exc, golden_digest=runner.golden_digest)
+            crashed = cores_crashed if runner.kind == "cores" else verify_crashed
+            result = crashed(exc, golden_digest=runner.golden_digest)
         finally:
-            self._results.put(VerifyDone(result))
+            self._results.put(VerifyDone(result, runner.kind))
             self._wake.set()
 
     def _take_verify_results(self) -> None:
@@ -356,6 +414,13 @@ class Watcher:
                 done = self._results.get_nowait()
             except queue.Empty:
                 return
+            if done.kind == "cores":
+                if done.result is None:
+                    self.log("cores_abandoned", reason="stopping")
+                elif not self._stop.is_set():
+                    self._publish(done.result)
+                self._cores_finished()
+                continue
             if done.result is None:
                 self.log("verify_abandoned", reason="stopping" if self._stop.is_set() else "golden changed")
             elif not self._stop.is_set():
@@ -375,6 +440,11 @@ class Watcher:
         if result.ok:
             self._vouched = frozenset(result.vouched)
         self._publish(result)
+
+    def _cores_finished(self) -> None:
+        self._cores_runner = self._cores_thread = None
+        if self._cores_enabled():
+            self._next_cores = time.monotonic() + self.config.cores_every
 
     def _verify_finished(self) -> None:
         self._last_verify_end = time.monotonic()
@@ -409,12 +479,14 @@ class Watcher:
             fingerprint = self.state.last("fingerprint")
             verify = self.state.last("verify")
             numeric = self.state.numeric()
+            cores = self.state.last("cores")
             features = nfd.feature_lines(
                 reproduces=self.state.reproduces(), healthy=healthy,
                 fingerprint_digest=fingerprint.fingerprint_digest if fingerprint else None,
                 golden_digest=self.state.golden_digest, verify_outcome=verify.outcome if verify else None,
                 numeric_class=numeric.numeric_class if numeric else None,
                 numeric_profile=numeric.numeric_profile if numeric else None,
+                cores_healthy=cores.ok if cores is not None and cores.conclusive else None,
             )
             # labels outlive a dead daemon by at most a few check periods
             ttl = max(5 * self.config.fingerprint_every, 300.0)
@@ -433,6 +505,7 @@ class WatchOutcome:
     reason: str
     fingerprint: CheckResult | None
     verify: CheckResult | None
+    cores: CheckResult | None = None
 
 
 def run_watch(config: WatchConfig, *, log: JsonLog | None = None) -> WatchOutcome:
@@ -441,4 +514,5 @@ def run_watch(config: WatchConfig, *, log: JsonLog | None = None) -> WatchOutcom
     watcher.install_signal_handlers()
     code = watcher.run()
     healthy, reason = watcher.state.health()
-    return WatchOutcome(code, healthy, reason, watcher.state.last("fingerprint"), watcher.state.last("verify"))
+    return WatchOutcome(code, healthy, reason, watcher.state.last("fingerprint"), watcher.state.last("verify"),
+                        watcher.state.last("cores"))

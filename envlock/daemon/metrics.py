@@ -68,6 +68,11 @@ class Metrics:
             "envlock_numeric_class", "This node's numeric class (envlock.numeric) from the last conclusive verify, "
             "for the golden's probes under that profile", ["class", "profile"], registry=reg,
         )
+        # One series per CPU the cores check covers (a machine's CPU count: bounded by the kernel, not a file).
+        self.cpu_healthy = Gauge(
+            "envlock_cpu_healthy", "1 when the CPU gave the same bits as the others in the last cores check "
+            "(0: it deviates from the majority, or CPUs disagree with no majority)", ["cpu"], registry=reg,
+        )
         for kind in KINDS:
             for outcome in OUTCOMES:
                 self.checks.labels(kind=kind, outcome=outcome)  # export zeros, so rate() works from the start
@@ -104,7 +109,16 @@ class Metrics:
         self.last_duration.labels(kind=result.kind).set(result.duration_s)
         if result.kind == "verify" and result.conclusive:
             self.set_numeric_class(result)
+        self._set_cpus(result)
         self._changed()
+
+    def _set_cpus(self, result: CheckResult) -> None:
+        """The per-CPU series from a conclusive cores check (one that could not run changes none)."""
+        if result.kind != "cores" or not result.conclusive:
+            return
+        self.cpu_healthy.clear()
+        for cpu in result.cpus:
+            self.cpu_healthy.labels(cpu=str(cpu.cpu)).set(1 if cpu.healthy else 0)
 
     def observe(self, result: CheckResult) -> None:
         kind = result.kind
@@ -126,6 +140,7 @@ class Metrics:
                 if probe.max_rel_error is not None:
                     self.probe_max_rel_error.labels(probe=name).set(probe.max_rel_error)
             self.set_numeric_class(result)
+        self._set_cpus(result)
         self._changed()  # after the updates: a rendering that overlapped them is never cached
 
     def set_drift(self, by_kind: dict[str, CheckResult]) -> None:

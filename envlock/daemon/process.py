@@ -18,17 +18,41 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import IO
 
-from envlock.daemon.checks import interpret_verify, verify_not_started, verify_timed_out
-from envlock.daemon.results import CheckResult
+from envlock.daemon.checks import (
+    cores_not_started,
+    cores_timed_out,
+    interpret_cores,
+    interpret_verify,
+    verify_not_started,
+    verify_timed_out,
+)
+from envlock.daemon.results import CheckKind, CheckResult
 from envlock.runner import SPAWN_ERRORS, ChildProcess, end_group, signal_group, spawn
 
 # A verify being stopped (daemon stopping, golden replaced, time limit) gets SIGTERM and this long
 # to kill its probe child and remove its temp files before the whole group gets SIGKILL.
 VERIFY_STOP_GRACE_S = 5.0
 _MAX_OUTPUT_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ChildCheck:
+    """What a check run as a child means: its output read (``interpret``), a time-out, a failed start."""
+
+    interpret: Callable[..., CheckResult]
+    timed_out: Callable[..., CheckResult]
+    not_started: Callable[..., CheckResult]
+
+
+# The checks run as a child process, by kind: the same runner for each.
+CHILD_CHECKS: dict[CheckKind, ChildCheck] = {
+    "verify": ChildCheck(interpret_verify, verify_timed_out, verify_not_started),
+    "cores": ChildCheck(interpret_cores, cores_timed_out, cores_not_started),
+}
 
 
 def _read_tail(handle: IO[bytes]) -> str:
@@ -40,11 +64,15 @@ def _read_tail(handle: IO[bytes]) -> str:
 
 class VerifyRunner:
     """Runs the verify command once, on the thread that calls ``run()`` (the verify worker);
-    ``cancel()`` and ``kill_now()`` stop it from any other thread."""
+    ``cancel()`` and ``kill_now()`` stop it from any other thread. ``kind="cores"`` runs the cores
+    check's command the same way (``CHILD_CHECKS``)."""
 
     def __init__(
         self, argv: Sequence[str], *, timeout_s: float, golden_digest: str | None, env: Mapping[str, str],
+        kind: CheckKind = "verify",
     ) -> None:
+        self.kind = kind
+        self._check = CHILD_CHECKS[kind]
         # ``env``: the daemon's environment as it STARTED (WatchConfig.environ); libraries imported
         # since (threadpoolctl) wrote to os.environ, and the child must not inherit what the user never set.
         self.env = dict(env)
@@ -80,7 +108,7 @@ class VerifyRunner:
         started = time.time()
         t0 = time.monotonic()
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
-                tempfile.TemporaryDirectory(prefix="envlock-verify-") as private_tmp:
+                tempfile.TemporaryDirectory(prefix=f"envlock-{self.kind}-") as private_tmp:
             try:
                 with self._lock:
                     if self._cancelled:
@@ -88,7 +116,7 @@ class VerifyRunner:
                     proc = self._proc = spawn(self.argv, stdout=out, stderr=err,
                                               env={**self.env, "TMPDIR": private_tmp})
             except SPAWN_ERRORS as exc:
-                return verify_not_started(
+                return self._check.not_started(
                     program=self.argv[0], problem=getattr(exc, "strerror", None) or str(exc), started=started,
                     duration=time.monotonic() - t0, golden_digest=self.golden_digest,
                 )
@@ -101,9 +129,9 @@ class VerifyRunner:
                 if self._cancelled:
                     return None
             if timed_out:
-                return verify_timed_out(timeout_s=self.timeout_s, started=started, duration=duration,
+                return self._check.timed_out(timeout_s=self.timeout_s, started=started, duration=duration,
                                         golden_digest=self.golden_digest)
-            return interpret_verify(
+            return self._check.interpret(
                 returncode=proc.returncode, stdout=_read_tail(out), stderr=_read_tail(err),
                 started=started, duration=duration, golden_digest=self.golden_digest,
             )

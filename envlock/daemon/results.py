@@ -13,8 +13,8 @@ from typing import Any, Literal
 from envlock.errors import one_line
 from envlock.numeric import is_numeric_class
 
-CheckKind = Literal["fingerprint", "verify"]
-KINDS: tuple[CheckKind, ...] = ("fingerprint", "verify")
+CheckKind = Literal["fingerprint", "verify", "cores"]
+KINDS: tuple[CheckKind, ...] = ("fingerprint", "verify", "cores")  # cores: `envlock cores`, only with --cores-every
 
 # pass: checked and matches; drift: checked and differs; error: could not check (crash, bad
 # output, golden unreadable); timeout: the verify child ran past its limit and was killed.
@@ -84,6 +84,19 @@ class ProbeSummary:
 
 
 @dataclass(frozen=True)
+class CpuState:
+    """One CPU as the last cores check saw it (``envlock.corecheck.CpuHealth``): healthy, suspect
+    (it deviates from the majority) or undecided (CPUs disagree with no majority)."""
+
+    cpu: int
+    health: str
+
+    @property
+    def healthy(self) -> bool:
+        return self.health == "healthy"
+
+
+@dataclass(frozen=True)
 class CheckResult:
     kind: CheckKind
     started_at: float  # epoch seconds
@@ -105,6 +118,8 @@ class CheckResult:
     numeric_class: str | None = None
     golden_numeric_class: str | None = None
     numeric_profile: str | None = None
+    # cores: each CPU checked (empty for the other kinds, and when the cores check could not run)
+    cpus: list[CpuState] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -139,6 +154,7 @@ class CheckResult:
             numeric_class=class_or_none(data.get("numeric_class")),
             golden_numeric_class=class_or_none(data.get("golden_numeric_class")),
             numeric_profile=profile_or_none(data.get("numeric_profile")),
+            cpus=[CpuState(**item) for item in data.get("cpus", [])],
         )
 
 
@@ -153,6 +169,8 @@ def render_check(result: CheckResult | None, kind: CheckKind) -> str:
             for probe in result.probes:
                 counts[probe.status] = counts.get(probe.status, 0) + 1
             detail = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        if result.kind == "cores" and result.cpus:
+            detail = f"{len(result.cpus)} CPUs agree"
         if result.tolerated:
             detail = (f"{len(result.tolerated)} difference(s) tolerated: a passing verify of this golden "
                       "showed them harmless")
@@ -162,12 +180,16 @@ def render_check(result: CheckResult | None, kind: CheckKind) -> str:
     return one_line(line)
 
 
-def render_once(healthy: bool, reason: str, fingerprint: CheckResult | None, verify: CheckResult | None) -> str:
-    """What ``watch --once`` prints on stdout (the JSON log stays on stderr)."""
+def render_once(healthy: bool, reason: str, fingerprint: CheckResult | None, verify: CheckResult | None,
+                cores: CheckResult | None = None) -> str:
+    """What ``watch --once`` prints on stdout (the JSON log stays on stderr); a cores line only when
+    a cores check ran (``--cores-every``)."""
     lines = [render_check(fingerprint, "fingerprint"), render_check(verify, "verify")]
     if verify is not None and verify.conclusive and verify.numeric_class and verify.numeric_profile:
         golden = ("the golden's too" if verify.golden_numeric_class == verify.numeric_class
                   else f"the golden's is {verify.golden_numeric_class or 'not known'}")
         lines.append(f"{'class':<12} {verify.numeric_class} (profile {verify.numeric_profile}; {golden})")
+    if cores is not None:
+        lines.append(render_check(cores, "cores"))
     lines.append("HEALTHY" if healthy else one_line(f"NOT HEALTHY: {reason}"))
     return "\n".join(lines)

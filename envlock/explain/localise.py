@@ -20,6 +20,18 @@ from envlock.probes.compare import Tolerance, compare_output
 from envlock.probes.onednn_verbose import primitive_kinds
 from envlock.protocol import ProbeRun
 
+# The oneDNN primitive kinds a Keras layer class runs on the CPU (ONEDNN_VERBOSE's kind field): with a
+# traced model (envlock.probes.keras_trace), the first differing layer's kinds are named first.
+LAYER_PRIMITIVES: dict[str, tuple[str, ...]] = {
+    "Conv1D": ("convolution",), "Conv2D": ("convolution",), "Conv3D": ("convolution",),
+    "DepthwiseConv2D": ("convolution",), "SeparableConv2D": ("convolution",),
+    "Conv2DTranspose": ("deconvolution", "convolution"),
+    "Dense": ("matmul", "inner_product", "gemm_api"), "EinsumDense": ("matmul", "gemm_api"),
+    "BatchNormalization": ("batch_normalization",), "LayerNormalization": ("layer_normalization",),
+    "Softmax": ("softmax",), "ReLU": ("eltwise",), "Activation": ("eltwise",),
+    "MaxPooling2D": ("pooling",), "AveragePooling2D": ("pooling",), "GlobalAveragePooling2D": ("reduction", "pooling"),
+}
+
 
 class Localisation(BaseModel):
     method: str  # "intermediates" | "outputs" | "none"
@@ -31,6 +43,9 @@ class Localisation(BaseModel):
     max_ulp: float | None = None
     max_rel_error: float | None = None
     primitives: list[str] = Field(default_factory=list)  # "softmax ran jit:X here, jit:Y in the golden"
+    # The differing primitive of the first differing layer's kind (a traced Keras model), e.g.
+    # "DepthwiseConv2D: convolution ran jit:X here, jit:Y in the golden"; None when none differs.
+    layer_primitive: str | None = None
     summary: str
 
 
@@ -102,9 +117,14 @@ def _by_outputs(record: ProbeRecord, run: ProbeRun) -> Localisation:
         summary = f"{', '.join(same)} identical, {', '.join(differ)} differ{'s' if len(differ) == 1 else ''}"
     else:
         summary = f"every output differs ({', '.join(differ)})"
-    note = " (outputs only: the golden has no intermediates)"
+    if record.trace_note:  # a Keras model the probe handed over that could not be traced: say why
+        note = f" (outputs only: {record.trace_note})"
+    elif not record.intermediates:
+        note = " (outputs only: the golden has no intermediates)"
+    else:
+        note = ""
     return Localisation(method="outputs", first_difference=differ[0] if differ else None, identical_outputs=same,
-                        differing_outputs=differ, summary=summary + (note if record.intermediates is None else ""))
+                        differing_outputs=differ, summary=summary + note)
 
 
 def localise(record: ProbeRecord, run: ProbeRun) -> Localisation:
@@ -113,6 +133,12 @@ def localise(record: ProbeRecord, run: ProbeRun) -> Localisation:
         return Localisation(method="none", summary=f"the probe did not run here ({run.get('reason') or 'skipped'})")
     loc = _by_intermediates(record, run) or _by_outputs(record, run)
     loc.primitives = compare_primitives(record.onednn_primitives, run.get("onednn_primitives"))
+    layer = (loc.op or "").split(",")[0].split(" ")[0] if loc.method == "intermediates" else ""
+    for kind in LAYER_PRIMITIVES.get(layer, ()):
+        match = next((p for p in loc.primitives if p.startswith(kind + " ")), None)
+        if match is not None:
+            loc.layer_primitive = f"{layer}: {match}"
+            break
     if loc.method == "intermediates":
         outputs = _by_outputs(record, run)
         loc.identical_outputs, loc.differing_outputs = outputs.identical_outputs, outputs.differing_outputs

@@ -57,6 +57,11 @@ class ProbeContext:
     # Intermediate tensors of the running probe, in computation order (see ``record``); the child
     # empties it before each probe and stores it beside the outputs (localisation in explain).
     intermediates: list[tuple[str, Any, str | None]] = field(default_factory=list)
+    # Trace Keras models (``train_step``/``forward``): on when a golden is recorded or explain localises;
+    # off in verify, which compares outputs only. ``trace_note``: why the last model was not traced.
+    trace: bool = True
+    trace_note: str | None = None
+    trace_steps: int = 0  # traced calls so far in this probe: the second one's names start "step 1: "
 
     def record(self, name: str, tensor: Any, *, op: str | None = None) -> None:
         """Keep ``tensor`` (a TF tensor or an array) as the probe's next intermediate, produced by ``op``.
@@ -66,6 +71,28 @@ class ProbeContext:
         """
         value = tensor.numpy() if hasattr(tensor, "numpy") else tensor
         self.intermediates.append((name, value, op))
+
+    def train_step(self, model: Any, x: Any, y: Any, *, loss: Callable[[Any, Any], Any],
+                   optimizer: Any) -> dict[str, Any]:
+        """One training step of a Keras ``model`` on (x, y); returns the probe's outputs (``loss``,
+        ``output``, ``updated_weights``). Traced runs record every layer's output, the loss, each
+        gradient and each updated variable as intermediates (envlock.probes.keras_trace)."""
+        from envlock.probes import keras_trace  # lazy: the registry loads in the TF-free parent too
+
+        outputs, note = keras_trace.train_step(self, model, x, y, loss=loss, optimizer=optimizer, traced=self.trace,
+                                               step=self.trace_steps)
+        self.trace_steps += 1
+        self.trace_note = self.trace_note or note
+        return outputs
+
+    def forward(self, model: Any, x: Any) -> dict[str, Any]:
+        """One inference call of a Keras ``model``; returns ``{"output": ...}``, traced like ``train_step``."""
+        from envlock.probes import keras_trace  # lazy: the registry loads in the TF-free parent too
+
+        outputs, note = keras_trace.forward(self, model, x, traced=self.trace, step=self.trace_steps)
+        self.trace_steps += 1
+        self.trace_note = self.trace_note or note
+        return outputs
 
     def cached(self, key: str, build: Callable[[], Any]) -> Any:
         """Build once per process: repeats must not pay tracing/XLA compilation twice."""

@@ -266,7 +266,9 @@ def run_child(*, probe_names: list[str] | None, repeat: int, settings: LockdownS
               runner: Runner | None = None, timeout: float = CHILD_TIMEOUT_SECONDS,
               probe_modules: list[str] | None = None, probe_timeout: float | None = None,
               unknown: Literal["error", "skip"] = "error", affinity: list[int] | None = None,
-              onednn_verbose: bool = False, on_event: Callable[[ProgressEvent], None] | None = None) -> ChildResult:
+              onednn_verbose: bool = False, trace: bool = False,
+              on_event: Callable[[ProgressEvent], None] | None = None,
+              module_probes: bool = False, collect_tf_info: bool = True) -> ChildResult:
     """Parent side: run the probes in a fresh process with ``env``; return the parsed result.
 
     ``probe_names`` None: every probe the child knows (built-ins, ``probe_modules``, entry points).
@@ -274,18 +276,26 @@ def run_child(*, probe_names: list[str] | None, repeat: int, settings: LockdownS
     result's ``unknown``). A probe that hangs past ``probe_timeout`` or crashes the child is an
     ``error`` run of that probe (``run_probes``). ``affinity``: the CPUs the child pins
     itself to before importing anything numeric (TF and OpenBLAS size their thread pools from it).
+    ``trace``: record the intermediates of the Keras models probes hand to ``ctx.train_step``/``forward``
+    (a golden being recorded, explain localising; verify compares outputs only and pays nothing).
     ``onednn_verbose``: record per probe the oneDNN primitive implementations it executed
     (``ONEDNN_VERBOSE=1`` for the child only). ``on_event``: called with each line of the child's
-    progress file, in the thread that runs the child (a progress display). Raises ``TensorflowMissing``
+    progress file, in the thread that runs the child (a progress display). ``module_probes``: with
+    ``probe_names``, also every probe the ``probe_modules`` register. ``collect_tf_info``: fingerprint
+    TF in the child (False when the caller needs no manifest). Raises ``TensorflowMissing``
     when the child cannot import TF and ``EnvironmentProblem`` when it dies outside any probe (exit 3).
     """
     request: ChildRequest = {
         "probes": probe_names, "repeat": repeat, "seed": settings.seed, "op_determinism": settings.op_determinism,
         "intra_op_threads": settings.intra_op_threads, "inter_op_threads": settings.inter_op_threads,
-        "collect_tf_info": True, "probe_modules": list(probe_modules or []), "unknown": unknown,
+        "collect_tf_info": collect_tf_info, "probe_modules": list(probe_modules or []), "unknown": unknown,
     }
+    if module_probes:
+        request["module_probes"] = True
     if affinity is not None:
         request["affinity"] = sorted(affinity)
+    if trace:
+        request["trace"] = True
     if onednn_verbose:
         env = {**env, "ONEDNN_VERBOSE": "1"}  # the child's only: verbose output changes no numerics
         request["onednn_verbose"] = True

@@ -67,6 +67,21 @@ def test_loaders_raise_only_one_line_envlock_errors(workdir: Path, content: Fuzz
             raise uncaught(exc, loader.__name__) from None
 
 
+@examples(100)
+@given(content=any_file)
+def test_fleet_reads_any_file_as_a_row_or_one_line(workdir: Path, content: FuzzInput) -> None:
+    from envlock.fleet.files import fleet_report
+    from envlock.fleet.render import render_fleet
+
+    path = _file(workdir, content)
+    try:
+        render_fleet(fleet_report([path, path]))  # the picture renders, whatever the file held
+    except EnvlockError as exc:
+        assert "\n" not in str(exc) and exc.exit_code == 2, f"fleet: {exc!s:.500}"
+    except Exception as exc:  # noqa: BLE001 - anything else escaping is the failure
+        raise uncaught(exc, "fleet") from None
+
+
 @examples(60)
 @given(content=st.one_of(golden_mutations, arbitrary_bytes))
 def test_lockdown_golden_never_exports_what_is_not_allow_listed(workdir: Path, content: FuzzInput) -> None:

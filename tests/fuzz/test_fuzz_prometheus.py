@@ -1,4 +1,4 @@
-"""`envlock fleet --prometheus`'s reader of Prometheus answers (envlock.fleet_prometheus), fed arbitrary
+"""`envlock fleet --prometheus`'s reader of Prometheus answers (envlock.fleet.prometheus), fed arbitrary
 bytes, arbitrary JSON and mutations of Prometheus 2.42's real answers: only one-line envlock errors,
 and every line it renders printable."""
 
@@ -9,8 +9,8 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from envlock import fleet_prometheus as fp
 from envlock.errors import EnvlockError
+from envlock.fleet import prometheus as fp
 from tests.fuzz.helpers import FuzzInput, _paths, arbitrary_bytes, dump, examples, json_values, mutated
 from tests.helpers import DATA_DIR
 

@@ -29,8 +29,8 @@ from typing import Any
 
 import pytest
 
-from envlock import fleet_prometheus
 from envlock.environ import is_allowed
+from envlock.fleet import prometheus as fleet_prometheus
 from tests.helpers import DAEMON_ENV, REPO_ROOT, Daemon, envlock_cli, require, tail, wait_for
 
 pytestmark = [pytest.mark.tf, pytest.mark.slow]

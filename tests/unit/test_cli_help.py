@@ -22,7 +22,8 @@ from typer.main import get_command
 
 from envlock.cli import app
 
-COMMANDS = [[], ["capture"], ["diff"], ["schema"], ["verify"], ["explain"], ["build"], ["watch"]]
+COMMANDS = [[], ["capture"], ["diff"], ["schema"], ["verify"], ["explain"], ["build"], ["watch"], ["cores"],
+            ["fleet"]]
 WIDTHS = [80, 120]
 # A line that ends one of these ends a sentence or clause (or click's "[default: ...]"): a break
 # after it is the author's, not a wrap.

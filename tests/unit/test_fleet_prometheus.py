@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from envlock import fleet_prometheus as fp
 from envlock.errors import BAD_INPUT, ENVIRONMENT, BadInputError, EnvironmentProblem, EnvlockError
+from envlock.fleet import prometheus as fp
 from tests.helpers import DATA_DIR
 
 RECORDS = DATA_DIR / "records"

@@ -14,7 +14,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = REPO_ROOT / "envlock"
 LAZY_MARK = "# lazy:"
 # Packages whose __init__ is only a docstring: they belong to no layer, their modules do.
-NAMESPACE_PACKAGES = {"envlock.probes", "envlock.explain", "envlock.image"}
+NAMESPACE_PACKAGES = {"envlock.probes", "envlock.explain", "envlock.image", "envlock.fleet"}
 # The process seam: the only module that may start a child process (README, docs/layers.md).
 PROCESS_MODULE = "envlock.runner"
 PROCESS_CALLS = {("subprocess", "Popen"), ("subprocess", "run"), ("subprocess", "call"), ("subprocess", "check_call"),
