@@ -1,5 +1,6 @@
 """``envlock fleet --prometheus URL``: the fleet's numeric classes from the Prometheus that already
-scrapes the daemons, with no collector of envlock's own (issue 20, item 2).
+scrapes the daemons, with no collector of envlock's own (issue 20, item 2). ``machine_rows`` gives
+them to ``envlock.fleet.picture.analyse`` like the rows of files; ``render`` is a short view of its own.
 
 Two instant queries of Prometheus's HTTP API (``GET /api/v1/query``): ``envlock_numeric_class``,
 the info series every ``envlock watch`` exports from its last conclusive verify (one per node), and
@@ -23,7 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from envlock.errors import BadInputError, EnvironmentProblem, one_line
-from envlock.numeric import is_numeric_class
+from envlock.fleet.rows import MachineRow
+from envlock.numeric import DEFAULT_PROFILE, is_numeric_class
 from envlock.store import json_shape_problem
 
 CLASS_QUERY = "envlock_numeric_class"
@@ -271,10 +273,14 @@ def to_json(fleet: PrometheusFleet) -> dict[str, Any]:
     }
 
 
-def machine_row_fields(row: ClassRow, base: str) -> dict[str, Any]:
-    """The fields of ``envlock fleet``'s ``MachineRow`` (kind ``prometheus``) for one node: the class
-    and profile, the node as the hostname, no probe cells. The series carry no manifest digest or
-    envlock version (``None``: not known), and no golden class (a node's golden is by digest)."""
-    return {"source": f"{base} {row.node.job}/{row.node.instance}", "kind": "prometheus",
-            "hostname": row.node.node or row.node.instance, "manifest_digest": None, "envlock_version": None,
-            "profile": row.profile, "numeric_class": row.numeric_class}
+
+def machine_rows(fleet: PrometheusFleet) -> list[MachineRow]:
+    """``envlock fleet``'s rows (kind ``prometheus``), one per node: the class and profile, the node
+    as the hostname, no probe cells; a node with no class yet is a row without one. The series carry
+    no manifest digest and no envlock version (not known), nor the golden's class."""
+    def row(node: Node, numeric_class: str | None, profile: str) -> MachineRow:
+        return MachineRow(source=f"{fleet.url} {node.job}/{node.instance}", kind="prometheus",
+                          hostname=node.node or node.instance, manifest_digest=None, envlock_version=None,
+                          profile=profile, numeric_class=numeric_class)
+    return ([row(r.node, r.numeric_class, r.profile) for r in fleet.rows]
+            + [row(node, None, DEFAULT_PROFILE) for node in fleet.without_class])

@@ -158,6 +158,13 @@ def _class_of(daemon: Daemon) -> dict[str, Any] | None:
     return numeric
 
 
+def _cli_classes(stdout: str) -> dict[str, list[str]]:
+    """``envlock fleet --json``'s classes and their machines' hostnames (the scrape targets)."""
+    report = json.loads(stdout)
+    return {c["numeric_class"]: sorted(m.rsplit("@", 1)[0] for m in c["machines"])
+            for g in report["groups"] for c in g["classes"]}
+
+
 def test_a_real_prometheus_counts_two_classes_then_one(one_probe_golden: Path, tmp_path: Path, processes) -> None:
     t0 = time.monotonic()
     golden = json.loads(one_probe_golden.read_text())
@@ -194,6 +201,9 @@ def test_a_real_prometheus_counts_two_classes_then_one(one_probe_golden: Path, t
     assert list(fleet.classes()) == ["default"] and len(fleet.classes()["default"]) == 2
     text = fleet_prometheus.render(fleet)
     assert "2 class(es)" in text and flip_at in text and plain_at in text
+    cli = envlock_cli("fleet", "--prometheus", prometheus.url, "--json", timeout=120)
+    assert cli.returncode == 1, cli.stderr  # one group (the scraped nodes), two classes
+    assert _cli_classes(cli.stdout) == {plain_class["class"]: [plain_at], flip_class["class"]: [flip_at]}
 
     # the flipped node runs without the flip again: same port (same Prometheus instance), same state
     # directory, whose fresh verify it must not reuse, as the machine changed across the restart
@@ -220,5 +230,8 @@ def test_a_real_prometheus_counts_two_classes_then_one(one_probe_golden: Path, t
     wait_for(lambda: firing() == [flip_at], what="the class-change alert for the flipped node", timeout=60)
     after = fleet_prometheus.read_prometheus(prometheus.url)
     assert {row.numeric_class for row in after.rows} == {plain_class["class"]} and len(after.rows) == 2
+    cli = envlock_cli("fleet", "--prometheus", prometheus.url, "--json", timeout=120)
+    assert cli.returncode == 0, cli.stderr
+    assert _cli_classes(cli.stdout) == {plain_class["class"]: sorted([plain_at, flip_at])}
     print(f"real Prometheus fleet test: {time.monotonic() - t0:.1f} s")  # noqa: T201
 

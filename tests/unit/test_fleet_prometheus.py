@@ -13,7 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from envlock.cli import app
 from envlock.errors import BAD_INPUT, ENVIRONMENT, BadInputError, EnvironmentProblem, EnvlockError
 from envlock.fleet import prometheus as fp
 from tests.helpers import DATA_DIR
@@ -53,10 +55,11 @@ def test_the_recorded_answers_give_two_classes_of_one_node_each() -> None:
     assert [c["class"] for c in data["profiles"]["default"]] == ["0eaa820319d5", "c6d2df55e9b4"]
     assert data["profiles"]["default"][0]["nodes"] == [
         {"job": "envlock", "instance": "127.0.0.1:38457", "node": None, "golden_digest": GOLDEN_DIGEST}]
-    assert fp.machine_row_fields(fleet.rows[1], fleet.url) == {
-        "source": "http://prometheus:9090 envlock/127.0.0.1:40173", "kind": "prometheus",
-        "hostname": "127.0.0.1:40173", "manifest_digest": None, "envlock_version": None, "profile": "default",
-        "numeric_class": "c6d2df55e9b4"}
+    rows = fp.machine_rows(fleet)
+    assert [(r.kind, r.hostname, r.numeric_class, r.profile, r.cells) for r in rows] == [
+        ("prometheus", "127.0.0.1:38457", "0eaa820319d5", "default", {}),
+        ("prometheus", "127.0.0.1:40173", "c6d2df55e9b4", "default", {})]
+    assert rows[1].source == "http://prometheus:9090 envlock/127.0.0.1:40173"
 
 
 def test_largest_class_first_profiles_apart_nodes_without_a_class_and_foreign_series() -> None:
@@ -241,3 +244,48 @@ def test_a_redirect_away_from_http_is_not_followed(serve) -> None:
 
     error = _error(lambda: fp.read_prometheus(serve(to_ftp)))
     assert isinstance(error, BadInputError) and "HTTP 302" in str(error)
+
+
+# ---- `envlock fleet --prometheus` ------------------------------------------------------------
+
+
+def _cli(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, ["fleet", *args])
+    assert "Traceback" not in result.output
+    return result.exit_code, result.stdout, result.stderr
+
+
+def _one_line(stderr: str) -> str:
+    assert stderr.count("\n") == 1 and stderr.startswith("envlock: error: ") and stderr[:-1].isprintable(), stderr
+    return stderr
+
+
+def test_fleet_prometheus_gives_the_classes_of_the_scraped_nodes(serve) -> None:
+    url = serve(lambda request: _reply(200, CLASSES if "numeric_class" in request.path else GOLDENS)(request))
+    code, out, _ = _cli("--prometheus", url)
+    assert code == 1  # two classes in the group of Prometheus's nodes
+    assert "127.0.0.1:38457" in out and "127.0.0.1:40173" in out
+    code, out, _ = _cli("--prometheus", url, "--json")
+    data = json.loads(out)
+    assert code == 1 and data["machines"] == 2
+    assert sorted(c["numeric_class"] for g in data["groups"] for c in g["classes"]) == ["0eaa820319d5", "c6d2df55e9b4"]
+
+
+@pytest.mark.parametrize(("args", "code", "text"), [
+    ((), BAD_INPUT, "give goldens or verify reports (FILE...), or --prometheus URL"),
+    (("--prometheus", "ftp://prometheus/"), BAD_INPUT, "not an http:// or https:// URL"),
+    (("--prometheus", "http://127.0.0.1:9", "--plot", "map.png"), BAD_INPUT, "use --plot with files only"),
+])
+def test_fleet_prometheus_usage_errors_are_one_line(args: tuple[str, ...], code: int, text: str) -> None:
+    exit_code, _, err = _cli(*args)
+    assert exit_code == code and text in _one_line(err)
+
+
+def test_fleet_prometheus_unreachable_or_not_prometheus(serve) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    code, _, err = _cli("--prometheus", f"http://127.0.0.1:{port}")
+    assert code == ENVIRONMENT and "cannot reach Prometheus" in _one_line(err)
+    code, _, err = _cli("--prometheus", serve(_reply(404, b"not found\n", "text/plain")))
+    assert code == BAD_INPUT and "not Prometheus's HTTP API" in _one_line(err)
