@@ -1,6 +1,6 @@
 """``envlock fleet --prometheus URL``: the fleet's numeric classes from the Prometheus that already
 scrapes the daemons, with no collector of envlock's own (issue 20, item 2). ``machine_rows`` gives
-them to ``envlock.fleet.picture.analyse`` like the rows of files; ``render`` is a short view of its own.
+them to ``envlock.fleet.picture.analyse`` like the rows of files (``envlock.fleet.render`` escapes them).
 
 Two instant queries of Prometheus's HTTP API (``GET /api/v1/query``): ``envlock_numeric_class``,
 the info series every ``envlock watch`` exports from its last conclusive verify (one per node), and
@@ -8,7 +8,7 @@ the info series every ``envlock watch`` exports from its last conclusive verify 
 Each scrape target (job, instance) is a node.
 
 Prometheus is an outside server: its answer is bounded (bytes, JSON shape, series, time) and checked
-once here; every label that reaches a terminal is escaped by the renderer. A URL that is not one is
+once here; every label that reaches a terminal is escaped by fleet's renderer. A URL that is not one is
 bad input (exit 2), and so is an answer that is not Prometheus's API; a Prometheus that cannot be
 reached, or answers with a server error, is an environment problem (exit 3).
 """
@@ -23,7 +23,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from envlock.errors import BadInputError, EnvironmentProblem, one_line
+from envlock.errors import BadInputError, EnvironmentProblem
 from envlock.fleet.rows import MachineRow
 from envlock.numeric import DEFAULT_PROFILE, is_numeric_class
 from envlock.store import json_shape_problem
@@ -229,49 +229,7 @@ def read_prometheus(base: str, *, timeout_s: float = TIMEOUT_S, max_bytes: int =
     return build_fleet(base, classes, goldens)
 
 
-# ---- rendering (pure) ----------------------------------------------------------------------------
-
-
-def _node_text(row: ClassRow) -> str:
-    golden = f" (golden {row.golden_digest.split(':', 1)[-1][:12]})" if row.golden_digest else ""
-    return f"{row.node.name}{golden}"
-
-
-def render(fleet: PrometheusFleet) -> str:
-    """Classes -> nodes, per profile, for a terminal (every label escaped)."""
-    classes = fleet.classes()
-    total = sum(len(c) for c in classes.values())
-    nodes = len({row.node for row in fleet.rows})
-    lines = [f"Prometheus {fleet.url}: {nodes} node(s) with a numeric class, {total} class(es)"]
-    for profile, by_class in classes.items():
-        lines.append(f"profile {profile}: {len(by_class)} class(es)")
-        for numeric_class, rows in by_class.items():
-            lines.append(f"  {numeric_class}  {len(rows)} node(s): {', '.join(_node_text(r) for r in rows)}")
-    if fleet.without_class:
-        lines.append(f"no class yet (no verify reported one): {', '.join(n.name for n in fleet.without_class)}")
-    if fleet.left_out:
-        lines.append(f"{fleet.left_out} envlock_numeric_class series left out: their labels are not a class "
-                     "and a profile")
-    if not fleet.rows and not fleet.without_class:
-        lines.append("no envlock daemon is scraped by this Prometheus (no envlock_golden_info series)")
-    return "\n".join(one_line(line) for line in lines)
-
-
-def to_json(fleet: PrometheusFleet) -> dict[str, Any]:
-    """The same picture as JSON (``--json``)."""
-    return {
-        "source": {"prometheus": fleet.url, "queries": [CLASS_QUERY, GOLDEN_QUERY]},
-        "profiles": {
-            profile: [{"class": numeric_class,
-                       "nodes": [{"job": r.node.job, "instance": r.node.instance, "node": r.node.node,
-                                  "golden_digest": r.golden_digest} for r in rows]}
-                      for numeric_class, rows in by_class.items()]
-            for profile, by_class in fleet.classes().items()
-        },
-        "without_class": [{"job": n.job, "instance": n.instance, "node": n.node} for n in fleet.without_class],
-        "left_out": fleet.left_out,
-    }
-
+# ---- as envlock fleet's rows (pure) --------------------------------------------------------------
 
 
 def machine_rows(fleet: PrometheusFleet) -> list[MachineRow]:

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from envlock.errors import EnvlockError
 from envlock.fleet import prometheus as fp
+from envlock.fleet.picture import analyse
+from envlock.fleet.render import render_fleet
 from tests.fuzz.helpers import FuzzInput, _paths, arbitrary_bytes, dump, examples, json_values, mutated
 from tests.helpers import DATA_DIR
 
@@ -32,5 +34,6 @@ def test_any_answer_is_a_picture_or_one_line_error(classes: FuzzInput, goldens: 
     except EnvlockError as exc:
         assert "\n" not in str(exc) and base in str(exc)
         return
-    assert all(line.isprintable() for line in fp.render(fleet).splitlines())
-    json.dumps(fp.to_json(fleet))
+    report = analyse(fp.machine_rows(fleet))
+    assert all(line.isprintable() for line in render_fleet(report).splitlines())
+    json.dumps(report.model_dump(mode="json"))
