@@ -44,3 +44,12 @@ def numeric_class(entries: Iterable[ClassEntry], profile: str = DEFAULT_PROFILE)
                  for e in sorted(entries, key=lambda e: e.probe)]
     text = json.dumps([CLASS_SCHEME, profile, canonical], separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode()).hexdigest()[:CLASS_HEX]
+
+
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
+
+def is_numeric_class(text: object) -> bool:
+    """True for a class as ``numeric_class`` makes it (CLASS_HEX lowercase hex digits): what readers of
+    classes from outside (a verify child's report, Prometheus labels) check before using one."""
+    return isinstance(text, str) and len(text) == CLASS_HEX and set(text) <= _HEX_DIGITS

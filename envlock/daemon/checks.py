@@ -20,7 +20,15 @@ from pydantic_core import to_jsonable_python
 
 from envlock.capture import capture_manifest
 from envlock.corecheck import CoresReport
-from envlock.daemon.results import CheckResult, CpuState, DriftItem, ProbeSummary, difference_key
+from envlock.daemon.results import (
+    CheckResult,
+    CpuState,
+    DriftItem,
+    ProbeSummary,
+    class_or_none,
+    difference_key,
+    profile_or_none,
+)
 from envlock.diff import diff_manifests
 from envlock.runner import signal_name
 
@@ -169,6 +177,11 @@ def interpret_verify(
         return CheckResult(**base, outcome="error", reason=f"verify {what}: {detail}", golden_digest=golden_digest)
     probes = _probe_summaries(report)
     drift = _verify_drift(report, probes)
+    # the numeric class fields, each kept only if well-formed; the classes only with a profile (a class
+    # means nothing without the profile it is for)
+    profile = profile_or_none(report.get("numeric_profile"))
+    numeric_class = class_or_none(report.get("numeric_class")) if profile else None
+    golden_class = class_or_none(report.get("golden_numeric_class")) if profile else None
     reproduces = bool(report.get("reproduces")) and returncode == 0
     reason = None
     if not reproduces:
@@ -185,6 +198,7 @@ def interpret_verify(
         **base, outcome="pass" if reproduces else "drift", reason=reason,
         golden_digest=golden_digest,  # the daemon's view of the golden it asked about
         fingerprint_digest=report.get("manifest_digest"), drift=drift, probes=probes, vouched=vouched,
+        numeric_class=numeric_class, golden_numeric_class=golden_class, numeric_profile=profile,
     )
 
 

@@ -113,6 +113,10 @@ class Watcher:
         )
         self.http: HttpServer | None = None
         self._vouched = self._vouched_for(self.golden.digest)
+        # The last fingerprint check of the previous process: a verify is reused after a restart only
+        # if this process's first fingerprint check sees the same machine (see _restore_verify).
+        self._fingerprint_before = self.history.last("fingerprint")
+        self._restore_decided = False
 
     def _vouched_for(self, golden_digest: str) -> frozenset[str]:
         """Differences the last passing verify of this golden saw while its probes reproduced."""
@@ -153,8 +157,7 @@ class Watcher:
 
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT (returns 0) or, with ``once``, run each check once (0 healthy, 1 not)."""
-        self._restore_verify()
-        self._restore_cores()
+        self._restore_cores()  # the verify: after the first fingerprint check (_restore_verify)
         self.start_http()
         host, port = self.http.address if self.http else (None, None)
         self.log(
@@ -190,19 +193,28 @@ class Watcher:
     def _verify_enabled(self) -> bool:
         return self.config.verify_every > 0
 
-    def _restore_verify(self) -> None:
-        """After a restart, adopt the last verify if it was for this golden and is still fresh,
-        so a restart does not cost a full TF verify (nor hide a failing one)."""
+    def _restore_verify(self, first: CheckResult) -> None:
+        """After a restart, adopt the last verify if it was for this golden, is still fresh, and the
+        machine did not change across the restart, so a restart does not cost a full TF verify (nor
+        hide a failing one). Decided after the first fingerprint check (``first``): when its digest
+        differs from the previous process's last one (restarted with another setting, image or
+        library), the old verify says nothing about this machine (nor its numeric class): verify now."""
         if not self._verify_enabled():
             return
         last = self.history.last("verify")
         now = time.monotonic()
-        if last is not None and last.golden_digest == self.golden.digest:
+        before = self._fingerprint_before.fingerprint_digest if self._fingerprint_before else None
+        changed = before is not None and first.fingerprint_digest is not None and before != first.fingerprint_digest
+        if changed and last is not None:
+            self.log("not_restored", kind="verify", reason="this machine's fingerprint changed across the restart",
+                     fingerprint_digest_before=before, fingerprint_digest=first.fingerprint_digest)
+        if last is not None and last.golden_digest == self.golden.digest and not changed:
             age = time.time() - (last.started_at + last.duration_s)
             if 0 <= age < self.config.verify_every:
                 self.state.restore(last)
                 self._next_verify = now + self.config.verify_every - age
                 self.log("restored", kind="verify", outcome=last.outcome, age_s=round(age, 3))
+                self._write_nfd(*self.state.health())
                 return
         self._next_verify = now  # due right after the first fingerprint check
 
@@ -337,6 +349,9 @@ class Watcher:
             vouched=self._vouched, **self._check_hooks,
         )
         self._publish(result)
+        if not self._restore_decided:
+            self._restore_decided = True
+            self._restore_verify(result)
         paths = frozenset(item.path for item in result.drift)
         if paths and paths != self._last_drift_paths:
             self._bring_verify_forward()
@@ -463,11 +478,14 @@ class Watcher:
                 return
             fingerprint = self.state.last("fingerprint")
             verify = self.state.last("verify")
+            numeric = self.state.numeric()
             cores = self.state.last("cores")
             features = nfd.feature_lines(
                 reproduces=self.state.reproduces(), healthy=healthy,
                 fingerprint_digest=fingerprint.fingerprint_digest if fingerprint else None,
                 golden_digest=self.state.golden_digest, verify_outcome=verify.outcome if verify else None,
+                numeric_class=numeric.numeric_class if numeric else None,
+                numeric_profile=numeric.numeric_profile if numeric else None,
                 cores_healthy=cores.ok if cores is not None and cores.conclusive else None,
             )
             # labels outlive a dead daemon by at most a few check periods

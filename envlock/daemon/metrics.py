@@ -62,6 +62,12 @@ class Metrics:
             f"while envlock_drifted_field shows at most {MAX_DRIFT_SERIES})", ["kind"], registry=reg,
         )
         self.golden = Gauge("envlock_golden_info", "The golden being checked against", ["digest"], registry=reg)
+        # An info series: at most ONE per node at a time (its labels change when the class does; the
+        # old series then goes stale in Prometheus). Absent until a verify reported a class.
+        self.numeric_class = Gauge(
+            "envlock_numeric_class", "This node's numeric class (envlock.numeric) from the last conclusive verify, "
+            "for the golden's probes under that profile", ["class", "profile"], registry=reg,
+        )
         # One series per CPU the cores check covers (a machine's CPU count: bounded by the kernel, not a file).
         self.cpu_healthy = Gauge(
             "envlock_cpu_healthy", "1 when the CPU gave the same bits as the others in the last cores check "
@@ -89,11 +95,20 @@ class Metrics:
         self.healthy.set(1 if healthy else 0)
         self._changed()
 
+    def set_numeric_class(self, result: CheckResult | None) -> None:
+        """The class series from a conclusive verify (None: a new golden, no class known yet)."""
+        self.numeric_class.clear()
+        if result is not None and result.numeric_class and result.numeric_profile:
+            self.numeric_class.labels(result.numeric_class, result.numeric_profile).set(1)
+        self._changed()
+
     def restore(self, result: CheckResult) -> None:
         """A result from before a restart: its state, without counting it as a check of this process."""
         self.check_ok.labels(kind=result.kind).set(1 if result.ok else 0)
         self.last_time.labels(kind=result.kind).set(result.started_at)
         self.last_duration.labels(kind=result.kind).set(result.duration_s)
+        if result.kind == "verify" and result.conclusive:
+            self.set_numeric_class(result)
         self._set_cpus(result)
         self._changed()
 
@@ -124,6 +139,7 @@ class Metrics:
                     self.probe_max_ulp.labels(probe=name).set(probe.max_ulp)
                 if probe.max_rel_error is not None:
                     self.probe_max_rel_error.labels(probe=name).set(probe.max_rel_error)
+            self.set_numeric_class(result)
         self._set_cpus(result)
         self._changed()  # after the updates: a rendering that overlapped them is never cached
 

@@ -39,16 +39,21 @@ def short_digest(digest: str | None, length: int = 12) -> str:
 
 def feature_lines(
     *, reproduces: bool, healthy: bool, fingerprint_digest: str | None, golden_digest: str | None,
-    verify_outcome: str | None, cores_healthy: bool | None = None,
+    verify_outcome: str | None, numeric_class: str | None = None, numeric_profile: str | None = None,
+    cores_healthy: bool | None = None,
 ) -> dict[str, str]:
-    """The labels. ``cores_healthy``: the last cores check (``--cores-every``) found every CPU
-    agreeing (True) or not (False); None (no cores check, or one that could not run): no label."""
+    """The labels. The numeric class and its profile come from the last conclusive verify and are
+    left out (so NFD removes the labels) until one reported them, and after the golden changes.
+    ``cores_healthy``: the last cores check (``--cores-every``) found every CPU agreeing (True) or
+    not (False); None (no cores check, or one that could not run): no label."""
     features = {
         f"{PREFIX}reproduces": "true" if reproduces else "false",
         f"{PREFIX}healthy": "true" if healthy else "false",
         f"{PREFIX}golden-digest": short_digest(golden_digest),
         f"{PREFIX}fingerprint-digest": short_digest(fingerprint_digest),
         f"{PREFIX}verify": label_value(verify_outcome or "pending"),
+        f"{PREFIX}numeric-class": label_value(numeric_class) if numeric_class and numeric_profile else "",
+        f"{PREFIX}numeric-profile": label_value(numeric_profile) if numeric_class and numeric_profile else "",
         f"{PREFIX}cores-healthy": "" if cores_healthy is None else "true" if cores_healthy else "false",
     }
     return {k: v for k, v in features.items() if v}

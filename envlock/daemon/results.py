@@ -6,10 +6,12 @@ in SQLite and read back after a restart, and must stay cheap and free of TensorF
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from envlock.errors import one_line
+from envlock.numeric import is_numeric_class
 
 CheckKind = Literal["fingerprint", "verify", "cores"]
 KINDS: tuple[CheckKind, ...] = ("fingerprint", "verify", "cores")  # cores: `envlock cores`, only with --cores-every
@@ -22,6 +24,22 @@ OUTCOMES: tuple[Outcome, ...] = ("pass", "drift", "error", "timeout")
 # A result's lists: unbounded (a golden decides how many differences there are), so the history
 # stores each distinct set once and /status shows a count and the first few.
 DETAIL_FIELDS = ("drift", "probes", "tolerated", "vouched")
+
+
+# What a verify report's numeric class fields must look like to be exported (envlock.numeric: 12 hex
+# digits; a profile id such as ``default`` or ``portable-v1``). Anything else is not exported: these
+# become Prometheus label values and Kubernetes node labels (<= 63 chars of [A-Za-z0-9._-]).
+_PROFILE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")
+
+
+def class_or_none(value: Any) -> str | None:
+    """``value`` when it is a numeric class (12 lowercase hex digits), else None."""
+    return value if is_numeric_class(value) else None
+
+
+def profile_or_none(value: Any) -> str | None:
+    """``value`` when it is a profile id that is also a valid Kubernetes label value, else None."""
+    return value if isinstance(value, str) and _PROFILE.fullmatch(value) else None
 
 
 def safe_text(text: str | None) -> str | None:
@@ -94,6 +112,12 @@ class CheckResult:
     tolerated: list[DriftItem] = field(default_factory=list)
     # verify (when it passed): keys of every manifest difference it saw while the probes reproduced
     vouched: list[str] = field(default_factory=list)
+    # verify (conclusive): this machine's numeric class over the probes verified, the golden's over the
+    # same probes, and the profile both are for (envlock.numeric). None in a history written before
+    # 0.4, from a pytest-plugin golden, or when the report's values were malformed.
+    numeric_class: str | None = None
+    golden_numeric_class: str | None = None
+    numeric_profile: str | None = None
     # cores: each CPU checked (empty for the other kinds, and when the cores check could not run)
     cpus: list[CpuState] = field(default_factory=list)
 
@@ -127,6 +151,9 @@ class CheckResult:
             probes=[ProbeSummary(**item) for item in data.get("probes", [])],
             tolerated=[DriftItem(**item) for item in data.get("tolerated", [])],
             vouched=list(data.get("vouched", [])),
+            numeric_class=class_or_none(data.get("numeric_class")),
+            golden_numeric_class=class_or_none(data.get("golden_numeric_class")),
+            numeric_profile=profile_or_none(data.get("numeric_profile")),
             cpus=[CpuState(**item) for item in data.get("cpus", [])],
         )
 
@@ -158,6 +185,10 @@ def render_once(healthy: bool, reason: str, fingerprint: CheckResult | None, ver
     """What ``watch --once`` prints on stdout (the JSON log stays on stderr); a cores line only when
     a cores check ran (``--cores-every``)."""
     lines = [render_check(fingerprint, "fingerprint"), render_check(verify, "verify")]
+    if verify is not None and verify.conclusive and verify.numeric_class and verify.numeric_profile:
+        golden = ("the golden's too" if verify.golden_numeric_class == verify.numeric_class
+                  else f"the golden's is {verify.golden_numeric_class or 'not known'}")
+        lines.append(f"{'class':<12} {verify.numeric_class} (profile {verify.numeric_profile}; {golden})")
     if cores is not None:
         lines.append(render_check(cores, "cores"))
     lines.append("HEALTHY" if healthy else one_line(f"NOT HEALTHY: {reason}"))

@@ -88,6 +88,7 @@ class DaemonState:
             self._last.pop("verify", None)
             self._last_conclusive.pop("verify", None)
             self.metrics.set_drift(self._last_conclusive)
+            self.metrics.set_numeric_class(None)  # a class is over the golden's probes: the old one says nothing
         self.metrics.set_golden(digest)
 
     def set_golden_error(self, error: str | None) -> None:
@@ -154,6 +155,16 @@ class DaemonState:
     def last(self, kind: str) -> CheckResult | None:
         with self._lock:
             return self._last.get(kind)
+
+    def numeric(self) -> CheckResult | None:
+        """The last conclusive verify of the current golden when it reported a numeric class (what
+        ``envlock_numeric_class``, the NFD class labels and /status's ``numeric_class`` show)."""
+        with self._lock:
+            return self._numeric_locked()
+
+    def _numeric_locked(self) -> CheckResult | None:
+        verify = self._last_conclusive.get("verify")
+        return verify if verify is not None and verify.numeric_class and verify.numeric_profile else None
 
     def _health_locked(self) -> tuple[bool, str]:
         fingerprint = self._last.get("fingerprint")
@@ -238,6 +249,7 @@ class DaemonState:
             golden_digest = self._golden_digest
             golden_error = self._golden_error
             history_error = self.history_error
+            numeric = self._numeric_locked()
         try:
             history: dict[str, Any] = self.history.summary()
         except sqlite3.Error as exc:
@@ -249,6 +261,13 @@ class DaemonState:
             "healthy": healthy,
             "reason": reason,
             "golden": {"path": self.golden_path, "digest": golden_digest, "error": golden_error},
+            # this node's numeric class from the last conclusive verify (None until one reported it)
+            "numeric_class": None if numeric is None else {
+                "class": numeric.numeric_class, "profile": numeric.numeric_profile,
+                "golden_class": numeric.golden_numeric_class,
+                "matches_golden": numeric.numeric_class == numeric.golden_numeric_class,
+                "verified_at": numeric.started_at,
+            },
             "last": last,
             **current_drift,
             **tolerated,

@@ -159,8 +159,11 @@ class _GoldenMeasure:
         return max_ulps(ref, mine, probes) if ref is not None and mine is not None else {}
 
 
-def fleet_report(paths: Sequence[Path | str], *, keep_going: bool = False, jobs: int | None = None) -> FleetReport:
+def fleet_report(paths: Sequence[Path | str], *, keep_going: bool = False, jobs: int | None = None,
+                 extra_rows: Sequence[MachineRow] = ()) -> FleetReport:
+    """The picture of ``paths`` and of ``extra_rows`` from another reader (``envlock.fleet.prometheus``)."""
     rows, problems = read_rows(paths, keep_going=keep_going, jobs=jobs)
+    rows = [*rows, *extra_rows]
     measure = _GoldenMeasure(keep_going=keep_going)
     report = analyse(rows, problems=problems, measure=measure)
     if measure.problems:  # a golden that read as a row but failed its full load (e.g. its digest)

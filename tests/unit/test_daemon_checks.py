@@ -14,7 +14,7 @@ import pytest
 from envlock.daemon.checks import fingerprint_check, interpret_verify, parse_report, value_json
 from envlock.daemon.process import VerifyRunner
 from envlock.daemon.results import difference_key
-from tests.helpers import process_gone, python_argv, run_python
+from tests.helpers import DATA_DIR, process_gone, python_argv, run_python
 
 # The verify check's handling of a real child (output, exit, crash, timeout, kill, reaping) is the point.
 VERIFY_CHILD = pytest.mark.processes("VerifyRunner's handling of a real child")
@@ -246,3 +246,38 @@ def test_killed_grandchildren_are_reaped_when_the_daemon_is_their_reaper(tmp_pat
     pid_file = tmp_path / "grandchild"
     proc = run_python(code, str(pid_file), timeout=60)
     assert proc.stdout.split() == ["timeout", "False"], "the killed grandchild was left as a zombie"
+
+
+# ---- the numeric class a verify reports (issue 20) -----------------------------------------
+
+# Real reports: `envlock verify` of a 2-probe golden (matmul.f32, rng.global_seed) on the AMD EPYC
+# Zen 4 in the golden's environment, and with oneDNN switched off (matmul.f32 drifts).
+RECORDED_SAME = DATA_DIR / "records" / "verify-matmul-rng-default.json"
+RECORDED_ONEDNN_OFF = DATA_DIR / "records" / "verify-matmul-rng-onednn-off.json"
+
+
+def test_verify_carries_the_reports_numeric_class_profile_and_the_goldens_class() -> None:
+    same = _interpret(0, RECORDED_SAME.read_text())
+    assert same.outcome == "pass"
+    assert (same.numeric_class, same.golden_numeric_class, same.numeric_profile) == (
+        "0eaa820319d5", "0eaa820319d5", "default")
+    off = _interpret(1, RECORDED_ONEDNN_OFF.read_text())
+    assert off.outcome == "drift" and off.numeric_profile == "default"
+    assert off.golden_numeric_class == same.numeric_class and off.numeric_class != same.numeric_class
+
+
+@pytest.mark.parametrize(("fields", "expected"), [
+    ({}, (None, None, None)),  # a report from before 0.4, or a pytest-plugin golden's
+    ({"numeric_class": "0EAA820319D5", "numeric_profile": "default"}, (None, None, "default")),
+    ({"numeric_class": "0eaa820319d5x", "numeric_profile": "default"}, (None, None, "default")),
+    ({"numeric_class": 12, "golden_numeric_class": ["x"], "numeric_profile": "default"}, (None, None, "default")),
+    ({"numeric_class": "0eaa820319d5", "numeric_profile": "portable v1"}, (None, None, None)),  # not a label value
+    ({"numeric_class": "0eaa820319d5", "numeric_profile": "-default"}, (None, None, None)),
+    ({"numeric_class": "0eaa820319d5", "numeric_profile": "p" * 64}, (None, None, None)),
+    ({"numeric_class": "0eaa820319d5"}, (None, None, None)),  # a class means nothing without its profile
+    ({"numeric_class": "0eaa820319d5", "golden_numeric_class": "c6d2df55e9b4", "numeric_profile": "portable-v1"},
+     ("0eaa820319d5", "c6d2df55e9b4", "portable-v1")),
+])
+def test_only_well_formed_numeric_fields_are_kept(fields: dict, expected: tuple) -> None:
+    result = _interpret(1, json.dumps({**REPORT, **fields}))
+    assert (result.numeric_class, result.golden_numeric_class, result.numeric_profile) == expected

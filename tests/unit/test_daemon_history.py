@@ -256,3 +256,18 @@ def test_a_full_disk_reports_the_real_error_not_the_rollback(history: History) -
     assert not conn.in_transaction and history.checks() == []
     conn.execute("PRAGMA max_page_count=1073741823")
     assert history.record(_check(at=2)) == 1  # space again: recording goes on
+
+
+def test_the_numeric_class_round_trips_and_old_rows_have_none(history: History) -> None:
+    """A verify's numeric class is stored with it; a row written before 0.4 lacks the fields."""
+    result = CheckResult(kind="verify", started_at=10.0, duration_s=1.0, outcome="pass",
+                         numeric_class="0eaa820319d5", golden_numeric_class="0eaa820319d5", numeric_profile="default")
+    history.record(result)
+    assert history.last("verify") == result
+    old = {"kind": "verify", "started_at": 5.0, "duration_s": 1.0, "outcome": "pass", "drift": [], "probes": [],
+           "tolerated": [], "vouched": []}
+    assert CheckResult.from_dict(old).numeric_class is None
+    # a tampered row cannot put an arbitrary string into a label
+    tampered = {**old, "numeric_class": 'x"} 1\nevil', "numeric_profile": "a b"}
+    assert (CheckResult.from_dict(tampered).numeric_class, CheckResult.from_dict(tampered).numeric_profile) == (None,
+                                                                                                              None)

@@ -65,3 +65,15 @@ def test_write_is_atomic_through_a_dot_file_nfd_ignores(tmp_path: Path, monkeypa
     assert target.read_text().endswith("envlock.reproduces=false\n")
     assert seen and seen[0].startswith(".")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["envlock"]
+
+
+def test_the_numeric_class_and_profile_are_labels_only_together() -> None:
+    base = {"reproduces": False, "healthy": False, "fingerprint_digest": None, "golden_digest": None,
+            "verify_outcome": "drift"}
+    features = nfd.feature_lines(**base, numeric_class="c6d2df55e9b4", numeric_profile="portable-v1")
+    assert features["envlock.numeric-class"] == "c6d2df55e9b4"
+    assert features["envlock.numeric-profile"] == "portable-v1"
+    for key, value in features.items():
+        assert LABEL_NAME.match(key) and LABEL_VALUE.match(value)
+    for partial in ({"numeric_class": "c6d2df55e9b4"}, {"numeric_profile": "default"}, {}):
+        assert not {"envlock.numeric-class", "envlock.numeric-profile"} & set(nfd.feature_lines(**base, **partial))

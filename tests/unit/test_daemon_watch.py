@@ -32,8 +32,10 @@ from envlock.daemon.loop import Watcher
 from envlock.daemon.process import VerifyRunner
 from envlock.errors import ENVIRONMENT, BadFileError, BadInputError
 from tests.helpers import (
+    DATA_DIR,
     make_hostile_golden,
     make_manifest,
+    metric_samples,
     process_gone,
     python_argv,
     reseal,
@@ -621,3 +623,118 @@ def test_a_golden_with_a_lone_surrogate_swapped_in_with_mv_is_checked_not_fatal(
         thread.join(timeout=30)
     assert codes == [0]
     assert [e for e in _events(logs) if e["event"] == "check"][-1]["outcome"] == "drift"
+
+
+# ---- the numeric class (issue 20): one series, the NFD labels, /status -----------------------
+
+# Real VerifyReports (tests/data/README.md): a 2-probe golden verified on the AMD EPYC Zen 4 as
+# recorded, and with oneDNN off (matmul.f32 drifts, so its class differs).
+RECORDED_REPORTS = DATA_DIR / "records"
+SAME_CLASS, OFF_CLASS = "0eaa820319d5", "c6d2df55e9b4"
+
+
+def _verify_printing(report_file: Path) -> list[str]:
+    """A verify command that prints the report in ``report_file`` (read at each run) and exits as verify would."""
+    return python_argv(f"""
+        import json, sys
+        text = open({str(report_file)!r}).read()
+        print(text)
+        sys.exit(0 if json.loads(text)["reproduces"] else 1)
+    """)
+
+
+def _class_series(watcher: Watcher) -> dict[tuple[str, str], float]:
+    samples = metric_samples(watcher.metrics.render().decode())
+    return {(labels["class"], labels["profile"]): value for (name, items), value in samples.items()
+            for labels in [dict(items)] if name == "envlock_numeric_class"}
+
+
+def _labels(path: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if not line.startswith("#"))
+
+
+@VERIFY_CHILD
+def test_a_verify_exports_its_numeric_class_in_one_series_status_and_the_nfd_labels(make_watcher,
+                                                                                   tmp_path: Path) -> None:
+    watcher, _ = make_watcher(once=True, verify_every=3600,
+                              verify_command=_verify_printing(RECORDED_REPORTS / "verify-matmul-rng-default.json"))
+    assert _class_series(watcher) == {}  # nothing known before a verify
+    assert watcher.run() == 0
+    assert _class_series(watcher) == {(SAME_CLASS, "default"): 1.0}
+    status = watcher.state.status()
+    assert {k: v for k, v in status["numeric_class"].items() if k != "verified_at"} == {
+        "class": SAME_CLASS, "profile": "default", "golden_class": SAME_CLASS, "matches_golden": True}
+    assert status["last"]["verify"]["numeric_class"] == SAME_CLASS
+    labels = _labels(tmp_path / "features")
+    assert labels["envlock.numeric-class"] == SAME_CLASS and labels["envlock.numeric-profile"] == "default"
+
+
+@VERIFY_CHILD
+def test_a_changed_class_replaces_the_series_and_a_new_golden_withdraws_it(make_watcher, tmp_path: Path) -> None:
+    current = tmp_path / "report.json"
+    current.write_text((RECORDED_REPORTS / "verify-matmul-rng-default.json").read_text())
+    watcher, golden = make_watcher(verify_every=0.2, verify_command=_verify_printing(current))
+    thread, codes = _run_in_thread(watcher)
+    try:
+        _wait_for(lambda: _class_series(watcher) == {(SAME_CLASS, "default"): 1.0})
+        # the node changes under the daemon: oneDNN off (the verify drifts and reports another class)
+        (tmp_path / "next.json").write_text((RECORDED_REPORTS / "verify-matmul-rng-onednn-off.json").read_text())
+        os.replace(tmp_path / "next.json", current)
+        _wait_for(lambda: (OFF_CLASS, "default") in _class_series(watcher))
+        assert _class_series(watcher) == {(OFF_CLASS, "default"): 1.0}  # one series per node at a time
+        assert watcher.state.status()["numeric_class"]["matches_golden"] is False
+        _wait_for(lambda: _labels(tmp_path / "features").get("envlock.numeric-class") == OFF_CLASS)
+        # a verify that cannot run says nothing about the numerics: the last class stays
+        current.write_text("not a report")
+        _wait_for(lambda: watcher.state.last("verify").outcome == "error")
+        assert _class_series(watcher) == {(OFF_CLASS, "default"): 1.0}
+        # another golden: the class was over the old golden's probes, so it is withdrawn until a verify of this one
+        watcher.config.verify_every = 3600
+        _write_golden(golden, "sha256:g2", MACHINE_ENV)
+        _wait_for(lambda: watcher.state.golden_digest == "sha256:g2")
+        _wait_for(lambda: watcher.state.numeric() is None and "envlock.numeric-class" not in _labels(
+            tmp_path / "features"))
+        assert _class_series(watcher) == {}
+        assert watcher.state.status()["numeric_class"] is None
+    finally:
+        watcher.request_stop()
+        thread.join(timeout=30)
+    assert codes == [0]
+
+
+@VERIFY_CHILD
+def test_the_class_of_a_verify_reused_after_a_restart_is_exported(make_watcher, tmp_path: Path) -> None:
+    first, _ = make_watcher(once=True, verify_every=3600, verify_command=_verify_printing(
+        RECORDED_REPORTS / "verify-matmul-rng-onednn-off.json"))
+    assert first.run() == 1
+    second, _ = make_watcher(once=True, verify_every=3600, verify_command=HANGING_VERIFY)
+    second.run()  # would hang if it ran verify again
+    assert _class_series(second) == {(OFF_CLASS, "default"): 1.0}
+    assert _labels(tmp_path / "features")["envlock.numeric-class"] == OFF_CLASS
+
+
+class _Captured(dict):
+    """A stand-in capture with a digest of what it holds (as a real manifest has)."""
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + json.dumps(sorted(self.items()))
+
+
+@VERIFY_CHILD
+def test_a_verify_is_not_reused_after_a_restart_that_changed_the_machine(make_watcher, tmp_path: Path) -> None:
+    """The flipped node restarted without its flip: the old verify (and its class) says nothing about it now."""
+    off = RECORDED_REPORTS / "verify-matmul-rng-onednn-off.json"
+    first, _ = make_watcher(once=True, verify_every=3600, verify_command=_verify_printing(off))
+    first._check_hooks["capture"] = lambda environ: _Captured(make_watcher.machine)
+    assert first.run() == 1
+    make_watcher.machine["TF_ENABLE_ONEDNN_OPTS"] = "1"  # what changed across the restart
+    same = RECORDED_REPORTS / "verify-matmul-rng-default.json"
+    second, _ = make_watcher(once=True, verify_every=3600, verify_command=_verify_printing(same))
+    second._check_hooks["capture"] = lambda environ: _Captured(make_watcher.machine)
+    second.run()
+    events = _events(make_watcher.logs)
+    assert not [e for e in events if e["event"] == "restored"]
+    [skipped] = [e for e in events if e["event"] == "not_restored"]
+    assert skipped["reason"] == "this machine's fingerprint changed across the restart"
+    assert _class_series(second) == {(SAME_CLASS, "default"): 1.0}  # verified again, in this environment

@@ -38,3 +38,16 @@ def test_a_reason_from_a_golden_cannot_forge_a_line() -> None:
     text = render_once(False, forged, _result(outcome="error", reason=forged), None)
     assert text.count("\n") == 2 and "\x1b" not in text
     assert text.splitlines()[-1] == "NOT HEALTHY: x\\nHEALTHY\\x1b[2J"
+
+
+def test_the_numeric_class_of_a_conclusive_verify_has_its_line() -> None:
+    same = _result(kind="verify", probes=[ProbeSummary("matmul.f32", "identical")], numeric_class="0eaa820319d5",
+                   golden_numeric_class="0eaa820319d5", numeric_profile="default")
+    assert render_once(True, "ok", _result(), same).splitlines()[2] == (
+        "class        0eaa820319d5 (profile default; the golden's too)")
+    moved = _result(kind="verify", outcome="drift", reason="probe matmul.f32: drift", numeric_class="c6d2df55e9b4",
+                    golden_numeric_class="0eaa820319d5", numeric_profile="default")
+    assert render_once(False, "verify drift", _result(), moved).splitlines()[2] == (
+        "class        c6d2df55e9b4 (profile default; the golden's is 0eaa820319d5)")
+    failed = _result(kind="verify", outcome="error", reason="verify exited with code 3")
+    assert len(render_once(False, "verify error", _result(), failed).splitlines()) == 3  # no class: none known
