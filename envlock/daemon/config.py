@@ -131,13 +131,18 @@ def verify_argv(golden: Path, command: str | None, trusted_key_files: Sequence[P
     if command is None:
         keys = [arg for path in trusted_key_files for arg in ("--trusted-key", str(path))]
         return [sys.executable, "-m", "envlock", "verify", str(golden), "--json", *keys]
+    return [part.replace("{golden}", str(golden)) for part in _split_command(command, "--verify-command")]
+
+
+def _split_command(command: str, option: str) -> list[str]:
+    """``command`` split like a shell would (no shell runs it); an empty or unbalanced one is exit 2."""
     try:
         argv = shlex.split(command)
     except ValueError as exc:
-        raise BadInputError(f"--verify-command: {exc}") from None
+        raise BadInputError(f"{option}: {exc}") from None
     if not argv:
-        raise BadInputError("--verify-command: empty command")
-    return [part.replace("{golden}", str(golden)) for part in argv]
+        raise BadInputError(f"{option}: empty command")
+    return argv
 
 
 def cores_argv(command: str | None) -> list[str]:
@@ -145,13 +150,7 @@ def cores_argv(command: str | None) -> list[str]:
     shell would (no shell runs it), e.g. with ``--cpus`` or ``--jobs``."""
     if command is None:
         return [sys.executable, "-m", "envlock", "cores", "--json"]
-    try:
-        argv = shlex.split(command)
-    except ValueError as exc:
-        raise BadInputError(f"--cores-command: {exc}") from None
-    if not argv:
-        raise BadInputError("--cores-command: empty command")
-    return argv
+    return _split_command(command, "--cores-command")
 
 
 @dataclass
