@@ -28,7 +28,7 @@ from pydantic import (
 
 from envlock.environ import partition_environment
 from envlock.errors import BadFileError, BadInputError, IntegrityError
-from envlock.limits import MAX_REPEAT
+from envlock.limits import MAX_INTERMEDIATES, MAX_REPEAT
 from envlock.models import (
     MANIFEST_SCHEMA_VERSION,
     LockdownSettings,
@@ -97,7 +97,6 @@ class IntermediateRecord(OutputRecord):
     op: str | None = Field(default=None, max_length=200)
 
 
-MAX_INTERMEDIATES = 1024
 MAX_PRIMITIVES = 256
 
 

@@ -12,6 +12,7 @@ MAX_JSON_DEPTH = 64  # nesting levels of arrays/objects; envlock's own files use
 # Arrays + objects in one JSON file (a golden has about 330): 16 MiB of "{}," would otherwise
 # become 5 million dicts, gigabytes of memory from a small download.
 MAX_JSON_CONTAINERS = 100_000
+MAX_INTERMEDIATES = 1024  # intermediates per probe in a golden (ctx.record, a traced Keras model)
 MAX_REPEAT = 100  # runs per probe (a golden's ``repeat`` and ``--repeat``)
 MAX_SEED = 2**32 - 1  # numpy's legacy seeding accepts 0..2**32-1; TF and Python take those too
 MAX_THREADS = 1024  # TF intra/inter-op thread counts (0 = TensorFlow's default)

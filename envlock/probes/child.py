@@ -130,7 +130,7 @@ def _run_probe_inner(probe: Any, ctx: Any, tf: Any) -> ProbeRun:
     tf.keras.backend.clear_session(free_memory=False)
     tf.keras.utils.set_random_seed(ctx.seed)
     ctx.intermediates.clear()
-    ctx.trace_note, ctx.trace_steps = None, 0
+    ctx.trace_note, ctx.trace_steps, ctx.dropped = None, 0, 0
     start = time.perf_counter()
     try:
         outputs = probe.fn(ctx)

@@ -35,7 +35,6 @@ from typing import Any
 
 NOT_FUNCTIONAL = ("the model has no functional graph (a subclassed model whose call() is Python code): "
                   "its layers' outputs cannot be asked for without patching Keras, so only its outputs are recorded")
-MAX_TRACED = 1000  # intermediates kept per probe; a golden holds at most 1024 (envlock.golden)
 
 
 @dataclass(frozen=True)
@@ -97,15 +96,12 @@ def _owners(layers: Sequence[Any], variables: Sequence[Any]) -> list[tuple[Any, 
 
 class _Recorder:
     """``ctx.record`` for one traced call: its step number prefixes the names after the first call of a
-    probe (``step 1: conv output``), and at most MAX_TRACED intermediates are kept per probe."""
+    probe (``step 1: conv output``); ``ctx.record`` keeps at most MAX_INTERMEDIATES per probe and says so."""
 
     def __init__(self, ctx: Any, step: int) -> None:
-        self._ctx, self.step, self.truncated = ctx, step, 0
+        self._ctx, self.step = ctx, step
 
     def __call__(self, name: str, value: Any, op: str) -> None:
-        if len(self._ctx.intermediates) >= MAX_TRACED:
-            self.truncated += 1
-            return
         self._ctx.record(name if self.step == 0 else f"step {self.step}: {name}", value, op=op)
 
 
@@ -163,7 +159,7 @@ def train_step(ctx: Any, model: Any, x: Any, y: Any, *, loss: Callable[[Any, Any
             for v in owned:
                 owner = type(layer).__name__ if layer is not None else "model"
                 rec(f"updated {v.path}", v, f"{opt} update of {owner}, step {rec.step}")
-    return _outputs(tf, np, loss_value, prediction, variables), _why(why, rec)
+    return _outputs(tf, np, loss_value, prediction, variables), why
 
 
 def forward(ctx: Any, model: Any, x: Any, *, traced: bool, step: int = 0) -> tuple[dict[str, Any], str | None]:
@@ -177,15 +173,9 @@ def forward(ctx: Any, model: Any, x: Any, *, traced: bool, step: int = 0) -> tup
         prediction = outs[0]
     else:
         prediction = _flat(keras, model(x, training=False))[0]
-    return {"output": ctx.np.asarray(prediction)}, _why(why, rec)
+    return {"output": ctx.np.asarray(prediction)}, why
 
 
 def _shape(x: Any) -> tuple[int, ...] | None:
     shape = getattr(x, "shape", None)
     return tuple(shape) if shape is not None else None
-
-
-def _why(why: str | None, rec: _Recorder) -> str | None:
-    if why is None and rec.truncated:
-        return f"traced {MAX_TRACED} intermediates; {rec.truncated} more were not kept (a golden's limit)"
-    return why

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from envlock.errors import BadInputError
+from envlock.limits import MAX_INTERMEDIATES
 from envlock.tags import PROBE_TAGS
 
 Group = Literal["stable", "canary", "hardware"]
@@ -62,6 +63,7 @@ class ProbeContext:
     trace: bool = True
     trace_note: str | None = None
     trace_steps: int = 0  # traced calls so far in this probe: the second one's names start "step 1: "
+    dropped: int = 0  # intermediates not kept in this probe (past MAX_INTERMEDIATES)
 
     def record(self, name: str, tensor: Any, *, op: str | None = None) -> None:
         """Keep ``tensor`` (a TF tensor or an array) as the probe's next intermediate, produced by ``op``.
@@ -69,6 +71,11 @@ class ProbeContext:
         Call in computation order: inputs, each layer's forward output, the loss, each gradient.
         explain names the first one that differs from the golden while all before it are identical.
         """
+        if len(self.intermediates) >= MAX_INTERMEDIATES:  # a golden's limit: the first ones are the ones that count
+            self.dropped += 1
+            self.trace_note = (f"recorded the first {MAX_INTERMEDIATES} intermediates; {self.dropped} more were not "
+                               "kept (a golden's limit)")
+            return
         value = tensor.numpy() if hasattr(tensor, "numpy") else tensor
         self.intermediates.append((name, value, op))
 
