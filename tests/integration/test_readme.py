@@ -24,7 +24,7 @@ README = REPO_ROOT / "README.md"
 SET_UP = {"bash scripts/main-job.sh", "bash .ci/run"}
 # What each command may exit with (README: exit codes); anything else fails.
 EXPECTED = {"capture": {0}, "diff": {0, 1}, "verify": {0, 1}, "explain": {0, 1}, "build": {0}, "watch": {0, 1},
-            "cores": {0, 1}}
+            "cores": {0, 1}, "fleet": {0, 1}}
 
 
 def _blocks(language: str) -> list[str]:
