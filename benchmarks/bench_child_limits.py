@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import shutil
 import statistics
 import subprocess
@@ -27,6 +26,8 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
+
+from bench_revisions import _env_for  # the same PYTHONPATH-per-tree environment (run as a script from benchmarks/)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BASELINE = "3a2f26c"
@@ -61,7 +62,7 @@ def main() -> None:
         baseline = work / "baseline"
         _export(args.baseline, baseline)
         trees = {"this": ROOT, "baseline": baseline}
-        envs = {tree: {**os.environ, "PYTHONPATH": str(path)} for tree, path in trees.items()}
+        envs = {tree: _env_for(path) for tree, path in trees.items()}
         goldens = ROOT / "goldens"
         commands = {
             "verify cpu-reference": ([py, "-m", "envlock", "verify", str(goldens / "cpu-reference.json")], (0, 1)),

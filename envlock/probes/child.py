@@ -129,8 +129,7 @@ def _run_probe_inner(probe: Any, ctx: Any, tf: Any) -> ProbeRun:
     # names do not depend on which probes ran before (free_memory=False: no gc pass, 0.3 ms).
     tf.keras.backend.clear_session(free_memory=False)
     tf.keras.utils.set_random_seed(ctx.seed)
-    ctx.intermediates.clear()
-    ctx.trace_note, ctx.trace_steps, ctx.dropped = None, 0, 0
+    ctx.start_probe()
     start = time.perf_counter()
     try:
         outputs = probe.fn(ctx)

@@ -115,7 +115,7 @@ def _record_forward(rec: _Recorder, keras: Any, x: Any, plan: LayerPlan, outs: S
             rec(f"{layer.name} output{suffix}", part, f"{type(layer).__name__}, step {rec.step}, {phase}")
 
 
-def _outputs(tf: Any, np: Any, loss: Any, prediction: Any, variables: Sequence[Any]) -> dict[str, Any]:
+def _outputs(np: Any, loss: Any, prediction: Any, variables: Sequence[Any]) -> dict[str, Any]:
     result = {"output": np.asarray(prediction)}
     if loss is not None:
         result["loss"] = np.asarray(loss)
@@ -159,7 +159,7 @@ def train_step(ctx: Any, model: Any, x: Any, y: Any, *, loss: Callable[[Any, Any
             for v in owned:
                 owner = type(layer).__name__ if layer is not None else "model"
                 rec(f"updated {v.path}", v, f"{opt} update of {owner}, step {rec.step}")
-    return _outputs(tf, np, loss_value, prediction, variables), why
+    return _outputs(np, loss_value, prediction, variables), why
 
 
 def forward(ctx: Any, model: Any, x: Any, *, traced: bool, step: int = 0) -> tuple[dict[str, Any], str | None]:

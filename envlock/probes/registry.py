@@ -65,6 +65,11 @@ class ProbeContext:
     trace_steps: int = 0  # traced calls so far in this probe: the second one's names start "step 1: "
     dropped: int = 0  # intermediates not kept in this probe (past MAX_INTERMEDIATES)
 
+    def start_probe(self) -> None:
+        """Forget what the last probe recorded (the child calls it before each probe run)."""
+        self.intermediates.clear()
+        self.trace_note, self.trace_steps, self.dropped = None, 0, 0
+
     def record(self, name: str, tensor: Any, *, op: str | None = None) -> None:
         """Keep ``tensor`` (a TF tensor or an array) as the probe's next intermediate, produced by ``op``.
 
