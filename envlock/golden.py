@@ -45,6 +45,7 @@ from envlock.numeric import DEFAULT_PROFILE, ClassEntry, numeric_class, profile_
 from envlock.profiles import Profile, lookup
 from envlock.protocol import DTYPE_ITEMSIZE, ChildResult, ProbeRun
 from envlock.store import Migration, atomic_write_text, dumps_canonical, load_model, read_json_file
+from envlock.vocab import ProbeGroup, RecordStatus
 
 GOLDEN_KIND = "envlock.golden"
 GOLDEN_SCHEMA_VERSION = 1
@@ -137,8 +138,8 @@ class ProbeSource(_Model):
 class ProbeRecord(_Model):
     name: str
     tags: list[str]
-    group: Literal["stable", "canary", "hardware"]  # "hardware": added after 0.1.0 (old goldens lack it)
-    status: Literal["ok", "skipped", "nondeterministic"]
+    group: ProbeGroup  # "hardware": added after 0.1.0 (old goldens lack it)
+    status: RecordStatus
     reason: str | None = None
     outputs: list[OutputRecord] = Field(default_factory=list)
     # Added after 0.1.0 (absent from the shipped goldens, left out of the file while None):

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypedDict
 
+from envlock.vocab import RunStatus
+
 # Bytes per element of the dtypes a probe output may have (numpy's names; what compare decodes
 # and what a golden may hold). Here so the child checks outputs without the golden's models.
 DTYPE_ITEMSIZE = {"bool": 1, "int8": 1, "uint8": 1, "int16": 2, "uint16": 2, "float16": 2, "int32": 4,
                   "uint32": 4, "float32": 4, "int64": 8, "uint64": 8, "float64": 8, "complex64": 8,
                   "complex128": 16}
 
-RunStatus = Literal["ok", "skipped", "error"]
 # The child's failure kinds outside any probe: TF did not import (exit 3), bad selection (exit 2).
 ChildError = Literal["tensorflow_missing", "bad_input"]
 

@@ -19,6 +19,7 @@ from envlock.golden import ProbeRecord
 from envlock.probes.compare import Tolerance, compare_output
 from envlock.probes.onednn_verbose import primitive_kinds
 from envlock.protocol import ProbeRun
+from envlock.vocab import LocaliseMethod
 
 # The oneDNN primitive kinds a Keras layer class runs on the CPU (ONEDNN_VERBOSE's kind field): with a
 # traced model (envlock.probes.keras_trace), the first differing layer's kinds are named first.
@@ -34,7 +35,7 @@ LAYER_PRIMITIVES: dict[str, tuple[str, ...]] = {
 
 
 class Localisation(BaseModel):
-    method: str  # "intermediates" | "outputs" | "none"
+    method: LocaliseMethod
     first_difference: str | None = None  # the intermediate or output name
     op: str | None = None  # the op type (or training step and variable) that produced it
     identical_before: list[str] = Field(default_factory=list)

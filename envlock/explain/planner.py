@@ -28,11 +28,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 from envlock.environ import SET_BY_IMPORT, is_allowed
 from envlock.models import IsaSummary, Manifest
 from envlock.redact import needs_redaction
+from envlock.vocab import CandidateKind
 
 # oneDNN's ONEDNN_MAX_CPU_ISA names, lowest first, each with the CPU features it needs (on top of
 # the previous level's where marked "+").
@@ -88,7 +88,6 @@ CHILD_NEEDS_PREFIXES: tuple[str, ...] = (
     "ENVLOCK_",  # envlock's own settings (the golden to use, the daemon's): the probe child reads none
 )
 
-CandidateKind = Literal["environment", "onednn", "affinity", "threads", "isa", "all", "unrecorded", "profile"]
 
 
 @dataclass(frozen=True)

@@ -6,19 +6,12 @@ file's text, which keeps this machine's own values raw, travels with it but is n
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, Field, PrivateAttr
 
 from envlock.explain.localise import Localisation
-from envlock.explain.planner import CandidateKind
 from envlock.explain.portable import PortableCheck
 from envlock.verdict import VerifyReport
-
-FindingStatus = Literal["fixed", "partly", "hardware-bound", "version", "not proved"]
-# tried: its child ran; crashed: its child died outside any probe; not tried (budget): not started,
-# it would not have ended in time; stopped (budget): stopped at the deadline and not restarted.
-CandidateStatus = Literal["tried", "crashed", "not tried (budget)", "stopped (budget)"]
+from envlock.vocab import CandidateKind, CandidateStatus, FindingStatus
 
 
 class CandidateOutcome(BaseModel):

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from envlock.errors import BadFileError, IntegrityError
 from envlock.golden import GOLDEN_KIND, GOLDEN_SCHEMA_VERSION
 from envlock.numeric import DEFAULT_PROFILE, ClassEntry, numeric_class, profile_id
+from envlock.vocab import RecordStatus
 
 RowKind = Literal["golden", "verify", "prometheus"]
 NOT_RECORDED = "class not recorded (a verify report from before numeric classes: re-run `envlock verify` there)"
@@ -77,7 +78,7 @@ class _Output(_Read):
 
 class _GoldenProbe(_Read):
     name: _NAME
-    status: Literal["ok", "skipped", "nondeterministic"]
+    status: RecordStatus
     outputs: list[_Output] = Field(default_factory=list, max_length=_MAX_PROBES)
 
 

@@ -30,13 +30,14 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from envlock.errors import BadInputError
 from envlock.limits import MAX_INTERMEDIATES
 from envlock.tags import PROBE_TAGS
+from envlock.vocab import ProbeGroup
 
-Group = Literal["stable", "canary", "hardware"]
+Group = ProbeGroup  # the vocabulary is envlock.vocab's
 
 # The tag vocabulary (documented in --list-probes and shared with envlock.diff).
 KNOWN_TAGS: frozenset[str] = frozenset(PROBE_TAGS)
