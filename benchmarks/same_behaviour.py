@@ -55,7 +55,7 @@ class Case:
     env: tuple[tuple[str, str], ...] = ()
 
 
-def _cases() -> list[Case]:
+def _cases(work: Path) -> list[Case]:
     g = ROOT / "goldens"
     cases: list[Case] = []
     verify = [g / "cpu-reference.json", g / "amd-epyc-zen4-2vcpu.json", g / "intel-xeon-amx-2vcpu.json",
@@ -73,6 +73,10 @@ def _cases() -> list[Case]:
     cases.append(Case("explain cpu-reference (oneDNN off)",
                       ("explain", str(g / "cpu-reference.json"), "--probes", "matmul.f32,conv2d.grad,compile.eager",
                        "--budget", "600", "--report", "{out}"), ("{out}",), (("TF_ENABLE_ONEDNN_OPTS", "0"),)))
+    # A golden recorded on CPU 0 alone: explain's affinity and thread candidates (made by _setup).
+    cases.append(Case("explain golden recorded on CPU 0 (affinity)",
+                      ("explain", str(work / "golden-cpu0.json"), "--budget", "600", "--report", "{out}"),
+                      ("{out}",)))
     m = ROOT / "tests" / "data" / "manifests"
     pairs = [(m / "amd_epyc_zen4_2vcpu_tf2.21.0.json", m / "intel_xeon_amx_2vcpu_tf2.21.0.json"),
              (g / "amd-epyc-zen4-2vcpu.json", INTEL / "golden-full-suite.json"),
@@ -114,6 +118,16 @@ def normalise(text: str) -> str:
     return json.dumps(_mask(data), indent=1, sort_keys=True)
 
 
+def _setup(tree: Path, work: Path) -> None:
+    """Files some cases need, made once with the baseline tree."""
+    if len(os.sched_getaffinity(0)) < 2 or not shutil.which("taskset"):
+        raise SystemExit("the affinity case needs 2 CPUs and taskset")
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    subprocess.run(["taskset", "-c", "0", sys.executable, "-m", "envlock", "capture", "--golden", "--probes",
+                    "numpy.matmul,matmul.f32,conv2d.grad", "-o", str(work / "golden-cpu0.json")],
+                   env=env, cwd=work, check=True, capture_output=True, timeout=600)
+
+
 def _run(tree: Path, case: Case, work: Path) -> dict[str, str]:
     out = work / "out.json"
     argv = [sys.executable, "-m", "envlock", *(a.replace("{out}", str(out)) for a in case.argv)]
@@ -142,7 +156,9 @@ def main() -> int:
     differing = 0
     try:
         trees = {"baseline": baseline, "this": ROOT}
-        cases = [c for c in _cases() if not only or c.argv[0] in only]
+        cases = [c for c in _cases(work) if not only or c.argv[0] in only]
+        if any("golden-cpu0.json" in a for c in cases for a in c.argv):
+            _setup(baseline, work)
         print(f"baseline {args.baseline}; {len(cases)} cases; timings masked")
         for case in cases:
             start = time.perf_counter()
