@@ -14,7 +14,7 @@ from typing import Any
 
 from envlock.limits import MAX_INTERMEDIATES
 from envlock.tags import PROBE_TAGS
-from envlock.vocab import PROBE_GROUPS, ProbeGroup
+from envlock.vocab import ProbeGroup, check_probe_group
 
 Group = ProbeGroup  # the vocabulary is envlock.vocab's
 
@@ -116,11 +116,6 @@ def registered_probes() -> dict[str, Probe]:
     return dict(_REGISTRY)
 
 
-def _one_of(words: tuple[str, ...]) -> str:
-    quoted = [f"'{w}'" for w in words]
-    return f"{', '.join(quoted[:-1])} or {quoted[-1]}"
-
-
 @dataclass(frozen=True)
 class Measured:
     """A built-in probe's group and extra tags as two-vendor data set them, with the evidence."""
@@ -177,8 +172,7 @@ def probe(name: str, *, tags: list[str], group: Group, dtype: str, description: 
     unknown = set(tags) - KNOWN_TAGS
     if unknown:
         raise ValueError(f"probe {name}: unknown tags {sorted(unknown)} (known: {', '.join(sorted(KNOWN_TAGS))})")
-    if group not in PROBE_GROUPS:
-        raise ValueError(f"probe {name}: group must be {_one_of(PROBE_GROUPS)}, not {group!r}")
+    check_probe_group(group, f"probe {name}")
     if not isinstance(name, str) or not name or not name.isprintable() or len(name) > 200:
         raise ValueError(f"probe name {name!r}: a printable string of 1 to 200 characters")
 
