@@ -4,7 +4,8 @@ A probe is a function ``fn(ctx) -> dict[str, numpy.ndarray]``. It never imports 
 at module import time (``envlock verify --list-probes`` and the parent process stay
 TF-free); the child process hands it ``ctx.tf`` and ``ctx.np`` instead.
 
-Each probe belongs to a *group*, taken from our measurements (docs/causes.md, docs/probes.md):
+Each probe belongs to a *group*, taken from our measurements (docs/causes.md, docs/probes.md); the
+table ``envlock.vocab.GROUPS`` holds what each group means and how verify reads its drift:
 
 * ``stable`` -- RNG streams, tf.data order, weight init, TF elementwise ops, row reductions.
   They never moved under any configuration or hardware perturbation, only under version
