@@ -35,7 +35,6 @@ CANARIES: dict[str, str] = {
     "reduce.sum_large": "a large float32 reduction: vector adds in Eigen's tree order",
     "numpy.matmul": "OpenBLAS's GEMM: another library's kernels on the same core",
 }
-HARDWARE_GROUP = "hardware"
 MAX_CPUS = 4096  # Linux's CONFIG_NR_CPUS upper bound in common kernels; a --cpus range past it is a typo
 
 RunKey = tuple[str, tuple[tuple[str, str], ...], str]  # (status, sorted (output, sha256), reason if not ok)

@@ -19,12 +19,13 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
-from envlock.corecheck import CANARIES, HARDWARE_GROUP, CoresReport, RunKey, build_report, run_key
+from envlock.corecheck import CANARIES, CoresReport, RunKey, build_report, run_key
 from envlock.errors import BadInputError, EnvironmentProblem
 from envlock.models import LockdownSettings
 from envlock.probes.registry import all_probes
 from envlock.probes.supervisor import check_probe_names, run_child
 from envlock.protocol import ChildResult, ProbeRun
+from envlock.vocab import GROUPS
 
 # Within one CPU's process: one thread per pool, so the work runs where it is pinned and no
 # thread count differs from one CPU to the next. Seed and determinism as every golden has them.
@@ -41,9 +42,10 @@ def allowed_cpus() -> list[int]:
 
 
 def default_probe_names() -> list[str]:
-    """The hardware-arithmetic group, then the canaries (``corecheck.CANARIES``)."""
+    """The groups run on every CPU (the hardware-arithmetic one: ``envlock.vocab.GROUPS``), then the
+    canaries (``corecheck.CANARIES``)."""
     registry = all_probes()
-    return [n for n, p in registry.items() if p.group == HARDWARE_GROUP] + [n for n in CANARIES if n in registry]
+    return [n for n, p in registry.items() if GROUPS[p.group].per_cpu] + [n for n in CANARIES if n in registry]
 
 
 def _keys(runs: Sequence[ProbeRun]) -> list[RunKey]:

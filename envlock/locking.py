@@ -65,7 +65,8 @@ def _environment_problems(golden_env: dict[str, str] | None) -> list[str]:
     return problems
 
 
-def _redacted(value: str | None) -> str | None:
+def redacted(value: str | None) -> str | None:
+    """``value`` with home directories and credentials redacted (what lockdown's report shows)."""
     return None if value is None else redact_value(value, os.environ.get("HOME"))
 
 
@@ -77,7 +78,7 @@ def _apply_golden_environment(golden_env: dict[str, str], report: LockdownReport
         for name, value in changes.items():
             now = os.environ.get(name)
             report.problems.append(
-                f"{name}={_redacted(now)!r} differs from the golden's {_redacted(value)!r} and TensorFlow is "
+                f"{name}={redacted(now)!r} differs from the golden's {redacted(value)!r} and TensorFlow is "
                 "already imported; "
                 f"set it before importing TensorFlow (or import envlock and call lockdown() first)")
         return

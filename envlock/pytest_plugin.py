@@ -38,6 +38,7 @@ from envlock.errors import BadInputError, EnvlockError, one_line
 from envlock.protocol import OutputSummary
 from envlock.tags import DEFAULT_TAGS, PROBE_TAGS
 from envlock.version import __version__
+from envlock.vocab import DEFAULT_PROBE_GROUP, check_probe_group
 
 if TYPE_CHECKING:
     # lazy: the plugin loads in every pytest session: no pydantic or numpy until a check runs
@@ -133,7 +134,8 @@ class EnvlockRegression:
         self.golden_path = golden_path_for(Path(str(node.path)))
 
     def check_model(self, name: str, model: Any, x: Any, y: Any = None, *, loss: Any = None, optimizer: Any = None,
-                    tags: list[str] | None = None, group: str = "canary", tolerance: str | None = None) -> None:
+                    tags: list[str] | None = None, group: str = DEFAULT_PROBE_GROUP,
+                    tolerance: str | None = None) -> None:
         """Record or compare one traced step of a Keras ``model``: a training step on (x, y) with
         ``loss`` and ``optimizer`` (the model's compiled ones when not given), or one inference call
         when ``y`` is None. Every layer's output, the loss, each gradient and each updated variable are
@@ -158,7 +160,7 @@ class EnvlockRegression:
         self._check(name, outputs, tags=tags, group=group, tolerance=tolerance, traced=ctx)
 
     def check(self, name: str, arrays: Mapping[str, Any] | Any, *, tags: list[str] | None = None,
-              group: str = "canary", tolerance: str | None = None) -> None:
+              group: str = DEFAULT_PROBE_GROUP, tolerance: str | None = None) -> None:
         """Record ``arrays`` (name -> array, or one array) the first time; compare them afterwards.
 
         ``tags``: the components the arrays depend on (envlock's probe tags; all by default), used
@@ -251,8 +253,7 @@ def _probe_record(probe_name: str, arrays: Mapping[str, Any] | Any, tags: list[s
     unknown = sorted(set(chosen) - set(PROBE_TAGS))
     if unknown:
         raise ValueError(f"envlock_regression.check: unknown tags {unknown} (known: {', '.join(PROBE_TAGS)})")
-    if group not in ("stable", "canary", "hardware"):
-        raise ValueError(f"envlock_regression.check: group must be 'stable', 'canary' or 'hardware', not {group!r}")
+    check_probe_group(group, "envlock_regression.check")
     named = dict(arrays) if isinstance(arrays, Mapping) else {SINGLE_ARRAY_NAME: arrays}
     if not named:
         raise ValueError("envlock_regression.check: no arrays given")
@@ -336,7 +337,7 @@ def _compare(path: Path, golden: Golden, stored: ProbeRecord, current: ProbeReco
     differences = diff_manifests(golden.manifest, this_machine())
     tags = current.tags
     shown = "all" if len(tags) == len(_all_tags()) else ", ".join(tags)
-    causes = [c for c in explain(set(tags), differences, stable_drifted=current.group == "stable") if c.path]
+    causes = [c for c in explain(set(tags), differences, drifted_groups={current.group}) if c.path]
     lines += ["", f"manifest differences that could explain it (tags: {shown}; group: {current.group}), "
                   "most likely first:"]
     if causes:

@@ -16,12 +16,13 @@ from pydantic import BaseModel, Field
 
 from envlock.errors import DRIFT, ENVIRONMENT, OK
 from envlock.golden import Golden, ProbeRecord, repeat_hashes
-from envlock.probes.attribution import HARDWARE_NOTE, Cause, explain
+from envlock.probes.attribution import Cause, explain
 from envlock.probes.compare import Tolerance, compare_output
 from envlock.protocol import ChildResult, OutputSummary, ProbeRun
 from envlock.redact import redact_value
 from envlock.rules import rule_for
 from envlock.version import __version__
+from envlock.vocab import GROUPS, group_rule, ruling_group
 
 # "error": the probe raised, returned something unusable, hung or crashed here (a user probe, usually).
 Status = Literal["identical", "within_tolerance", "drift", "nondeterministic", "skipped", "error"]
@@ -170,14 +171,13 @@ def _compare_outputs(base: ProbeVerdict, record: ProbeRecord, outputs: list[Outp
 
 
 def attribute(verdicts: list[ProbeVerdict], differences: list[Any]) -> bool:
-    """Fill ``causes`` of every drifting probe; return whether a stable probe drifted."""
-    stable_drifted = any(v.status == "drift" and v.group == "stable" for v in verdicts)
-    hardware_drifted = any(v.status == "drift" and v.group == "hardware" for v in verdicts)
+    """Fill ``causes`` of every drifting probe; return whether a stable probe drifted (the group that
+    moves only with versions: envlock.vocab.GROUPS)."""
+    drifted = {v.group for v in verdicts if v.status == "drift"}
     for verdict in verdicts:
         if verdict.status == "drift":
-            verdict.causes = explain(set(verdict.tags), differences, stable_drifted=stable_drifted,
-                                     hardware_drifted=hardware_drifted)
-    return stable_drifted
+            verdict.causes = explain(set(verdict.tags), differences, drifted_groups=drifted)
+    return GROUPS[ruling_group(drifted)].versions_only
 
 
 SOURCE_CHANGED = "the probe's code changed since the golden was recorded"
@@ -234,6 +234,16 @@ def _source_change(record: ProbeRecord, result: ChildResult) -> str | None:
     return f"{SOURCE_CHANGED} (sha256 {recorded[7:19]} -> {current[7:19]})"
 
 
+def _versions_only(group: str | None) -> bool:
+    rule = group_rule(group)
+    return rule is not None and rule.versions_only
+
+
+def _drift_note(verdicts: list[ProbeVerdict]) -> str | None:
+    """The note of the group that rules this drift (envlock.vocab.GROUPS): the hardware or the canary one."""
+    return GROUPS[ruling_group(v.group for v in verdicts if v.status == "drift")].drift_note
+
+
 def build_report(path: Path, golden: Golden, manifest_digest: str, verdicts: list[ProbeVerdict], differences: list[Any],
             *, tolerance: Tolerance, repeat: int, golden_env: bool, stable_drifted: bool,
             timings: dict[str, float]) -> VerifyReport:
@@ -259,16 +269,13 @@ def build_report(path: Path, golden: Golden, manifest_digest: str, verdicts: lis
                      + ", ".join(versions[:3]) + (f" and {len(versions) - 3} more" if len(versions) > 3 else "")
                      + "): these probes only move with versions or seeds, so suspect the version first")
     elif stable_drifted and any(v.causes and v.causes[0].path is None for v in verdicts
-                                if v.status == "drift" and v.group == "stable"):
+                                if v.status == "drift" and _versions_only(v.group)):
         notes.append(STABLE_UNEXPLAINED_NOTE)
     elif stable_drifted:
         notes.append("stable probes (RNG, tf.data order, init, elementwise) moved although no TensorFlow, Keras or "
                      "numpy version differs: a recorded setting explains it (the causes below)")
-    elif any(v.status == "drift" and v.group == "hardware" for v in verdicts):
-        notes.append(HARDWARE_NOTE)
-    elif counts["drift"]:
-        notes.append("only canary probes moved (stable probes held): suspect hardware, thread counts, "
-                     "oneDNN or XLA settings rather than versions")
+    elif counts["drift"] and (note := _drift_note(verdicts)):
+        notes.append(note)
     if counts["error"]:
         notes.append("some probes failed here (raised, returned unusable outputs, hung or crashed): each says why; "
                      "a probe that cannot run does not reproduce")

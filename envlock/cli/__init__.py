@@ -1,10 +1,10 @@
-"""The Typer app. Commands live in one module per area; none imports TensorFlow or docker at import time."""
+"""The Typer app. Each command lives in its own module, imported only when that command runs or shows its
+help (the table envlock.cli.commands.COMMANDS); none imports TensorFlow or docker at import time."""
 
 from __future__ import annotations
 
 import typer
 
-from envlock.cli import build, capture, cores, explain, fleet, verify, watch  # noqa: F401  (registers commands)
 from envlock.cli.common import app, interrupted
 from envlock.errors import BAD_INPUT
 from envlock.runner import Terminated, stop_cleanly_on_sigterm

@@ -9,6 +9,9 @@ import typer
 
 from envlock.cli.common import GoldenOption, TrustedKeyOption, app, resolve_golden_path
 from envlock.errors import one_line
+from envlock.image.build import BuildOptions, run_build
+from envlock.signing import load_trusted_keys
+from envlock.store import check_outputs
 
 
 @app.command()
@@ -45,10 +48,6 @@ def build(
 
     Exit codes: 0 built; 2 bad golden or bad usage; 3 Docker unreachable, download or build failed.
     """
-    from envlock.image.build import BuildOptions, run_build  # lazy: pydantic + image package, only for `build`
-    from envlock.signing import load_trusted_keys  # lazy: imports golden (pydantic); keeps `envlock --help` fast
-    from envlock.store import check_outputs  # lazy: pydantic, only for `build`
-
     def progress(line: str) -> None:
         typer.echo(one_line(line), err=True)  # Docker's and pip's output: no escape sequence reaches the terminal
 

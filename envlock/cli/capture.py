@@ -1,30 +1,19 @@
-"""`envlock capture`, `envlock diff`, `envlock schema`: thin commands over envlock.capture/diff."""
+"""`envlock capture`: this machine as a manifest (thin: parse, call envlock.capture, print); with --golden,
+envlock.cli.capture_golden records a golden."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from envlock.capture import capture_manifest
 from envlock.cli.common import PROBE_MODULE_HELP, PROBE_TIMEOUT_HELP, app, show, strict_int, with_flag
-from envlock.cli.progress import progress_display
-from envlock.errors import DRIFT, OK, BadInputError, one_line
+from envlock.display import render_manifest
+from envlock.errors import BadInputError, one_line
 from envlock.limits import MAX_REPEAT
-
-
-def _check_writable(output: Path, inputs: list[Path | str]) -> None:
-    """Refuse an unusable -o, or one that is an input, before spending seconds capturing (one line, exit 2)."""
-    # lazy: a command imports its core only when it runs (CLI start-up time)
-    from envlock.store import check_outputs
-
-    check_outputs([output], inputs=inputs)
-
-
-def _save(output: Path, model: object, save: Callable[[Path, object], None]) -> None:
-    save(output, model)  # a failed write is one line from envlock.store (a full disk: exit 3)
+from envlock.store import check_outputs, dumps_canonical, save_model
 
 
 @app.command()
@@ -62,8 +51,11 @@ def capture(
     Exit codes: 0 ok; 2 bad usage; 3 environment problem (e.g. --golden without TensorFlow).
     """
     if golden:
-        _capture_golden(output, probes, repeat, as_json=as_json, no_tf=no_tf, sign=sign,
-                        probe_modules=probe_module or [], probe_timeout=probe_timeout, portable=portable)
+        # lazy: the golden's core (the probe supervisor, record, golden) loads only with --golden (capture start-up)
+        from envlock.cli.capture_golden import capture_golden_file
+
+        capture_golden_file(output, probes, repeat, as_json=as_json, no_tf=no_tf, sign=sign,
+                            probe_modules=probe_module or [], probe_timeout=probe_timeout, portable=portable)
         return
     if portable:
         raise BadInputError("--portable only makes sense with --golden")
@@ -73,18 +65,11 @@ def capture(
         raise BadInputError("--sign only makes sense with --golden")
     if probes is not None:
         raise BadInputError("--probes only makes sense with --golden")
+    if output is not None:  # refused before spending seconds capturing (one line, exit 2)
+        check_outputs([output], inputs=[])
+    manifest = capture_manifest(include_tf=not no_tf)  # the TF child started in envlock.__main__, before the CLI
     if output is not None:
-        _check_writable(output, [])
-    # lazy: a command imports its core only when it runs (CLI start-up time)
-    from envlock.capture import capture_manifest
-
-    manifest = capture_manifest(include_tf=not no_tf)  # starts the TF child before anything heavy is imported
-    # lazy: pydantic and the renderers load while the TF child imports TensorFlow
-    from envlock.display import render_manifest
-    from envlock.store import dumps_canonical, save_model
-
-    if output is not None:
-        _save(output, manifest, save_model)  # type: ignore[arg-type]
+        save_model(output, manifest)  # a failed write is one line from envlock.store (a full disk: exit 3)
     if as_json:
         typer.echo(dumps_canonical(manifest.model_dump(mode="json")), nl=False)
     else:
@@ -93,86 +78,3 @@ def capture(
             typer.echo(f"manifest written to {one_line(str(output))}")
 
 
-def _capture_golden(output: Path | None, probes: str | None, repeat: int, *, as_json: bool, no_tf: bool,
-                    sign: Path | None = None, probe_modules: list[str] | None = None,
-                    probe_timeout: float | None = None, portable: bool = False) -> None:
-    if output is None:
-        raise BadInputError("--golden needs -o FILE (where to write the golden)")
-    if no_tf:
-        raise BadInputError("--golden runs TensorFlow probes; it cannot be combined with --no-tf")
-    _check_writable(output, [*([sign] if sign else []), *(probe_modules or [])])
-    # lazy: a command imports its core only when it runs (CLI start-up time)
-    from envlock.golden import save_golden
-    from envlock.probes.registry import parse_probe_list
-    from envlock.probes.supervisor import check_probe_names
-    from envlock.record import capture_golden, portable_profile
-    from envlock.store import dumps_canonical
-
-    names = parse_probe_list(probes)
-    # Unknown built-in names fail here, before the probe child imports TensorFlow; with --probe-module
-    # the child checks them (exit 2 too).
-    check_probe_names(names, probe_modules or [])
-    if portable:
-        portable_profile()  # a TensorFlow the profile was not measured on fails here, before the probes run
-    if sign is not None:
-        # lazy: a command imports its core only when it runs (CLI start-up time)
-        from envlock.signing import load_signing_key, sign_golden
-
-        key = load_signing_key(sign)  # an unusable key fails before the probes run
-    with progress_display(as_json=as_json) as progress:
-        result = capture_golden(probe_names=names, repeat=repeat, probe_modules=probe_modules,
-                                probe_timeout=probe_timeout, portable=portable, progress=progress)
-    if sign is not None:
-        result = sign_golden(result, key)
-    _save(output, result, save_golden)  # type: ignore[arg-type]
-    if as_json:
-        typer.echo(dumps_canonical(result.model_dump(mode="json")), nl=False)
-    else:
-        count = len(getattr(result, "probes", []) or [])
-        # A probe that failed here is in the golden as skipped with its reason; say which, so a user
-        # probe that raised is not discovered only at verify time.
-        for record in result.probes:
-            if record.status != "ok" and "GPU" not in (record.reason or ""):
-                # name and reason come from the probe module: escaped (a newline could forge a line)
-                typer.echo(f"  not recorded: {one_line(record.name)}: {record.status}: {one_line(record.reason or '')}")
-        typer.echo(f"golden written to {one_line(str(output))}: {count} probes, manifest {result.manifest.digest}")
-
-
-@app.command()
-def diff(
-    old: Annotated[Path, typer.Argument(metavar="A", help="Manifest (or golden) file A.", show_default=False)],
-    new: Annotated[Path, typer.Argument(metavar="B", help="Manifest (or golden) file B.", show_default=False)],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the differences as JSON.")] = False,
-) -> None:
-    """Show every identity difference between two manifests, with severity and reason.
-
-    Exit codes: 0 identical in identity; 1 different; 2 bad input file.
-    """
-    # lazy: a command imports its core only when it runs (CLI start-up time)
-    from envlock.diff import diff_manifests
-    from envlock.display import render_differences
-    from envlock.golden import load_any_manifest
-    from envlock.models import compute_digest
-
-    a, b = load_any_manifest(old), load_any_manifest(new)
-    differences = diff_manifests(a, b)
-    if as_json:
-        report = {
-            "identical": not differences,
-            "old": {"path": str(old), "digest": compute_digest(a)},
-            "new": {"path": str(new), "digest": compute_digest(b)},
-            "differences": [d.model_dump(mode="json") for d in differences],
-        }
-        typer.echo(json.dumps(report, indent=2, sort_keys=True))
-    else:
-        show(render_differences(differences))
-    raise typer.Exit(DRIFT if differences else OK)
-
-
-@app.command()
-def schema() -> None:
-    """Print the manifest's JSON Schema (exit code 0)."""
-    # lazy: a command imports its core only when it runs (CLI start-up time)
-    from envlock.models import Manifest
-
-    typer.echo(json.dumps(Manifest.model_json_schema(), indent=2, sort_keys=True))

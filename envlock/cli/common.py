@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import re
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from typer.core import TyperGroup
+import typer.main
+from typer.core import TyperCommand, TyperGroup
 
+from envlock.cli.commands import COMMANDS
 from envlock.errors import BAD_INPUT, EXIT_CODES_HELP, BadInputError, EnvlockError, one_line
+
+if TYPE_CHECKING:  # the click Typer runs on (this Typer vendors it); types only
+    from typer._click import Command, Context, HelpFormatter
 
 # click's UsageError and Abort, whether typer vendors click or depends on it.
 _UsageError: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
@@ -25,11 +31,67 @@ class _Interrupted(Exception):
     type passes through it to ``OneLineUsageGroup.main``, which says so in one line."""
 
 
+class LoadedOnUse(MutableMapping[str, "Command"]):
+    """The group's commands by name: every row of ``envlock.cli.commands.COMMANDS``, each imported
+    (its module, then its click command made the way Typer makes it) when it is first looked up.
+    Listing the names, and Typer's "Did you mean" among them, imports nothing."""
+
+    def __init__(self, loaded: Mapping[str, Command]) -> None:
+        self._loaded: dict[str, Command] = dict(loaded)
+
+    def __getitem__(self, name: str) -> Command:
+        if name not in self._loaded:
+            if name not in COMMANDS:
+                raise KeyError(name)
+            self._loaded[name] = load_command(name)
+        return self._loaded[name]
+
+    def __setitem__(self, name: str, command: Command) -> None:
+        self._loaded[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        del self._loaded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*COMMANDS, *(name for name in self._loaded if name not in COMMANDS)])
+
+    def __len__(self) -> int:
+        return len(list(iter(self)))
+
+
+def load_command(name: str) -> Command:
+    """The click command ``name``: its module imported (which registers it on ``app``), then built
+    from its registration with the app's settings, as Typer builds the commands it already knows."""
+    importlib.import_module(COMMANDS[name].module)
+    (info,) = [c for c in app.registered_commands
+               if (c.name or typer.main.get_command_name(c.callback.__name__ if c.callback else "")) == name]
+    return typer.main.get_command_from_info(info, pretty_exceptions_short=app.pretty_exceptions_short,
+                                            rich_markup_mode=app.rich_markup_mode)
+
+
 class OneLineUsageGroup(TyperGroup):
     """Where every error of every command is caught, once: a typed ``EnvlockError`` from the core
     becomes one line on stderr and its exit code (no traceback); bad flags, unknown commands and
     missing arguments give one line and exit 2, like every other bad input -- not click's
-    multi-line usage box; Ctrl-C is exit 130."""
+    multi-line usage box; Ctrl-C is exit 130.
+
+    Its commands are the table ``envlock.cli.commands.COMMANDS``: a command's module is imported
+    when the command runs or shows its help; the group's own help lists the table's summaries."""
+
+    def __init__(self, *, commands: Mapping[str, Command] | None = None, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        self.commands = LoadedOnUse(commands or {})
+
+    def list_commands(self, ctx: Context) -> list[str]:
+        return list(self.commands)  # the names only: TyperGroup's reads every command
+
+    def format_commands(self, ctx: Context, formatter: HelpFormatter) -> None:
+        """The "Commands:" section, from the table: each summary shortened as click shortens a help."""
+        names = [name for name in self.list_commands(ctx) if name in COMMANDS]
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = [(name, TyperCommand(name, help=COMMANDS[name].summary).get_short_help_str(limit)) for name in names]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True,

@@ -7,8 +7,13 @@ from typing import Annotated
 import typer
 
 from envlock.cli.common import PROBE_MODULE_HELP, PROBE_TIMEOUT_HELP, app, show, strict_int
+from envlock.corecheck import parse_cpu_list
+from envlock.cores import allowed_cpus, check_cores
+from envlock.display import render_cores
 from envlock.errors import ENVIRONMENT, one_line
 from envlock.limits import MAX_REPEAT
+from envlock.probes.registry import parse_probe_list
+from envlock.store import dumps_canonical
 
 
 @app.command()
@@ -39,13 +44,6 @@ def cores(
     majority; 2 bad usage (a CPU not in this process's affinity, an unknown probe, a --probe-module that
     does not import); 3 cannot run the probes (e.g. TensorFlow missing).
     """
-    # lazy: a command imports its core only when it runs (CLI start-up time)
-    from envlock.corecheck import parse_cpu_list
-    from envlock.cores import allowed_cpus, check_cores
-    from envlock.display import render_cores
-    from envlock.probes.registry import parse_probe_list
-    from envlock.store import dumps_canonical
-
     allowed = allowed_cpus()
     chosen = parse_cpu_list(cpus, allowed) if cpus is not None else allowed
     report = check_cores(chosen, probe_names=parse_probe_list(probes), probe_modules=probe_module or [],

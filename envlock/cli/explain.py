@@ -19,7 +19,12 @@ from envlock.cli.common import (
     strict_int,
 )
 from envlock.cli.progress import progress_display
+from envlock.display import render_explain, render_report
 from envlock.errors import BadInputError, one_line
+from envlock.explain.run import environment_file, explain_golden
+from envlock.probes.registry import parse_probe_list
+from envlock.signing import load_trusted_keys
+from envlock.store import atomic_write_text, check_outputs, dumps_canonical
 
 BUDGET_HELP = ("Whole seconds for the whole run, verify included, 1 to 86400 (default 120); candidates that do "
                "not fit are listed as not tried.")
@@ -32,13 +37,6 @@ def run_explain(golden: Path, *, as_json: bool, report: Path | None, emit_env: P
                 with_verify_table: bool, probe_module: list[str] | None = None,
                 probe_timeout: float | None = None) -> int:
     """Shared by `explain` and `verify --explain`: run, write the files asked for, print; the exit code."""
-    # lazy: a command imports its core only when it runs (CLI start-up time)
-    from envlock.display import render_explain, render_report
-    from envlock.explain.run import environment_file, explain_golden
-    from envlock.probes.registry import parse_probe_list
-    from envlock.signing import load_trusted_keys
-    from envlock.store import atomic_write_text, check_outputs, dumps_canonical
-
     if budget <= 0:
         raise BadInputError(f"--budget must be a positive number of seconds, not {budget}")
     keys = load_trusted_keys(trusted_key or [])

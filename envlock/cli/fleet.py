@@ -9,6 +9,11 @@ import typer
 
 from envlock.cli.common import app, show
 from envlock.errors import BadInputError
+from envlock.fleet.files import fleet_report
+from envlock.fleet.plot import require_matplotlib, write_plot
+from envlock.fleet.prometheus import machine_rows, read_prometheus
+from envlock.fleet.render import render_fleet
+from envlock.store import check_outputs, dumps_canonical
 
 FLEET_HELP = """Read goldens and verify reports (`envlock verify --json` or `--report`) from many machines
 and say which numeric classes there are, which machines are in each, which probes separate the
@@ -46,11 +51,6 @@ def fleet(
                                                    help="Also read the classes of the daemons this Prometheus "
                                                         "scrapes (its base URL, e.g. http://prometheus:9090).")] = None,
 ) -> None:
-    # lazy: a command imports its core only when it runs (CLI start-up time)
-    from envlock.fleet.files import fleet_report
-    from envlock.fleet.render import render_fleet
-    from envlock.store import check_outputs, dumps_canonical
-
     files = files or []
     if not files and prometheus is None:
         raise BadInputError("give goldens or verify reports (FILE...), or --prometheus URL")
@@ -58,22 +58,13 @@ def fleet(
         raise BadInputError("--plot draws probe families, which Prometheus's series do not carry: "
                             "use --plot with files only")
     if plot is not None:  # checked before reading thousands of files: a bad path, or no matplotlib
-        # lazy: matplotlib is an optional extra, imported only for --plot
-        from envlock.fleet.plot import require_matplotlib
-
         check_outputs([plot], inputs=files)
         require_matplotlib()
     extra = []
     if prometheus is not None:
-        # lazy: only --prometheus needs the HTTP reader
-        from envlock.fleet.prometheus import machine_rows, read_prometheus
-
         extra = machine_rows(read_prometheus(prometheus))
     report = fleet_report(files, keep_going=keep_going, jobs=jobs, extra_rows=extra)
     if plot is not None:
-        # lazy: matplotlib is an optional extra, imported only for --plot
-        from envlock.fleet.plot import write_plot
-
         write_plot(report, plot)
     if as_json:
         typer.echo(dumps_canonical(report.model_dump(mode="json")), nl=False)

@@ -21,14 +21,17 @@ from envlock.cli.common import (
 )
 from envlock.cli.explain import BUDGET_HELP, BUDGET_PARSER, run_explain
 from envlock.cli.progress import progress_display
+from envlock.display import nothing_verified_line, render_report
 from envlock.errors import ENVIRONMENT, BadInputError, one_line
 from envlock.limits import MAX_REPEAT
+from envlock.probes.compare import Tolerance
+from envlock.probes.registry import all_probes, parse_probe_list
+from envlock.signing import load_trusted_keys
+from envlock.store import atomic_write_text, check_outputs, dumps_canonical
+from envlock.verify import verify_golden
 
 
 def _list_probes() -> str:
-    # lazy: a command imports its core only when it runs (CLI start-up time)
-    from envlock.probes.registry import all_probes
-
     rows = [f"{'probe':28} {'group':8} {'dtype':8} tags"]
     # an installed package's probes are listed too: their names and descriptions are escaped
     rows += [one_line(f"{p.name:28} {p.group:8} {p.dtype:8} {','.join(p.tags)}")
@@ -97,14 +100,6 @@ def verify(
                                      emit_env=None, probes=probes,
                                      budget=budget, jobs=2, trusted_key=trusted_key, with_verify_table=True,
                                      probe_module=probe_module, probe_timeout=probe_timeout))
-    # lazy: a command imports its core only when it runs (CLI start-up time)
-    from envlock.display import nothing_verified_line, render_report
-    from envlock.probes.compare import Tolerance
-    from envlock.probes.registry import parse_probe_list
-    from envlock.signing import load_trusted_keys
-    from envlock.store import atomic_write_text, check_outputs, dumps_canonical
-    from envlock.verify import verify_golden
-
     keys = load_trusted_keys(trusted_key or [])  # a bad key file fails before the golden is read
     policy = Tolerance.parse(tolerance)
     names = parse_probe_list(probes)

@@ -9,6 +9,11 @@ from typing import Annotated
 import typer
 
 from envlock.cli.common import GoldenOption, TrustedKeyOption, app, resolve_golden_path
+from envlock.daemon import loop
+from envlock.daemon.config import WatchConfig, cores_argv, default_state_dir, parse_duration, parse_listen, verify_argv
+from envlock.daemon.results import render_once
+from envlock.signing import load_trusted_keys
+from envlock.store import check_outputs
 
 # Plain paragraphs are rewrapped to the terminal's width; a paragraph starting with \b (click's
 # marker) is printed as written, so its lines must fit 80 columns (tests/unit/test_cli_help.py).
@@ -121,8 +126,8 @@ def watch(
                           "(all CPUs agree) or 1 (not)."),
     ] = None,
 ) -> None:
-    # First thing: the environment the user started the daemon with. Imports from here on
-    # (threadpoolctl sets KMP_DUPLICATE_LIB_OK) may write to os.environ; the checks must not see that.
+    # First thing: the environment the user started the daemon with. What runs from here on
+    # (importing threadpoolctl sets KMP_DUPLICATE_LIB_OK) may write to os.environ; the checks must not see that.
     environ = dict(os.environ)
     code = _watch(
         environ=environ, golden=golden, listen=listen, fingerprint_every=fingerprint_every, verify_every=verify_every,
@@ -137,20 +142,6 @@ def _watch(*, environ: dict[str, str], golden: Path | None, listen: str, fingerp
            verify_timeout: str, state_dir: str | None, nfd_features_file: str | None, verify_command: str | None,
            once: bool, trusted_key: list[Path] | None = None,
            cores: tuple[str, str, str | None] = ("0", "1h", None)) -> int:
-    # lazy: a command imports its core only when it runs (CLI start-up time; the daemon brings pydantic, prometheus)
-    from envlock.daemon.config import (
-        WatchConfig,
-        cores_argv,
-        default_state_dir,
-        parse_duration,
-        parse_listen,
-        verify_argv,
-    )
-    from envlock.daemon.loop import run_watch
-    from envlock.daemon.results import render_once
-    from envlock.signing import load_trusted_keys
-    from envlock.store import check_outputs
-
     golden_path = resolve_golden_path(golden, environ=environ)
     check_outputs([nfd_features_file], inputs=[golden_path, *(trusted_key or [])], need_directory=False)
     listen_address = parse_listen(listen)
@@ -171,7 +162,7 @@ def _watch(*, environ: dict[str, str], golden: Path | None, listen: str, fingerp
         cores_timeout=parse_duration(cores[1], option="--cores-timeout"),
         cores_command=cores_argv(cores[2]),
     )
-    outcome = run_watch(config)
+    outcome = loop.run_watch(config)
     if once:
         typer.echo(render_once(outcome.healthy, outcome.reason, outcome.fingerprint, outcome.verify, outcome.cores))
     return outcome.exit_code

@@ -68,7 +68,8 @@ def _stamp(directory: str, name: str) -> tuple[int, int] | None:
     return st.st_size, st.st_mtime_ns
 
 
-def _read_distribution(dist: Any) -> tuple[str | None, str, str | None]:
+def read_distribution(dist: Any) -> tuple[str | None, str, str | None]:
+    """An installed distribution's (name, version, digest of its RECORD): the one place that reads it."""
     name = dist.metadata["Name"] if dist.metadata else None
     return name, str(dist.version), record_digest(dist.read_text("RECORD"))
 
@@ -76,13 +77,13 @@ def _read_distribution(dist: Any) -> tuple[str | None, str, str | None]:
 def _cached_distribution(dist: Any) -> tuple[str | None, str, str | None]:
     directory = getattr(dist, "_path", None)  # PathDistribution's dist-info folder; others are not cached
     if directory is None:
-        return _read_distribution(dist)
+        return read_distribution(dist)
     directory = str(directory)
     stamps = (_stamp(directory, "METADATA"), _stamp(directory, "PKG-INFO"), _stamp(directory, "RECORD"))
     cached = _DIST_CACHE.get(directory)
     if cached is not None and cached[0] == stamps:
         return cached[1]
-    value = _read_distribution(dist)
+    value = read_distribution(dist)
     _DIST_CACHE[directory] = (stamps, value)
     return value
 

@@ -45,7 +45,7 @@ def _without_cycle_collection() -> Iterator[None]:
 # Below this many files one process reads them all: a second one costs its start (about 0.4 s).
 PARALLEL_FROM = 400
 WORKER_TIMEOUT_S = 3600.0
-_Read = tuple[MachineRow | None, BadFileError | None]
+FileRead = tuple[MachineRow | None, BadFileError | None]
 
 
 def read_rows(paths: Iterable[Path | str], *, keep_going: bool = False,
@@ -58,7 +58,7 @@ def read_rows(paths: Iterable[Path | str], *, keep_going: bool = False,
     if len(listed) < PARALLEL_FROM:
         jobs = 1
     with _without_cycle_collection():
-        results = _read_in_parallel(listed, jobs) if jobs > 1 else [_read_one(p) for p in listed]
+        results = _read_in_parallel(listed, jobs) if jobs > 1 else [read_one(p) for p in listed]
     rows: list[MachineRow] = []
     problems: list[str] = []
     for row, problem in results:  # the order given: the first bad file is the one reported
@@ -71,14 +71,15 @@ def read_rows(paths: Iterable[Path | str], *, keep_going: bool = False,
     return rows, problems
 
 
-def _read_one(path: str) -> _Read:
+def read_one(path: str) -> FileRead:
+    """One golden or verify report as a machine row, or the reason it is not one."""
     try:
         return row_of_document(path, read_json_file(path)), None
     except BadFileError as exc:
         return None, exc
 
 
-def _read_in_parallel(paths: list[str], jobs: int) -> list[_Read]:
+def _read_in_parallel(paths: list[str], jobs: int) -> list[FileRead]:
     """The first share read here, the others by ``envlock.fleet.worker`` children at the same time."""
     size = -(-len(paths) // jobs)
     shares = [paths[i:i + size] for i in range(0, len(paths), size)]
@@ -96,19 +97,19 @@ def _read_in_parallel(paths: list[str], jobs: int) -> list[_Read]:
                 raise CouldNotStart([sys.executable, "-m", "envlock.fleet.worker"], exc) from None
             stack.callback(kill_tree, proc)  # whatever happens here, no reader outlives the command
             children.append((proc, output, share))
-        results = [_read_one(p) for p in shares[0]]
+        results = [read_one(p) for p in shares[0]]
         for proc, output, share in children:
             results += _worker_results(proc, output, share)
     return results
 
 
-def _worker_results(proc: Child[bytes], output: IO[bytes], share: list[str]) -> list[_Read]:
+def _worker_results(proc: Child[bytes], output: IO[bytes], share: list[str]) -> list[FileRead]:
     code = wait_for(proc, WORKER_TIMEOUT_S)
     output.seek(0)
     lines = output.read().decode("utf-8", "replace").splitlines()
     if code != 0 or len(lines) != len(share):  # a worker that died (memory, a signal): read its share here
-        return [_read_one(p) for p in share]
-    results: list[_Read] = []
+        return [read_one(p) for p in share]
+    results: list[FileRead] = []
     for path, line in zip(share, lines, strict=True):
         data = json.loads(line)
         if "problem" in data:

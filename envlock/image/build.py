@@ -64,7 +64,7 @@ class BuildResult:
     seconds: float = 0.0
 
 
-def _requirements_file(path: Path) -> list[lockfile.Pin]:
+def requirements_file(path: Path) -> list[lockfile.Pin]:
     """The pins of a requirements/lock file (``envlock.image.lockfile``: pinned, hashes kept)."""
     return lockfile.parse_lock(read_input_text(path), path)  # the one reader: regular files only, bounded
 
@@ -185,7 +185,7 @@ def run_build(options: BuildOptions, progress: Progress = lambda _: None) -> Bui
     manifest = golden.manifest
     check_golden_for_image(manifest, golden.lockdown)  # one line, exit 2, before Docker or pip
     # Input files are all read before Docker or the network: a bad one is exit 2, not 3.
-    pins = _requirements_file(options.requirements) if options.requirements is not None else None
+    pins = requirements_file(options.requirements) if options.requirements is not None else None
     cache = options.cache_dir
     house = options.wheelhouse or cache / "wheelhouse"
     writable_dir(cache, "the cache directory (ENVLOCK_CACHE_DIR)")

@@ -25,7 +25,7 @@ Progress = Callable[[str], None]
 SOURCE_DATE_EPOCH = "315532800"
 
 
-def _source_root() -> Path | None:
+def source_root() -> Path | None:
     """The repository envlock runs from, if it runs from one (editable install or checkout)."""
     root = Path(__file__).resolve().parents[2]
     pyproject = root / "pyproject.toml"
@@ -34,7 +34,8 @@ def _source_root() -> Path | None:
     return None
 
 
-def _source_digest(root: Path) -> str:
+def source_digest(root: Path) -> str:
+    """The sha256 over the source a wheel of envlock is built from (the cache key of the built wheel)."""
     digest = hashlib.sha256()
     files = [root / "pyproject.toml", *sorted((root / "envlock").rglob("*")), *sorted((root / "images").glob("*"))]
     for path in files:
@@ -45,14 +46,14 @@ def _source_digest(root: Path) -> str:
 
 def envlock_wheel(version: str, *, cache_dir: Path, wheelhouse: Path, progress: Progress = lambda _: None) -> Path:
     """A wheel of this envlock: built from the source tree (cached by its content) or found in the wheelhouse."""
-    root = _source_root()
+    root = source_root()
     if root is None:
         found = sorted(wheelhouse.glob(f"envlock-{version}-*.whl"))
         if not found:
             raise EnvironmentProblem(f"envlock is not running from a source tree; put envlock-{version}-*.whl "
                                      f"in the wheelhouse ({wheelhouse})")
         return found[-1]
-    out = cache_dir / "envlock-wheels" / _source_digest(root)
+    out = cache_dir / "envlock-wheels" / source_digest(root)
     built = sorted(out.glob("envlock-*.whl"))
     if built:
         return built[-1]

@@ -105,7 +105,8 @@ def platform_tags(arch: str = "x86_64", glibc: str = "2.36") -> list[str]:
     return tags + [f"{name}_{arch}" for name, needs in legacy.items() if needs <= minor]
 
 
-def _pip_target_args(python_version: str, arch: str, glibc: str) -> list[str]:
+def pip_target_args(python_version: str, arch: str, glibc: str) -> list[str]:
+    """pip's options that resolve wheels for the image's interpreter and platform, not this machine's."""
     minor = "".join(python_version.split(".")[:2])
     args = ["--only-binary=:all:", "--python-version", python_version, "--implementation", "cp", "--abi", f"cp{minor}"]
     for tag in platform_tags(arch, glibc):
@@ -117,7 +118,7 @@ def resolve(packages: PackageSet, *, python_version: str, arch: str, glibc: str,
             runner: Runner | None = None, progress: Progress = lambda _: None) -> list[LockedWheel]:
     """Exact wheels (name, version, file, sha256) for ``packages``; cached by the inputs' hash."""
     runner = runner or Runner()
-    target = _pip_target_args(python_version, arch, glibc)
+    target = pip_target_args(python_version, arch, glibc)
     cache_file = lock_cache_file(packages, target, cache_dir)
     cached = _read_lock_cache(cache_file)
     if cached is not None:
@@ -139,7 +140,7 @@ def resolve(packages: PackageSet, *, python_version: str, arch: str, glibc: str,
         if result is None or result.returncode != 0 or not report.is_file():
             detail = (result.stderr.strip().splitlines() or ["pip failed"])[-1] if result else "pip did not run"
             raise EnvironmentProblem(f"cannot resolve the image's package set: {detail}")
-        lock = _parse_report(json.loads(report.read_text()))
+        lock = parse_report(json.loads(report.read_text()))
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(cache_file, json.dumps([asdict(w) for w in lock], indent=1) + "\n")
     return lock
@@ -185,7 +186,8 @@ def _read_lock_cache(path: Path) -> list[LockedWheel] | None:
     return [LockedWheel(**row) for row in rows]
 
 
-def _parse_report(report: dict[str, Any]) -> list[LockedWheel]:
+def parse_report(report: dict[str, Any]) -> list[LockedWheel]:
+    """The wheels of a ``pip install --report`` JSON document, each with its URL and sha256."""
     lock = []
     for item in report.get("install", []):
         info = item["download_info"]
@@ -252,7 +254,7 @@ def download(lock: list[LockedWheel], wheelhouse: Path, *, python_version: str, 
             need.write(lock_text(missing))
         try:
             argv = [sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes", "--progress-bar", "off",
-                    "--disable-pip-version-check", *_pip_target_args(python_version, arch, glibc),
+                    "--disable-pip-version-check", *pip_target_args(python_version, arch, glibc),
                     "-d", str(wheelhouse), "-r", need.name]
             if run_streaming(argv, lambda line: progress("  " + line)) != 0:
                 raise EnvironmentProblem("pip download failed for the image's wheels (see the lines above)")

@@ -6,6 +6,7 @@ it can move, how strongly it is implicated and a reason a person understands. Th
 from our measurements (docs/causes.md; the choices are in docs/attribution.md). A difference
 whose entry names no mechanism can still explain a probe through its own ``components``.
 
+The group rules (their data is the ``envlock.vocab.GROUPS`` table: each group's boosts and precedence).
 The stable-vs-canary rule: stable probes (RNG, tf.data order, init, TF elementwise, row
 reductions) never moved under hardware, thread or oneDNN changes, only under version or
 seed changes. So when a stable probe drifts, version rules are boosted; when only canaries
@@ -20,11 +21,13 @@ above every setting: no variable makes one vendor's approximate instructions giv
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from envlock.rules import RULES, Mechanism, rule_for
+from envlock.vocab import GROUPS, ruling_group
 
 UNEXPLAINED = ("no recorded difference explains this: the cause is something envlock does not record (an "
                "environment variable, a library, or the hardware); `envlock explain` tests which")
@@ -33,28 +36,6 @@ MERGED_CHANGES_SHOWN = 4
 _CHANGE_PREFIX = "{path} {old} -> {new}: "
 
 SEVERITY_SCORE = {"critical": 3.0, "warning": 1.5, "info": 0.2}
-# Stable probes only move with versions (or seeds); canaries with configuration and hardware.
-GROUP_BOOST: dict[str, dict[str, float]] = {
-    "stable": {"version": 6.0},
-    "canary": {"hardware": 2.0, "threads": 2.0, "onednn": 2.0, "xla": 2.0, "numpy": 1.0},
-    # Hardware-arithmetic probes moved, stable held: the CPU model, not a setting. Above the ISA
-    # flags too: the cross-vendor case capped the ISA and the drift stayed bit for bit (docs/causes.md).
-    "hardware": {"arithmetic": 14.0, "hardware": 8.0, "threads": 1.0, "onednn": 1.0},
-}
-HARDWARE_NOTE = ("hardware-arithmetic probes moved while the stable probes held: for every probe that goes through "
-                 "reciprocal, rsqrt or a normalisation, the likeliest cause is the CPU model's own arithmetic (its "
-                 "approximate reciprocal/rsqrt instructions, which Eigen uses), not a setting of the default path; "
-                 "an ISA ceiling can still restore probes whose kernel oneDNN picks by instruction set (bf16 on "
-                 "AMX), and a golden recorded under the portable profile (capture --golden --portable, "
-                 "docs/portable.md) gives the same bits on both vendors")
-
-
-def group_rule(*, stable_drifted: bool, hardware_drifted: bool) -> str:
-    """Which GROUP_BOOST applies: versions when a stable probe moved, else the CPU model when a
-    hardware-arithmetic probe moved, else the canary settings."""
-    if stable_drifted:
-        return "stable"
-    return "hardware" if hardware_drifted else "canary"
 
 
 class Cause(BaseModel):
@@ -84,17 +65,15 @@ def _applies(mechanism: Mechanism, diff: Any, all_paths: set[str]) -> bool:
     return not any(fnmatch.fnmatchcase(p, u) for p in all_paths for u in mechanism.unless)
 
 
-def explain(probe_tags: set[str], differences: list[Any], *, stable_drifted: bool,
-            hardware_drifted: bool = False) -> list[Cause]:
+def explain(probe_tags: set[str], differences: list[Any], *, drifted_groups: Iterable[str | None]) -> list[Cause]:
     """The differences that can explain a drift of a probe with ``probe_tags``, most likely first.
 
-    ``stable_drifted``: whether any stable-group probe drifted in this verify (the
-    stable-vs-canary rule); ``hardware_drifted``: whether a hardware-group probe drifted (the
-    hardware-arithmetic rule, applied when the stable group held). Returns ``[UNEXPLAINED]`` when
-    nothing matches.
+    ``drifted_groups``: the groups of the probes that drifted in this verify; the boosts of the one
+    that rules (``envlock.vocab.ruling_group``: stable, else hardware, else canary) apply. Returns
+    ``[UNEXPLAINED]`` when nothing matches.
     """
     all_paths = {d.path for d in differences}
-    boosts = GROUP_BOOST[group_rule(stable_drifted=stable_drifted, hardware_drifted=hardware_drifted)]
+    boosts = GROUPS[ruling_group(drifted_groups)].boosts
     by_mechanism: dict[str, list[tuple[Any, Mechanism, float]]] = {}
     causes: list[Cause] = []
     for diff in differences:

@@ -138,7 +138,7 @@ def _run_probe_inner(probe: Any, ctx: Any, tf: Any) -> ProbeRun:
     except (Exception, SystemExit) as exc:  # a user probe calling sys.exit() fails alone, too
         last = traceback.format_exception_only(type(exc), exc)[-1].strip()
         return {"status": "error", "reason": f"probe failed: {last}", "seconds": time.perf_counter() - start}
-    records, problem = _output_records(outputs)
+    records, problem = output_records(outputs)
     if problem is not None:
         return {"status": "error", "reason": problem, "seconds": time.perf_counter() - start}
     result: ProbeRun = {"status": "ok", "outputs": records, "seconds": time.perf_counter() - start}
@@ -149,7 +149,7 @@ def _run_probe_inner(probe: Any, ctx: Any, tf: Any) -> ProbeRun:
     return result
 
 
-def _output_records(outputs: Any) -> tuple[list[OutputSummary], str | None]:
+def output_records(outputs: Any) -> tuple[list[OutputSummary], str | None]:
     """The records of a probe's outputs, or what is wrong with them (a user probe's own message)."""
     import numpy as np  # lazy: numpy loads after the CPU affinity is set (run_request)
 

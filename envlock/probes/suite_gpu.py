@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from envlock.probes.registry import ProbeContext, ProbeSkipped, probe
+from envlock.probes.probe import ProbeContext, ProbeSkipped, probe
 
 
 def _require_gpu(ctx: ProbeContext) -> None:

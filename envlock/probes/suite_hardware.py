@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from envlock.probes.registry import ProbeContext, probe
+from envlock.probes.probe import ProbeContext, probe
 
 # Tags: "approx" = the CPU's approximate reciprocal/rsqrt instructions (Eigen fast math).
 _APPROX = ["approx", "elementwise"]  # not "eigen": no contraction, so no cache blocking

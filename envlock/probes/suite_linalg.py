@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from envlock.probes.registry import ProbeContext, probe
+from envlock.probes.probe import ProbeContext, probe
 
 
 def _normal(ctx: ProbeContext, shape: tuple[int, ...], dtype: str, stream: int) -> Any:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from envlock.probes.registry import ProbeContext, probe
+from envlock.probes.probe import ProbeContext, probe
 
 N_RNG = 256
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from envlock.probes.registry import ProbeContext, ProbeSkipped, probe
+from envlock.probes.probe import ProbeContext, ProbeSkipped, probe
 
 N_SAMPLES, N_FEATURES = 256, 10
 

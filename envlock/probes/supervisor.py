@@ -35,6 +35,7 @@ from envlock.runner import (
     remove_stale_task_groups,
     signal_name,
 )
+from envlock.vocab import DEFAULT_PROBE_GROUP
 
 if TYPE_CHECKING:
     from envlock.models import LockdownSettings
@@ -65,10 +66,11 @@ def probe_infos(result: ChildResult, names: list[str] | None) -> list[ProbeInfo]
     for name in order:
         meta = metadata.get(name)
         if meta is None:  # asked for, but the child never reported it (it died first)
-            infos.append(ProbeInfo(name=name, tags=(), group="canary"))
+            infos.append(ProbeInfo(name=name, tags=(), group=DEFAULT_PROBE_GROUP))
             continue
-        infos.append(ProbeInfo(name=name, tags=tuple(meta.get("tags") or ()), group=meta.get("group") or "canary",
-                               dtype=meta.get("dtype"), description=meta.get("description"),
+        infos.append(ProbeInfo(name=name, tags=tuple(meta.get("tags") or ()),
+                               group=meta.get("group") or DEFAULT_PROBE_GROUP, dtype=meta.get("dtype"),
+                               description=meta.get("description"),
                                needs_gpu=bool(meta.get("needs_gpu")), source=meta.get("source")))
     return infos
 

@@ -114,19 +114,19 @@ TARGETED: list[tuple[tuple[Any, ...], Any]] = [
 ]
 
 
-def _paths(data: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+def json_paths(data: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     found = [prefix] if prefix else []
     if isinstance(data, dict):
         for key, value in data.items():
-            found += _paths(value, (*prefix, key))
+            found += json_paths(value, (*prefix, key))
     elif isinstance(data, list):
         for index, value in enumerate(data[:3]):  # a few elements of each list are enough
-            found += _paths(value, (*prefix, index))
+            found += json_paths(value, (*prefix, index))
     return found
 
 
-GOLDEN_PATHS = _paths(GOLDEN_DATA)
-MANIFEST_PATHS = _paths(MANIFEST_DATA)
+GOLDEN_PATHS = json_paths(GOLDEN_DATA)
+MANIFEST_PATHS = json_paths(MANIFEST_DATA)
 
 
 def _set(data: Any, path: Sequence[Any], value: Any, *, delete: bool = False) -> None:

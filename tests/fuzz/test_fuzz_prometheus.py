@@ -13,12 +13,12 @@ from envlock.errors import EnvlockError
 from envlock.fleet import prometheus as fp
 from envlock.fleet.picture import analyse
 from envlock.fleet.render import render_fleet
-from tests.fuzz.helpers import FuzzInput, _paths, arbitrary_bytes, dump, examples, json_values, mutated
+from tests.fuzz.helpers import FuzzInput, arbitrary_bytes, dump, examples, json_paths, json_values, mutated
 from tests.helpers import DATA_DIR
 
 _ANSWERS = [json.loads((DATA_DIR / "records" / f"prometheus-2.42-query-{q}.json").read_text())
             for q in ("envlock_numeric_class", "envlock_golden_info")]
-answer_mutations = st.one_of(*(mutated(a, _paths(a), targeted=False) for a in _ANSWERS)).map(
+answer_mutations = st.one_of(*(mutated(a, json_paths(a), targeted=False) for a in _ANSWERS)).map(
     lambda d: FuzzInput("prometheus answer mutation", dump(d)))
 any_answer = st.one_of(arbitrary_bytes, json_values.map(lambda v: FuzzInput("json", json.dumps(v).encode())),
                        answer_mutations)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import _posixsubprocess
 import errno
+import importlib
 import os
 import subprocess
 import sys
@@ -25,7 +26,13 @@ from typing import Any
 import pytest
 
 import envlock.capture
+from envlock.cli.commands import COMMANDS
 from envlock.runner import Runner
+
+# Every command's module, imported before any test: the guard below must see the references they
+# hold (a command module first imported inside a test would keep that test's stub for good).
+for _entry in COMMANDS.values():
+    importlib.import_module(_entry.module)
 
 
 def _host_read(what: str) -> Any:

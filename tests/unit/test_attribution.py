@@ -27,17 +27,17 @@ def _tags(name: str) -> set[str]:
 
 def test_onednn_flag_explains_matmul_but_not_xla() -> None:
     diffs = [_diff("environment.TF_ENABLE_ONEDNN_OPTS", None, "0"), _diff("tensorflow.onednn_enabled", True, False)]
-    causes = explain(_tags("matmul.f32"), diffs, stable_drifted=False)
+    causes = explain(_tags("matmul.f32"), diffs, drifted_groups=())
     assert causes[0].path == "environment.TF_ENABLE_ONEDNN_OPTS" and causes[0].environment
     assert "oneDNN" in causes[0].reason
-    assert explain(_tags("compile.xla"), diffs, stable_drifted=False)[0].reason == UNEXPLAINED
+    assert explain(_tags("compile.xla"), diffs, drifted_groups=())[0].reason == UNEXPLAINED
 
 
 def test_onednn_default_by_cpu_trap() -> None:
     # Same environment, yet oneDNN differs: the CPU (VNNI/BF16/AMX) decided TF's default.
     diffs = [_diff("tensorflow.onednn_enabled", True, False), _diff("cpu.isa.avx512_vnni", True, False),
              _diff("cpu.vendor", "GenuineIntel", "AuthenticAMD")]
-    causes = explain(_tags("conv2d.grad"), diffs, stable_drifted=False)
+    causes = explain(_tags("conv2d.grad"), diffs, drifted_groups=())
     assert causes[0].rule == "onednn-default-by-cpu"
     assert "AVX512_VNNI" in causes[0].reason and "TF_ENABLE_ONEDNN_OPTS" in causes[0].reason
     assert not causes[0].environment
@@ -45,56 +45,56 @@ def test_onednn_default_by_cpu_trap() -> None:
 
 def test_isa_ceiling_explains_matmul_even_with_onednn_off() -> None:
     diffs = [_diff("environment.ONEDNN_MAX_CPU_ISA", None, "AVX2"), _diff("host.kernel", "6.1", "6.2")]
-    causes = explain(_tags("matmul.f64") | _tags("training.keras_fit"), diffs, stable_drifted=False)
+    causes = explain(_tags("matmul.f64") | _tags("training.keras_fit"), diffs, drifted_groups=())
     assert causes[0].path == "environment.ONEDNN_MAX_CPU_ISA"
 
 
 def test_xla_flags_only_explain_xla_probes() -> None:
     diffs = [_diff("environment.XLA_FLAGS", None, "--xla_backend_optimization_level=0")]
-    assert explain(_tags("compile.xla"), diffs, stable_drifted=False)[0].rule == "xla-flags"
+    assert explain(_tags("compile.xla"), diffs, drifted_groups=())[0].rule == "xla-flags"
     for name in ("compile.function", "matmul.f32", "training.keras_fit"):
-        assert explain(_tags(name), diffs, stable_drifted=False)[0].reason == UNEXPLAINED
+        assert explain(_tags(name), diffs, drifted_groups=())[0].reason == UNEXPLAINED
 
 
 def test_auto_jit_explains_tf_function_and_training() -> None:
     diffs = [_diff("environment.TF_XLA_FLAGS", None, "--tf_xla_auto_jit=2")]
     for name in ("compile.function", "training.keras_fit", "distribute.mirrored_step"):
-        assert explain(_tags(name), diffs, stable_drifted=False)[0].rule == "xla-autojit"
-    assert explain(_tags("compile.eager"), diffs, stable_drifted=False)[0].reason == UNEXPLAINED
+        assert explain(_tags(name), diffs, drifted_groups=())[0].rule == "xla-autojit"
+    assert explain(_tags("compile.eager"), diffs, drifted_groups=())[0].reason == UNEXPLAINED
 
 
 def test_affinity_explains_numpy_matmul() -> None:
     diffs = [_diff("cpu.affinity", [0, 1], [0]), _diff("numeric.blas.openblas.num_threads", 2, 1)]
-    causes = explain(_tags("numpy.matmul"), diffs, stable_drifted=False)
+    causes = explain(_tags("numpy.matmul"), diffs, drifted_groups=())
     assert {c.rule for c in causes[:2]} == {"affinity", "blas-threads"}
 
 
 def test_numpy_simd_explains_numpy_elementwise_not_tf_elementwise() -> None:
     diffs = [_diff("numeric.simd_dispatch", ["AVX512F"], ["AVX2"])]
-    assert explain(_tags("numpy.elementwise"), diffs, stable_drifted=False)[0].rule == "numpy-simd"
-    assert explain(_tags("elementwise.tf"), diffs, stable_drifted=False)[0].reason == UNEXPLAINED
+    assert explain(_tags("numpy.elementwise"), diffs, drifted_groups=())[0].rule == "numpy-simd"
+    assert explain(_tags("elementwise.tf"), diffs, drifted_groups=())[0].reason == UNEXPLAINED
 
 
 def test_measured_harmless_differences_are_never_blamed() -> None:
     diffs = [_diff("environment.PYTHONHASHSEED", None, "1"), _diff("tensorflow.inter_op_threads", 2, 8),
              _diff("environment.TF_ENABLE_ZENDNN_OPTS", None, "1")]
-    assert explain(_tags("matmul.f32"), diffs, stable_drifted=False)[0].reason == UNEXPLAINED
+    assert explain(_tags("matmul.f32"), diffs, drifted_groups=())[0].reason == UNEXPLAINED
 
 
 def test_nothing_recorded_says_so_exactly() -> None:
-    causes = explain(_tags("matmul.f32"), [], stable_drifted=False)
+    causes = explain(_tags("matmul.f32"), [], drifted_groups=())
     # Unknown is said to be unknown: never "hardware" by default, and what tests it is named.
     assert [c.reason for c in causes] == [
         "no recorded difference explains this: the cause is something envlock does not record (an environment "
         "variable, a library, or the hardware); `envlock explain` tests which"]
 
 
-@pytest.mark.parametrize(("stable_drifted", "top"), [(True, "tensorflow.version"), (False, "cpu.isa.avx512f")])
-def test_stable_vs_canary_rule(stable_drifted: bool, top: str) -> None:
+@pytest.mark.parametrize(("drifted", "top"), [({"stable"}, "tensorflow.version"), ({"canary"}, "cpu.isa.avx512f")])
+def test_stable_vs_canary_rule(drifted: set[str], top: str) -> None:
     # Both a TF release and an ISA change can move a matmul; which is likelier depends on
     # whether the stable controls moved too.
     diffs = [_diff("tensorflow.version", "2.18.0", "2.21.0"), _diff("cpu.isa.avx512f", True, False)]
-    assert explain(_tags("matmul.f32"), diffs, stable_drifted=stable_drifted)[0].path == top
+    assert explain(_tags("matmul.f32"), diffs, drifted_groups=drifted)[0].path == top
 
 
 def test_rules_use_known_tags_and_have_reasons() -> None:

@@ -220,7 +220,7 @@ PACKAGES = wheelhouse.PackageSet(requirements=["six==1.17.0"], constraints=[])
 
 
 def _lock_cache(cache: Path) -> Path:
-    target = wheelhouse._pip_target_args("3.11", "x86_64", "2.36")
+    target = wheelhouse.pip_target_args("3.11", "x86_64", "2.36")
     path = wheelhouse.lock_cache_file(PACKAGES, target, cache)
     path.parent.mkdir(parents=True)
     return path
@@ -253,7 +253,7 @@ def test_a_good_resolution_cache_is_used_and_its_key_has_a_format_version(tmp_pa
     row = {"name": "six", "version": "1.17.0", "filename": "six.whl", "url": "u", "sha256": "a" * 64}
     cache_file.write_text(json.dumps([row]))
     assert _resolve(tmp_path) == [wheelhouse.LockedWheel(**row)]
-    target = wheelhouse._pip_target_args("3.11", "x86_64", "2.36")
+    target = wheelhouse.pip_target_args("3.11", "x86_64", "2.36")
     monkeypatch.setattr(wheelhouse, "LOCK_CACHE_FORMAT", wheelhouse.LOCK_CACHE_FORMAT + 1)
     assert wheelhouse.lock_cache_file(PACKAGES, target, tmp_path) != cache_file
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-import envlock.diff
-import envlock.verify
+import envlock.cli.diff
+import envlock.cli.verify
 from envlock.cli import app
 from tests.helpers import REFERENCE_GOLDEN
 
@@ -20,8 +20,8 @@ def _ctrl_c(*_args: object, **_kwargs: object) -> None:
 
 
 @pytest.mark.parametrize(("module", "name", "argv"), [
-    (envlock.verify, "verify_golden", ["verify", str(REFERENCE_GOLDEN)]),
-    (envlock.diff, "diff_manifests", ["diff", str(REFERENCE_GOLDEN), str(REFERENCE_GOLDEN)]),
+    (envlock.cli.verify, "verify_golden", ["verify", str(REFERENCE_GOLDEN)]),
+    (envlock.cli.diff, "diff_manifests", ["diff", str(REFERENCE_GOLDEN), str(REFERENCE_GOLDEN)]),
 ])
 def test_ctrl_c_in_a_command_is_one_line_and_exit_130(monkeypatch: pytest.MonkeyPatch, module: object, name: str,
                                                       argv: list[str]) -> None:

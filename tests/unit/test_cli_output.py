@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+import envlock.cli.build
+import envlock.cli.capture_golden
 import envlock.image.build
-import envlock.record
 from envlock.cli import app
 from envlock.cli.common import terminal_safe
 from envlock.models import Manifest, with_digest
@@ -53,7 +54,7 @@ def test_capture_names_a_probe_that_was_not_recorded_in_one_escaped_line(tmp_pat
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """The probe's reason comes from a user module: it can neither clear the screen nor forge a line."""
     golden = make_hostile_golden(skipped_reason=f"raised {HOSTILE}{FORGED}")
-    monkeypatch.setattr(envlock.record, "capture_golden", lambda **_kwargs: golden)  # the probe child's work
+    monkeypatch.setattr(envlock.cli.capture_golden, "capture_golden", lambda **_kwargs: golden)  # the probe child
     output = tmp_path / "g.json"
     result = CliRunner().invoke(app, ["capture", "--golden", "-o", str(output)])
     assert result.exit_code == 0, (result.output, result.exception)
@@ -69,7 +70,7 @@ def test_build_progress_from_docker_is_escaped(tmp_path: Path, monkeypatch: pyte
         progress(f"Step 1/9 {HOSTILE}{FORGED}")
         return envlock.image.build.BuildResult(context_dir=tmp_path, spec=None)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(envlock.image.build, "run_build", run_build)
+    monkeypatch.setattr(envlock.cli.build, "run_build", run_build)
     result = CliRunner().invoke(app, ["build", "--golden", str(REFERENCE_GOLDEN), "--context-only", str(tmp_path)])
     assert result.exit_code == 0, (result.output, result.exception)
     assert len(result.stderr.splitlines()) == 1 and "\x1b" not in result.stderr, repr(result.stderr)

@@ -232,8 +232,8 @@ def test_distribution_cache_serves_unchanged_dists_and_never_a_stale_record(
     first = distributions_from([dist])
     assert [(d.name, d.version) for d in first] == [("demo", "1.0")]
     reads: list[object] = []
-    real_read = python_env._read_distribution
-    monkeypatch.setattr(python_env, "_read_distribution", lambda d: reads.append(d) or real_read(d))
+    real_read = python_env.read_distribution
+    monkeypatch.setattr(python_env, "read_distribution", lambda d: reads.append(d) or real_read(d))
     assert distributions_from([dist]) == first and reads == []  # served from the cache
     (info / "RECORD").write_text("demo/__init__.py,sha256=BBBBBB,1\n")  # a rebuilt wheel, same version
     rebuilt = distributions_from([dist])

@@ -376,8 +376,8 @@ def test_reading_on_two_cores_gives_the_rows_and_problems_of_one_in_the_order_gi
     paths = [bad_here, *real, bad_there]
     one = read_rows(paths, keep_going=True, jobs=1)
     read_here: list[str] = []
-    real_read_one = files_mod._read_one
-    monkeypatch.setattr(files_mod, "_read_one", lambda p: (read_here.append(p), real_read_one(p))[1])
+    real_read_one = files_mod.read_one
+    monkeypatch.setattr(files_mod, "read_one", lambda p: (read_here.append(p), real_read_one(p))[1])
     two = read_rows(paths, keep_going=True, jobs=2)  # the last half (with bad_there) in the worker
     assert read_here == [str(p) for p in paths[:3]]  # the worker read its share: nothing fell back to here
     assert two == one and len(one[0]) == 4 and len(one[1]) == 2

@@ -16,7 +16,7 @@ import pytest
 
 from envlock.errors import BadFileError
 from envlock.golden import load_any_manifest, load_golden
-from envlock.image.build import _requirements_file
+from envlock.image.build import requirements_file
 from envlock.limits import MAX_INPUT_BYTES, MAX_JSON_CONTAINERS, MAX_JSON_DEPTH
 from envlock.models import load_manifest
 from envlock.store import json_shape_problem, read_input_bytes, read_json_file
@@ -31,7 +31,7 @@ from tests.helpers import (
 
 LOADERS: dict[str, Callable[[Path], Any]] = {
     "read_json_file": read_json_file, "load_golden": load_golden, "load_manifest": load_manifest,
-    "load_any_manifest": load_any_manifest, "requirements": _requirements_file,
+    "load_any_manifest": load_any_manifest, "requirements": requirements_file,
 }
 
 
@@ -190,6 +190,6 @@ def test_a_binary_requirements_file_is_one_line(tmp_path: Path) -> None:
     path = tmp_path / "requirements.lock"
     path.write_bytes(b"numpy==2.4.6\n\xff\xfe\x00\x80\x81\n")
     with pytest.raises(BadFileError, match="not a text file"):
-        _requirements_file(path)
+        requirements_file(path)
     path.write_text(f"numpy==2.4.6 --hash=sha256:{'0' * 64}\n# comment\n")
-    assert [pin.requirement for pin in _requirements_file(path)] == ["numpy==2.4.6"]
+    assert [pin.requirement for pin in requirements_file(path)] == ["numpy==2.4.6"]

@@ -28,7 +28,7 @@ from envlock.errors import BAD_INPUT, BadFileError, BadInputError
 from envlock.golden import load_golden
 from envlock.image import wheelhouse
 from envlock.image.spec import check_golden_for_image, spec_from_golden
-from envlock.locking import _redacted
+from envlock.locking import redacted
 from envlock.models import Distribution, LockdownSettings
 from envlock.probes.compare import Tolerance
 from envlock.redact import needs_redaction, redact_value
@@ -282,8 +282,8 @@ def test_build_refuses_to_bake_a_value_that_needs_redaction(tmp_path: Path, valu
 
 
 def test_lockdown_problem_messages_carry_no_secret() -> None:
-    assert _redacted("--xla_dump_to=https://h/?token=abc123") == "--xla_dump_to=https://h/?token=REDACTED"
-    assert _redacted(None) is None
+    assert redacted("--xla_dump_to=https://h/?token=abc123") == "--xla_dump_to=https://h/?token=REDACTED"
+    assert redacted(None) is None
 
 
 @pytest.mark.parametrize("kwargs", [{"seed": -1}, {"seed": 2**32}, {"seed": "42"}, {"seed": True},

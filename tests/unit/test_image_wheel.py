@@ -27,7 +27,7 @@ def _source_tree(root: Path) -> Path:
 
 def test_an_installed_envlock_takes_its_wheel_from_the_wheelhouse(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(wheel, "_source_root", lambda: None)
+    monkeypatch.setattr(wheel, "source_root", lambda: None)
     monkeypatch.setattr(wheel, "run_streaming", _no_pip)
     house = tmp_path / "wheelhouse"
     house.mkdir()
@@ -42,10 +42,10 @@ def test_an_installed_envlock_takes_its_wheel_from_the_wheelhouse(tmp_path: Path
 def test_a_source_tree_wheel_is_cached_by_the_sources_content(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     root = _source_tree(tmp_path / "src")
-    monkeypatch.setattr(wheel, "_source_root", lambda: root)
+    monkeypatch.setattr(wheel, "source_root", lambda: root)
     monkeypatch.setattr(wheel, "run_streaming", _no_pip)
     cache = tmp_path / "cache"
-    built = cache / "envlock-wheels" / wheel._source_digest(root) / "envlock-0.1.0-py3-none-any.whl"
+    built = cache / "envlock-wheels" / wheel.source_digest(root) / "envlock-0.1.0-py3-none-any.whl"
     built.parent.mkdir(parents=True)
     built.write_bytes(b"wheel")
     assert wheel.envlock_wheel("0.1.0", cache_dir=cache, wheelhouse=tmp_path / "house") == built
@@ -53,8 +53,8 @@ def test_a_source_tree_wheel_is_cached_by_the_sources_content(tmp_path: Path,
 
 def test_the_source_digest_follows_sources_not_bytecode(tmp_path: Path) -> None:
     root = _source_tree(tmp_path)
-    digest = wheel._source_digest(root)
+    digest = wheel.source_digest(root)
     (root / "envlock" / "__pycache__" / "x.pyc").write_bytes(b"recompiled")
-    assert wheel._source_digest(root) == digest
+    assert wheel.source_digest(root) == digest
     (root / "envlock" / "__init__.py").write_text("X = 1\n")
-    assert wheel._source_digest(root) != digest
+    assert wheel.source_digest(root) != digest

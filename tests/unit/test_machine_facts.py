@@ -21,10 +21,11 @@ from envlock.fingerprint.cache import SYSFS_CPU, collect_caches, parse_cpu_list,
 from envlock.fingerprint.onednn import capture_fd1, parse_verbose_info
 from envlock.golden import ProbeRecord, load_golden
 from envlock.models import CacheInfo, Manifest, compute_digest, identity_dict, with_digest
-from envlock.probes.attribution import HARDWARE_NOTE, explain
+from envlock.probes.attribution import explain
 from envlock.probes.registry import all_probes
 from envlock.runner import CommandResult, FakeRunner
 from envlock.verdict import ProbeVerdict, attribute
+from envlock.vocab import GROUPS
 from tests.helpers import DATA_DIR
 from tests.recorded import RECORDED_MACHINES, recorded_manifest
 
@@ -186,8 +187,8 @@ def test_hardware_rule_yields_to_versions_when_stable_moved() -> None:
     bumped = version.model_copy(update={"tensorflow": version.tensorflow.model_copy(update={"version": "2.18.0"})})
     differences += diff_manifests(bumped, recorded_manifest("amd-epyc-zen4"))
     tags = set(all_probes()["hw.layernorm_grad"].tags)
-    assert explain(tags, differences, stable_drifted=True, hardware_drifted=True)[0].path == "tensorflow.version"
-    assert explain(tags, differences, stable_drifted=False, hardware_drifted=True)[0].rule == "cpu-arithmetic"
+    assert explain(tags, differences, drifted_groups={"stable", "hardware"})[0].path == "tensorflow.version"
+    assert explain(tags, differences, drifted_groups={"hardware"})[0].rule == "cpu-arithmetic"
 
 
 def test_hardware_group_is_a_third_group_in_goldens() -> None:
@@ -197,7 +198,7 @@ def test_hardware_group_is_a_third_group_in_goldens() -> None:
     # Measured: no setting moves them; so none depends on oneDNN, threads or XLA.
     assert not [p.name for p in hardware if {"onednn", "threads", "xla", "blas"} & set(p.tags)]
     assert ProbeRecord(name="hw.rsqrt", tags=["approx"], group="hardware", status="ok").group == "hardware"
-    assert "CPU model" in HARDWARE_NOTE
+    assert "CPU model" in (GROUPS["hardware"].drift_note or "")
 
 
 def test_a_variable_tensorflow_sets_on_import_is_never_recorded() -> None:

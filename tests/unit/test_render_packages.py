@@ -8,7 +8,7 @@ import pytest
 
 from envlock.errors import BadInputError
 from envlock.image import compat, wheelhouse
-from envlock.image.build import _requirements_file
+from envlock.image.build import requirements_file
 from envlock.image.render import DOCKERIGNORE
 from tests.helpers import REPO_ROOT, make_manifest
 
@@ -51,7 +51,7 @@ def test_report_parsing_keeps_the_index_sha256() -> None:
     report = {"install": [{"metadata": {"name": "six", "version": "1.17.0"},
                            "download_info": {"url": "https://x/six-1.17.0-py2.py3-none-any.whl",
                                              "archive_info": {"hashes": {"sha256": "c" * 64}}}}]}
-    [wheel] = wheelhouse._parse_report(report)
+    [wheel] = wheelhouse.parse_report(report)
     assert (wheel.name, wheel.filename, wheel.sha256) == ("six", "six-1.17.0-py2.py3-none-any.whl", "c" * 64)
 
 
@@ -63,10 +63,10 @@ def test_requirements_file_pins_are_read_with_their_hashes_without_comments(tmp_
     lock = tmp_path / "requirements.lock"
     lock.write_text(f"# pinned\nnumpy==2.4.6 \\\n    --hash=sha256:{'a' * 64}\n--index-url https://x\n"
                     f"tensorflow-cpu==2.21.0 --hash=sha256:{'b' * 64}\n")
-    pins = _requirements_file(lock)
+    pins = requirements_file(lock)
     assert [(p.requirement, p.sha256) for p in pins] == [("numpy==2.4.6", ("a" * 64,)),
                                                          ("tensorflow-cpu==2.21.0", ("b" * 64,))]
     empty = tmp_path / "empty.txt"
     empty.write_text("# nothing\n")
     with pytest.raises(BadInputError, match="no requirements"):
-        _requirements_file(empty)
+        requirements_file(empty)

@@ -21,7 +21,7 @@ from envlock.cli import app
 from envlock.errors import BadInputError, EnvironmentProblem, ProbeModuleError
 from envlock.golden import OutputRecord, ProbeRecord, ProbeSource, compute_golden_digest, load_golden, probe_record
 from envlock.models import LockdownSettings
-from envlock.probes.child import _output_records
+from envlock.probes.child import output_records
 from envlock.probes.compare import Tolerance, summarize_array
 from envlock.probes.registry import all_probes
 from envlock.probes.supervisor import ProbeInfo, probe_infos, run_child
@@ -186,14 +186,14 @@ def test_a_module_path_that_is_no_file_says_what_it_is(tmp_path: Path) -> None:
     ({3: np.zeros(2)}, "named 3"),
 ])
 def test_unusable_outputs_are_that_probes_error(returned: Any, message: str) -> None:
-    records, problem = _output_records(returned)
+    records, problem = output_records(returned)
     assert records == [] and problem is not None and message in problem
 
 
 def test_one_array_or_a_dict_of_arrays_is_fine() -> None:
-    records, problem = _output_records(np.arange(3, dtype=np.float32))
+    records, problem = output_records(np.arange(3, dtype=np.float32))
     assert problem is None and [r["name"] for r in records] == ["output"]
-    records, problem = _output_records({"b": np.zeros(2), "a": [1, 2]})
+    records, problem = output_records({"b": np.zeros(2), "a": [1, 2]})
     assert problem is None and [r["name"] for r in records] == ["a", "b"]
 
 

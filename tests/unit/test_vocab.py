@@ -38,3 +38,37 @@ def test_no_module_repeats_a_vocabulary() -> None:
                for path in sorted(ROOT.rglob("*.py")) if path.name != "vocab.py"
                for line, values in _literal_sets(path) if values in vocabularies]
     assert repeats == []
+
+
+def test_every_probe_group_has_its_row() -> None:
+    # A new group is one word in ProbeGroup and one row in GROUPS: everything else reads the row.
+    assert tuple(vocab.GROUPS) == vocab.PROBE_GROUPS
+    assert len({rule.precedence for rule in vocab.GROUPS.values()}) == len(vocab.GROUPS), "precedences must differ"
+    default = vocab.GROUPS[vocab.DEFAULT_PROBE_GROUP]
+    assert default.precedence == max(rule.precedence for rule in vocab.GROUPS.values()), (
+        "the default group's rule applies when nothing of higher precedence drifted")
+
+
+def test_the_ruling_group_is_the_drifted_one_of_lowest_precedence() -> None:
+    assert vocab.ruling_group([]) == vocab.DEFAULT_PROBE_GROUP
+    assert vocab.ruling_group(["canary", "hardware"]) == "hardware"
+    assert vocab.ruling_group(["hardware", "stable", None, "not a group"]) == "stable"
+
+
+def _group_comparisons(path: Path) -> list[int]:
+    """Lines where a group is compared with one group's word (``v.group == "stable"``)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            words = [s.value for s in sides if isinstance(s, ast.Constant)]
+            if any(w in vocab.PROBE_GROUPS for w in words) and "group" in ast.unparse(node).lower():
+                found.append(node.lineno)
+    return found
+
+
+def test_no_module_singles_out_a_group_by_name() -> None:
+    """What a group means lives in its row (vocab.GROUPS), not in an ``if group == "hardware"`` elsewhere."""
+    found = [f"{path.relative_to(ROOT.parent)}:{line}" for path in sorted(ROOT.rglob("*.py"))
+             for line in _group_comparisons(path)]
+    assert found == []
