@@ -18,6 +18,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from envlock.results import ChildResult
 
 REPO = Path(__file__).resolve().parent.parent
 CRASHING = """
@@ -30,7 +34,7 @@ def segfault(ctx):
 """
 
 
-def timed_child(names: list[str], modules: list[str]) -> tuple[float, dict]:
+def timed_child(names: list[str], modules: list[str]) -> tuple[float, ChildResult]:
     from envlock.probes.supervisor import run_child
     from envlock.record import lockdown_settings_for_this_process
 
@@ -63,9 +67,9 @@ def main() -> int:
             rows[label] = (statistics.median(t for t, _ in runs), runs[-1][1])
     baseline = rows["baseline (2 built-in probes)"][0]
     for label, (seconds, result) in rows.items():
-        statuses = ", ".join(f"{n}={r[0]['status']}" for n, r in result["runs"].items())
+        statuses = ", ".join(f"{n}={r[0].status}" for n, r in result.runs.items())
         print(f"{label:32} {seconds:6.2f} s = {seconds / baseline:4.2f} x baseline; restarts "
-              f"{result.get('restarts', 0)}; {statuses}")
+              f"{result.restarts}; {statuses}")
     return 0
 
 

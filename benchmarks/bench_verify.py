@@ -40,7 +40,7 @@ def per_probe_seconds() -> dict[str, float]:
     environ = dict(os.environ)
     result = run_child(probe_names=default_probe_names(), repeat=1,
                        settings=lockdown_settings_for_this_process(environ), env=environ)
-    return {name: runs[0]["seconds"] for name, runs in result["runs"].items()}
+    return {name: runs[0].seconds for name, runs in result.runs.items()}
 
 
 def main() -> int:

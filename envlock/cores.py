@@ -24,7 +24,7 @@ from envlock.errors import BadInputError, EnvironmentProblem
 from envlock.models import LockdownSettings
 from envlock.probes.registry import all_probes
 from envlock.probes.supervisor import check_probe_names, run_child
-from envlock.protocol import ChildResult, ProbeRun
+from envlock.results import ChildResult, ProbeRun
 from envlock.vocab import GROUPS
 
 # Within one CPU's process: one thread per pool, so the work runs where it is pinned and no
@@ -49,8 +49,7 @@ def default_probe_names() -> list[str]:
 
 
 def _keys(runs: Sequence[ProbeRun]) -> list[RunKey]:
-    return [run_key(r.get("status", "error"), ((o["name"], o["sha256"]) for o in r.get("outputs") or []),
-                    r.get("reason")) for r in runs]
+    return [run_key(r.status, ((o.name, o.sha256) for o in r.outputs), r.reason) for r in runs]
 
 
 Outcome = tuple[ChildResult | None, str | None, float]  # one CPU's result, or why its process failed; seconds
@@ -104,13 +103,13 @@ def check_cores(cpus: Sequence[int], *, probe_names: list[str] | None = None, pr
     failed = {cpu: why for cpu, (_r, why, _s) in outcomes.items() if why is not None}
     if len(failed) == len(outcomes):
         raise EnvironmentProblem(f"the probe process failed on every CPU checked: {next(iter(failed.values()))}")
-    order = next(list(r.get("order") or names) for r, _w, _s in outcomes.values() if r is not None)
-    runs = {cpu: ({} if result is None else {p: _keys(v) for p, v in (result.get("runs") or {}).items()})
+    order = next(list(r.order or names) for r, _w, _s in outcomes.values() if r is not None)
+    runs = {cpu: ({} if result is None else {p: _keys(v) for p, v in result.runs.items()})
             for cpu, (result, _w, _s) in outcomes.items()}
     for cpu, why in failed.items():
         runs[cpu] = {p: [run_key("error", reason=f"the probe process failed: {why}")] * repeat for p in order}
-    imports = [float(r.get("import_seconds", 0.0)) for r, _w, _s in outcomes.values() if r is not None]
-    suites = [float(r.get("suite_seconds", 0.0)) for r, _w, _s in outcomes.values() if r is not None]
+    imports = [r.import_seconds or 0.0 for r, _w, _s in outcomes.values() if r is not None]
+    suites = [r.suite_seconds for r, _w, _s in outcomes.values() if r is not None]
     seconds = {cpu: s for cpu, (_r, _w, s) in outcomes.items()}
     timings = {"total_seconds": time.perf_counter() - started,
                "per_cpu_seconds": sum(seconds.values()) / len(seconds),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -43,7 +43,8 @@ from envlock.models import (
 from envlock.models import EnvlockModel as _Model
 from envlock.numeric import DEFAULT_PROFILE, ClassEntry, numeric_class, profile_id
 from envlock.profiles import Profile, lookup
-from envlock.protocol import DTYPE_ITEMSIZE, ChildResult, ProbeRun
+from envlock.protocol import DTYPE_ITEMSIZE
+from envlock.results import ChildResult, ProbeInfo, ProbeRun
 from envlock.store import Migration, atomic_write_text, dumps_canonical, load_model, read_json_file
 from envlock.vocab import ProbeGroup, RecordStatus
 
@@ -315,26 +316,25 @@ def save_golden(path: Path | str, golden: Golden) -> None:
     atomic_write_text(path, dumps_canonical(sealed.model_dump(mode="json", exclude=exclude)))
 
 
-def probe_record(probe: Any, runs: list[ProbeRun]) -> ProbeRecord:
+def probe_record(probe: ProbeInfo, runs: Sequence[ProbeRun]) -> ProbeRecord:
     """Turn a probe's repeated child runs into its golden record."""
     first = runs[0]
     base: dict[str, Any] = {"name": probe.name, "tags": list(probe.tags), "group": probe.group}
-    source = getattr(probe, "source", None)  # what the child reported (envlock.probes.supervisor.ProbeInfo)
-    if source:
-        base["source"] = ProbeSource.model_validate(source)
-    if first["status"] != "ok":
-        return ProbeRecord(**base, status="skipped", reason=first.get("reason"))
-    if any(repeat_hashes(r) != repeat_hashes(first) for r in runs[1:]):
+    if probe.source:  # what the child reported: a user probe's module, distribution and digest
+        base["source"] = ProbeSource.model_validate(probe.source)
+    if first.status != "ok":
+        return ProbeRecord(**base, status="skipped", reason=first.reason)
+    if any(r.output_hashes != first.output_hashes for r in runs[1:]):
         return ProbeRecord(**base, status="nondeterministic",
                            reason=f"outputs differed between {len(runs)} repeats on the recording machine")
     extra: dict[str, Any] = {}
-    if first.get("intermediates") is not None:
-        extra["intermediates"] = [IntermediateRecord.model_validate(i) for i in first["intermediates"]]
-    if first.get("onednn_primitives") is not None:
-        extra["onednn_primitives"] = sorted(first["onednn_primitives"])
-    if first.get("trace_note"):
-        extra["trace_note"] = first["trace_note"]
-    return ProbeRecord(**base, status="ok", outputs=[OutputRecord.model_validate(o) for o in first["outputs"]],
+    if first.intermediates is not None:
+        extra["intermediates"] = [IntermediateRecord.model_validate(i.wire()) for i in first.intermediates]
+    if first.onednn_primitives is not None:
+        extra["onednn_primitives"] = sorted(first.onednn_primitives)
+    if first.trace_note:
+        extra["trace_note"] = first.trace_note
+    return ProbeRecord(**base, status="ok", outputs=[OutputRecord.model_validate(o.wire()) for o in first.outputs],
                        **extra)
 
 
@@ -343,13 +343,13 @@ def class_entry(record: ProbeRecord) -> ClassEntry:
     return ClassEntry(record.name, record.status, tuple((o.name, o.sha256) for o in record.outputs))
 
 
-def class_entry_of_runs(name: str, runs: list[ProbeRun]) -> ClassEntry:
+def class_entry_of_runs(name: str, runs: Sequence[ProbeRun]) -> ClassEntry:
     """This machine's runs of a probe as the class sees them: what ``probe_record`` would record."""
-    if not runs or runs[0].get("status") != "ok":
+    if not runs or runs[0].status != "ok":
         return ClassEntry(name, "skipped")
-    if any(repeat_hashes(r) != repeat_hashes(runs[0]) for r in runs[1:]):
+    if any(r.output_hashes != runs[0].output_hashes for r in runs[1:]):
         return ClassEntry(name, "nondeterministic")
-    return ClassEntry(name, "ok", tuple((o["name"], o["sha256"]) for o in runs[0]["outputs"]))
+    return ClassEntry(name, "ok", tuple((o.name, o.sha256) for o in runs[0].outputs))
 
 
 def golden_profile_id(golden: Golden) -> str:
@@ -363,19 +363,12 @@ def golden_numeric_class(golden: Golden, names: Iterable[str] | None = None) -> 
                          golden_profile_id(golden))
 
 
-def repeat_hashes(run: ProbeRun) -> tuple[str, ...] | None:
-    if run.get("status") != "ok":
-        return None
-    return tuple(o["sha256"] for o in run["outputs"])
-
-
 def manifest_with_tf(manifest: Manifest, child_result: ChildResult) -> Manifest:
     """Fill the manifest's TensorFlow section from the child (the parent never imports TF)."""
-    info = child_result.get("tf_info")
-    if info is None:
-        tf_section = TensorflowInfo(status="error", detail=child_result.get("tf_info_error"))
+    if child_result.tf_info is None:
+        tf_section = TensorflowInfo(status="error", detail=child_result.tf_info_error)
     else:
-        tf_section = TensorflowInfo.model_validate(info)
+        tf_section = TensorflowInfo.model_validate(dict(child_result.tf_info))
     return with_digest(manifest.model_copy(update={"tensorflow": tf_section}))
 
 

@@ -1,11 +1,12 @@
 """The messages between the parent and the probe child (``envlock.probes.child``), typed.
 
-Both sides use these: the child builds them, the parent (record, verify, explain, the supervisor)
-reads them. They are TypedDicts -- plain dicts at run time, so the child serialises them with
+The wire schema: the child builds these, and the supervisor (``envlock.probes.supervisor``) reads
+them once, turning them into the typed values of ``envlock.results`` that everything above it
+passes around. They are TypedDicts -- plain dicts at run time, so the child serialises them with
 ``json`` and imports nothing but the standard library for them; mypy checks every key on both
 sides. The JSON crosses a process boundary: the parent treats a result as untrusted only as far as
-a crashed child can leave it incomplete (``ChildResult`` is read with ``.get``), and the golden's
-models validate what is kept.
+a crashed child can leave it incomplete (``envlock.results.parse_child_result`` fills in what is
+missing), and the golden's models validate what is kept.
 
 Flow: the parent writes a ``ChildRequest`` file; the child appends ``ProgressEvent`` lines while it
 runs (one per probe run start and end) and finally writes a ``ChildResult`` file.
@@ -133,7 +134,7 @@ class ChildSetup(TypedDict):
 class ChildResult(TypedDict, total=False):
     """The result file: ChildSetup's keys plus the runs. ``ok`` false: ``error`` and ``detail`` say
     why, and nothing else is set. Every key is optional because a child killed mid-way, or one
-    that failed outside any probe, leaves only part of it: readers use ``.get``."""
+    that failed outside any probe, leaves only part of it (``envlock.results.parse_child_result``)."""
 
     import_seconds: float
     applied: AppliedControls

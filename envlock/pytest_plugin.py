@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING, Any, cast
 import pytest
 
 from envlock.errors import BadInputError, EnvlockError, one_line
-from envlock.protocol import OutputSummary
+from envlock.protocol import IntermediateSummary, OutputSummary
+from envlock.results import ProbeRun, parse_intermediate, parse_output
 from envlock.tags import DEFAULT_TAGS, PROBE_TAGS
 from envlock.version import __version__
 from envlock.vocab import DEFAULT_PROBE_GROUP, check_probe_group
@@ -316,8 +317,8 @@ def _compare(path: Path, golden: Golden, stored: ProbeRecord, current: ProbeReco
     # lazy: the plugin loads in every pytest session: no pydantic or numpy until a check runs
     from envlock.verdict import judge_probe
 
-    outputs = [cast(OutputSummary, o.model_dump()) for o in current.outputs]
-    verdict = judge_probe(stored, [{"status": "ok", "outputs": outputs, "seconds": 0.0}], tolerance)
+    outputs = tuple(parse_output(cast(OutputSummary, o.model_dump())) for o in current.outputs)
+    verdict = judge_probe(stored, [ProbeRun(status="ok", outputs=outputs)], tolerance)
     if verdict.status in ("identical", "within_tolerance"):
         return None
     # lazy: the plugin loads in every pytest session: no pydantic or numpy until a check runs
@@ -331,9 +332,10 @@ def _compare(path: Path, golden: Golden, stored: ProbeRecord, current: ProbeReco
         # lazy: the plugin loads in every pytest session: no pydantic or numpy until a check runs
         from envlock.explain.localise import localise
 
-        run = {"status": "ok", "seconds": 0.0, "outputs": outputs,
-               "intermediates": [i.model_dump() for i in current.intermediates or []]}
-        lines += ["", f"inside the model: {one_line(localise(stored, cast(Any, run)).summary)}"]
+        run = ProbeRun(status="ok", outputs=outputs,
+                       intermediates=tuple(parse_intermediate(cast(IntermediateSummary, i.model_dump()))
+                                           for i in current.intermediates or []))
+        lines += ["", f"inside the model: {one_line(localise(stored, run).summary)}"]
     differences = diff_manifests(golden.manifest, this_machine())
     tags = current.tags
     shown = "all" if len(tags) == len(_all_tags()) else ", ".join(tags)

@@ -75,7 +75,7 @@ def capture_golden(*, probe_names: list[str] | None = None, repeat: int = 2, pro
         manifest=manifest_with_tf(manifest, result),
         lockdown=settings,
         repeat=repeat,
-        probes=[probe_record(p, result["runs"][p.name]) for p in probes],
+        probes=[probe_record(p, result.runs_of(p.name)) for p in probes],
         profile=ProfileRecord(name=profile.name, version=profile.version, environment=profile.environment)
         if profile is not None else None,
     )

@@ -1,6 +1,6 @@
 """Verdicts: a golden's probe records against this machine's runs, and the report they make.
 
-Pure: from the golden, the probe child's typed result (``envlock.protocol``) and the manifest
+Pure: from the golden, the probe child's typed result (``envlock.results``) and the manifest
 differences to per-probe verdicts, ranked causes and the exit code. ``envlock.verify`` runs the
 probes; ``envlock.display`` renders the report.
 """
@@ -8,6 +8,7 @@ probes; ``envlock.display`` renders the report.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from shlex import quote as shell_quote
 from typing import Any, Literal
@@ -15,11 +16,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from envlock.errors import DRIFT, ENVIRONMENT, OK
-from envlock.golden import Golden, ProbeRecord, repeat_hashes
+from envlock.golden import Golden, ProbeRecord
 from envlock.probes.attribution import Cause, explain
 from envlock.probes.compare import Tolerance, compare_output
-from envlock.protocol import ChildResult, OutputSummary, ProbeRun
 from envlock.redact import redact_value
+from envlock.results import ChildResult, OutputSummary, ProbeRun
 from envlock.rules import rule_for
 from envlock.version import __version__
 from envlock.vocab import GROUPS, group_rule, ruling_group
@@ -117,29 +118,29 @@ def _skipped(record: ProbeRecord, reason: str) -> ProbeVerdict:
     return ProbeVerdict(name=record.name, group=record.group, tags=record.tags, status="skipped", reason=reason)
 
 
-def judge_probe(record: ProbeRecord, runs: list[ProbeRun], tolerance: Tolerance) -> ProbeVerdict:
+def judge_probe(record: ProbeRecord, runs: Sequence[ProbeRun], tolerance: Tolerance) -> ProbeVerdict:
     """Verdict for one probe: its golden record against this machine's repeated runs."""
     if record.status != "ok":
         return _skipped(record, f"not recorded in the golden ({record.status}: {record.reason})")
     first = runs[0]
-    if first["status"] == "skipped":
-        return _skipped(record, first.get("reason") or "skipped")
+    if first.status == "skipped":
+        return _skipped(record, first.reason or "skipped")
     base = ProbeVerdict(name=record.name, group=record.group, tags=record.tags, status="drift")
-    if first["status"] == "error":
+    if first.status == "error":
         return base.model_copy(update={"status": "error",
-                                       "reason": f"ran in the golden but fails here: {first.get('reason')}"})
-    hashes = [repeat_hashes(r) for r in runs]
+                                       "reason": f"ran in the golden but fails here: {first.reason}"})
+    hashes = [r.output_hashes for r in runs]
     if len(set(hashes)) > 1:
         return base.model_copy(update={
             "status": "nondeterministic",
             "reason": f"outputs differed between the {len(runs)} repeats on this machine: run-to-run "
                       "nondeterminism here, a different problem from drift against the golden"})
-    return _compare_outputs(base, record, first["outputs"], tolerance)
+    return _compare_outputs(base, record, first.outputs, tolerance)
 
 
-def _compare_outputs(base: ProbeVerdict, record: ProbeRecord, outputs: list[OutputSummary],
+def _compare_outputs(base: ProbeVerdict, record: ProbeRecord, outputs: Sequence[OutputSummary],
                      tolerance: Tolerance) -> ProbeVerdict:
-    current = {o["name"]: o for o in outputs}
+    current = {o.name: o.wire() for o in outputs}
     golden = {o.name: o.model_dump() for o in record.outputs}
     if set(current) != set(golden):
         return base.model_copy(update={"reason": f"outputs changed: golden {sorted(golden)}, here {sorted(current)}"})
@@ -187,20 +188,18 @@ def verdict_for(record: ProbeRecord, result: ChildResult, tolerance: Tolerance, 
              allow_changed_probes: bool) -> ProbeVerdict:
     if pytest_golden:
         return _skipped(record, PYTEST_PROBE_REASON)
-    runs = result["runs"].get(record.name)
-    if record.status != "ok" or runs is None:
-        if record.status == "ok":  # recorded, but nothing here registers it
-            return _skipped(record, _not_loaded_reason(record) if is_user_probe(record)
-                            else "this envlock version does not know this probe")
-        return judge_probe(record, [{"status": "skipped", "seconds": 0.0}], tolerance)
+    if record.status != "ok":
+        return judge_probe(record, result.runs_of(record.name), tolerance)
+    if not result.ran(record.name):  # recorded, but nothing here registers it
+        return _skipped(record, _not_loaded_reason(record) if is_user_probe(record)
+                        else "this envlock version does not know this probe")
     changed = _source_change(record, result)
     if changed and not allow_changed_probes:
         return _skipped(record, f"{changed}; re-record the golden or pass --allow-changed-probes")
-    verdict = judge_probe(record, runs, tolerance)
-    metadata = (result.get("probes") or {}).get(record.name)
-    group, tags = (metadata.get("group"), metadata.get("tags")) if metadata else (None, None)
-    if group is not None and tags is not None:  # this envlock's measured group and tags, not the golden's day's
-        verdict.group, verdict.tags = group, sorted(tags)
+    verdict = judge_probe(record, result.runs_of(record.name), tolerance)
+    info = result.probes.get(record.name)
+    if info is not None:  # this envlock's measured group and tags, not the golden's day's
+        verdict.group, verdict.tags = info.group, sorted(info.tags)
     if changed:
         verdict.reason = f"{verdict.reason}; {changed} (compared anyway)" if verdict.reason \
             else f"{changed} (compared anyway)"
@@ -226,9 +225,8 @@ def _not_loaded_reason(record: ProbeRecord) -> str:
 def _source_change(record: ProbeRecord, result: ChildResult) -> str | None:
     """'probe source changed ... (sha256 a -> b)' when the golden and this run both know the digest."""
     recorded = record.source.sha256 if record.source else None
-    metadata = (result.get("probes") or {}).get(record.name)
-    source = metadata.get("source") if metadata else None
-    current = source.get("sha256") if source else None
+    info = result.probes.get(record.name)
+    current = info.source_sha256 if info is not None else None
     if recorded is None or current is None or recorded == current:
         return None
     return f"{SOURCE_CHANGED} (sha256 {recorded[7:19]} -> {current[7:19]})"

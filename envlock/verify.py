@@ -36,7 +36,7 @@ from envlock.probes.registry import all_probes
 from envlock.probes.supervisor import run_child
 from envlock.profiles import apply_to
 from envlock.progress import NO_PROGRESS, Progress
-from envlock.protocol import ChildResult
+from envlock.results import ChildResult, no_probes_run
 from envlock.signing import TrustedKey, check_signature, signature_note
 from envlock.verdict import (
     PYTEST_GOLDEN_NOTE,
@@ -47,11 +47,6 @@ from envlock.verdict import (
     is_user_probe,
     verdict_for,
 )
-
-
-def _no_probes_run() -> ChildResult:
-    """The result of a verify that runs no probe child (a fresh dict: VerifyRun keeps it)."""
-    return {"runs": {}, "tf_info": None, "tf_info_error": "no probes to run"}
 
 
 def child_environment(golden: Golden, environ: dict[str, str], *, golden_env: bool) -> dict[str, str]:
@@ -143,7 +138,7 @@ def verify_run(golden_path: Path | str, *, probe_names: list[str] | None = None,
     result = run_child(probe_names=runnable, repeat=repeat, settings=golden.lockdown, env=environ,
                        probe_modules=list(probe_modules), probe_timeout=probe_timeout, unknown="skip",
                        onednn_verbose=onednn_verbose, trace=onednn_verbose, on_event=progress.events_for("verify")) \
-        if runnable and golden.recorded_by != "pytest" else _no_probes_run()
+        if runnable and golden.recorded_by != "pytest" else no_probes_run("no probes to run")
     if golden.recorded_by != "pytest":  # the pytest plugin records manifests without TensorFlow: compare like that
         manifest = manifest_with_tf(manifest, result)
     differences = diff_manifests(golden.manifest, manifest)
@@ -153,14 +148,13 @@ def verify_run(golden_path: Path | str, *, probe_names: list[str] | None = None,
     stable_drifted = attribute(verdicts, differences)
     report = build_report(path, golden, manifest.digest, verdicts, differences, tolerance=tolerance, repeat=repeat,
                    golden_env=golden_env, stable_drifted=stable_drifted,
-                   timings={"import_seconds": result.get("import_seconds", 0.0),
-                            "suite_seconds": result.get("suite_seconds", 0.0),
+                   timings={"import_seconds": result.import_seconds or 0.0,
+                            "suite_seconds": result.suite_seconds,
                             "total_seconds": time.perf_counter() - started})
     if golden.recorded_by != "pytest":
-        runs = result.get("runs", {})
         report.numeric_profile = golden_profile_id(golden)
         # A probe the golden could not record (skipped, nondeterministic) is not run here: as the golden has it.
-        report.numeric_class = numeric_class([class_entry_of_runs(r.name, runs.get(r.name, [])) if r.status == "ok"
+        report.numeric_class = numeric_class([class_entry_of_runs(r.name, result.runs_of(r.name)) if r.status == "ok"
                                               else class_entry(r) for r in records], report.numeric_profile)
         report.golden_numeric_class = golden_numeric_class(golden, [r.name for r in records])
     report.hostname = manifest.host.hostname

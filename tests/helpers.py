@@ -54,6 +54,7 @@ from envlock.models import (
     with_digest,
 )
 from envlock.probes.compare import summarize_array
+from envlock.results import ProbeRun, parse_output
 
 # ---------------------------------------------------------------- paths and CI
 
@@ -246,9 +247,9 @@ def write_json(path: Path, data: Any) -> Path:
     return path
 
 
-def probe_run(values: np.ndarray, *, output: str = "product") -> dict[str, Any]:
+def probe_run(values: np.ndarray, *, output: str = "product") -> ProbeRun:
     """What the probe child reports for one run of a probe whose one output is ``values``."""
-    return {"status": "ok", "outputs": [summarize_array(output, values)]}
+    return ProbeRun(status="ok", outputs=(parse_output(summarize_array(output, values)),))
 
 
 BASE_IMAGE = BaseImage(name="test", image="sha256:" + "ab" * 32, tag="envlock-base:bookworm", python="3.11")

@@ -11,12 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, TypeVar
 
+from envlock import protocol
 from envlock.diff import diff_manifests
 from envlock.golden import Golden, load_golden
 from envlock.models import Manifest, load_manifest
 from envlock.probes.compare import Tolerance
 from envlock.probes.registry import all_probes
-from envlock.protocol import ChildResult, ProbeMetadata, ProbeRun
+from envlock.results import ChildResult, parse_child_result
 from envlock.verdict import VerifyReport, attribute, build_report, verdict_for
 from tests.helpers import DATA_DIR
 
@@ -54,14 +55,15 @@ def dotted_get(data: dict[str, Any], path: str) -> Any:
 
 
 def recorded_runs(golden: Golden) -> ChildResult:
-    """The child's result on the machine that recorded ``golden``: its records, as runs."""
+    """The child's result on the machine that recorded ``golden``: its records, as runs (through the
+    supervisor's parse, as a child's JSON)."""
     registry = all_probes()
-    runs: dict[str, list[ProbeRun]] = {}
-    metadata: dict[str, ProbeMetadata] = {}
+    runs: dict[str, list[protocol.ProbeRun]] = {}
+    metadata: dict[str, protocol.ProbeMetadata] = {}
     for record in golden.probes:
         if record.status == "ok":
-            run: ProbeRun = {"status": "ok", "seconds": 0.0,
-                             "outputs": [o.model_dump(mode="json") for o in record.outputs]}  # type: ignore[misc]
+            run: protocol.ProbeRun = {"status": "ok", "seconds": 0.0,
+                                      "outputs": [o.model_dump(mode="json") for o in record.outputs]}  # type: ignore[misc]
         else:
             run = {"status": "skipped", "seconds": 0.0, "reason": record.reason or "skipped"}
         runs[record.name] = [run] * golden.repeat
@@ -70,7 +72,7 @@ def recorded_runs(golden: Golden) -> ChildResult:
             metadata[record.name] = {"name": probe.name, "tags": list(probe.tags), "group": probe.group,
                                      "dtype": probe.dtype, "description": probe.description,
                                      "needs_gpu": probe.needs_gpu, "source": None}
-    return {"runs": runs, "probes": metadata}
+    return parse_child_result({"runs": runs, "probes": metadata})
 
 
 def replay(golden_path: Path, machine_golden_path: Path) -> VerifyReport:

@@ -10,15 +10,14 @@ a probe executed, the implementations that differ are named too.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
 
-from envlock.golden import ProbeRecord
+from envlock.golden import OutputRecord, ProbeRecord
 from envlock.probes.compare import Tolerance, compare_output
 from envlock.probes.onednn_verbose import primitive_kinds
-from envlock.protocol import ProbeRun
+from envlock.results import OutputSummary, ProbeRun
 from envlock.vocab import LocaliseMethod
 
 # The oneDNN primitive kinds a Keras layer class runs on the CPU (ONEDNN_VERBOSE's kind field): with a
@@ -50,9 +49,8 @@ class Localisation(BaseModel):
     summary: str
 
 
-def _identical(golden: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
-    return bool(golden.get("sha256") == current.get("sha256") and golden.get("shape") == current.get("shape")
-                and golden.get("dtype") == current.get("dtype"))
+def _identical(golden: OutputRecord, current: OutputSummary) -> bool:
+    return golden.sha256 == current.sha256 and tuple(golden.shape) == current.shape and golden.dtype == current.dtype
 
 
 def _span(names: list[str]) -> str:
@@ -63,11 +61,11 @@ def _span(names: list[str]) -> str:
     return f"{len(names)} before it identical ({names[0]} .. {names[-1]})"
 
 
-def compare_primitives(golden: list[str] | None, here: list[str] | None) -> list[str]:
+def compare_primitives(golden: Sequence[str] | None, here: Sequence[str] | None) -> list[str]:
     """``softmax ran jit:avx10_1_512 here, jit:avx512_core in the golden`` for each kind that differs."""
     if golden is None or here is None:
         return []
-    g, h = primitive_kinds(golden), primitive_kinds(here)
+    g, h = primitive_kinds(list(golden)), primitive_kinds(list(here))
     lines = []
     for kind in sorted(set(g) | set(h)):
         if g.get(kind) == h.get(kind):
@@ -84,14 +82,13 @@ def compare_primitives(golden: list[str] | None, here: list[str] | None) -> list
 
 
 def _by_intermediates(record: ProbeRecord, run: ProbeRun) -> Localisation | None:
-    if not record.intermediates or not run.get("intermediates"):
+    if not record.intermediates or not run.intermediates:
         return None
-    here = {i["name"]: i for i in run["intermediates"]}
+    here = {i.name: i for i in run.intermediates}
     before: list[str] = []
     for item in record.intermediates:
-        golden = item.model_dump()
         current = here.get(item.name)
-        if current is not None and _identical(golden, current):
+        if current is not None and _identical(item, current):
             before.append(item.name)
             continue
         loc = Localisation(method="intermediates", first_difference=item.name, op=item.op, identical_before=before,
@@ -99,7 +96,7 @@ def _by_intermediates(record: ProbeRecord, run: ProbeRun) -> Localisation | None
         if current is None:
             loc.summary = f"{item.name} was not recorded here ({_span(before)})"
             return loc
-        result = compare_output(golden, current, Tolerance())
+        result = compare_output(item.model_dump(), current.wire(), Tolerance())
         loc.max_ulp, loc.max_rel_error = result.max_ulp, result.max_rel_error
         size = f" (max {result.max_ulp:.0f} ULP)" if result.max_ulp is not None else ""
         loc.summary = f"first difference: {item.name}, produced by {item.op or 'an unnamed op'}{size}; {_span(before)}"
@@ -109,8 +106,8 @@ def _by_intermediates(record: ProbeRecord, run: ProbeRun) -> Localisation | None
 
 
 def _by_outputs(record: ProbeRecord, run: ProbeRun) -> Localisation:
-    here = {o["name"]: o for o in run.get("outputs", [])}
-    same = [o.name for o in record.outputs if o.name in here and _identical(o.model_dump(), here[o.name])]
+    here = {o.name: o for o in run.outputs}
+    same = [o.name for o in record.outputs if o.name in here and _identical(o, here[o.name])]
     differ = [o.name for o in record.outputs if o.name not in same]
     if not differ:
         summary = "every output is identical"
@@ -130,10 +127,10 @@ def _by_outputs(record: ProbeRecord, run: ProbeRun) -> Localisation:
 
 def localise(record: ProbeRecord, run: ProbeRun) -> Localisation:
     """Where ``run`` (this machine's child result for the probe) first departs from ``record``."""
-    if run.get("status") != "ok":
-        return Localisation(method="none", summary=f"the probe did not run here ({run.get('reason') or 'skipped'})")
+    if run.status != "ok":
+        return Localisation(method="none", summary=f"the probe did not run here ({run.reason or 'skipped'})")
     loc = _by_intermediates(record, run) or _by_outputs(record, run)
-    loc.primitives = compare_primitives(record.onednn_primitives, run.get("onednn_primitives"))
+    loc.primitives = compare_primitives(record.onednn_primitives, run.onednn_primitives)
     layer = (loc.op or "").split(",")[0].split(" ")[0] if loc.method == "intermediates" else ""
     for kind in LAYER_PRIMITIVES.get(layer, ()):
         match = next((p for p in loc.primitives if p.startswith(kind + " ")), None)

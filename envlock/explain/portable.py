@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from envlock.probes.ieee import check_run
 from envlock.profiles import Profile
-from envlock.protocol import ProbeRun
+from envlock.results import ProbeRun
 
 PortableStatus = Literal["ieee-exact", "vendor-specific", "covered", "not covered", "not run"]
 
@@ -29,10 +29,10 @@ class PortableCheck(BaseModel):
 def portable_check(probe: str, seed: int, run: ProbeRun | None, profile: Profile) -> PortableCheck:
     """What the profile's run of ``probe`` here says about its portability."""
     flag = "--portable"
-    if run is None or run.get("status") != "ok":
-        reason = (run.get("reason") if run is not None else None) or "not run within the budget"
+    if run is None or run.status != "ok":
+        reason = (run.reason if run is not None else None) or "not run within the budget"
         return PortableCheck(status="not run", detail=f"not checked under {flag}: {reason}")
-    check = check_run(probe, seed, run.get("outputs", []))
+    check = check_run(probe, seed, list(run.outputs))
     if check is not None:
         if check.ieee_exact:
             return PortableCheck(status="ieee-exact", detail=(

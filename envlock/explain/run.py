@@ -56,9 +56,9 @@ from envlock.probes.compare import Tolerance
 from envlock.probes.supervisor import run_child
 from envlock.profiles import Profile
 from envlock.progress import NO_PROGRESS, Progress
-from envlock.protocol import ChildResult
 from envlock.record import portable_profile
 from envlock.redact import needs_redaction, redact_data
+from envlock.results import ChildResult
 from envlock.runner import ChildLimits, CommandResult, Runner
 from envlock.signing import TrustedKey
 from envlock.verdict import judge_probe
@@ -116,9 +116,10 @@ class _Runner:
         self.run, self.records, self.baseline, self.deadline, self.jobs = run, records, baseline, deadline, jobs
         self.probe_modules, self.probe_timeout = list(probe_modules or []), probe_timeout
         result = run.result
-        seconds = sum(r[0].get("seconds", 0.0) for n, r in result.get("runs", {}).items() if n in records)
-        self.estimate = float(result.get("import_seconds", 4.0)) + seconds + CHILD_OVERHEAD_SECONDS
-        self.results: dict[str, ChildResult] = {}  # candidate id -> the child's raw result (the profile's check)
+        seconds = sum(result.first_run(n).seconds for n in result.runs if n in records)
+        imported = 4.0 if result.import_seconds is None else result.import_seconds
+        self.estimate = imported + seconds + CHILD_OVERHEAD_SECONDS
+        self.results: dict[str, ChildResult] = {}  # candidate id -> the child's result (the profile's check)
 
     def _one(self, candidate: Candidate) -> CandidateOutcome:
         started = time.perf_counter()
@@ -151,12 +152,12 @@ class _Runner:
             self.progress.task_finished(candidate.id)
         self.results[candidate.id] = result
         for name, record in self.records.items():
-            runs = result.get("runs", {}).get(name) or [{"status": "skipped", "reason": "not run", "seconds": 0.0}]
+            runs = result.runs_of(name)
             verdict = judge_probe(record, runs, Tolerance())
             if verdict.status == "identical":
                 outcome.probes[name] = "identical"
-            elif verdict.status == "skipped" or runs[0].get("status") == "error":
-                outcome.probes[name] = "could not run: " + (runs[0].get("reason") or verdict.reason or "skipped")
+            elif verdict.status == "skipped" or runs[0].status == "error":
+                outcome.probes[name] = "could not run: " + (runs[0].reason or verdict.reason or "skipped")
             elif set(verdict.outputs_differing) < self.baseline[name]:
                 restored = sorted(self.baseline[name] - set(verdict.outputs_differing))
                 outcome.probes[name] = "partly: restored " + ", ".join(restored)
@@ -363,8 +364,7 @@ def explain_golden(golden_path: Path | str, *, probe_names: list[str] | None = N
     explain.not_tried = [o.id for o in outcomes if o.status != "tried"]
     cpu_change = _cpu_change(run)
     for verdict in drifting:
-        first_run = run.result.get("runs", {}).get(verdict.name, [{"status": "skipped", "seconds": 0.0}])[0]
-        loc = localise(records[verdict.name], first_run) if verdict.name in records else None
+        loc = localise(records[verdict.name], run.result.first_run(verdict.name)) if verdict.name in records else None
         search = (searched[verdict.name], len(suspects)) if verdict.name in searched else None
         explain.findings.append(_finding(verdict.name, plan, outcomes, loc, verdict.outputs_differing, cpu_change,
                                          search))
@@ -402,10 +402,9 @@ def _check_portable(explain: ExplainReport, runner: _Runner, run: VerifyRun) -> 
     explain.candidates.append(outcome)
     if outcome.status != "tried":
         explain.not_tried.append(outcome.id)
-    runs = sub.results.get(candidate.id, {}).get("runs", {})
+    result = sub.results.get(candidate.id)  # None: not tried within the budget, or its child crashed
     for finding in bound:
-        probe_runs = runs.get(finding.probe)
-        first = probe_runs[0] if probe_runs else None
+        first = result.first_run(finding.probe) if result is not None and result.ran(finding.probe) else None
         finding.portable = portable_check(finding.probe, run.golden.lockdown.seed, first, profile)
     exact = [f.probe for f in bound if f.portable and f.portable.status in ("ieee-exact", "covered")]
     if exact:

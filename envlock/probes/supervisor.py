@@ -17,14 +17,15 @@ import site
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from envlock.errors import BadInputError, EnvironmentProblem, TensorflowMissing
 from envlock.probes.registry import all_probes, select_probes
 from envlock.probes.user import probe_entry_points
-from envlock.protocol import ChildRequest, ChildResult, ChildSetup, ProbeRun, ProgressEvent
+from envlock.protocol import ChildRequest, ProgressEvent
+from envlock.results import ChildResult, ProbeInfo, ProbeRun, parse_child_result, parse_run
 from envlock.runner import (
     ChildLimits,
     CommandResult,
@@ -45,34 +46,11 @@ CHILD_TIMEOUT_SECONDS = 900.0
 PRIVATE_DIR_PREFIX = "envlock-probes-"
 
 
-@dataclass(frozen=True)
-class ProbeInfo:
-    """A probe as the child reported it (a user probe exists only there)."""
-
-    name: str
-    tags: tuple[str, ...]
-    group: str
-    dtype: str | None = None
-    description: str | None = None
-    needs_gpu: bool = False
-    source: dict[str, Any] | None = None
-
-
 def probe_infos(result: ChildResult, names: list[str] | None) -> list[ProbeInfo]:
-    """The probes a child ran, in the order asked (the child's order for the whole suite)."""
-    metadata = result.get("probes") or {}
-    order = list(dict.fromkeys(names)) if names else list(result.get("order") or metadata)
-    infos = []
-    for name in order:
-        meta = metadata.get(name)
-        if meta is None:  # asked for, but the child never reported it (it died first)
-            infos.append(ProbeInfo(name=name, tags=(), group=DEFAULT_PROBE_GROUP))
-            continue
-        infos.append(ProbeInfo(name=name, tags=tuple(meta.get("tags") or ()),
-                               group=meta.get("group") or DEFAULT_PROBE_GROUP, dtype=meta.get("dtype"),
-                               description=meta.get("description"),
-                               needs_gpu=bool(meta.get("needs_gpu")), source=meta.get("source")))
-    return infos
+    """The probes a child ran, in the order asked (the child's order for the whole suite). A probe
+    asked for that the child never reported (it died first) has the default group and no tags."""
+    order = list(dict.fromkeys(names)) if names else list(result.order or result.probes)
+    return [result.probes.get(name) or ProbeInfo(name=name, tags=(), group=DEFAULT_PROBE_GROUP) for name in order]
 
 
 def check_probe_names(names: list[str] | None, probe_modules: list[str]) -> None:
@@ -102,7 +80,7 @@ class _Watch:
     path: Path
     probe_timeout: float
     offset: int = 0
-    setup: ChildSetup | None = None
+    setup: ChildResult | None = None  # the setup line (protocol.ChildSetup's keys), parsed
     current: tuple[str, int] | None = None
     current_since: float = 0.0
     importing: str | None = None  # the probe module being imported, which counts against the probe timeout
@@ -140,11 +118,11 @@ class _Watch:
         elif kind == "imported":
             self.importing = None
         elif kind == "setup":
-            self.setup = cast(ChildSetup, {key: value for key, value in event.items() if key != "event"})
+            self.setup = parse_child_result({key: value for key, value in event.items() if key != "event"})
         elif kind == "start":
             self.current, self.current_since = (event["probe"], event["repeat"]), time.monotonic()
         elif kind == "run":
-            self.runs.setdefault(event["probe"], []).append(event["run"])
+            self.runs.setdefault(event["probe"], []).append(parse_run(event["run"]))
             self.current = None
         if self.on_event is not None:
             self.on_event(cast(ProgressEvent, event))
@@ -198,13 +176,12 @@ def _one_child(request: ChildRequest, *, env: dict[str, str], runner: Runner, ti
         proc = runner.run_watched(argv, timeout=timeout, env=_private_environment(env, tmp, cwd), watch=watch.poll,
                                   cwd=tmp / "work", limits=limits)
         watch.poll()  # the lines written after the last poll
-        result: ChildResult = {}
+        loaded: object = {}
         # The child writes its result atomically, but a child killed by the time limit or a full
         # disk may still leave none: that is a failed probe run, never a traceback.
         with contextlib.suppress(OSError, ValueError):
             loaded = json.loads(result_path.read_text(encoding="utf-8"))
-            if isinstance(loaded, dict):
-                result = cast(ChildResult, loaded)
+        result = parse_child_result(loaded if isinstance(loaded, dict) else {})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return result, watch, proc
@@ -216,25 +193,23 @@ def run_probes(request: ChildRequest, *, env: dict[str, str], runner: Runner, ti
     """Run ``request`` (see ``envlock.probes.child``) in as many fresh children as failing probes need."""
     probe_timeout = DEFAULT_PROBE_TIMEOUT if probe_timeout is None else probe_timeout
     repeat = max(1, int(request.get("repeat", 1)))
-    done: dict[str, list[ProbeRun]] = {}  # probes whose repeats are all settled, from children that died
-    setup: ChildSetup | None = None
+    done: dict[str, tuple[ProbeRun, ...]] = {}  # probes whose repeats are all settled, from children that died
+    setup: ChildResult | None = None
     suite_seconds, restarts = 0.0, 0
     while True:
         started = time.perf_counter()
         result, watch, proc = _one_child(request, env=env, runner=runner, timeout=timeout, probe_timeout=probe_timeout,
                                          on_event=on_event)
-        if result.get("error") == "tensorflow_missing":
-            raise TensorflowMissing(str(result.get("detail", "")))
-        if result.get("error") == "bad_input":
-            raise BadInputError(str(result.get("detail", "bad probe selection")))
-        if result.get("ok"):
+        if result.error == "tensorflow_missing":
+            raise TensorflowMissing("" if result.detail is None else result.detail)
+        if result.error == "bad_input":
+            raise BadInputError("bad probe selection" if result.detail is None else result.detail)
+        if result.ok:
             if not restarts:
                 return result
             # The first child's setup (its TF fingerprint, the whole suite's order and metadata), every run.
-            merged: ChildResult = {**(setup or result), "ok": True, "runs": {**done, **result.get("runs", {})},
-                                   "suite_seconds": suite_seconds + float(result.get("suite_seconds", 0.0)),
-                                   "restarts": restarts}
-            return merged
+            return replace(setup or result, ok=True, runs={**done, **result.runs},
+                           suite_seconds=suite_seconds + result.suite_seconds, restarts=restarts)
         if watch.importing is not None and watch.stopped:  # a probe module that never finished importing
             raise BadInputError(f"probe module {watch.importing!r} did not finish importing: {watch.stopped}")
         if watch.setup is None or watch.current is None:  # died before or between probes: not one probe's fault
@@ -252,14 +227,14 @@ def run_probes(request: ChildRequest, *, env: dict[str, str], runner: Runner, ti
         else:
             reason = _crash_reason(proc.returncode)
         setup = setup or watch.setup
-        done.update({name: runs for name, runs in watch.runs.items() if len(runs) >= repeat})
-        done[failed] = [{"status": "error", "reason": f"probe {reason}; the other probes ran in a fresh process",
-                         "seconds": 0.0}]
+        done.update({name: tuple(runs) for name, runs in watch.runs.items() if len(runs) >= repeat})
+        done[failed] = (ProbeRun(status="error", reason=f"probe {reason}; the other probes ran in a fresh process",
+                                 seconds=0.0),)
         suite_seconds += time.perf_counter() - started
         restarts += 1
-        remaining = [name for name in watch.setup.get("order", []) if name not in done]
+        remaining = [name for name in watch.setup.order if name not in done]
         if not remaining:
-            return {**setup, "ok": True, "runs": done, "suite_seconds": suite_seconds, "restarts": restarts}
+            return replace(setup, ok=True, runs=done, suite_seconds=suite_seconds, restarts=restarts)
         # The fresh child needs no TF fingerprint (the first one sent it) and knows the names now.
         request = {**request, "probes": remaining, "collect_tf_info": False}
 
@@ -271,7 +246,7 @@ def run_child(*, probe_names: list[str] | None, repeat: int, settings: LockdownS
               onednn_verbose: bool = False, trace: bool = False,
               on_event: Callable[[ProgressEvent], None] | None = None,
               module_probes: bool = False, collect_tf_info: bool = True) -> ChildResult:
-    """Parent side: run the probes in a fresh process with ``env``; return the parsed result.
+    """Parent side: run the probes in a fresh process with ``env``; return the result, parsed (``envlock.results``).
 
     ``probe_names`` None: every probe the child knows (built-ins, ``probe_modules``, entry points).
     ``unknown``: "error" (a name nobody registers is bad input, exit 2) or "skip" (listed in the

@@ -10,6 +10,7 @@ from envlock.explain.localise import compare_primitives, localise
 from envlock.explain.report import CandidateOutcome, ExplainReport, Finding
 from envlock.golden import compute_golden_digest, load_golden, save_golden
 from envlock.probes.onednn_verbose import detected_isa, executed_primitives
+from envlock.results import ProbeRun, parse_run
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data" / "explain"
@@ -24,7 +25,7 @@ def _record(name: str):  # type: ignore[no-untyped-def]
 
 
 def test_the_first_differing_intermediate_and_its_op() -> None:
-    loc = localise(_record("compile.eager"), ONEDNN_OFF["compile.eager"][0])
+    loc = localise(_record("compile.eager"), parse_run(ONEDNN_OFF["compile.eager"][0]))
     assert loc.method == "intermediates"
     # Inputs and the first matmul/tanh held; the softmax (oneDNN's jit kernel vs Eigen's) is first to move.
     assert loc.identical_before[:3] == ["x", "w1", "w2"]
@@ -36,7 +37,7 @@ def test_the_first_differing_intermediate_and_its_op() -> None:
 
 
 def test_a_keras_fit_names_the_first_step_and_variable() -> None:
-    loc = localise(_record("training.keras_fit"), ONEDNN_OFF["training.keras_fit"][0])
+    loc = localise(_record("training.keras_fit"), parse_run(ONEDNN_OFF["training.keras_fit"][0]))
     assert loc.first_difference is not None and loc.first_difference.startswith("epoch 0 step ")
     assert loc.first_difference.split(": ")[1] in ("Dense[0]/kernel", "Dense[0]/bias", "Dense[1]/kernel",
                                                    "Dense[1]/bias")
@@ -48,7 +49,7 @@ def test_identical_runs_localise_nothing() -> None:
     record = _record("compile.eager")
     run = {"status": "ok", "outputs": [o.model_dump() for o in record.outputs],
            "intermediates": [i.model_dump() for i in record.intermediates or []]}
-    loc = localise(record, run)
+    loc = localise(record, parse_run(run))  # type: ignore[arg-type]  # the child's JSON
     assert loc.first_difference is None and "identical" in loc.summary
 
 
@@ -58,14 +59,14 @@ def test_old_goldens_fall_back_to_output_order() -> None:
     run = dict(ONEDNN_OFF["compile.eager"][0])
     probs = next(o for o in old.outputs if o.name == "probs")
     run["outputs"] = [probs.model_dump() if o["name"] == "probs" else o for o in run["outputs"]]
-    loc = localise(old, run)
+    loc = localise(old, parse_run(run))  # type: ignore[arg-type]  # the child's JSON
     assert loc.method == "outputs"
     assert loc.summary.startswith("probs identical, grad_w1 differs")
     assert loc.primitives == []  # the golden recorded none: nothing to compare
 
 
 def test_a_probe_that_did_not_run_here() -> None:
-    loc = localise(_record("compile.eager"), {"status": "skipped", "reason": "bf16 under an AVX2 cap"})
+    loc = localise(_record("compile.eager"), ProbeRun(status="skipped", reason="bf16 under an AVX2 cap"))
     assert loc.method == "none" and "bf16 under an AVX2 cap" in loc.summary
 
 

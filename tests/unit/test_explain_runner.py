@@ -12,6 +12,7 @@ from envlock.errors import EnvironmentProblem
 from envlock.explain import run as explain_run
 from envlock.explain.planner import Candidate, Plan, combine
 from envlock.golden import load_golden
+from envlock.results import ChildResult, ProbeRun, parse_child_result
 from envlock.verify import VerifyRun
 
 REPO = Path(__file__).resolve().parents[2]
@@ -20,8 +21,9 @@ RECORD = GOLDEN.probe("elementwise.softmax")
 assert RECORD is not None
 
 
-def _run_of(outputs: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"runs": {"elementwise.softmax": [{"status": "ok", "outputs": outputs}]}}
+def _run_of(outputs: list[dict[str, Any]], **setup: float) -> ChildResult:
+    """A child's result of the one probe, parsed as the supervisor parses the child's JSON."""
+    return parse_child_result({**setup, "runs": {"elementwise.softmax": [{"status": "ok", "outputs": outputs}]}})
 
 
 GOOD = [o.model_dump() for o in RECORD.outputs]
@@ -30,7 +32,7 @@ BAD = [{**o, "sha256": "sha256:" + "1" * 64} for o in GOOD]
 
 def _runner(deadline: float) -> explain_run._Runner:
     run = VerifyRun(report=None, golden=GOLDEN, manifest=GOLDEN.manifest, environ={},  # type: ignore[arg-type]
-                    result={"import_seconds": 1.0, **_run_of(BAD)})
+                    result=_run_of(BAD, import_seconds=1.0))
     return explain_run._Runner(run, {"elementwise.softmax": RECORD}, {"elementwise.softmax": {"softmax"}},
                                deadline, jobs=2)
 
@@ -39,12 +41,13 @@ def _runner(deadline: float) -> explain_run._Runner:
 def fake_child(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, str]]:
     seen: list[dict[str, str]] = []
 
-    def run_child(*, env: dict[str, str], **_: Any) -> dict[str, Any]:
+    def run_child(*, env: dict[str, str], **_: Any) -> ChildResult:
         seen.append(env)
         if env.get("CRASH"):
             raise EnvironmentProblem("the probe process failed (exit -11): Segmentation fault")
         if env.get("SKIP"):
-            return {"runs": {"elementwise.softmax": [{"status": "skipped", "reason": "bf16 under an AVX2 cap"}]}}
+            return ChildResult(runs={"elementwise.softmax": (ProbeRun(status="skipped",
+                                                                      reason="bf16 under an AVX2 cap"),)})
         return _run_of(GOOD if env.get("FIX") == "1" and env.get("ALSO") == "1" else BAD)
 
     monkeypatch.setattr("envlock.explain.run.run_child", run_child)
@@ -98,7 +101,7 @@ def test_a_cause_nobody_recorded_is_bisected_and_proved(monkeypatch: pytest.Monk
     suspects = tuple(sorted([*(f"CI_VAR_{i}" for i in range(20)), "GLIBC_TUNABLES", "MY_API_TOKEN"]))
     seen: list[dict[str, str]] = []
 
-    def run_child(*, env: dict[str, str], **_: Any) -> dict[str, Any]:
+    def run_child(*, env: dict[str, str], **_: Any) -> ChildResult:
         seen.append(env)
         return _run_of(BAD if "GLIBC_TUNABLES" in env else GOOD)
 
@@ -139,7 +142,7 @@ def test_past_the_deadline_no_child_starts_and_none_is_restarted() -> None:
 def test_a_child_stopped_at_the_deadline_is_reported_and_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[float] = []
 
-    def run_child(*, runner: explain_run.Runner, timeout: float, **_: Any) -> dict[str, Any]:
+    def run_child(*, runner: explain_run.Runner, timeout: float, **_: Any) -> ChildResult:
         calls.append(timeout)
         assert isinstance(runner, explain_run._DeadlineRunner)
         raise explain_run._BudgetSpent

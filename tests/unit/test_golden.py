@@ -35,6 +35,7 @@ from envlock.models import (
 )
 from envlock.probes.compare import summarize_array
 from envlock.probes.registry import all_probes
+from envlock.results import ProbeInfo, ProbeRun
 from tests.helpers import probe_run, reseal
 
 
@@ -136,12 +137,13 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_probe_record_marks_repeat_differences_nondeterministic() -> None:
-    probe = all_probes()["matmul.f32"]
+    registered = all_probes()["matmul.f32"]
+    probe = ProbeInfo(name=registered.name, tags=registered.tags, group=registered.group)
     a, b = np.zeros(4, np.float32), np.ones(4, np.float32)
     assert probe_record(probe, [probe_run(a), probe_run(a)]).status == "ok"
     record = probe_record(probe, [probe_run(a), probe_run(b)])
     assert record.status == "nondeterministic" and not record.outputs
-    skipped = probe_record(probe, [{"status": "skipped", "reason": "no GPU visible"}])
+    skipped = probe_record(probe, [ProbeRun(status="skipped", reason="no GPU visible")])
     assert skipped.status == "skipped" and skipped.reason == "no GPU visible"
 
 

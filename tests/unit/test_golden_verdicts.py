@@ -15,6 +15,7 @@ from envlock.diff import Difference
 from envlock.display import render_report
 from envlock.golden import Golden, OutputRecord, ProbeRecord
 from envlock.probes.compare import Tolerance, summarize_array
+from envlock.results import ProbeRun
 from envlock.verdict import STABLE_UNEXPLAINED_NOTE, VerifyReport, attribute, build_report, judge_probe
 from tests.helpers import imported_in_a_fresh_python, probe_run
 
@@ -52,10 +53,10 @@ def test_repeats_differing_here_is_nondeterministic_not_drift() -> None:
 
 
 def test_skips_and_failures() -> None:
-    assert judge_probe(_record(status="skipped"), [{"status": "skipped"}], Tolerance()).status == "skipped"
-    here = judge_probe(_record(), [{"status": "skipped", "reason": "no GPU visible to TensorFlow"}], Tolerance())
+    assert judge_probe(_record(status="skipped"), [ProbeRun(status="skipped")], Tolerance()).status == "skipped"
+    here = judge_probe(_record(), [ProbeRun(status="skipped", reason="no GPU visible to TensorFlow")], Tolerance())
     assert here.status == "skipped" and here.reason == "no GPU visible to TensorFlow"
-    failed = judge_probe(_record(), [{"status": "error", "reason": "probe failed: boom"}], Tolerance())
+    failed = judge_probe(_record(), [ProbeRun(status="error", reason="probe failed: boom")], Tolerance())
     assert failed.status == "error" and "boom" in (failed.reason or "")
 
 
@@ -142,7 +143,7 @@ def test_cli_report_into_a_missing_directory_fails_before_running(tmp_path: Path
 def test_nothing_compared_is_never_a_pass() -> None:
     # Every probe skipped here (GPU probes without a GPU, a cap that makes a probe skip itself): nothing
     # was verified, so no "REPRODUCES" and no exit 0: exit 3, this machine could not verify the golden.
-    skipped = judge_probe(_record(), [{"status": "skipped", "reason": "no GPU visible to TensorFlow"}], Tolerance())
+    skipped = judge_probe(_record(), [ProbeRun(status="skipped", reason="no GPU visible to TensorFlow")], Tolerance())
     report = _report_for([skipped], [])
     assert skipped.status == "skipped"
     assert not report.reproduces and report.exit_code == 3

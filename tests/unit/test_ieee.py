@@ -14,6 +14,7 @@ import pytest
 from envlock.golden import load_golden
 from envlock.probes.ieee import REFERENCES, check_outputs, check_run
 from envlock.probes.registry import all_probes
+from envlock.results import ProbeRun, parse_run
 from tests.helpers import DATA_DIR, REPO_ROOT
 
 DEFAULT = {"amd-epyc-zen4": REPO_ROOT / "goldens" / "amd-epyc-zen4-2vcpu.json",
@@ -61,10 +62,11 @@ def test_a_probe_without_a_reference_and_a_changed_output() -> None:
     assert check is not None and not check.ieee_exact and check.inexact == ["reciprocal", "reciprocal_1_to_2"]
 
 
-def _run_of(path: Path, probe: str) -> dict[str, object]:
+def _run_of(path: Path, probe: str) -> ProbeRun:
     record = load_golden(path).probe(probe)
     assert record is not None
-    return {"status": "ok", "seconds": 0.0, "outputs": [o.model_dump(mode="json") for o in record.outputs]}
+    return parse_run({"status": "ok", "seconds": 0.0,
+                      "outputs": [o.model_dump(mode="json") for o in record.outputs]})  # type: ignore[misc]
 
 
 @pytest.mark.parametrize("machine", sorted(PORTABLE))
@@ -77,12 +79,12 @@ def test_explain_says_a_portable_golden_would_travel_from_one_machines_run(machi
 
     profile = latest("portable", "2.21.0")
     seed = load_golden(PORTABLE[machine]).lockdown.seed
-    exact = portable_check("hw.reciprocal", seed, _run_of(PORTABLE[machine], "hw.reciprocal"), profile)  # type: ignore[arg-type]
+    exact = portable_check("hw.reciprocal", seed, _run_of(PORTABLE[machine], "hw.reciprocal"), profile)
     assert exact.status == "ieee-exact" and "portable under --portable (IEEE-exact here" in exact.detail
-    default = portable_check("hw.rsqrt", seed, _run_of(DEFAULT[machine], "hw.rsqrt"), profile)  # type: ignore[arg-type]
+    default = portable_check("hw.rsqrt", seed, _run_of(DEFAULT[machine], "hw.rsqrt"), profile)
     assert default.status == "vendor-specific" and "rsqrt, rsqrt_near_one differ" in default.detail
-    covered = portable_check("hw.softmax_grad", seed, _run_of(PORTABLE[machine], "hw.softmax_grad"), profile)  # type: ignore[arg-type]
+    covered = portable_check("hw.softmax_grad", seed, _run_of(PORTABLE[machine], "hw.softmax_grad"), profile)
     assert covered.status == "covered"
-    uncovered = portable_check("numpy.matmul", seed, _run_of(PORTABLE[machine], "numpy.matmul"), profile)  # type: ignore[arg-type]
+    uncovered = portable_check("numpy.matmul", seed, _run_of(PORTABLE[machine], "numpy.matmul"), profile)
     assert uncovered.status == "not covered" and "numpy" in uncovered.detail
     assert portable_check("hw.rsqrt", seed, None, profile).status == "not run"

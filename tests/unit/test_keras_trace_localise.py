@@ -8,6 +8,7 @@ from typing import Any
 from envlock.explain.localise import localise
 from envlock.golden import ProbeRecord, load_golden
 from envlock.probes.keras_trace import NOT_FUNCTIONAL
+from envlock.results import ProbeRun, parse_run
 from tests.helpers import DATA_DIR
 
 TRACES = DATA_DIR / "traces"
@@ -20,13 +21,13 @@ def _record(golden: Any, name: str) -> ProbeRecord:
     return record
 
 
-def _run(record: ProbeRecord, **replace: Any) -> dict[str, Any]:
+def _run(record: ProbeRecord, **replace: Any) -> ProbeRun:
     """``record`` as this machine's child would report it."""
     run: dict[str, Any] = {"status": "ok", "seconds": 0.0, "outputs": [o.model_dump() for o in record.outputs],
                            "intermediates": [i.model_dump() for i in record.intermediates or []],
                            "onednn_primitives": record.onednn_primitives}
     run.update(replace)
-    return run
+    return parse_run(run)  # type: ignore[arg-type]  # the child's JSON
 
 
 def test_intermediates_are_in_computation_order() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from envlock.errors import IntegrityError
 from envlock.golden import class_entry, class_entry_of_runs, golden_numeric_class, load_golden, save_golden, seal
 from envlock.numeric import ClassEntry, numeric_class
+from envlock.results import OutputSummary, ProbeRun
 from tests.helpers import DATA_DIR, GOLDENS, REPO_ROOT
 from tests.recorded import recorded_runs
 
@@ -38,8 +40,8 @@ def test_this_machines_runs_give_the_class_of_the_golden_they_were_recorded_as()
     """What verify computes from the child (runs) equals what capture computed from the records."""
     for path in (AMD, INTEL, *PORTABLE.values()):
         golden = load_golden(path)
-        runs = recorded_runs(golden)["runs"]
-        here = [class_entry_of_runs(p.name, runs[p.name]) if p.status == "ok" else class_entry(p)
+        result = recorded_runs(golden)
+        here = [class_entry_of_runs(p.name, result.runs_of(p.name)) if p.status == "ok" else class_entry(p)
                 for p in golden.probes]
         profile = "portable-v1" if golden.profile else "default"
         assert numeric_class(here, profile) == golden_numeric_class(golden), path
@@ -52,11 +54,12 @@ def test_the_profile_status_order_and_repeats_count() -> None:
     assert numeric_class(list(reversed(entries))) == base  # name order, not the order given
     assert numeric_class(entries, "portable-v1") != base
     assert numeric_class([entries[0], ClassEntry("a", "skipped")]) != base
-    out = {"name": "x", "sha256": "sha256:" + "1" * 64}
-    other = {"name": "x", "sha256": "sha256:" + "3" * 64}
-    assert class_entry_of_runs("a", [{"status": "ok", "outputs": [out]}] * 2) == entries[1]  # type: ignore[list-item]
-    assert class_entry_of_runs("a", [{"status": "ok", "outputs": [out]}, {"status": "ok", "outputs": [other]}]
-                               ).status == "nondeterministic"  # type: ignore[list-item]
+    out = OutputSummary(name="x", dtype="float32", shape=(), sha256="sha256:" + "1" * 64, sample_stride=1,
+                        sample_b64="")
+    other = replace(out, sha256="sha256:" + "3" * 64)
+    assert class_entry_of_runs("a", [ProbeRun(status="ok", outputs=(out,))] * 2) == entries[1]
+    assert class_entry_of_runs("a", [ProbeRun(status="ok", outputs=(out,)), ProbeRun(status="ok", outputs=(other,))]
+                               ).status == "nondeterministic"
     assert len(base) == 12 and int(base, 16) >= 0  # a Kubernetes label value
 
 

@@ -9,6 +9,7 @@ import pytest
 from envlock.errors import ENVIRONMENT, EnvironmentProblem, TensorflowMissing
 from envlock.models import LockdownSettings
 from envlock.probes.supervisor import run_child
+from envlock.results import NOT_RUN, ChildResult
 from envlock.runner import CommandResult, Runner
 
 
@@ -28,7 +29,7 @@ class _ChildLeaves(Runner):
         return self.run(argv, timeout=timeout, env=env)
 
 
-def _run(runner: Runner) -> dict[str, object]:
+def _run(runner: Runner) -> ChildResult:
     return run_child(probe_names=["matmul.f32"], repeat=1, settings=LockdownSettings(), env={}, runner=runner)
 
 
@@ -46,4 +47,16 @@ def test_tensorflow_missing_in_the_child_is_reported_as_such() -> None:
 
 
 def test_a_complete_result_is_returned() -> None:
-    assert _run(_ChildLeaves('{"ok": true, "runs": {}}', returncode=0)) == {"ok": True, "runs": {}}
+    assert _run(_ChildLeaves('{"ok": true, "runs": {}}', returncode=0)) == ChildResult(ok=True)
+
+
+def test_a_partial_result_is_parsed_with_the_defaults_and_a_missing_run_is_not_run() -> None:
+    """What a child that got only part of the way leaves: every missing field takes its default."""
+    result = _run(_ChildLeaves('{"ok": true, "runs": {"matmul.f32": [{"status": "ok"}]}}', returncode=0))
+    assert result.import_seconds is None and result.tf_info is None and result.suite_seconds == 0.0
+    assert result.probes == {} and result.order == () and result.restarts == 0
+    run = result.first_run("matmul.f32")
+    assert run.status == "ok" and run.outputs == () and run.seconds == 0.0
+    assert run.intermediates is None and run.onednn_primitives is None and run.trace_note is None
+    assert not result.ran("matmul.f64") and result.runs_of("matmul.f64") == (NOT_RUN,)
+    assert NOT_RUN.status == "skipped" and NOT_RUN.reason == "not run"

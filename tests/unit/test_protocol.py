@@ -1,15 +1,19 @@
 """The child protocol (envlock.protocol) against what a real probe child wrote: every key a real
-run carries is declared, every required key is there, and both sides import the same types."""
+run carries is declared, every required key is there, and both sides import the same types; the
+parsed values (envlock.results) carry the same fields and give back exactly what the child wrote."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
+from envlock import results
 from envlock.golden import IntermediateRecord, OutputRecord
-from envlock.protocol import IntermediateSummary, OutputSummary, ProbeRun
+from envlock.protocol import ChildResult, IntermediateSummary, OutputSummary, ProbeRun
+from envlock.results import parse_run
 
 RECORDED_RUNS = Path(__file__).resolve().parents[1] / "data" / "explain" / "amd_zen4_runs_onednn_off.json"
 
@@ -40,3 +44,22 @@ def test_the_golden_models_validate_exactly_the_protocol_summaries() -> None:
     assert set(OutputRecord.model_fields) == _keys(OutputSummary)[1]
     assert set(IntermediateRecord.model_fields) == _keys(IntermediateSummary)[1]
 
+
+
+@pytest.mark.parametrize(("name", "run"), _recorded_runs(), ids=lambda v: v if isinstance(v, str) else "")
+def test_a_real_run_parses_and_its_outputs_go_back_to_exactly_what_the_child_wrote(name: str, run: ProbeRun) -> None:
+    """The golden records ``wire()`` of the parsed outputs: it must be the child's JSON, key for key."""
+    parsed = parse_run(run)
+    assert parsed.status == run["status"] and parsed.seconds == run["seconds"] and parsed.reason == run.get("reason")
+    assert [o.wire() for o in parsed.outputs] == run.get("outputs", [])
+    assert (None if parsed.intermediates is None else [i.wire() for i in parsed.intermediates]) \
+        == run.get("intermediates")
+    assert parsed.onednn_primitives == (None if "onednn_primitives" not in run else tuple(run["onednn_primitives"]))
+    assert parsed.onednn_isa == run.get("onednn_isa") and parsed.trace_note == run.get("trace_note")
+
+
+def test_the_typed_summaries_have_the_protocol_fields() -> None:
+    assert {f.name for f in fields(results.OutputSummary)} == _keys(OutputSummary)[1]
+    assert {f.name for f in fields(results.Intermediate)} == _keys(IntermediateSummary)[1]
+    assert {f.name for f in fields(results.ProbeRun)} == _keys(ProbeRun)[1]
+    assert {f.name for f in fields(results.ChildResult)} == _keys(ChildResult)[1]

@@ -24,8 +24,9 @@ from envlock.models import LockdownSettings
 from envlock.probes.child import output_records
 from envlock.probes.compare import Tolerance, summarize_array
 from envlock.probes.registry import all_probes
-from envlock.probes.supervisor import ProbeInfo, probe_infos, run_child
+from envlock.probes.supervisor import probe_infos, run_child
 from envlock.probes.user import load_probe_modules, probe_source
+from envlock.results import ChildResult, ProbeInfo, ProbeRun, parse_child_result, parse_output
 from envlock.runner import CommandResult, Runner
 from envlock.verdict import verdict_for
 from tests.helpers import REFERENCE_GOLDEN, REPO_ROOT, run_python
@@ -237,7 +238,7 @@ def _ran(name: str, repeat: int = 0) -> list[dict[str, Any]]:
             {"event": "run", "probe": name, "repeat": repeat, "run": OK_RUN}]
 
 
-def _run(runner: Runner, probe_timeout: float = 120) -> dict[str, Any]:
+def _run(runner: Runner, probe_timeout: float = 120) -> ChildResult:
     return run_child(probe_names=None, repeat=1, settings=LockdownSettings(), env={}, runner=runner,
                      probe_modules=["mine.py"], probe_timeout=probe_timeout)
 
@@ -251,16 +252,15 @@ def test_a_crash_is_that_probes_error_and_the_rest_run_in_a_fresh_child() -> Non
          "result": {"ok": True, "runs": {"c": [OK_RUN]}, "probes": {}, "suite_seconds": 0.1}},
     ])
     result = _run(runner, probe_timeout=0.001)
-    assert result["runs"]["crashes"][0]["status"] == "error"
-    assert "crashed the probe process with SIGSEGV" in result["runs"]["crashes"][0]["reason"]
-    assert result["runs"]["hangs"][0]["status"] == "error"
-    assert "timed out after 0.001 s" in result["runs"]["hangs"][0]["reason"]
-    assert {n: r[0]["status"] for n, r in result["runs"].items() if n in "abc"} == {"a": "ok", "b": "ok", "c": "ok"}
+    crashed, hung = result.first_run("crashes"), result.first_run("hangs")
+    assert crashed.status == "error" and "crashed the probe process with SIGSEGV" in (crashed.reason or "")
+    assert hung.status == "error" and "timed out after 0.001 s" in (hung.reason or "")
+    assert {n: r[0].status for n, r in result.runs.items() if n in "abc"} == {"a": "ok", "b": "ok", "c": "ok"}
     assert [r["probes"] for r in runner.requests] == [None, ["b", "hangs", "c"], ["c"]]
     assert [r["collect_tf_info"] for r in runner.requests] == [True, False, False]
     assert all(r["probe_modules"] == ["mine.py"] for r in runner.requests)
     # The first child's fingerprint and the whole suite's order survive the restarts.
-    assert result["tf_info"] == {"version": "2.21.0"} and result["order"] == order and result["restarts"] == 2
+    assert result.tf_info == {"version": "2.21.0"} and list(result.order) == order and result.restarts == 2
     assert [p.name for p in probe_infos(result, None)] == order
 
 
@@ -294,9 +294,9 @@ def _user_record(sha: str = "ast-v2:" + "a" * 64) -> ProbeRecord:
                                           file="mypkg/envlock_probes.py", sha256=sha))
 
 
-def _child_result(sha: str) -> dict[str, Any]:
+def _child_result(sha: str) -> ChildResult:
     run = {"status": "ok", "outputs": [summarize_array("w", np.arange(6, dtype=np.float32))]}
-    return {"runs": {"user.model": [run]}, "probes": {"user.model": {"source": {"sha256": sha}}}}
+    return parse_child_result({"runs": {"user.model": [run]}, "probes": {"user.model": {"source": {"sha256": sha}}}})
 
 
 def test_a_probe_whose_source_changed_is_not_compared_unless_allowed() -> None:
@@ -316,7 +316,7 @@ def test_a_probe_whose_source_changed_is_not_compared_unless_allowed() -> None:
 
 
 def test_a_user_probe_not_loaded_here_says_how_to_load_it() -> None:
-    verdict = verdict_for(_user_record(), {"runs": {}}, Tolerance(), pytest_golden=False, allow_changed_probes=False)
+    verdict = verdict_for(_user_record(), ChildResult(), Tolerance(), pytest_golden=False, allow_changed_probes=False)
     assert verdict.status == "skipped" and verdict.reason is not None
     assert "mypkg.envlock_probes (distribution mypkg 1.0) is not loaded here" in verdict.reason
     assert "--probe-module mypkg/envlock_probes.py" in verdict.reason
@@ -326,9 +326,9 @@ def test_probe_record_keeps_the_source_the_child_reported() -> None:
     info = ProbeInfo(name="user.model", tags=("training",), group="canary",
                      source={"module": "m", "distribution": None, "version": None, "file": "m.py",
                              "sha256": "ast-v2:" + "c" * 64})
-    record = probe_record(info, [{"status": "ok", "outputs": [summarize_array("w", np.zeros(2))]}])
+    record = probe_record(info, [ProbeRun(status="ok", outputs=(parse_output(summarize_array("w", np.zeros(2))),))])
     assert record.source is not None and record.source.module == "m" and record.source.file == "m.py"
-    failed = probe_record(info, [{"status": "error", "reason": "probe failed: RuntimeError: boom"}])
+    failed = probe_record(info, [ProbeRun(status="error", reason="probe failed: RuntimeError: boom")])
     assert failed.status == "skipped" and "boom" in (failed.reason or "")
 
 
