@@ -296,10 +296,9 @@ def render_explain(report: ExplainReport) -> str:
                          f"{', '.join(_s(c) for c in skipped)}")
     lines += [f"not settable here: {_s(n)}" for n in report.not_applicable]
     lines += [f"note: {_s(n)}" for n in report.notes]
-    if report.emit_env is not None or report.emit_affinity:
+    if report.emits:
         parts = [f"{k}={v}" if v is not None else f"unset {k}" for k, v in (report.emit_env or {}).items()]
-        if report.emit_affinity:
-            parts.append("taskset -c " + ",".join(map(str, report.emit_affinity)))
+        parts += report.emitted_hints()
         lines.append(("reproduces with: " if report.emit_complete else "reproduces some probes with: ")
                      + " ".join(_s(p) for p in parts))
     counts = {s: sum(f.status == s for f in report.findings) for s in ("fixed", "partly", "hardware-bound",

@@ -117,6 +117,13 @@ class ChildRequest(_ChildRequestRequired, total=False):
     cwd: str  # the user's working directory (the child runs in a private one): probe modules load from it
 
 
+class ChildOptions(TypedDict, total=False):
+    """What a caller sets for one probe child besides its probes and environment: ``run_child``'s keyword
+    arguments of the same names (explain's candidate families set them, ``envlock.explain.families``)."""
+
+    affinity: list[int]  # the CPUs it pins itself to (``ChildRequest.affinity``)
+
+
 class ChildSetup(TypedDict):
     """What the child knows once TF is imported and the probes are selected (also the first
     progress event, so a child that dies later still told the parent this much)."""

@@ -61,7 +61,7 @@ def run_explain(golden: Path, *, as_json: bool, report: Path | None, emit_env: P
             show(render_report(result.verify))
             typer.echo("")
         show(render_explain(result))
-        if emit_env is not None and result.emit_env is None and not result.emit_affinity and not result.reproduces:
+        if emit_env is not None and not result.emits and not result.reproduces:
             typer.echo(f"no environment reproduces the golden here: {one_line(str(emit_env))} says so "
                        "(sourcing it fails)")
     return result.exit_code

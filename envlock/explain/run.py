@@ -11,7 +11,7 @@ reproduces, where one exists.
 
 **The budget** covers the candidates absolutely: each child gets at most the time left, and one
 stopped at the deadline is not restarted for its remaining probes (the supervisor restarts a child
-whose probe hung; ``_DeadlineRunner`` refuses that once the time is up). What does not fit is
+whose probe hung; ``DeadlineRunner`` refuses that once the time is up). What does not fit is
 reported as not tried.
 
 **Redaction.** Candidate ids, reasons, environments and details quote the golden's values and this
@@ -34,23 +34,17 @@ import shlex
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from envlock.environ import partition_environment, refused_note
 from envlock.errors import DRIFT, OK, EnvlockError, one_line
+from envlock.explain.families import Candidate, Launch, apply, combine, env_file_line
+from envlock.explain.families.profile import portable_candidate
+from envlock.explain.families.unrecorded import unrecorded_variables, unset_candidate
+from envlock.explain.findings import emit_environment, finding_for, restored_nothing
 from envlock.explain.localise import localise
-from envlock.explain.planner import (
-    Bisection,
-    Candidate,
-    Plan,
-    combine,
-    minimal_unset,
-    plan_interventions,
-    unrecorded_variables,
-    unset_candidate,
-)
+from envlock.explain.planner import Bisection, Plan, minimal_unset, plan_interventions
 from envlock.explain.portable import portable_check
-from envlock.explain.report import CandidateOutcome, ExplainReport, Finding
+from envlock.explain.report import IDENTICAL, UNCHANGED, CandidateOutcome, ExplainReport, ProbeOutcome
 from envlock.golden import ProbeRecord
 from envlock.probes.compare import Tolerance
 from envlock.probes.supervisor import run_child
@@ -68,25 +62,16 @@ DEFAULT_BUDGET_SECONDS = 120.0
 DEFAULT_JOBS = 2
 CHILD_OVERHEAD_SECONDS = 1.5  # process start and result transfer, on top of the TF import
 
-__all__ = ["DEFAULT_BUDGET_SECONDS", "DEFAULT_JOBS", "environment_file", "environment_text", "explain_golden",
-           "redact_report", "writable_values"]
+__all__ = ["DEFAULT_BUDGET_SECONDS", "DEFAULT_JOBS", "BudgetSpent", "CandidateRunner", "DeadlineRunner",
+           "environment_file", "environment_text", "explain_golden", "redact_report", "search_unrecorded", "shrink",
+           "writable_values"]
 
 
-def _candidate_env(environ: dict[str, str], candidate: Candidate) -> dict[str, str]:
-    env = dict(environ)
-    for name, value in candidate.env.items():
-        if value is None:
-            env.pop(name, None)
-        else:
-            env[name] = value
-    return env
-
-
-class _BudgetSpent(Exception):
+class BudgetSpent(Exception):
     """The deadline passed while a candidate's child ran, or before a restart: it is not run again."""
 
 
-class _DeadlineRunner(Runner):
+class DeadlineRunner(Runner):
     """The real runner with an absolute deadline: a child gets at most the time left, and none starts
     after it (the supervisor would restart a stopped child for its remaining probes)."""
 
@@ -98,15 +83,15 @@ class _DeadlineRunner(Runner):
                     limits: ChildLimits | None = None) -> CommandResult | None:
         left = self.deadline - time.monotonic()
         if left <= 0:
-            raise _BudgetSpent
+            raise BudgetSpent
         result = super().run_watched(argv, timeout=min(timeout, left), env=env, watch=watch, interval=interval,
                                      cwd=cwd, limits=limits)
         if result is None and time.monotonic() >= self.deadline:
-            raise _BudgetSpent
+            raise BudgetSpent
         return result
 
 
-class _Runner:
+class CandidateRunner:
     """Runs candidates in probe children within the budget; remembers what it could not try."""
 
     def __init__(self, run: VerifyRun, records: dict[str, ProbeRecord], baseline: dict[str, set[str]],
@@ -121,24 +106,24 @@ class _Runner:
         self.estimate = imported + seconds + CHILD_OVERHEAD_SECONDS
         self.results: dict[str, ChildResult] = {}  # candidate id -> the child's result (the profile's check)
 
-    def _one(self, candidate: Candidate) -> CandidateOutcome:
+    def run_one(self, candidate: Candidate) -> CandidateOutcome:
+        """One candidate's child on every probe of this runner (not started past the deadline)."""
         started = time.perf_counter()
         outcome = CandidateOutcome(id=candidate.id, kind=candidate.kind, reason=candidate.reason,
                                    env=dict(candidate.env), size=candidate.size,
-                                   affinity=list(candidate.affinity) if candidate.affinity else None)
+                                   settings={name: list(value) for name, value in candidate.settings.items() if value})
         left = self.deadline - time.monotonic()
         if left <= 0:
             outcome.status = "not tried (budget)"
             return outcome
+        launch = apply(candidate, Launch(env=dict(self.run.environ)))
         self.progress.task_started(candidate.id)
         try:
             result = run_child(probe_names=list(self.records), repeat=1, settings=self.run.golden.lockdown,
-                               env=_candidate_env(self.run.environ, candidate), timeout=left,
-                               runner=_DeadlineRunner(self.deadline),
-                               affinity=list(candidate.affinity) if candidate.affinity else None,
+                               env=launch.env, timeout=left, runner=DeadlineRunner(self.deadline),
                                probe_modules=self.probe_modules, probe_timeout=self.probe_timeout,
-                               on_event=self.progress.events_for(candidate.id))
-        except _BudgetSpent:
+                               on_event=self.progress.events_for(candidate.id), **launch.options)
+        except BudgetSpent:
             outcome.status = "stopped (budget)"
             outcome.detail = "stopped at the end of the budget, not restarted"
             outcome.seconds = round(time.perf_counter() - started, 2)
@@ -155,21 +140,22 @@ class _Runner:
             runs = result.runs_of(name)
             verdict = judge_probe(record, runs, Tolerance())
             if verdict.status == "identical":
-                outcome.probes[name] = "identical"
+                outcome.probes[name] = IDENTICAL
             elif verdict.status == "skipped" or runs[0].status == "error":
-                outcome.probes[name] = "could not run: " + (runs[0].reason or verdict.reason or "skipped")
+                outcome.probes[name] = ProbeOutcome(status="could not run",
+                                                    reason=runs[0].reason or verdict.reason or "skipped")
             elif set(verdict.outputs_differing) < self.baseline[name]:
                 restored = sorted(self.baseline[name] - set(verdict.outputs_differing))
-                outcome.probes[name] = "partly: restored " + ", ".join(restored)
+                outcome.probes[name] = ProbeOutcome(status="partly", restored=tuple(restored))
             else:
-                outcome.probes[name] = "unchanged"
+                outcome.probes[name] = UNCHANGED
         outcome.status = "tried"
         outcome.seconds = round(time.perf_counter() - started, 2)
         return outcome
 
-    def subset(self, names: list[str]) -> _Runner:
+    def subset(self, names: list[str]) -> CandidateRunner:
         """The same runner for some of the probes only (its children run just those)."""
-        return _Runner(self.run, {n: self.records[n] for n in names}, self.baseline, self.deadline, self.jobs,
+        return CandidateRunner(self.run, {n: self.records[n] for n in names}, self.baseline, self.deadline, self.jobs,
                        self.probe_modules, self.probe_timeout)
 
     def run_all(self, candidates: list[Candidate]) -> list[CandidateOutcome]:
@@ -186,7 +172,7 @@ class _Runner:
                             id=candidate.id, kind=candidate.kind, reason=candidate.reason, env=dict(candidate.env),
                             size=candidate.size, status="not tried (budget)")
                         continue
-                    running[pool.submit(self._one, candidate)] = candidate
+                    running[pool.submit(self.run_one, candidate)] = candidate
                 if not running:
                     continue
                 done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
@@ -196,10 +182,11 @@ class _Runner:
         return [outcomes[c.id] for c in candidates]
 
 
-def _shrink(runner: _Runner, plan: Plan, combined: CandidateOutcome, probe: str,
-            environ: dict[str, str]) -> tuple[Candidate | None, list[CandidateOutcome]]:
-    """A smaller set than "all together" that still fixes ``probe``: drop members one at a time."""
-    members = [c for c in plan.candidates if c.id in combined.id.split(" + ") and c.kind != "all"]
+def shrink(runner: CandidateRunner, plan: Plan, combined: Candidate, probe: str,
+           environ: dict[str, str]) -> tuple[Candidate | None, list[CandidateOutcome]]:
+    """A smaller set than ``combined`` (all together) that still fixes ``probe``: drop its members
+    one at a time."""
+    members = [c for c in plan.candidates if c.id in combined.members and c.kind != "all"]
     tried: list[CandidateOutcome] = []
     index = 0
     while len(members) > 1 and index < len(members):
@@ -209,7 +196,7 @@ def _shrink(runner: _Runner, plan: Plan, combined: CandidateOutcome, probe: str,
         tried.append(outcome)
         if outcome.status != "tried":
             return None, tried
-        if outcome.probes.get(probe) == "identical":
+        if outcome.probes.get(probe) == IDENTICAL:
             members = trial
         else:
             index += 1
@@ -222,10 +209,10 @@ def _restored(outcome: CandidateOutcome, probe: str) -> bool | None:
     """What a bisection trial says: identical, not (a crash counts as not), or not tried (budget)."""
     if outcome.status in ("not tried (budget)", "stopped (budget)"):
         return None
-    return outcome.status == "tried" and outcome.probes.get(probe) == "identical"
+    return outcome.status == "tried" and outcome.probes.get(probe) == IDENTICAL
 
 
-def _search_unrecorded(runner: _Runner, names: tuple[str, ...],
+def search_unrecorded(runner: CandidateRunner, names: tuple[str, ...],
                        probes: list[str]) -> tuple[dict[str, Bisection], list[CandidateOutcome]]:
     """Per probe, the unrecorded variable (or smallest set) whose unsetting restores it. A child runs
     every probe searched, so the probes share trials: one cause of several drifts costs one search."""
@@ -246,60 +233,11 @@ def _search_unrecorded(runner: _Runner, names: tuple[str, ...],
     return found, list(tried.values())
 
 
-def _finding(name: str, plan: Plan, outcomes: list[CandidateOutcome], loc: Any, differing: list[str],
-             cpu_change: str | None, unrecorded: tuple[Bisection, int] | None = None) -> Finding:
-    """``unrecorded``: the search among the variables the golden never saw, and how many there were."""
-    finding = Finding(probe=name, localisation=loc, outputs_differing=differing)
-    fixes = sorted((o for o in outcomes if o.probes.get(name) == "identical"), key=lambda o: o.size)
-    if fixes:
-        best = [o for o in fixes if o.size == fixes[0].size]
-        finding.status = "fixed"
-        finding.fixed_by = best[0].id
-        finding.env = best[0].env
-        finding.affinity = best[0].affinity
-        finding.alternatives = [o.id for o in best[1:]]
-        finding.detail = f"bitwise identical under {best[0].id}"
-        if best[0].kind == "unrecorded":
-            finding.detail += " (a variable set here that the golden's environment does not have)"
-            if unrecorded is not None and unrecorded[0].cause is None and best[0].size > 1:
-                finding.detail += "; not narrowed further within the budget"
-        return finding
-    partial = [o for o in outcomes if (o.probes.get(name) or "").startswith("partly")]
-    untried = [o.id for o in outcomes if o.status != "tried" or (o.probes.get(name) or "").startswith("could not")]
-    evidence = loc.summary if loc else ""
-    if partial:
-        finding.status = "partly"
-        finding.fixed_by = partial[0].id
-        finding.env = partial[0].env
-        finding.detail = f"{partial[0].probes[name].removeprefix('partly: ')} under {partial[0].id}; {evidence}"
-    elif untried:
-        finding.status = "not proved"
-        finding.detail = f"{len(untried)} candidate(s) could not be tried ({', '.join(untried)}); {evidence}"
-    elif plan.version_differences:
-        finding.status = "version"
-        finding.detail = (f"no setting on this machine can change a version ({'; '.join(plan.version_differences)}): "
-                          f"build the golden's image with `envlock build`; {evidence}")
-    else:
-        tried = len([o for o in outcomes if o.status == "tried" and o.kind != "unrecorded"])
-        why = (f"none of the {tried} configuration(s) tried restored an output" if tried
-               else "no setting that differs from the golden can be changed here")
-        if unrecorded is not None and unrecorded[0].restores is False:
-            why += f", nor did unsetting the {unrecorded[1]} variable(s) set here that the golden does not have"
-        finding.status = "hardware-bound"
-        finding.detail = (f"not fixable by configuration on this machine: {why}; the remaining difference is the "
-                          f"CPU{f' ({cpu_change})' if cpu_change else ''}; {evidence}")
-    return finding
-
-
 def _cpu_change(run: VerifyRun) -> str | None:
     g, h = run.golden.manifest.cpu, run.manifest.cpu
     if (g.vendor, g.model_name) == (h.vendor, h.model_name):
         return None
     return f"{g.model_name or g.vendor} in the golden, {h.model_name or h.vendor} here"
-
-
-def _restored_nothing(name: str, outcomes: list[CandidateOutcome]) -> bool:
-    return not any((o.probes.get(name) or "").startswith(("identical", "partly")) for o in outcomes)
 
 
 def explain_golden(golden_path: Path | str, *, probe_names: list[str] | None = None,
@@ -335,26 +273,27 @@ def explain_golden(golden_path: Path | str, *, probe_names: list[str] | None = N
                              "fix is `envlock build` from this golden (its pinned image); the rest is proved below")
     baseline = {v.name: set(v.outputs_differing) or {"(the probe)"} for v in drifting}
     progress.stage("explain", candidates=len(plan.candidates), budget=budget)
-    runner = _Runner(run, records, baseline, deadline, jobs, list(probe_modules), probe_timeout, progress)
+    runner = CandidateRunner(run, records, baseline, deadline, jobs, list(probe_modules), probe_timeout, progress)
     outcomes = runner.run_all(plan.candidates)
     # "All together" fixed a probe that no single candidate fixes: look for a smaller set.
-    combined = next((o for o in outcomes if o.kind == "all"), None)
-    singles_fix = {n for o in outcomes if o.kind != "all" for n, s in o.probes.items() if s == "identical"}
-    if combined is not None:
-        for name in [n for n, s in combined.probes.items() if s == "identical" and n not in singles_fix]:
-            smaller, tried = _shrink(runner, plan, combined, name, run.environ)
+    together = [(c, o) for c, o in zip(plan.candidates, outcomes, strict=True) if c.kind == "all"]
+    singles_fix = {n for o in outcomes if o.kind != "all" for n, s in o.probes.items() if s == IDENTICAL}
+    if together:
+        combined, combined_outcome = together[0]
+        for name in [n for n, s in combined_outcome.probes.items() if s == IDENTICAL and n not in singles_fix]:
+            smaller, tried = shrink(runner, plan, combined, name, run.environ)
             outcomes += tried
             if smaller is not None and smaller.id != combined.id:
                 match = next((o for o in outcomes if o.id == smaller.id), None)
                 if match is not None:
-                    match.probes[name] = "identical"
+                    match.probes[name] = IDENTICAL
     # Nothing recorded restored these: a cause nobody recorded, among the variables the golden never saw?
-    unexplained = [n for n in records if _restored_nothing(n, outcomes)]
+    unexplained = [n for n in records if restored_nothing(n, outcomes)]
     suspects = unrecorded_variables([*run.golden.manifest.environment, *run.golden.lockdown.environment],
                                     run.environ)
     searched: dict[str, Bisection] = {}
     if unexplained and suspects:
-        searched, tried = _search_unrecorded(runner.subset(unexplained), suspects, unexplained)
+        searched, tried = search_unrecorded(runner.subset(unexplained), suspects, unexplained)
         outcomes += tried
         causes = sorted({n for b in searched.values() if b.cause for n in b.cause})
         if causes:
@@ -366,10 +305,11 @@ def explain_golden(golden_path: Path | str, *, probe_names: list[str] | None = N
     for verdict in drifting:
         loc = localise(records[verdict.name], run.result.first_run(verdict.name)) if verdict.name in records else None
         search = (searched[verdict.name], len(suspects)) if verdict.name in searched else None
-        explain.findings.append(_finding(verdict.name, plan, outcomes, loc, verdict.outputs_differing, cpu_change,
-                                         search))
+        explain.findings.append(finding_for(verdict.name, outcomes, plan=plan, localisation=loc,
+                                            differing=verdict.outputs_differing, cpu_change=cpu_change,
+                                            unrecorded=search))
     _check_portable(explain, runner, run)
-    _emit(explain)
+    emit_environment(explain)
     explain.timings = {"verify_seconds": round(verified - started, 3),
                        "explain_seconds": round(time.monotonic() - verified, 3),
                        "total_seconds": round(time.monotonic() - started, 3)}
@@ -381,10 +321,7 @@ def explain_golden(golden_path: Path | str, *, probe_names: list[str] | None = N
     return explain
 
 
-PORTABLE_CANDIDATE = "the portable profile"
-
-
-def _check_portable(explain: ExplainReport, runner: _Runner, run: VerifyRun) -> None:
+def _check_portable(explain: ExplainReport, runner: CandidateRunner, run: VerifyRun) -> None:
     """Hardware-bound probes, once more under the portable profile: would a portable golden travel?
     Skipped when the golden already carries a profile (verify ran under it) or nothing is hardware-bound."""
     bound = [f for f in explain.findings if f.status == "hardware-bound"]
@@ -395,8 +332,7 @@ def _check_portable(explain: ExplainReport, runner: _Runner, run: VerifyRun) -> 
     except EnvlockError as exc:  # a TensorFlow the profile was not measured on
         explain.notes.append(f"the portable profile was not checked: {exc}")
         return
-    candidate = Candidate(PORTABLE_CANDIDATE, "profile", f"the {profile.label} profile (docs/portable.md)",
-                          env=dict(profile.environment))
+    candidate = portable_candidate(profile)
     sub = runner.subset([f.probe for f in bound])
     outcome = sub.run_all([candidate])[0]
     explain.candidates.append(outcome)
@@ -420,25 +356,6 @@ def redact_report(explain: ExplainReport, home: str | None, environment: str) ->
     redacted = ExplainReport.model_validate({**data, "verify": explain.verify})
     redacted.attach_environment_file(environment)
     return redacted
-
-
-def _emit(explain: ExplainReport) -> None:
-    """The environment that makes this machine reproduce: the union of the fixes, where they agree."""
-    env: dict[str, str | None] = {}
-    affinity: list[int] | None = None
-    for finding in explain.findings:
-        if finding.status != "fixed":
-            continue
-        for name, value in finding.env.items():
-            if name in env and env[name] != value:
-                explain.notes.append(f"the fixes disagree on {name}: no single environment reproduces every probe")
-                return
-            env[name] = value
-        affinity = finding.affinity or affinity
-    if env or affinity:
-        explain.emit_env = dict(sorted(env.items()))
-        explain.emit_affinity = affinity
-        explain.emit_complete = all(f.status == "fixed" for f in explain.findings)
 
 
 def writable_values(values: Mapping[str, str | None], here_env: Mapping[str, str],
@@ -467,7 +384,7 @@ def environment_text(explain: ExplainReport, here_env: Mapping[str, str]) -> str
     golden = one_line(explain.golden)
     if explain.reproduces and not explain.findings:
         return f"# envlock explain: this machine reproduces {golden} as it is: nothing to set\n"
-    if explain.emit_env is None and not explain.emit_affinity:
+    if not explain.emits:
         message = f"envlock: no environment reproduces {golden} on this machine (see envlock explain's report)"
         return (f"# envlock explain: no environment reproduces {golden} on this machine\n"
                 f"echo {shlex.quote(message)} >&2\n"
@@ -480,8 +397,7 @@ def environment_text(explain: ExplainReport, here_env: Mapping[str, str]) -> str
         lines.append(f"unset {name}" if value is None else f"export {name}={shlex.quote(value)}")
     lines += [f"# {name}: not written: the golden's value holds a credential or a home directory (see the report)"
               for name in refused]
-    if explain.emit_affinity:
-        lines.append(f"# and run pinned to these CPUs: taskset -c {','.join(map(str, explain.emit_affinity))} ...")
+    lines += [env_file_line(name, value) for name, value in explain.emit_settings.items() if value]
     return "\n".join(lines) + "\n"
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from envlock.explain.planner import ONEDNN_LEVELS, XLA_LEVELS, isa_level, plan_interventions
+from envlock.explain.families.isa import ONEDNN_LEVELS, XLA_LEVELS, isa_level
+from envlock.explain.planner import plan_interventions
 from envlock.golden import load_golden
 from envlock.models import Manifest
 from tests.recorded import recorded_manifest
@@ -84,7 +85,7 @@ def test_onednn_state_affinity_blas_threads_and_versions() -> None:
                               dict(changed.environment))
     by_id = {c.id: c for c in plan.candidates}
     assert by_id["TF_ENABLE_ONEDNN_OPTS=1"].paths == ("tensorflow.onednn_enabled",)
-    assert by_id["affinity=0,1"].affinity == (0, 1)
+    assert by_id["affinity=0,1"].settings == {"affinity": (0, 1)} and by_id["affinity=0,1"].env == {}
     assert by_id["OPENBLAS_NUM_THREADS=2"].env == {"OPENBLAS_NUM_THREADS": "2"}
     assert by_id["OPENBLAS_CORETYPE=SkylakeX"].env == {"OPENBLAS_CORETYPE": "SkylakeX"}
     assert plan.version_differences == ["tensorflow-cpu 2.21.0 -> 2.15.1"]
@@ -106,6 +107,6 @@ def test_affinity_the_golden_had_more_cpus_than_exist_here(cores: int) -> None:
     plan = plan_interventions(AMD_GOLDEN.manifest, AMD_GOLDEN.lockdown.environment, changed,
                               dict(changed.environment))
     if cores == 1:
-        assert not [c for c in plan.candidates if c.affinity] and "cpu.affinity" in plan.not_applicable[0]
+        assert not [c for c in plan.candidates if c.settings] and "cpu.affinity" in plan.not_applicable[0]
     else:
-        assert [c.affinity for c in plan.candidates if c.affinity] == [(0, 1)]
+        assert [c.settings["affinity"] for c in plan.candidates if c.settings] == [(0, 1)]

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from envlock.display import render_explain
 from envlock.explain import run as explain_run
+from envlock.explain.findings import emit_environment, finding_for
 from envlock.explain.planner import plan_interventions
-from envlock.explain.report import CandidateOutcome, ExplainReport
+from envlock.explain.report import IDENTICAL, UNCHANGED, CandidateOutcome, ExplainReport
 from envlock.probes.compare import Tolerance
 from envlock.verdict import ProbeVerdict, build_report
 from tests.helpers import SECRETS, assert_no_secret, make_hostile_golden, make_manifest
@@ -31,14 +32,15 @@ def _explained(probe_fixed_by: str) -> tuple[ExplainReport, dict[str, str]]:
                           golden_env=False, stable_drifted=False, timings={})
     outcomes = [CandidateOutcome(id=c.id, kind=c.kind, reason=c.reason, env=dict(c.env), size=c.size,
                                  status="tried", seconds=1.0,
-                                 probes={"matmul.f32": "identical" if c.id == probe_fixed_by else "unchanged"})
+                                 probes={"matmul.f32": IDENTICAL if c.id == probe_fixed_by else UNCHANGED})
                 for c in plan.candidates]
     explain = ExplainReport(golden="g.json", golden_digest=golden.digest, reproduces=False, exit_code=1,
                             budget_seconds=60, verify=verify, candidates=outcomes,
                             not_tried=[c.id for c in plan.candidates])
-    explain.findings.append(explain_run._finding("matmul.f32", plan, outcomes, None, ["product"], None))
+    explain.findings.append(finding_for("matmul.f32", outcomes, plan=plan, localisation=None, differing=["product"],
+                                        cpu_change=None))
     explain.notes.append(f"fixed by {probe_fixed_by}")
-    explain_run._emit(explain)
+    emit_environment(explain)
     return explain, {c.id: c.kind for c in plan.candidates}
 
 

@@ -7,13 +7,8 @@ import math
 
 import pytest
 
-from envlock.explain.planner import (
-    CHILD_NEEDS,
-    Bisection,
-    minimal_unset,
-    unrecorded_variables,
-    unset_candidate,
-)
+from envlock.explain.families.unrecorded import CHILD_NEEDS, unrecorded_variables, unset_candidate
+from envlock.explain.planner import Bisection, minimal_unset
 
 NAMES = tuple(f"VAR_{i:02d}" for i in range(37))
 
