@@ -160,6 +160,16 @@ class History:
         with self._lock:
             self._conn.close()
 
+    def execute(self, sql: str, parameters: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        """One statement on the history's own connection, under its lock: for maintenance
+        (``PRAGMA integrity_check``, ``wal_checkpoint``, a per-connection size cap) and tests."""
+        with self._lock:
+            return self._conn.execute(sql, parameters).fetchall()
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._conn.in_transaction
+
     def record(self, result: CheckResult) -> int:
         """Store one check and reconcile drift events of its kind, atomically. Returns the check id."""
         with self._lock:
