@@ -171,6 +171,41 @@ class Restore:
         return now + self.config.cores_every - age
 
 
+class ChildChecks:
+    """The checks run as a child (verify, cores), from the loop's side: start one when the
+    schedule says, publish what their workers hand over."""
+
+    def __init__(self, config: WatchConfig, board: StateBoard, publisher: Publisher, stopping: Stopping) -> None:
+        self.config, self.board, self.publisher, self.stopping = config, board, publisher, stopping
+        self.workers = ChildWorkers(wake=stopping.wake.set)
+
+    def start_if_due(self, kind: ChildKind, schedule: Schedule) -> Schedule:
+        if self.stopping.requested.is_set() or not schedule.child_due(kind, time.monotonic()):
+            return schedule
+        verify = kind == "verify"
+        self.workers.start(VerifyRunner(
+            self.config.verify_command if verify else self.config.cores_command, kind=kind, env=self.config.environ,
+            timeout_s=self.config.verify_timeout if verify else self.config.cores_timeout,
+            golden_digest=self.board.state.golden_digest,
+        ))
+        if verify:
+            self.board.set_verify_running(True)
+        return schedule.started(kind)
+
+    def take_results(self, schedule: Schedule) -> Schedule:
+        for done in self.workers.take():
+            if done.result is None:
+                reason = "stopping" if done.kind == "cores" or self.stopping.requested.is_set() else "golden changed"
+                self.publisher.log(f"{done.kind}_abandoned", reason=reason)
+            elif not self.stopping.requested.is_set():
+                publish = self.publisher.publish_verify if done.kind == "verify" else self.publisher.publish
+                publish(done.result)
+            schedule = schedule.finished(done.kind, time.monotonic(), self.config)
+            if done.kind == "verify":
+                self.board.set_verify_running(False)
+        return schedule
+
+
 class Watcher:
     """Runs the checks on schedule until stopped. ``capture``/``diff`` replace the fingerprint
     check's (unit tests); the steps of the loop are public for tests that play the loop."""
@@ -181,8 +216,7 @@ class Watcher:
         self.log = log or JsonLog()
         self.capture: Capture = capture or capture_without_tf
         self.diff: Diff = diff or diff_manifests
-        self.workers = ChildWorkers(wake=lambda: self.stopping.wake.set())
-        self.stopping = Stopping(self.workers.kill_now)
+        self.stopping = Stopping(kill_children=lambda: self.children.workers.kill_now())
         self.golden_loader = BoundedGoldenLoader(stop=self.stopping.requested)
         # Everything that can fail on bad input fails here, before a port is bound.
         golden = self.golden_loader.load(config.golden_path, config.trusted_keys)
@@ -196,6 +230,7 @@ class Watcher:
         ), self.history)
         self.metrics = Metrics(lambda: self.board.state)
         self.publisher = Publisher(self.board, self.log, config)
+        self.children = ChildChecks(config, self.board, self.publisher, self.stopping)
         self.golden_file = GoldenFile(config, self.board, self.golden_loader, self.log)
         self.restore = Restore(config, self.board, self.publisher)
         self.schedule = Schedule()
@@ -247,8 +282,8 @@ class Watcher:
             if self.schedule.fingerprint_due(time.monotonic()):
                 self.fingerprint_now()
                 self.schedule = self.schedule.fingerprint_done(time.monotonic(), self.config)
-            self._start_if_due("verify")
-            self._start_if_due("cores")
+            for kind in ("verify", "cores"):
+                self.schedule = self.children.start_if_due(kind, self.schedule)
             self.board.set_next_due(self.schedule.next_due(time.time() - time.monotonic(), self.config))
             self.stopping.wait(self.schedule.wakeup() - time.monotonic())
 
@@ -260,7 +295,7 @@ class Watcher:
                 continue
             vouched_before = self.board.state.vouched
             self.schedule = self.schedule.due_at(kind, time.monotonic())
-            self._start_if_due(kind)
+            self.schedule = self.children.start_if_due(kind, self.schedule)
             while not self.stopping.requested.is_set() and self._running(kind):
                 self.stopping.wait(0.5)
                 self.take_results()
@@ -274,7 +309,7 @@ class Watcher:
 
     def _shutdown(self) -> None:
         self.log("stopping")
-        self.workers.stop()
+        self.children.workers.stop()
         self.take_results()  # what the workers handed over: nothing is published while stopping
         if self.http is not None:
             self.http.stop()
@@ -287,7 +322,7 @@ class Watcher:
         """Re-read the golden if its file changed, run the fingerprint check and publish it."""
         if self.golden_file.reload_if_changed():
             self.schedule = self.schedule.golden_changed(time.monotonic(), self.config)
-            self.workers.cancel("verify")  # it is checking the old golden
+            self.children.workers.cancel("verify")  # it is checking the old golden
         state = self.board.state
         result = fingerprint_check(state.golden.manifest, golden_digest=state.golden_digest,
                                    environ=self.config.environ, vouched=state.vouched, capture=self.capture,
@@ -308,29 +343,7 @@ class Watcher:
 
     def take_results(self) -> None:
         """Publish what the workers handed over (unless stopping), and schedule the next check."""
-        for done in self.workers.take():
-            if done.result is None:
-                reason = "stopping" if done.kind == "cores" or self.stopping.requested.is_set() else "golden changed"
-                self.log(f"{done.kind}_abandoned", reason=reason)
-            elif not self.stopping.requested.is_set():
-                publish = self.publisher.publish_verify if done.kind == "verify" else self.publisher.publish
-                publish(done.result)
-            self.schedule = self.schedule.finished(done.kind, time.monotonic(), self.config)
-            if done.kind == "verify":
-                self.board.set_verify_running(False)
-
-    def _start_if_due(self, kind: ChildKind) -> None:
-        if self.stopping.requested.is_set() or not self.schedule.child_due(kind, time.monotonic()):
-            return
-        verify = kind == "verify"
-        self.workers.start(VerifyRunner(
-            self.config.verify_command if verify else self.config.cores_command, kind=kind, env=self.config.environ,
-            timeout_s=self.config.verify_timeout if verify else self.config.cores_timeout,
-            golden_digest=self.board.state.golden_digest,
-        ))
-        self.schedule = self.schedule.started(kind)
-        if verify:
-            self.board.set_verify_running(True)
+        self.schedule = self.children.take_results(self.schedule)
 
 
 @dataclass(frozen=True)

@@ -316,7 +316,7 @@ def test_a_verify_of_the_old_golden_finishing_just_before_the_reload_is_not_publ
         assert watcher.golden_file.reload_if_changed() is True
         return result
 
-    watcher.workers.work(_verify_then(watcher, reload_first))  # the worker's code, in this thread
+    watcher.children.workers.work(_verify_then(watcher, reload_first))  # the worker's code, in this thread
     watcher.take_results()  # the loop publishes what the worker handed over
     watcher.fingerprint_now()
     assert watcher.board.state.golden_digest == "sha256:g2"
@@ -352,7 +352,7 @@ def test_a_reload_while_a_verify_is_published_keeps_the_new_goldens_vouched_set(
 
     key = 'environment.TF_DETERMINISTIC_OPS="1"'
     runner = _verify_then(watcher, lambda result: dataclasses.replace(result, vouched=ReplaceWhileRead([key])))
-    worker = threading.Thread(target=watcher.workers.work, args=(runner,))
+    worker = threading.Thread(target=watcher.children.workers.work, args=(runner,))
     worker.start()
     worker.join(timeout=60)
     assert not worker.is_alive() and readers == []  # the worker published nothing
