@@ -338,7 +338,7 @@ class Watcher:
             sooner = self.schedule.verify_brought_forward(now, self.config)
             if sooner is not None and sooner.next_verify is not None:
                 self.schedule = sooner
-                self.log("verify_brought_forward", in_s=round(sooner.next_verify - now, 3))
+                self.log("verify_brought_forward", in_s=round(sooner.next_verify - time.monotonic(), 3))
         self._last_drift_paths = paths
 
     def take_results(self) -> None:
