@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue
@@ -30,13 +30,20 @@ from envlock.daemon.results import (
     difference_key,
     profile_or_none,
 )
-from envlock.diff import diff_manifests
+from envlock.diff import Difference, diff_manifests
+from envlock.models import Manifest
 from envlock.runner import signal_name
 
 # Manifest sections a capture without TensorFlow cannot know (left to the verify check).
 TF_ONLY_PREFIXES = ("tensorflow",)
 FAILING_SEVERITIES = ("critical", "warning")
 DRIFTING_PROBE_STATUSES = ("drift", "nondeterministic", "error")  # "error": a probe failed to run here
+
+
+# This machine's manifest with the daemon's environment, and its differences from the golden's
+# (replaced by stand-ins in unit tests).
+Capture = Callable[[Mapping[str, str]], Manifest]
+Diff = Callable[[Manifest, Manifest], Sequence[Difference]]
 
 
 def _is_tf_only(path: str) -> bool:
@@ -47,7 +54,7 @@ def _with_more(first: str, total: int) -> str:
     return first if total <= 1 else f"{first} (and {total - 1} more)"
 
 
-def capture_without_tf(environ: Mapping[str, str]) -> Any:
+def capture_without_tf(environ: Mapping[str, str]) -> Manifest:
     """Capture this machine without TensorFlow, with ``environ`` as its environment.
 
     ``environ`` is the daemon's environment as it STARTED (WatchConfig.environ), never os.environ
@@ -56,20 +63,20 @@ def capture_without_tf(environ: Mapping[str, str]) -> Any:
     return capture_manifest(include_tf=False, environ=dict(environ))
 
 
-def value_json(value: Any) -> str:
+def value_json(value: object) -> str:
     """Canonical JSON of a difference's new value, the same whether it comes from a Difference
     object here or from the JSON report of a verify child."""
     return json.dumps(to_jsonable_python(value, fallback=str), sort_keys=True)
 
 
 def fingerprint_check(
-    golden_manifest: Any,
+    golden_manifest: Manifest,
     *,
     golden_digest: str | None,
     environ: Mapping[str, str],
     vouched: frozenset[str] = frozenset(),
-    capture: Callable[[Mapping[str, str]], Any] = capture_without_tf,
-    diff: Callable[[Any, Any], list[Any]] = diff_manifests,
+    capture: Capture = capture_without_tf,
+    diff: Diff = diff_manifests,
     clock: Callable[[], float] = time.time,
 ) -> CheckResult:
     """Capture this machine without TensorFlow (``capture(environ)``) and compare it with the golden manifest.

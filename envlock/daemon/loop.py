@@ -27,13 +27,12 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
 
 from envlock.daemon.board import StateBoard
-from envlock.daemon.checks import capture_without_tf, fingerprint_check
+from envlock.daemon.checks import Capture, Diff, capture_without_tf, fingerprint_check
 from envlock.daemon.config import WatchConfig
 from envlock.daemon.goldens import BoundedGoldenLoader, stat_key
 from envlock.daemon.history import open_history
@@ -56,8 +55,6 @@ from envlock.errors import DRIFT, ENVIRONMENT, OK, EnvlockError
 STOP_DEADLINE_S = 15.0
 FORCED_STOP_EXIT = ENVIRONMENT
 
-Capture = Callable[[Mapping[str, str]], Any]  # this machine's manifest (a stand-in in unit tests)
-Diff = Callable[[Any, Any], list[Any]]
 
 
 class Stopping:
