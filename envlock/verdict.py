@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from envlock.diff import Difference
 from envlock.errors import DRIFT, ENVIRONMENT, OK
 from envlock.golden import Golden, ProbeRecord
 from envlock.probes.attribution import Cause, explain
@@ -80,7 +81,7 @@ class VerifyReport(BaseModel):
     golden_env: bool
     counts: dict[str, int]
     probes: list[ProbeVerdict]
-    differences: list[Any]  # envlock.diff.Difference, as recorded
+    differences: list[Difference]  # this machine's manifest against the golden's, as recorded
     notes: list[str] = Field(default_factory=list)
     suggestion: str | None = None
     timings: dict[str, float] = Field(default_factory=dict)
@@ -290,7 +291,8 @@ def build_report(path: Path, golden: Golden, manifest_digest: str, verdicts: lis
         reproduces=reproduces, exit_code=exit_code, golden=str(path), golden_digest=golden.digest,
         manifest_digest=manifest_digest, golden_manifest_digest=golden.manifest.digest, tolerance=tolerance.label,
         repeat=repeat, golden_env=golden_env, counts=counts, probes=verdicts,
-        differences=[d.model_dump(mode="json") for d in differences], notes=notes, suggestion=suggestion,
+        differences=[Difference.model_validate(d.model_dump(mode="json")) for d in differences], notes=notes,
+        suggestion=suggestion,
         timings={k: round(v, 3) for k, v in timings.items()}, causes=summarise_causes(verdicts),
         next_command=next_command if moved else None, envlock_version=__version__,
     )

@@ -13,9 +13,10 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Annotated, Any
 
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue
 from pydantic_core import to_jsonable_python
 
 from envlock.capture import capture_manifest
@@ -29,13 +30,20 @@ from envlock.daemon.results import (
     difference_key,
     profile_or_none,
 )
-from envlock.diff import diff_manifests
+from envlock.diff import Difference, diff_manifests
+from envlock.models import Manifest
 from envlock.runner import signal_name
 
 # Manifest sections a capture without TensorFlow cannot know (left to the verify check).
 TF_ONLY_PREFIXES = ("tensorflow",)
 FAILING_SEVERITIES = ("critical", "warning")
 DRIFTING_PROBE_STATUSES = ("drift", "nondeterministic", "error")  # "error": a probe failed to run here
+
+
+# This machine's manifest with the daemon's environment, and its differences from the golden's
+# (replaced by stand-ins in unit tests).
+Capture = Callable[[Mapping[str, str]], Manifest]
+Diff = Callable[[Manifest, Manifest], Sequence[Difference]]
 
 
 def _is_tf_only(path: str) -> bool:
@@ -46,7 +54,7 @@ def _with_more(first: str, total: int) -> str:
     return first if total <= 1 else f"{first} (and {total - 1} more)"
 
 
-def capture_without_tf(environ: Mapping[str, str]) -> Any:
+def capture_without_tf(environ: Mapping[str, str]) -> Manifest:
     """Capture this machine without TensorFlow, with ``environ`` as its environment.
 
     ``environ`` is the daemon's environment as it STARTED (WatchConfig.environ), never os.environ
@@ -55,20 +63,20 @@ def capture_without_tf(environ: Mapping[str, str]) -> Any:
     return capture_manifest(include_tf=False, environ=dict(environ))
 
 
-def value_json(value: Any) -> str:
+def value_json(value: object) -> str:
     """Canonical JSON of a difference's new value, the same whether it comes from a Difference
     object here or from the JSON report of a verify child."""
     return json.dumps(to_jsonable_python(value, fallback=str), sort_keys=True)
 
 
 def fingerprint_check(
-    golden_manifest: Any,
+    golden_manifest: Manifest,
     *,
     golden_digest: str | None,
     environ: Mapping[str, str],
     vouched: frozenset[str] = frozenset(),
-    capture: Callable[[Mapping[str, str]], Any] = capture_without_tf,
-    diff: Callable[[Any, Any], list[Any]] = diff_manifests,
+    capture: Capture = capture_without_tf,
+    diff: Diff = diff_manifests,
     clock: Callable[[], float] = time.time,
 ) -> CheckResult:
     """Capture this machine without TensorFlow (``capture(environ)``) and compare it with the golden manifest.
@@ -110,7 +118,68 @@ def _last_line(text: str) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def parse_report(stdout: str) -> dict[str, Any] | None:
+def _text_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _float_or_none(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _text_if_truthy(value: object) -> str | None:
+    return str(value) if value else None
+
+
+def _entries(named: bool) -> BeforeValidator:
+    """A list field keeping only the objects among its items (with a ``name`` that is a string:
+    ``named``); anything else in a report is skipped, not a reason to drop the report."""
+    def keep(value: object) -> list[object]:
+        items = value if isinstance(value, list) else []
+        return [item for item in items if isinstance(item, dict) and (not named or isinstance(item.get("name"), str))]
+
+    return BeforeValidator(keep)
+
+
+class _Read(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class ReportedProbe(_Read):
+    """One of a VerifyReport's ``probes`` (``envlock.verdict.ProbeVerdict``), as the daemon reads it."""
+
+    name: str
+    status: Annotated[str, BeforeValidator(str)] = "None"  # as str() of a missing status
+    reason: Annotated[str | None, BeforeValidator(_text_if_truthy)] = None
+    max_ulp: Annotated[float | None, BeforeValidator(_float_or_none)] = None
+    max_rel_error: Annotated[float | None, BeforeValidator(_float_or_none)] = None
+
+
+class ReportedDifference(_Read):
+    """One of a VerifyReport's ``differences`` (``envlock.diff.Difference``), as the daemon reads it."""
+
+    path: Annotated[str | None, BeforeValidator(_text_or_none)] = None
+    severity: Annotated[str | None, BeforeValidator(_text_or_none)] = None
+    reason: Annotated[str, BeforeValidator(str)] = "None"  # as str() of a missing reason
+    new: JsonValue = None
+
+
+class ChildReport(_Read):
+    """The ``VerifyReport`` (``envlock.verdict``) a verify child printed: the fields the daemon
+    reads, parsed once, here. Each field is validated on its own and a malformed one is dropped,
+    never the whole report: a ``--verify-command`` (another envlock in an image, a wrapper) may
+    print a partial report, and a class that is not well formed must not become a label."""
+
+    reproduces: Annotated[bool, BeforeValidator(bool)]
+    manifest_digest: Annotated[str | None, BeforeValidator(_text_or_none)] = None
+    probes: Annotated[list[ReportedProbe], _entries(named=True)] = Field(default_factory=list)
+    differences: Annotated[list[ReportedDifference], _entries(named=False)] = Field(default_factory=list)
+    # the numeric class fields (envlock.numeric), each kept only if well formed
+    numeric_class: Annotated[str | None, BeforeValidator(class_or_none)] = None
+    golden_numeric_class: Annotated[str | None, BeforeValidator(class_or_none)] = None
+    numeric_profile: Annotated[str | None, BeforeValidator(profile_or_none)] = None
+
+
+def parse_report(stdout: str) -> ChildReport | None:
     """The VerifyReport object from the child's stdout: the whole output, or the last JSON object
     starting at the beginning of a line (compact or indented), after any stray log lines."""
     lines = stdout.splitlines()
@@ -123,7 +192,7 @@ def parse_report(stdout: str) -> dict[str, Any] | None:
         except ValueError:
             continue
         if isinstance(data, dict) and "reproduces" in data:
-            return data
+            return ChildReport.model_validate(data)
     return None
 
 
@@ -133,35 +202,18 @@ def _exit_description(code: int) -> str:
     return f"exited with code {code}"
 
 
-def _probe_summaries(report: dict[str, Any]) -> list[ProbeSummary]:
-    out = []
-    for probe in report.get("probes") or []:
-        if isinstance(probe, dict) and isinstance(probe.get("name"), str):
-            out.append(ProbeSummary(
-                name=probe["name"], status=str(probe.get("status")),
-                max_ulp=_float_or_none(probe.get("max_ulp")), max_rel_error=_float_or_none(probe.get("max_rel_error")),
-            ))
-    return sorted(out, key=lambda p: p.name)
-
-
-def _float_or_none(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def _verify_drift(report: dict[str, Any], probes: list[ProbeSummary]) -> list[DriftItem]:
+def _verify_drift(report: ChildReport, probes: list[ProbeSummary]) -> list[DriftItem]:
     """Drifted probes, plus manifest differences only a TF process sees (the rest is the fingerprint check's)."""
-    reasons = {p.get("name"): p.get("reason") for p in report.get("probes") or [] if isinstance(p, dict)}
+    reasons = {p.name: p.reason for p in report.probes}
     items = [
-        DriftItem(
-            path=f"probes.{p.name}", severity="critical", reason=f"probe {p.name}: {reasons.get(p.name) or p.status}",
-        )
+        DriftItem(path=f"probes.{p.name}", severity="critical",
+                  reason=f"probe {p.name}: {reasons.get(p.name) or p.status}")
         for p in probes
         if p.status in DRIFTING_PROBE_STATUSES
     ]
-    for diff in report.get("differences") or []:
-        path = diff.get("path") if isinstance(diff, dict) else None
-        if isinstance(path, str) and _is_tf_only(path) and diff.get("severity") in FAILING_SEVERITIES:
-            items.append(DriftItem(path=path, severity=diff["severity"], reason=str(diff.get("reason"))))
+    for diff in report.differences:
+        if diff.path is not None and _is_tf_only(diff.path) and diff.severity in FAILING_SEVERITIES:
+            items.append(DriftItem(path=diff.path, severity=diff.severity, reason=diff.reason))
     return items
 
 
@@ -175,29 +227,28 @@ def interpret_verify(
         detail = _last_line(stderr) or _last_line(stdout) or "no output"
         what = "printed no JSON report" if report is None and returncode in (0, 1) else _exit_description(returncode)
         return CheckResult(**base, outcome="error", reason=f"verify {what}: {detail}", golden_digest=golden_digest)
-    probes = _probe_summaries(report)
+    probes = sorted((ProbeSummary(name=p.name, status=p.status, max_ulp=p.max_ulp, max_rel_error=p.max_rel_error)
+                     for p in report.probes), key=lambda p: p.name)
     drift = _verify_drift(report, probes)
-    # the numeric class fields, each kept only if well-formed; the classes only with a profile (a class
-    # means nothing without the profile it is for)
-    profile = profile_or_none(report.get("numeric_profile"))
-    numeric_class = class_or_none(report.get("numeric_class")) if profile else None
-    golden_class = class_or_none(report.get("golden_numeric_class")) if profile else None
-    reproduces = bool(report.get("reproduces")) and returncode == 0
+    # a class means nothing without the profile it is for
+    profile = report.numeric_profile
+    numeric_class = report.numeric_class if profile else None
+    golden_class = report.golden_numeric_class if profile else None
+    reproduces = report.reproduces and returncode == 0
     reason = None
     if not reproduces:
         if drift:
             reason = _with_more(drift[0].reason, len(drift))
         else:
-            diffs = [d for d in report.get("differences") or [] if isinstance(d, dict)]
-            reason = str(diffs[0].get("reason")) if diffs else "verify reports the golden does not reproduce"
+            diffs = report.differences
+            reason = diffs[0].reason if diffs else "verify reports the golden does not reproduce"
     vouched = sorted({
-        difference_key(d["path"], value_json(d.get("new")))
-        for d in report.get("differences") or [] if isinstance(d, dict) and isinstance(d.get("path"), str)
+        difference_key(d.path, value_json(d.new)) for d in report.differences if d.path is not None
     }) if reproduces else []
     return CheckResult(
         **base, outcome="pass" if reproduces else "drift", reason=reason,
         golden_digest=golden_digest,  # the daemon's view of the golden it asked about
-        fingerprint_digest=report.get("manifest_digest"), drift=drift, probes=probes, vouched=vouched,
+        fingerprint_digest=report.manifest_digest, drift=drift, probes=probes, vouched=vouched,
         numeric_class=numeric_class, golden_numeric_class=golden_class, numeric_profile=profile,
     )
 

@@ -93,6 +93,93 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
 _MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_1_to_2}
 
 
+def _reconcile_drift(conn: sqlite3.Connection, result: CheckResult, check_id: int) -> None:
+    """Open events for newly drifted paths, resolve open ones of this kind that no longer drift."""
+    now = result.started_at + result.duration_s
+    # paths as stored: a lone surrogate (from a golden) escaped, so it matches next time too
+    current = {safe_text(item.path): item for item in result.drift}
+    open_rows = conn.execute(
+        "SELECT id, path FROM drift_events WHERE kind = ? AND resolved_at IS NULL", (result.kind,)
+    ).fetchall()
+    open_paths = {row["path"] for row in open_rows}
+    for row in open_rows:
+        if row["path"] not in current:
+            conn.execute(
+                "UPDATE drift_events SET resolved_at = ?, resolved_check = ? WHERE id = ?",
+                (now, check_id, row["id"]),
+            )
+    for path, item in sorted(current.items()):
+        if path not in open_paths:
+            # a path can move between kinds only if the golden changed; close it there first
+            conn.execute(
+                "UPDATE drift_events SET resolved_at = ?, resolved_check = ?"
+                " WHERE path = ? AND resolved_at IS NULL",
+                (now, check_id, path),
+            )
+            conn.execute(
+                "INSERT INTO drift_events (kind, path, severity, reason, started_at, started_check)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (result.kind, path, safe_text(item.severity), safe_text(item.reason), now, check_id),
+            )
+
+
+def _prune(conn: sqlite3.Connection, now: float, retention_s: float | None) -> None:
+    if retention_s is None:
+        return
+    # drift events keep their checks (foreign keys); everything else ages out, and so do
+    # the details no remaining check refers to
+    deleted = conn.execute(
+        "DELETE FROM checks WHERE started_at < ? AND id NOT IN (SELECT started_check FROM drift_events)"
+        " AND id NOT IN (SELECT resolved_check FROM drift_events WHERE resolved_check IS NOT NULL)",
+        (now - retention_s,),
+    ).rowcount
+    if deleted:
+        conn.execute("DELETE FROM details WHERE digest NOT IN (SELECT details FROM checks WHERE details IS NOT NULL)")
+
+
+def _setup(conn: sqlite3.Connection, path: Path) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise BadFileError(
+            path, f"history schema {version} is newer than this envlock understands ({SCHEMA_VERSION})"
+        )
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    has_checks = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'checks'").fetchone()
+    if has_checks and version < SCHEMA_VERSION:
+        try:
+            _transaction(conn, lambda: _migrate(conn, max(version, 1)))
+        except (ValueError, KeyError, TypeError) as exc:  # a row an older envlock did not write
+            raise BadFileError(path, f"cannot migrate the history from schema {version} "
+                                     f"({type(exc).__name__}: {exc}); move it aside") from None
+    conn.executescript(_SCHEMA)
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+
+def _migrate(conn: sqlite3.Connection, version: int) -> None:
+    while version < SCHEMA_VERSION:
+        _MIGRATIONS[version](conn)
+        version += 1
+        conn.execute(f"PRAGMA user_version={version}")
+
+
+def _transaction(conn: sqlite3.Connection, work: Callable[[], Any]) -> Any:
+    """Run ``work`` in one IMMEDIATE transaction. When it fails the original error is raised:
+    SQLite has often rolled back already (a full disk, SQLITE_FULL), and a second ROLLBACK
+    would only say "cannot rollback - no transaction is active", hiding why."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        value = work()
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):  # the error being raised says what went wrong
+                conn.execute("ROLLBACK")
+        raise
+    return value
+
+
 class History:
     """The daemon's memory across restarts. Thread-safe."""
 
@@ -106,7 +193,7 @@ class History:
             raise BadFileError(path, f"cannot use as the history database ({exc})") from None
         try:
             self._conn.row_factory = sqlite3.Row
-            self._setup()
+            _setup(self._conn, path)
         except sqlite3.DatabaseError as exc:
             self._conn.close()
             raise BadFileError(path, f"cannot use as the history database ({exc})") from None
@@ -114,56 +201,24 @@ class History:
             self._conn.close()
             raise
 
-    def _setup(self) -> None:
-        conn = self._conn
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise BadFileError(
-                self.path, f"history schema {version} is newer than this envlock understands ({SCHEMA_VERSION})"
-            )
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        has_checks = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'checks'").fetchone()
-        if has_checks and version < SCHEMA_VERSION:
-            try:
-                self._transaction(lambda: self._migrate(max(version, 1)))
-            except (ValueError, KeyError, TypeError) as exc:  # a row an older envlock did not write
-                raise BadFileError(self.path, f"cannot migrate the history from schema {version} "
-                                              f"({type(exc).__name__}: {exc}); move it aside") from None
-        conn.executescript(_SCHEMA)
-        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-
-    def _migrate(self, version: int) -> None:
-        while version < SCHEMA_VERSION:
-            _MIGRATIONS[version](self._conn)
-            version += 1
-            self._conn.execute(f"PRAGMA user_version={version}")
-
-    def _transaction(self, work: Callable[[], Any]) -> Any:
-        """Run ``work`` in one IMMEDIATE transaction. When it fails the original error is raised:
-        SQLite has often rolled back already (a full disk, SQLITE_FULL), and a second ROLLBACK
-        would only say "cannot rollback - no transaction is active", hiding why."""
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            value = work()
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):  # the error being raised says what went wrong
-                    conn.execute("ROLLBACK")
-            raise
-        return value
-
     def close(self) -> None:
         with self._lock:
             self._conn.close()
 
+    def execute(self, sql: str, parameters: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        """One statement on the history's own connection, under its lock: for maintenance
+        (``PRAGMA integrity_check``, ``wal_checkpoint``, a per-connection size cap) and tests."""
+        with self._lock:
+            return self._conn.execute(sql, parameters).fetchall()
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._conn.in_transaction
+
     def record(self, result: CheckResult) -> int:
         """Store one check and reconcile drift events of its kind, atomically. Returns the check id."""
         with self._lock:
-            return int(self._transaction(lambda: self._record_locked(result)))
+            return int(_transaction(self._conn, lambda: self._record_locked(result)))
 
     def _record_locked(self, result: CheckResult) -> int:
         conn = self._conn
@@ -177,52 +232,9 @@ class History:
         )
         check_id = int(cur.lastrowid or 0)
         if result.conclusive:
-            self._reconcile_drift(result, check_id)
-        self._prune(result.started_at)
+            _reconcile_drift(conn, result, check_id)
+        _prune(conn, result.started_at, self.retention_s)
         return check_id
-
-    def _reconcile_drift(self, result: CheckResult, check_id: int) -> None:
-        """Open events for newly drifted paths, resolve open ones of this kind that no longer drift."""
-        now = result.started_at + result.duration_s
-        # paths as stored: a lone surrogate (from a golden) escaped, so it matches next time too
-        current = {safe_text(item.path): item for item in result.drift}
-        open_rows = self._conn.execute(
-            "SELECT id, path FROM drift_events WHERE kind = ? AND resolved_at IS NULL", (result.kind,)
-        ).fetchall()
-        open_paths = {row["path"] for row in open_rows}
-        for row in open_rows:
-            if row["path"] not in current:
-                self._conn.execute(
-                    "UPDATE drift_events SET resolved_at = ?, resolved_check = ? WHERE id = ?",
-                    (now, check_id, row["id"]),
-                )
-        for path, item in sorted(current.items()):
-            if path not in open_paths:
-                # a path can move between kinds only if the golden changed; close it there first
-                self._conn.execute(
-                    "UPDATE drift_events SET resolved_at = ?, resolved_check = ?"
-                    " WHERE path = ? AND resolved_at IS NULL",
-                    (now, check_id, path),
-                )
-                self._conn.execute(
-                    "INSERT INTO drift_events (kind, path, severity, reason, started_at, started_check)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (result.kind, path, safe_text(item.severity), safe_text(item.reason), now, check_id),
-                )
-
-    def _prune(self, now: float) -> None:
-        if self.retention_s is None:
-            return
-        # drift events keep their checks (foreign keys); everything else ages out, and so do
-        # the details no remaining check refers to
-        deleted = self._conn.execute(
-            "DELETE FROM checks WHERE started_at < ? AND id NOT IN (SELECT started_check FROM drift_events)"
-            " AND id NOT IN (SELECT resolved_check FROM drift_events WHERE resolved_check IS NOT NULL)",
-            (now - self.retention_s,),
-        ).rowcount
-        if deleted:
-            self._conn.execute("DELETE FROM details WHERE digest NOT IN (SELECT details FROM checks"
-                               " WHERE details IS NOT NULL)")
 
     def _result(self, row: sqlite3.Row | None) -> CheckResult | None:
         if row is None:

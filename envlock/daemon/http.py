@@ -1,8 +1,9 @@
 """HTTP endpoints: /healthz, /livez, /status, /drift, /metrics. Loopback by default.
 
 The standard library's ThreadingHTTPServer is enough: a handful of scrapers, tiny responses.
-HTTP/1.1 keep-alive so a scraper reuses its connection. Handlers only read ``DaemonState``
-(cheap, lock-protected) and never run a check, so a running verify never slows them down.
+HTTP/1.1 keep-alive so a scraper reuses its connection. Handlers only read the current
+``DaemonState`` (``StateBoard.state``, an immutable value) and never run a check, so a running
+verify never slows them down.
 
 Bounded against slow or hostile clients: at most MAX_CONNECTIONS connections are served at once
 (one thread each; more wait in the listen backlog, then in the kernel), and each request's line
@@ -20,12 +21,14 @@ import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs
 
+from envlock.daemon.board import StateBoard
 from envlock.daemon.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from envlock.daemon.results import KINDS
-from envlock.daemon.state import DRIFT_PAGE_MAX, DaemonState
+from envlock.daemon.metrics import Metrics
+from envlock.daemon.results import KINDS, CheckKind
+from envlock.daemon.views import DRIFT_PAGE_MAX
 from envlock.errors import EnvironmentProblem
 
 # A client gets this long to send each request (and a keep-alive connection to idle): a client
@@ -144,7 +147,7 @@ def _query_int(query: dict[str, list[str]], name: str, default: int) -> int:
     return int(text)
 
 
-def _make_handler(state: DaemonState) -> type[BaseHTTPRequestHandler]:
+def _make_handler(state: StateBoard, metrics: Metrics) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server: _Server
 
@@ -193,7 +196,7 @@ def _make_handler(state: DaemonState) -> type[BaseHTTPRequestHandler]:
             elif path == "/drift":
                 self._drift(parse_qs(query))
             elif path == "/metrics":
-                self._send(200, state.metrics.render(), METRICS_CONTENT_TYPE)
+                self._send(200, metrics.render(), METRICS_CONTENT_TYPE)
             elif path == "/":
                 self._send(200, b"envlock watch: /healthz /livez /status /drift /metrics\n",
                            "text/plain; charset=utf-8")
@@ -210,7 +213,7 @@ def _make_handler(state: DaemonState) -> type[BaseHTTPRequestHandler]:
             try:
                 if kind not in (None, *KINDS) or which not in ("drift", "tolerated"):
                     raise ValueError(f"kind is one of {', '.join(KINDS)}; list is drift or tolerated")
-                page = state.drift_page(kind=kind, tolerated=which == "tolerated",
+                page = state.drift_page(kind=cast("CheckKind | None", kind), tolerated=which == "tolerated",
                                         offset=_query_int(query, "offset", 0),
                                         limit=_query_int(query, "limit", DRIFT_PAGE_MAX))
             except ValueError as exc:
@@ -224,11 +227,11 @@ def _make_handler(state: DaemonState) -> type[BaseHTTPRequestHandler]:
 class HttpServer:
     """Bound at construction (so a busy port fails before any check runs); served on a thread."""
 
-    def __init__(self, state: DaemonState, host: str, port: int, *, max_connections: int = MAX_CONNECTIONS,
-                 request_deadline_s: float = REQUEST_DEADLINE_S) -> None:
+    def __init__(self, board: StateBoard, metrics: Metrics, host: str, port: int, *,
+                 max_connections: int = MAX_CONNECTIONS, request_deadline_s: float = REQUEST_DEADLINE_S) -> None:
         server_class = _Server6 if ":" in host else _Server
         try:
-            self._server = server_class((host, port), _make_handler(state), max_connections=max_connections,
+            self._server = server_class((host, port), _make_handler(board, metrics), max_connections=max_connections,
                                         request_deadline_s=request_deadline_s)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
@@ -238,6 +241,11 @@ class HttpServer:
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="envlock-http", daemon=True
         )
+
+    @property
+    def socket(self) -> socket.socket:
+        """The listening socket."""
+        return self._server.socket
 
     @property
     def address(self) -> tuple[str, int]:

@@ -1,166 +1,159 @@
-"""Prometheus metrics in a registry of the daemon's own (never the global default one), so
-tests and embedders get exactly envlock's series and nothing registered elsewhere leaks in.
+"""Prometheus metrics, pulled from the daemon's state when scraped.
+
+``DaemonCollector`` is a prometheus_client custom collector: ``collect()`` reads the current
+``DaemonState`` and yields its series; nothing is pushed into gauges when a check ends. It is
+registered in a registry of the daemon's own (never the global default one), so tests and
+embedders get exactly envlock's series and nothing registered elsewhere leaks in.
 
 The check series change a few times a minute but may be scraped many times a second (several
-Prometheus servers, dashboards, a load balancer's probe): their text is rendered once per change
-and cached; only the process series (RSS, CPU) are rendered on every scrape.
+Prometheus servers, dashboards, a load balancer's probe): ``Metrics.render`` caches their text
+until the state they are made from changes; only health (time alone can make a check overdue) and the process series
+(RSS, CPU) are rendered on every scrape.
 """
 
 from __future__ import annotations
 
-import threading
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector, generate_latest
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
-from envlock.daemon.results import KINDS, OUTCOMES, CheckResult, safe_text
+from envlock.daemon.results import KINDS, OUTCOMES, safe_text
+from envlock.daemon.state import DaemonState
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Series per kind for drifted fields: a golden decides how many differences there are (20,000
 # fake distributions), and a Prometheus series each would swamp every scrape and the TSDB. The
 # count is always exported; the full list is /drift.
 MAX_DRIFT_SERIES = 100
+# prometheus_client's own switch for the ``_created`` series of counters (read as it reads it)
+_CREATED = os.environ.get("PROMETHEUS_DISABLE_CREATED_SERIES", "False").lower() not in ("true", "1", "t")
+
+Metric = GaugeMetricFamily | CounterMetricFamily
+
+
+def _gauge(name: str, documentation: str, labels: Iterable[str] = (),
+           samples: Iterable[tuple[Iterable[str], float]] = ()) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, documentation, labels=list(labels))
+    for values, value in samples:
+        family.add_metric(list(values), value)
+    return family
+
+
+def health_families(state: DaemonState, now: float) -> Iterator[Metric]:
+    yield GaugeMetricFamily("envlock_healthy", "1 when /healthz answers 200", value=1 if state.health(now)[0] else 0)
+
+
+def _probe_families(state: DaemonState) -> Iterator[Metric]:
+    verify = state.probes_from
+    # a probe not run here (e.g. a GPU probe on a CPU node) is neither pass nor fail
+    probes = [p for p in verify.probes if p.status != "skipped"] if verify else []
+    yield _gauge("envlock_probe_max_ulp", "Largest ULP distance from the golden in the last verify", ["probe"],
+                 [([safe_text(p.name) or ""], p.max_ulp) for p in probes if p.max_ulp is not None])
+    yield _gauge("envlock_probe_max_rel_error", "Largest error relative to the golden's scale in the last verify",
+                 ["probe"], [([safe_text(p.name) or ""], p.max_rel_error) for p in probes
+                             if p.max_rel_error is not None])
+    yield _gauge("envlock_probe_ok", "1 when the probe reproduced in the last verify", ["probe"],
+                 [([safe_text(p.name) or ""], 1 if p.status in ("identical", "within_tolerance") else 0)
+                  for p in probes])
+
+
+def check_families(state: DaemonState, created: float) -> Iterator[Metric]:
+    """Every series but health, from ``state`` (``created``: when this process's counters started)."""
+    latest = state.latest.items()
+    yield _gauge("envlock_check_ok", "1 when the last check of this kind passed", ["kind"],
+                 [([kind], 1 if r.ok else 0) for kind, r in latest])
+    yield _gauge("envlock_check_last_timestamp_seconds", "When the last check of this kind started (epoch)", ["kind"],
+                 [([kind], r.started_at) for kind, r in latest])
+    yield _gauge("envlock_check_last_duration_seconds", "How long the last check of this kind took", ["kind"],
+                 [([kind], r.duration_s) for kind, r in latest])
+    checks = CounterMetricFamily("envlock_checks", "Checks run by this process, by kind and outcome",
+                                 labels=["kind", "outcome"])
+    for kind in KINDS:
+        for outcome in OUTCOMES:  # zeros too, so rate() works from the start
+            checks.add_metric([kind, outcome], state.counts.get((kind, outcome), 0),
+                              created=created if _CREATED else None)
+    yield checks
+    yield GaugeMetricFamily("envlock_verify_running", "1 while a verify child is running",
+                            value=1 if state.verify_running_since is not None else 0)
+    yield from _probe_families(state)
+    conclusive = state.conclusive.items()
+    yield _gauge("envlock_drifted_field", "1 for each manifest field or probe that differs from the golden",
+                 ["kind", "path", "severity"],
+                 [([kind, safe_text(item.path) or "", safe_text(item.severity) or ""], 1)
+                  for kind, result in conclusive for item in result.drift[:MAX_DRIFT_SERIES]])
+    yield _gauge("envlock_drifted_fields", "How many manifest fields and probes differ from the golden now (all of "
+                 f"them, while envlock_drifted_field shows at most {MAX_DRIFT_SERIES})", ["kind"],
+                 [([kind], len(result.drift)) for kind, result in conclusive])
+    yield _gauge("envlock_golden_info", "The golden being checked against", ["digest"],
+                 [([safe_text(state.golden_digest) or ""], 1)])
+    # An info series: at most ONE per node at a time (its labels change when the class does; the
+    # old series then goes stale in Prometheus). Absent until a verify reported a class.
+    numeric = state.numeric
+    yield _gauge("envlock_numeric_class", "This node's numeric class (envlock.numeric) from the last conclusive "
+                 "verify, for the golden's probes under that profile", ["class", "profile"],
+                 [([numeric.numeric_class or "", numeric.numeric_profile or ""], 1)] if numeric else [])
+    # One series per CPU the cores check covers (a machine's CPU count: bounded by the kernel, not a file).
+    cores = state.conclusive.get("cores")
+    yield _gauge("envlock_cpu_healthy", "1 when the CPU gave the same bits as the others in the last cores check "
+                 "(0: it deviates from the majority, or CPUs disagree with no majority)", ["cpu"],
+                 [([str(cpu.cpu)], 1 if cpu.healthy else 0) for cpu in (cores.cpus if cores else [])])
+
+
+def _exported(state: DaemonState) -> tuple[object, ...]:
+    """What ``check_families`` reads. A change to any of it is a new object (the state is never
+    changed in place), so the same objects make the same text."""
+    return (state.latest, state.conclusive, state.counts, state.probes_from, state.golden,
+            state.verify_running_since is None)
+
+
+class _Families:
+    """Families already made, as generate_latest wants them (anything with ``collect``)."""
+
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
+
+
+class DaemonCollector(Collector):
+    """envlock's series, read from ``read_state()`` at each collection."""
+
+    def __init__(self, read_state: Callable[[], DaemonState], *, clock: Callable[[], float] = time.time) -> None:
+        self.read_state = read_state
+        self.clock = clock
+        self.created = clock()
+
+    def collect(self) -> Iterator[Metric]:
+        state = self.read_state()
+        yield from health_families(state, self.clock())
+        yield from check_families(state, self.created)
 
 
 class Metrics:
-    def __init__(self) -> None:
+    """The daemon's registry (its collector) and the process series, rendered for /metrics."""
+
+    def __init__(self, read_state: Callable[[], DaemonState], *, clock: Callable[[], float] = time.time) -> None:
+        self.collector = DaemonCollector(read_state, clock=clock)
         self.registry = CollectorRegistry(auto_describe=True)
-        reg = self.registry
+        self.registry.register(self.collector)
         self.process_registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.process_registry)  # process_resident_memory_bytes etc. of the daemon
-        self._lock = threading.Lock()
-        self._version = 0  # bumped on every change; a rendering is cached only if none happened meanwhile
-        self._cached: tuple[int, bytes] | None = None
-        self.healthy = Gauge("envlock_healthy", "1 when /healthz answers 200", registry=reg)
-        self.check_ok = Gauge("envlock_check_ok", "1 when the last check of this kind passed", ["kind"], registry=reg)
-        self.last_time = Gauge(
-            "envlock_check_last_timestamp_seconds", "When the last check of this kind started (epoch)", ["kind"],
-            registry=reg,
-        )
-        self.last_duration = Gauge(
-            "envlock_check_last_duration_seconds", "How long the last check of this kind took", ["kind"], registry=reg
-        )
-        self.checks = Counter(
-            "envlock_checks", "Checks run by this process, by kind and outcome", ["kind", "outcome"], registry=reg
-        )
-        self.verify_running = Gauge("envlock_verify_running", "1 while a verify child is running", registry=reg)
-        self.probe_max_ulp = Gauge(
-            "envlock_probe_max_ulp", "Largest ULP distance from the golden in the last verify", ["probe"], registry=reg
-        )
-        self.probe_max_rel_error = Gauge(
-            "envlock_probe_max_rel_error", "Largest error relative to the golden's scale in the last verify",
-            ["probe"], registry=reg,
-        )
-        self.probe_ok = Gauge(
-            "envlock_probe_ok", "1 when the probe reproduced in the last verify", ["probe"], registry=reg
-        )
-        self.drifted = Gauge(
-            "envlock_drifted_field", "1 for each manifest field or probe that differs from the golden",
-            ["kind", "path", "severity"], registry=reg,
-        )
-        self.drifted_count = Gauge(
-            "envlock_drifted_fields", "How many manifest fields and probes differ from the golden now (all of them, "
-            f"while envlock_drifted_field shows at most {MAX_DRIFT_SERIES})", ["kind"], registry=reg,
-        )
-        self.golden = Gauge("envlock_golden_info", "The golden being checked against", ["digest"], registry=reg)
-        # An info series: at most ONE per node at a time (its labels change when the class does; the
-        # old series then goes stale in Prometheus). Absent until a verify reported a class.
-        self.numeric_class = Gauge(
-            "envlock_numeric_class", "This node's numeric class (envlock.numeric) from the last conclusive verify, "
-            "for the golden's probes under that profile", ["class", "profile"], registry=reg,
-        )
-        # One series per CPU the cores check covers (a machine's CPU count: bounded by the kernel, not a file).
-        self.cpu_healthy = Gauge(
-            "envlock_cpu_healthy", "1 when the CPU gave the same bits as the others in the last cores check "
-            "(0: it deviates from the majority, or CPUs disagree with no majority)", ["cpu"], registry=reg,
-        )
-        for kind in KINDS:
-            for outcome in OUTCOMES:
-                self.checks.labels(kind=kind, outcome=outcome)  # export zeros, so rate() works from the start
-
-    def _changed(self) -> None:
-        with self._lock:
-            self._version += 1
-            self._cached = None
-
-    def set_golden(self, digest: str | None) -> None:
-        self.golden.clear()
-        self.golden.labels(digest=safe_text(digest) or "").set(1)
-        self._changed()
-
-    def set_verify_running(self, running: bool) -> None:
-        self.verify_running.set(1 if running else 0)
-        self._changed()
-
-    def set_healthy(self, healthy: bool) -> None:
-        self.healthy.set(1 if healthy else 0)
-        self._changed()
-
-    def set_numeric_class(self, result: CheckResult | None) -> None:
-        """The class series from a conclusive verify (None: a new golden, no class known yet)."""
-        self.numeric_class.clear()
-        if result is not None and result.numeric_class and result.numeric_profile:
-            self.numeric_class.labels(result.numeric_class, result.numeric_profile).set(1)
-        self._changed()
-
-    def restore(self, result: CheckResult) -> None:
-        """A result from before a restart: its state, without counting it as a check of this process."""
-        self.check_ok.labels(kind=result.kind).set(1 if result.ok else 0)
-        self.last_time.labels(kind=result.kind).set(result.started_at)
-        self.last_duration.labels(kind=result.kind).set(result.duration_s)
-        if result.kind == "verify" and result.conclusive:
-            self.set_numeric_class(result)
-        self._set_cpus(result)
-        self._changed()
-
-    def _set_cpus(self, result: CheckResult) -> None:
-        """The per-CPU series from a conclusive cores check (one that could not run changes none)."""
-        if result.kind != "cores" or not result.conclusive:
-            return
-        self.cpu_healthy.clear()
-        for cpu in result.cpus:
-            self.cpu_healthy.labels(cpu=str(cpu.cpu)).set(1 if cpu.healthy else 0)
-
-    def observe(self, result: CheckResult) -> None:
-        kind = result.kind
-        self.check_ok.labels(kind=kind).set(1 if result.ok else 0)
-        self.last_time.labels(kind=kind).set(result.started_at)
-        self.last_duration.labels(kind=kind).set(result.duration_s)
-        self.checks.labels(kind=kind, outcome=result.outcome).inc()
-        if kind == "verify" and result.conclusive:
-            for gauge in (self.probe_max_ulp, self.probe_max_rel_error, self.probe_ok):
-                gauge.clear()
-            for probe in result.probes:
-                if probe.status == "skipped":
-                    continue  # not run here (e.g. a GPU probe on a CPU node): neither pass nor fail
-                reproduced = probe.status in ("identical", "within_tolerance")
-                name = safe_text(probe.name)
-                self.probe_ok.labels(probe=name).set(1 if reproduced else 0)
-                if probe.max_ulp is not None:
-                    self.probe_max_ulp.labels(probe=name).set(probe.max_ulp)
-                if probe.max_rel_error is not None:
-                    self.probe_max_rel_error.labels(probe=name).set(probe.max_rel_error)
-            self.set_numeric_class(result)
-        self._set_cpus(result)
-        self._changed()  # after the updates: a rendering that overlapped them is never cached
-
-    def set_drift(self, by_kind: dict[str, CheckResult]) -> None:
-        """Rebuild the drifted-field series from the last conclusive result of each kind."""
-        self.drifted.clear()
-        self.drifted_count.clear()
-        for kind, result in by_kind.items():
-            self.drifted_count.labels(kind=kind).set(len(result.drift))
-            for item in result.drift[:MAX_DRIFT_SERIES]:
-                self.drifted.labels(kind=kind, path=safe_text(item.path), severity=safe_text(item.severity)).set(1)
-        self._changed()
+        self._cached: tuple[tuple[object, ...], bytes] | None = None  # (_exported(state), check_families' text)
 
     def render(self) -> bytes:
-        with self._lock:
-            version, cached = self._version, self._cached
-        if cached is None:
-            text = generate_latest(self.registry)
-            with self._lock:
-                if self._version == version:
-                    self._cached = (version, text)
-        else:
-            text = cached[1]
-        return text + generate_latest(self.process_registry)
+        """What ``generate_latest(self.registry)`` gives, then the process series; the check
+        series' text is made again only when what they show changed."""
+        collector = self.collector
+        state = collector.read_state()
+        exported, cached = _exported(state), self._cached
+        if cached is None or any(a is not b for a, b in zip(cached[0], exported, strict=True)):
+            cached = (exported, generate_latest(_Families(check_families(state, collector.created))))
+            self._cached = cached  # one reference assignment: concurrent scrapes at worst render twice
+        health = generate_latest(_Families(health_families(state, collector.clock())))
+        return health + cached[1] + generate_latest(self.process_registry)
+

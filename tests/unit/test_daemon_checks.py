@@ -11,9 +11,19 @@ from types import SimpleNamespace
 
 import pytest
 
-from envlock.daemon.checks import fingerprint_check, interpret_verify, parse_report, value_json
+from envlock.daemon.checks import (
+    ChildReport,
+    ReportedDifference,
+    ReportedProbe,
+    fingerprint_check,
+    interpret_verify,
+    parse_report,
+    value_json,
+)
 from envlock.daemon.process import VerifyRunner
 from envlock.daemon.results import difference_key
+from envlock.diff import Difference
+from envlock.verdict import ProbeVerdict, VerifyReport
 from tests.helpers import DATA_DIR, process_gone, python_argv, run_python
 
 # The verify check's handling of a real child (output, exit, crash, timeout, kill, reaping) is the point.
@@ -141,10 +151,33 @@ def test_verify_failures_are_errors_with_exit_code_and_last_stderr_line(returnco
 def test_parse_report_needs_a_verify_report_object() -> None:
     assert parse_report('{"a": 1}') is None
     assert parse_report("[1, 2]") is None
-    assert parse_report('noise\n{"reproduces": true}\n')["reproduces"] is True
-    assert parse_report('noise\n{"reproduces": true}\ntrailing noise\n')["reproduces"] is True
+    assert parse_report('noise\n{"reproduces": true}\n').reproduces is True
+    assert parse_report('noise\n{"reproduces": true}\ntrailing noise\n').reproduces is True
     indented = json.dumps({"reproduces": False, "probes": [{"name": "a"}]}, indent=2)
-    assert parse_report("warning: something\n" + indented + "\n")["probes"] == [{"name": "a"}]
+    report = parse_report("warning: something\n" + indented + "\n")
+    assert report is not None and not report.reproduces and [p.name for p in report.probes] == ["a"]
+
+
+def test_a_malformed_entry_of_a_report_is_skipped_not_the_report() -> None:
+    """A report is read once, into typed fields; an entry that is not an object (or a probe
+    without a name) is left out, and a missing probe status or difference reason reads as before."""
+    report = parse_report(json.dumps({
+        "reproduces": 1, "manifest_digest": 7, "probes": [3, {"name": 4}, {"name": "p", "max_ulp": True}],
+        "differences": ["x", {"path": 5, "new": [1]}, {"path": "tensorflow.a", "severity": "critical"}],
+    }))
+    assert report is not None and report.reproduces is True and report.manifest_digest is None
+    [probe] = report.probes
+    assert (probe.name, probe.status, probe.max_ulp, probe.reason) == ("p", "None", None, None)
+    assert [(d.path, d.severity, d.reason) for d in report.differences] == [
+        (None, None, "None"), ("tensorflow.a", "critical", "None")]
+    assert parse_report('{"reproduces": false, "probes": {"a": 1}}').probes == []
+
+
+def test_what_the_daemon_reads_of_a_report_is_what_verify_writes() -> None:
+    """ChildReport is the daemon's reading of envlock.verdict.VerifyReport: no field verify never writes."""
+    assert set(ChildReport.model_fields) <= set(VerifyReport.model_fields)
+    assert set(ReportedProbe.model_fields) <= set(ProbeVerdict.model_fields)
+    assert set(ReportedDifference.model_fields) <= set(Difference.model_fields)
 
 
 @VERIFY_CHILD

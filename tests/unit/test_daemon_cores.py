@@ -23,7 +23,8 @@ from envlock.daemon.goldens import LoadedGolden
 from envlock.daemon.log import JsonLog
 from envlock.daemon.loop import Watcher
 from envlock.daemon.metrics import Metrics
-from envlock.daemon.results import render_once
+from envlock.daemon.results import CheckResult, render_once
+from envlock.daemon.state import DaemonState
 from envlock.errors import BadInputError
 from tests.helpers import metric_samples, python_argv
 
@@ -74,13 +75,19 @@ def test_a_cores_child_that_failed_is_an_error(code: int, stdout: str, stderr: s
 
 
 def test_the_per_cpu_series_follow_the_last_conclusive_cores_check() -> None:
-    metrics = Metrics()
-    metrics.observe(interpret(1, cores_report(3, bad=(1,))))
+    states = [DaemonState(golden_path="g", golden=LoadedGolden(manifest={}, digest="sha256:g",  # type: ignore[arg-type]
+                                                                 stat_key=(0, 0, 0)))]
+    metrics = Metrics(lambda: states[-1])
+
+    def observe(result: CheckResult) -> None:
+        states.append(states[-1].adopt(result))
+
+    observe(interpret(1, cores_report(3, bad=(1,))))
     samples = metric_samples(metrics.render().decode())
     assert {k[1][0][1]: v for k, v in samples.items() if k[0] == "envlock_cpu_healthy"} == {"0": 1, "1": 0, "2": 1}
-    metrics.observe(interpret(3, "", "TensorFlow missing"))  # says nothing about the CPUs: the series stay
+    observe(interpret(3, "", "TensorFlow missing"))  # says nothing about the CPUs: the series stay
     assert metric_samples(metrics.render().decode())[("envlock_cpu_healthy", (("cpu", "1"),))] == 0
-    metrics.observe(interpret(0, cores_report(2)))  # CPU 2 no longer checked: its series goes
+    observe(interpret(0, cores_report(2)))  # CPU 2 no longer checked: its series goes
     samples = metric_samples(metrics.render().decode())
     assert {k[1][0][1]: v for k, v in samples.items() if k[0] == "envlock_cpu_healthy"} == {"0": 1, "1": 1}
 
@@ -142,8 +149,8 @@ def test_once_runs_the_cores_check_labels_the_node_and_leaves_health_alone(watch
     assert samples[("envlock_cpu_healthy", (("cpu", "1"),))] == 0
     assert samples[("envlock_cpu_healthy", (("cpu", "2"),))] == 1
     assert samples[("envlock_checks_total", (("kind", "cores"), ("outcome", "drift")))] == 1
-    last = w.state.last("cores")
-    text = render_once(True, "ok", w.state.last("fingerprint"), None, last)
+    last = w.board.last("cores")
+    text = render_once(True, "ok", w.board.last("fingerprint"), None, last)
     assert text.splitlines()[2].startswith("cores        drift    CPU 1 deviates from the others on probes hw.a")
 
 
@@ -153,7 +160,7 @@ def test_a_fresh_cores_check_is_reused_after_a_restart(watcher, tmp_path: Path) 
     assert first.run() == 0
     again = watcher("never printed", 3, once=True)  # a second run would be an error: it must not run
     assert again.run() == 0
-    assert again.state.last("cores").outcome == "pass"
+    assert again.board.last("cores").outcome == "pass"
     samples = metric_samples(again.metrics.render().decode())  # the per-CPU series come back from the history
     assert samples[("envlock_cpu_healthy", (("cpu", "0"),))] == samples[("envlock_cpu_healthy", (("cpu", "1"),))] == 1
     assert "envlock.cores-healthy=true" in (tmp_path / "features").read_text()
@@ -164,7 +171,7 @@ def test_a_fresh_cores_check_is_reused_after_a_restart(watcher, tmp_path: Path) 
 @CHILD
 def test_cores_off_by_default_runs_no_cores_check(watcher, tmp_path: Path) -> None:
     w = watcher(cores_report(2), 0, once=True, cores_every=0)
-    assert w.run() == 0 and w.state.last("cores") is None
+    assert w.run() == 0 and w.board.last("cores") is None
     assert "cores-healthy" not in (tmp_path / "features").read_text()
 
 
@@ -175,19 +182,19 @@ def test_cores_waits_for_a_running_verify_without_spinning_then_runs(watcher) ->
     slow_verify = python_argv(f"import time; time.sleep(1.5); print({json.dumps(json.dumps(report))})")
     w = watcher(cores_report(2), 0, verify_every=3600, verify_command=slow_verify, fingerprint_every=0.5)
     rounds = []
-    publish = w._publish_schedule
-    w._publish_schedule = lambda: (rounds.append(1), publish())[1]  # type: ignore[method-assign]
+    publish = w.board.set_next_due  # the loop publishes its schedule once a round
+    w.board.set_next_due = lambda due: (rounds.append(1), publish(due))[1]  # type: ignore[method-assign]
     thread = threading.Thread(target=w.run)
     thread.start()
     try:
         deadline = time.monotonic() + 30
-        while w.state.last("cores") is None:
+        while w.board.last("cores") is None:
             assert time.monotonic() < deadline, "the cores check never ran"
             time.sleep(0.05)
     finally:
         w.request_stop()
         thread.join(timeout=30)
-    verify, cores = w.state.last("verify"), w.state.last("cores")
+    verify, cores = w.board.last("verify"), w.board.last("cores")
     assert verify is not None and verify.ok and cores is not None and cores.ok
     assert cores.started_at >= verify.started_at + verify.duration_s  # never two TF children at once
     assert len(rounds) < 40, f"the loop spun {len(rounds)} times while the verify ran"

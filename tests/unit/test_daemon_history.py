@@ -118,9 +118,8 @@ def test_a_crash_mid_write_loses_nothing_already_recorded(tmp_path: Path) -> Non
         h = open_history(Path(sys.argv[1]))
         for i in range(3):
             h.record(CheckResult(kind="fingerprint", started_at=float(i), duration_s=0.1, outcome="pass"))
-        conn = h._conn
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute("INSERT INTO checks (kind, started_at, duration_s, ok, outcome, summary)"
+        h.execute("BEGIN IMMEDIATE")
+        h.execute("INSERT INTO checks (kind, started_at, duration_s, ok, outcome, summary)"
                      " VALUES ('fingerprint', 9, 0, 1, 'pass', '{}')")
         os.kill(os.getpid(), signal.SIGKILL)
     """)
@@ -128,7 +127,7 @@ def test_a_crash_mid_write_loses_nothing_already_recorded(tmp_path: Path) -> Non
     assert proc.returncode == -9, proc.stderr
     h = open_history(tmp_path)
     assert [c["started_at"] for c in h.checks()] == [2.0, 1.0, 0.0]
-    assert h._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert h.execute("PRAGMA integrity_check")[0][0] == "ok"
     h.record(_check(at=10))  # and it is still writable
     h.close()
 
@@ -169,11 +168,11 @@ def test_a_difference_is_stored_once_and_referred_to_after_that(tmp_path: Path) 
     first = CheckResult(kind="fingerprint", started_at=1.0, duration_s=0.5, outcome="drift",
                         reason="fake-0: 1.0 -> absent (and 19999 more)", drift=drift)
     h.record(first)
-    h._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # sizes of the main file, not of the WAL's history
+    h.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # sizes of the main file, not of the WAL's history
     after_first = _db_bytes(h.path)
     for i in range(2, 12):
         h.record(dataclasses.replace(first, started_at=float(i)))
-    h._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    h.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     per_check = (_db_bytes(h.path) - after_first) / 10
     assert per_check < 20_000, f"{per_check:.0f} bytes per repeated check"
     assert h.last("fingerprint") == dataclasses.replace(first, started_at=11.0)
@@ -186,7 +185,7 @@ def test_details_no_check_refers_to_are_pruned(tmp_path: Path) -> None:
     h = History(tmp_path / DB_NAME, retention_s=100)
     h.record(_check(at=1, outcome="error", reason="capture failed", probes=[ProbeSummary("a", "drift")]))
     h.record(_check(at=500))
-    rows = h._conn.execute("SELECT COUNT(*) FROM details").fetchone()[0]
+    rows = h.execute("SELECT COUNT(*) FROM details")[0][0]
     assert rows == 1  # only the passing check's (empty) lists are left
     h.close()
 
@@ -215,7 +214,7 @@ def test_a_version_1_history_is_migrated_in_place(tmp_path: Path) -> None:
     conn.commit()
     conn.close()
     h = open_history(tmp_path)
-    assert h._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert h.execute("PRAGMA user_version")[0][0] == SCHEMA_VERSION == 2
     assert h.last("verify") == old
     assert [e["path"] for e in h.drift_events(open_only=True)] == ["probes.m"]
     h.record(dataclasses.replace(old, started_at=10.0))
@@ -247,14 +246,14 @@ def test_a_lone_surrogate_from_a_golden_is_recorded_escaped(history: History) ->
 def test_a_full_disk_reports_the_real_error_not_the_rollback(history: History) -> None:
     """SQLite rolls a transaction back itself when the disk is full; a second ROLLBACK used to
     replace "database or disk is full" with "cannot rollback - no transaction is active"."""
-    conn = history._conn  # the database's size cap is a per-connection setting
-    conn.execute(f"PRAGMA max_page_count={conn.execute('PRAGMA page_count').fetchone()[0] + 2}")
+    # the database's size cap is a per-connection setting: the history's own connection
+    history.execute(f"PRAGMA max_page_count={history.execute('PRAGMA page_count')[0][0] + 2}")
     big = [DriftItem(f"p.{i}", "critical", "r" * 200) for i in range(200)]
     with pytest.raises(sqlite3.OperationalError, match="^database or disk is full$"):
         history.record(CheckResult(kind="fingerprint", started_at=1.0, duration_s=0.1, outcome="drift",
                                    reason="r", drift=big))
-    assert not conn.in_transaction and history.checks() == []
-    conn.execute("PRAGMA max_page_count=1073741823")
+    assert not history.in_transaction and history.checks() == []
+    history.execute("PRAGMA max_page_count=1073741823")
     assert history.record(_check(at=2)) == 1  # space again: recording goes on
 
 

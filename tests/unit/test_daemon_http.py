@@ -11,11 +11,14 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from envlock.daemon.board import StateBoard
 from envlock.daemon.config import parse_listen
-from envlock.daemon.history import open_history
+from envlock.daemon.goldens import LoadedGolden
+from envlock.daemon.history import History, open_history
 from envlock.daemon.http import HttpServer
 from envlock.daemon.metrics import Metrics
 from envlock.daemon.results import CheckResult, DriftItem, ProbeSummary
@@ -24,11 +27,23 @@ from envlock.errors import BadInputError, EnvironmentProblem
 from tests.helpers import http_get, metric_samples
 
 
+def _golden(digest: str) -> LoadedGolden:
+    return LoadedGolden(manifest=None, digest=digest, stat_key=(0, 0, 0))  # type: ignore[arg-type]
+
+
+def _board(history: History, golden_path: str = "/g.json", digest: str = "sha256:g0") -> StateBoard:
+    return StateBoard(DaemonState(golden_path=golden_path, golden=_golden(digest)), history)
+
+
+def _serve(board: StateBoard, host: str, port: int, **limits: Any) -> HttpServer:
+    return HttpServer(board, Metrics(lambda: board.state), host, port, **limits)
+
+
 @pytest.fixture()
 def served(tmp_path: Path):
     history = open_history(tmp_path)
-    state = DaemonState(history=history, metrics=Metrics(), golden_path="/g.json", golden_digest="sha256:g0")
-    server = HttpServer(state, "127.0.0.1", 0)
+    state = _board(history)
+    server = _serve(state, "127.0.0.1", 0)
     server.start()
     yield state, server.address[1]
     server.stop()
@@ -40,9 +55,9 @@ def _serving_on(host: str, tmp_path: Path, *, unavailable: str) -> Iterator[Http
     """A started server on ``host`` with an empty history; the test skips if ``host`` cannot be bound."""
     history = open_history(tmp_path)
     try:
-        state = DaemonState(history=history, metrics=Metrics(), golden_path="g", golden_digest=None)
+        state = _board(history, "g", "sha256:g")
         try:
-            server = HttpServer(state, host, 0)
+            server = _serve(state, host, 0)
         except EnvironmentProblem:
             pytest.skip(unavailable)
         server.start()
@@ -77,7 +92,7 @@ def test_health_follows_the_last_checks(served) -> None:
     state.apply(CheckResult(kind="verify", started_at=200, duration_s=900, outcome="timeout",
                             reason="verify timed out after 900 s (killed)", golden_digest="sha256:g0"))
     assert http_get(port, "/healthz")[0::2] == (503, "verify timeout: verify timed out after 900 s (killed)\n")
-    state.set_golden("sha256:g1")  # a new golden forgets the old verify
+    state.set_golden(_golden("sha256:g1"))  # a new golden forgets the old verify
     assert http_get(port, "/healthz")[0] == 200
 
 
@@ -142,7 +157,7 @@ def test_keep_alive_serves_many_requests_on_one_connection(served) -> None:
 def test_busy_port_is_an_environment_problem(served) -> None:
     state, port = served
     with pytest.raises(EnvironmentProblem, match=f"cannot listen on 127.0.0.1:{port}: address already in use"):
-        HttpServer(state, "127.0.0.1", port)
+        _serve(state, "127.0.0.1", port)
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -176,7 +191,7 @@ def test_parse_listen_binds_exactly_the_named_address() -> None:
 def test_ipv6_any_does_not_also_bind_ipv4(tmp_path: Path) -> None:
     """"[::]" names IPv6 only; Linux would otherwise also accept IPv4 on it (dual stack)."""
     with _serving_on("::", tmp_path, unavailable="IPv6 is not configured") as server:
-        v6only = server._server.socket.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)
+        v6only = server.socket.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)
         assert v6only == 1
 
 
@@ -227,9 +242,9 @@ def test_an_overdue_check_turns_health_503(tmp_path: Path) -> None:
     """A wedged loop publishes nothing: time alone must turn health (and the metric) unhealthy."""
     now = [1000.0]
     history = open_history(tmp_path)
-    metrics = Metrics()
-    state = DaemonState(history=history, metrics=metrics, golden_path="g", golden_digest="sha256:g0",
-                        fingerprint_every=60.0, verify_timeout=900.0, clock=lambda: now[0])
+    state = StateBoard(DaemonState(golden_path="g", golden=_golden("sha256:g0"), fingerprint_every=60.0,
+                                   verify_timeout=900.0), history, clock=lambda: now[0])
+    metrics = Metrics(lambda: state.state, clock=lambda: now[0])
     try:
         state.apply(_fp(at=999.0))
         assert state.health() == (True, "ok")
@@ -241,8 +256,7 @@ def test_an_overdue_check_turns_health_503(tmp_path: Path) -> None:
         assert metric_samples(metrics.render().decode())[("envlock_healthy", ())] == 0
         state.apply(_fp(at=now[0]))
         assert state.health() == (True, "ok")
-        state.set_verify_running(True)
-        state._verify_running_since = now[0]  # set_verify_running reads the wall clock
+        state.set_verify_running(True)  # since now[0]: the board's clock
         now[0] += 900 + 31
         state.apply(_fp(at=now[0]))
         assert state.health() == (False, "verify overdue: still running past its 900 s time limit")
@@ -333,9 +347,9 @@ def test_a_slowloris_flood_holds_at_most_the_cap_and_health_answers_after(tmp_pa
     server serves at most max_connections at once, cuts each request at its deadline even though
     bytes keep coming, and /healthz answers as soon as the flood stops."""
     history = open_history(tmp_path)
-    state = DaemonState(history=history, metrics=Metrics(), golden_path="g", golden_digest=None)
+    state = _board(history, "g", "sha256:g")
     state.apply(_fp())
-    server = HttpServer(state, "127.0.0.1", 0, max_connections=8, request_deadline_s=1.0)
+    server = _serve(state, "127.0.0.1", 0, max_connections=8, request_deadline_s=1.0)
     server.start()
     port = server.address[1]
     baseline = threading.active_count()

@@ -183,9 +183,8 @@ def test_once_healthy_runs_both_checks_and_writes_nfd(make_watcher, tmp_path: Pa
 
 
 def test_once_with_drift_exits_1_and_labels_the_node(make_watcher, tmp_path: Path) -> None:
-    watcher, golden = make_watcher(once=True)
-    _write_golden(golden, "sha256:g2", {"TF_ENABLE_ONEDNN_OPTS": "1"})
-    watcher.golden = _fake_loader(golden)
+    _write_golden(tmp_path / "golden.json", "sha256:g2", {"TF_ENABLE_ONEDNN_OPTS": "1"})
+    watcher, _ = make_watcher(once=True)
     assert watcher.run() == 1
     assert "envlock.reproduces=false" in (tmp_path / "features").read_text()
     [check] = [e for e in _events(make_watcher.logs) if e["event"] == "check"]
@@ -196,13 +195,13 @@ def test_golden_change_is_picked_up_and_drift_resolves(make_watcher) -> None:
     watcher, golden = make_watcher()
     thread, codes = _run_in_thread(watcher)
     try:
-        _wait_for(lambda: watcher.state.health() == (True, "ok"))
+        _wait_for(lambda: watcher.board.health() == (True, "ok"))
         _write_golden(golden, "sha256:g2", {"TF_ENABLE_ONEDNN_OPTS": "1"})
-        _wait_for(lambda: not watcher.state.health()[0])
-        assert watcher.state.health()[1] == "fingerprint drift: environment.TF_ENABLE_ONEDNN_OPTS: 1 -> 0"
-        assert watcher.state.golden_digest == "sha256:g2"
+        _wait_for(lambda: not watcher.board.health()[0])
+        assert watcher.board.health()[1] == "fingerprint drift: environment.TF_ENABLE_ONEDNN_OPTS: 1 -> 0"
+        assert watcher.board.state.golden_digest == "sha256:g2"
         _write_golden(golden, "sha256:g3", MACHINE_ENV)
-        _wait_for(lambda: watcher.state.health()[0])
+        _wait_for(lambda: watcher.board.health()[0])
     finally:
         watcher.request_stop()
         thread.join(timeout=30)
@@ -214,10 +213,10 @@ def test_unreadable_golden_on_reload_is_a_failed_check(make_watcher) -> None:
     watcher, golden = make_watcher()
     thread, _ = _run_in_thread(watcher)
     try:
-        _wait_for(lambda: watcher.state.health()[0])
+        _wait_for(lambda: watcher.board.health()[0])
         golden.write_text("{ truncated")
-        _wait_for(lambda: not watcher.state.health()[0])
-        assert "cannot reload the golden" in watcher.state.health()[1]
+        _wait_for(lambda: not watcher.board.health()[0])
+        assert "cannot reload the golden" in watcher.board.health()[1]
     finally:
         watcher.request_stop()
         thread.join(timeout=30)
@@ -227,7 +226,7 @@ def test_unreadable_golden_on_reload_is_a_failed_check(make_watcher) -> None:
 def test_stop_kills_a_running_verify_and_returns_0(make_watcher) -> None:
     watcher, _ = make_watcher(verify_every=3600, verify_command=HANGING_VERIFY)
     thread, codes = _run_in_thread(watcher)
-    _wait_for(lambda: watcher.state.status()["verify_running_since"] is not None)
+    _wait_for(lambda: watcher.board.status()["verify_running_since"] is not None)
     t0 = time.monotonic()
     watcher.request_stop()
     thread.join(timeout=30)
@@ -275,7 +274,7 @@ def test_new_fingerprint_drift_brings_the_verify_forward(make_watcher) -> None:
     watcher, _ = make_watcher(verify_every=3600, reverify_min_interval=0.0)
     thread, _ = _run_in_thread(watcher)
     try:
-        _wait_for(lambda: len(watcher.history.checks()) >= 2 and watcher.state.last("verify") is not None)
+        _wait_for(lambda: len(watcher.history.checks()) >= 2 and watcher.board.last("verify") is not None)
         make_watcher.machine["OMP_NUM_THREADS"] = "1"  # the node changes under the daemon
         _wait_for(lambda: sum(c["kind"] == "verify" for c in watcher.history.checks()) == 2)
     finally:
@@ -291,7 +290,7 @@ def _verify_then(watcher: Watcher, on_finish) -> VerifyRunner:
     """A real verify child of the watcher's current golden; ``on_finish(result)`` runs after the
     child exited and before the worker hands the result to the loop, i.e. exactly where a reload
     can slip in."""
-    runner = VerifyRunner(watcher.config.verify_command, timeout_s=60, golden_digest=watcher.golden.digest,
+    runner = VerifyRunner(watcher.config.verify_command, timeout_s=60, golden_digest=watcher.board.state.golden_digest,
                           env=watcher.config.environ)
     run = runner.run
 
@@ -310,18 +309,18 @@ def test_a_verify_of_the_old_golden_finishing_just_before_the_reload_is_not_publ
     """The verify of g1 finished, the reload to g2 happened before the loop published it: that
     result says nothing about g2, so /healthz, NFD and metrics must not vouch for g2 with it."""
     watcher, golden = make_watcher(verify_every=3600)
-    watcher._fingerprint_tick()
+    watcher.fingerprint_now()
 
     def reload_first(result):
         _write_golden(golden, "sha256:g2", MACHINE_ENV)
-        assert watcher._reload_golden_if_changed() is None
+        assert watcher.golden_file.reload_if_changed() is True
         return result
 
-    watcher._verify_worker(_verify_then(watcher, reload_first))  # the worker's code, in this thread
-    watcher._take_verify_results()  # the loop publishes what the worker handed over
-    watcher._fingerprint_tick()
-    assert watcher.state.golden_digest == "sha256:g2"
-    assert watcher.state.last("verify") is None and not watcher.state.reproduces()
+    watcher.children.workers.work(_verify_then(watcher, reload_first))  # the worker's code, in this thread
+    watcher.take_results()  # the loop publishes what the worker handed over
+    watcher.fingerprint_now()
+    assert watcher.board.state.golden_digest == "sha256:g2"
+    assert watcher.board.last("verify") is None and not watcher.board.reproduces()
     assert "envlock.reproduces=false" in (tmp_path / "features").read_text()
     recorded = watcher.history.last("verify")  # kept in the history, for the record
     assert recorded is not None and recorded.outcome == "pass" and recorded.golden_digest == "sha256:g1"
@@ -338,7 +337,7 @@ def test_a_reload_while_a_verify_is_published_keeps_the_new_goldens_vouched_set(
     outlive g1. The worker only hands the result over; the loop, the one writer, publishes it and
     then reloads, so the reload cannot cut in."""
     watcher, golden = make_watcher(verify_every=3600)
-    watcher._fingerprint_tick()
+    watcher.fingerprint_now()
     loop_thread = threading.current_thread()  # this test thread plays the loop
     readers: list[threading.Thread] = []
 
@@ -353,16 +352,16 @@ def test_a_reload_while_a_verify_is_published_keeps_the_new_goldens_vouched_set(
 
     key = 'environment.TF_DETERMINISTIC_OPS="1"'
     runner = _verify_then(watcher, lambda result: dataclasses.replace(result, vouched=ReplaceWhileRead([key])))
-    worker = threading.Thread(target=watcher._verify_worker, args=(runner,))
+    worker = threading.Thread(target=watcher.children.workers.work, args=(runner,))
     worker.start()
     worker.join(timeout=60)
     assert not worker.is_alive() and readers == []  # the worker published nothing
-    watcher._take_verify_results()  # the loop publishes g1's verify...
-    watcher._fingerprint_tick()  # ...and its next tick reloads g2
+    watcher.take_results()  # the loop publishes g1's verify...
+    watcher.fingerprint_now()  # ...and its next tick reloads g2
     assert readers and all(thread is loop_thread for thread in readers)
-    assert watcher.golden.digest == "sha256:g2"
-    assert watcher._vouched == frozenset()  # g2 has no passing verify: nothing is vouched for
-    assert watcher.state.last("verify") is None and not watcher.state.reproduces()
+    assert watcher.board.state.golden_digest == "sha256:g2"
+    assert watcher.board.state.vouched == frozenset()  # g2 has no passing verify: nothing is vouched for
+    assert watcher.board.last("verify") is None and not watcher.board.reproduces()
     watcher.history.close()
 
 
@@ -441,16 +440,16 @@ def test_a_pathological_golden_swap_is_reported_and_survived(make_watcher, make_
     watcher, golden = make_watcher()
     thread, codes = _run_in_thread(watcher)
     try:
-        _wait_for(lambda: watcher.state.health() == (True, "ok"))
+        _wait_for(lambda: watcher.board.health() == (True, "ok"))
         bad = tmp_path / "bad-golden"
         make_bad(bad)
         if bad.is_dir() and not bad.is_symlink():
             golden.unlink()  # a directory cannot replace a file in one rename
         os.replace(bad, golden)
-        _wait_for(lambda: not watcher.state.health()[0])
-        reason = watcher.state.health()[1]
+        _wait_for(lambda: not watcher.board.health()[0])
+        reason = watcher.board.health()[1]
         assert reason.startswith("cannot reload the golden: ") and "sha256:g1" in reason
-        assert watcher.state.status()["golden"]["error"] and watcher.state.golden_digest == "sha256:g1"
+        assert watcher.board.status()["golden"]["error"] and watcher.board.state.golden_digest == "sha256:g1"
         before = sum(1 for e in _events(make_watcher.logs) if e["event"] == "check")
         _wait_for(lambda: sum(1 for e in _events(make_watcher.logs) if e["event"] == "check") >= before + 3)
         rejected = [e for e in _events(make_watcher.logs) if e["event"] == "golden_rejected"]
@@ -461,7 +460,7 @@ def test_a_pathological_golden_swap_is_reported_and_survived(make_watcher, make_
         else:
             golden.unlink()
         _write_golden(golden, "sha256:g1", MACHINE_ENV)
-        _wait_for(lambda: watcher.state.health() == (True, "ok"))
+        _wait_for(lambda: watcher.board.health() == (True, "ok"))
     finally:
         watcher.request_stop()
         thread.join(timeout=30)
@@ -471,7 +470,7 @@ def test_a_pathological_golden_swap_is_reported_and_survived(make_watcher, make_
 def test_a_golden_read_that_never_finishes_does_not_wedge_the_loop(make_watcher, monkeypatch) -> None:
     """Whatever the reader below does (here: blocks forever), the loop goes on and stops on request."""
     watcher, golden = make_watcher()
-    watcher._golden_loader.timeout_s = 0.5
+    watcher.golden_loader.timeout_s = 0.5
     release = threading.Event()
 
     def stuck_loader(path: Path, *_trusted_keys: object) -> LoadedGolden:
@@ -480,13 +479,13 @@ def test_a_golden_read_that_never_finishes_does_not_wedge_the_loop(make_watcher,
 
     thread, codes = _run_in_thread(watcher)
     try:
-        _wait_for(lambda: watcher.state.health() == (True, "ok"))
+        _wait_for(lambda: watcher.board.health() == (True, "ok"))
         monkeypatch.setattr(goldens_mod, "load_golden_file", stuck_loader)
         _write_golden(golden, "sha256:g2", MACHINE_ENV)
-        _wait_for(lambda: "did not finish within 0.5 s" in watcher.state.health()[1])
+        _wait_for(lambda: "did not finish within 0.5 s" in watcher.board.health()[1])
         before = sum(1 for e in _events(make_watcher.logs) if e["event"] == "check")
         _wait_for(lambda: sum(1 for e in _events(make_watcher.logs) if e["event"] == "check") >= before + 3)
-        assert "still stuck" in watcher.state.health()[1]  # no second reader piled up on the first
+        assert "still stuck" in watcher.board.health()[1]  # no second reader piled up on the first
         started = time.monotonic()
         watcher.request_stop()
         thread.join(timeout=30)
@@ -515,14 +514,14 @@ def test_a_wedged_loop_turns_health_and_the_nfd_labels_unhealthy(make_watcher, t
             release.wait(60)  # a read of /sys that hangs
         return dict(MACHINE_ENV)
 
-    watcher._check_hooks["capture"] = wedging_capture
+    watcher.capture = wedging_capture
     features = tmp_path / "features"
     thread, codes = _run_in_thread(watcher)
     try:
         _wait_for(lambda: features.exists() and "envlock.healthy=true" in features.read_text())
         _wait_for(lambda: "envlock.healthy=false" in features.read_text())
         assert len(captures) == 2  # still stuck in the second capture: the watchdog wrote that
-        healthy, reason = watcher.state.health()
+        healthy, reason = watcher.board.health()
         assert not healthy and reason.startswith("fingerprint check overdue")
         [event] = [e for e in _events(make_watcher.logs) if e["event"] == "health"]
         assert event["healthy"] is False and "overdue" in event["reason"]
@@ -607,16 +606,16 @@ def test_a_golden_with_a_lone_surrogate_swapped_in_with_mv_is_checked_not_fatal(
     watcher = Watcher(config, log=JsonLog(logs), capture=lambda environ: make_manifest())
     thread, codes = _run_in_thread(watcher)
     try:
-        _wait_for(lambda: watcher.state.last("fingerprint") is not None)
+        _wait_for(lambda: watcher.board.last("fingerprint") is not None)
         os.replace(hostile, golden)  # mv
 
         def drifted_paths() -> list[str]:
-            last = watcher.state.last("fingerprint")
+            last = watcher.board.last("fingerprint")
             return [item.path for item in last.drift] if last else []
 
         _wait_for(lambda: any(path.startswith("python.distributions") for path in drifted_paths()))
         _wait_for(lambda: len(watcher.history.checks(limit=100)) >= 4)  # and it goes on recording
-        assert watcher.state.history_error is None
+        assert watcher.board.state.history_error is None
         assert thread.is_alive()
     finally:
         watcher.request_stop()
@@ -661,7 +660,7 @@ def test_a_verify_exports_its_numeric_class_in_one_series_status_and_the_nfd_lab
     assert _class_series(watcher) == {}  # nothing known before a verify
     assert watcher.run() == 0
     assert _class_series(watcher) == {(SAME_CLASS, "default"): 1.0}
-    status = watcher.state.status()
+    status = watcher.board.status()
     assert {k: v for k, v in status["numeric_class"].items() if k != "verified_at"} == {
         "class": SAME_CLASS, "profile": "default", "golden_class": SAME_CLASS, "matches_golden": True}
     assert status["last"]["verify"]["numeric_class"] == SAME_CLASS
@@ -682,20 +681,20 @@ def test_a_changed_class_replaces_the_series_and_a_new_golden_withdraws_it(make_
         os.replace(tmp_path / "next.json", current)
         _wait_for(lambda: (OFF_CLASS, "default") in _class_series(watcher))
         assert _class_series(watcher) == {(OFF_CLASS, "default"): 1.0}  # one series per node at a time
-        assert watcher.state.status()["numeric_class"]["matches_golden"] is False
+        assert watcher.board.status()["numeric_class"]["matches_golden"] is False
         _wait_for(lambda: _labels(tmp_path / "features").get("envlock.numeric-class") == OFF_CLASS)
         # a verify that cannot run says nothing about the numerics: the last class stays
         current.write_text("not a report")
-        _wait_for(lambda: watcher.state.last("verify").outcome == "error")
+        _wait_for(lambda: watcher.board.last("verify").outcome == "error")
         assert _class_series(watcher) == {(OFF_CLASS, "default"): 1.0}
         # another golden: the class was over the old golden's probes, so it is withdrawn until a verify of this one
         watcher.config.verify_every = 3600
         _write_golden(golden, "sha256:g2", MACHINE_ENV)
-        _wait_for(lambda: watcher.state.golden_digest == "sha256:g2")
-        _wait_for(lambda: watcher.state.numeric() is None and "envlock.numeric-class" not in _labels(
+        _wait_for(lambda: watcher.board.state.golden_digest == "sha256:g2")
+        _wait_for(lambda: watcher.board.state.numeric is None and "envlock.numeric-class" not in _labels(
             tmp_path / "features"))
         assert _class_series(watcher) == {}
-        assert watcher.state.status()["numeric_class"] is None
+        assert watcher.board.status()["numeric_class"] is None
     finally:
         watcher.request_stop()
         thread.join(timeout=30)
@@ -726,12 +725,12 @@ def test_a_verify_is_not_reused_after_a_restart_that_changed_the_machine(make_wa
     """The flipped node restarted without its flip: the old verify (and its class) says nothing about it now."""
     off = RECORDED_REPORTS / "verify-matmul-rng-onednn-off.json"
     first, _ = make_watcher(once=True, verify_every=3600, verify_command=_verify_printing(off))
-    first._check_hooks["capture"] = lambda environ: _Captured(make_watcher.machine)
+    first.capture = lambda environ: _Captured(make_watcher.machine)
     assert first.run() == 1
     make_watcher.machine["TF_ENABLE_ONEDNN_OPTS"] = "1"  # what changed across the restart
     same = RECORDED_REPORTS / "verify-matmul-rng-default.json"
     second, _ = make_watcher(once=True, verify_every=3600, verify_command=_verify_printing(same))
-    second._check_hooks["capture"] = lambda environ: _Captured(make_watcher.machine)
+    second.capture = lambda environ: _Captured(make_watcher.machine)
     second.run()
     events = _events(make_watcher.logs)
     assert not [e for e in events if e["event"] == "restored"]

@@ -6,8 +6,10 @@ from __future__ import annotations
 import re
 
 from envlock.daemon import nfd
+from envlock.daemon.goldens import LoadedGolden
 from envlock.daemon.metrics import Metrics
 from envlock.daemon.results import CheckResult
+from envlock.daemon.state import DaemonState
 from tests.helpers import REPO_ROOT, metric_samples
 
 DEPLOY = REPO_ROOT / "deploy"
@@ -24,10 +26,11 @@ def test_the_jobs_node_labels_are_the_features_the_daemon_writes() -> None:
 
 
 def test_the_rules_read_the_series_the_daemon_exports_with_its_labels() -> None:
-    metrics = Metrics()
-    metrics.observe(CheckResult(kind="verify", started_at=1.0, duration_s=1.0, outcome="drift",
-                                numeric_class="c6d2df55e9b4", golden_numeric_class="0eaa820319d5",
-                                numeric_profile="default"))
+    golden = LoadedGolden(manifest=None, digest="sha256:g", stat_key=(0, 0, 0))  # type: ignore[arg-type]
+    state = DaemonState(golden_path="g", golden=golden).adopt(CheckResult(
+        kind="verify", started_at=1.0, duration_s=1.0, outcome="drift", golden_digest="sha256:g",
+        numeric_class="c6d2df55e9b4", golden_numeric_class="0eaa820319d5", numeric_profile="default"))
+    metrics = Metrics(lambda: state)
     [(name, labels)] = [key for key in metric_samples(metrics.render().decode()) if key[0] == "envlock_numeric_class"]
     rules = (DEPLOY / "prometheus-rules.yaml").read_text()
     rule_blocks = re.split(r"\n\s*- (?:record|alert): ", rules)[1:]
