@@ -9,11 +9,12 @@ timings: the exit code, stdout (text or ``--json``), and the JSON report or file
   verify    text and --report JSON, of 7 goldens (-v on two)
   explain   text and --report JSON, of the Intel full-suite golden on a few drifting probes
   diff      text and --json, of manifests and goldens of both vendors
+  watch     --once of the 0.1.0 golden: its lines, JSON log and Node Feature Discovery file
   capture   --no-tf text and --json; a full --golden of three probes (the golden file)
 
 Timings are masked before comparing: JSON values under keys that hold durations or instants
 (``seconds``, ``*_seconds``, ``captured_at`` ...), and in text every ``<number> s``/``ms`` and
-``(<number> s)``. Everything else must be byte-identical. Prints one line per case
+ISO-8601 instant. Everything else must be byte-identical. Prints one line per case
 (``same``/``DIFFERENT``) and, for a difference, the first differing lines; exit 1 if any differs.
 
 Usage: python benchmarks/same_behaviour.py [--baseline REV] [--only verify,diff,...] [--keep DIR]
@@ -43,7 +44,7 @@ INTEL = ROOT / "tests" / "data" / "machines" / "intel-xeon-amx-2vcpu-2026-12-03"
 # JSON keys whose values are durations, instants or per-run paths: masked before comparing.
 _TIMING_KEY = re.compile(r"(^|_)(seconds|elapsed|wall|duration|captured_at|created_at|recorded_at|started_at|"
                          r"finished_at|timestamp|time|at|pid|uptime)$|_s$")
-_TEXT_TIMING = re.compile(r"\b\d+(\.\d+)?\s?(ms|s)\b")
+_TEXT_TIMING = re.compile(r"\b\d+(\.\d+)?\s?(ms|s)\b|\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)?")
 _TMP = re.compile(r"/tmp/envlock-same-[^/\s\"']+")
 
 
@@ -87,6 +88,9 @@ def _cases(work: Path) -> list[Case]:
         if a.is_file() and b.is_file():
             cases.append(Case(f"diff {a.name} {b.name}", ("diff", str(a), str(b))))
             cases.append(Case(f"diff --json {a.name} {b.name}", ("diff", "--json", str(a), str(b))))
+    cases.append(Case("watch --once cpu-reference.json",
+                      ("watch", "--golden", str(g / "cpu-reference.json"), "--once", "--state-dir", "{dir}",
+                       "--nfd-features-file", "{dir}/nfd"), ("{dir}/nfd",)))
     cases.append(Case("capture --no-tf", ("capture", "--no-tf")))
     cases.append(Case("capture --no-tf --json", ("capture", "--no-tf", "--json")))
     cases.append(Case("capture --golden (3 probes)",
@@ -130,14 +134,16 @@ def _setup(tree: Path, work: Path) -> None:
 
 def _run(tree: Path, case: Case, work: Path) -> dict[str, str]:
     out = work / "out.json"
-    argv = [sys.executable, "-m", "envlock", *(a.replace("{out}", str(out)) for a in case.argv)]
+    argv = [sys.executable, "-m", "envlock", *(a.replace("{out}", str(out)).replace("{dir}", str(work / "state"))
+                                               for a in case.argv)]
     env = {**os.environ, "PYTHONPATH": str(tree), **dict(case.env)}
     env.pop("ENVLOCK_GOLDEN", None)
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=work, check=False, timeout=900)
-    seen = {"exit": str(proc.returncode), "stdout": normalise(proc.stdout),
-            "stderr": normalise(re.sub(r"^\{.*\}$", "", proc.stderr, flags=re.M))}
+    # stderr's JSON log lines (watch) are compared as JSON, timings masked, like the rest.
+    stderr = "\n".join(normalise(line) for line in proc.stderr.splitlines())
+    seen = {"exit": str(proc.returncode), "stdout": normalise(proc.stdout), "stderr": stderr}
     for name in case.files:
-        path = Path(name.replace("{out}", str(out)))
+        path = Path(name.replace("{out}", str(out)).replace("{dir}", str(work / "state")))
         seen[name] = normalise(path.read_text()) if path.is_file() else "<absent>"
     return seen
 
