@@ -11,7 +11,7 @@ yardstick of this machine:
   envlock verify goldens/cpu-reference.json
   python -c "import envlock"            (what a training script pays before calling lockdown())
 
-Prints medians, then per command this tree / baseline (1.00 = unchanged) and capture / import
+``--startup`` times only the three start-up commands. Prints medians, then per command this tree / baseline (1.00 = unchanged) and capture / import
 tensorflow for both. Usage: python benchmarks/bench_revisions.py [--baseline REV] [--rounds N]
 """
 
@@ -57,6 +57,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline", default=DEFAULT_BASELINE)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--startup", action="store_true",
+                        help="only the start-up commands (--help, import envlock, capture --no-tf)")
     args = parser.parse_args()
     py = sys.executable
     work = Path(tempfile.mkdtemp(prefix="envlock-bench-rev-"))
@@ -79,6 +81,9 @@ def main() -> None:
             "envlock verify": ([py, "-m", "envlock", "verify", golden], (0, 1)),
             "import envlock": ([py, "-c", "import envlock"], (0,)),
         }
+        if args.startup:
+            commands = {name: c for name, c in commands.items()
+                        if name in ("envlock --help", "envlock capture --no-tf", "import envlock")}
         yardstick = [py, "-c", "import tensorflow"]
         for (argv, ok) in commands.values():  # warm the page cache once; not timed
             for env in envs.values():
@@ -97,6 +102,8 @@ def main() -> None:
             print(f"{name:<26} {this:8.3f} {base:9.3f} {this / base:14.3f}")
         tf = med[("import tensorflow", "-")]
         print(f"\nimport tensorflow          {tf:8.3f}")
+        if args.startup:
+            return
         print(f"capture / import tensorflow: this {med[('envlock capture', 'this')] / tf:.3f}, "
               f"baseline {med[('envlock capture', 'baseline')] / tf:.3f} (target <= 1.15)")
     finally:

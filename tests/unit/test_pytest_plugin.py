@@ -250,7 +250,7 @@ def test_verify_compares_the_manifest_and_says_it_cannot_rerun_tests(
         ("test_fit::weights", "skipped", PYTEST_PROBE_REASON)]
     # verify reads it, but proves nothing about the tests' numbers: never "reproduces" (exit 3).
     assert PYTEST_GOLDEN_NOTE in report.notes and report.exit_code == 3 and not report.reproduces
-    paths = {d["path"] for d in report.differences}
+    paths = {d.path for d in report.differences}
     # Like with like: no "TensorFlow was not captured" difference of verify's own making.
     assert not any(p.startswith("tensorflow.") for p in paths)
     assert bool(paths) == (machine != AMD)
