@@ -11,8 +11,9 @@ yardstick of this machine:
   envlock verify goldens/cpu-reference.json
   python -c "import envlock"            (what a training script pays before calling lockdown())
 
-``--startup`` times only the three start-up commands. Prints medians, then per command this tree / baseline (1.00 = unchanged) and capture / import
-tensorflow for both. Usage: python benchmarks/bench_revisions.py [--baseline REV] [--rounds N]
+``--startup`` times only the three start-up commands. Prints medians, then per command this tree /
+baseline (1.00 = unchanged) and capture / import tensorflow for both.
+Usage: python benchmarks/bench_revisions.py [--baseline REV] [--rounds N] [--startup]
 """
 
 from __future__ import annotations
