@@ -131,6 +131,17 @@ _PROCESS_SUFFIXES: tuple[str, ...] = ("_PATH", "_DIR", "_DIRS", "_HOME", "_FILE"
                                       "_HOSTS", "_USER", "_ADDR", "_ADDRESS", "_PORT", "_ROOT", "_PREFIX", "_SOCKET")
 
 
+def with_changes(environ: Mapping[str, str], changes: Mapping[str, str | None]) -> dict[str, str]:
+    """A copy of ``environ`` with ``changes`` applied: a value sets the variable, None unsets it."""
+    env = dict(environ)
+    for name, value in changes.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
 @functools.lru_cache(maxsize=1)
 def discovered_names() -> frozenset[str]:
     """Every name in the committed scans (all TensorFlow versions: a golden from another version

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from envlock.capture import capture_manifest
 from envlock.diff import diff_manifests
-from envlock.environ import golden_environment_changes, refused_note
+from envlock.environ import golden_environment_changes, refused_note, with_changes
 from envlock.errors import BadInputError
 from envlock.golden import (
     Golden,
@@ -51,14 +51,9 @@ from envlock.verdict import (
 
 def child_environment(golden: Golden, environ: dict[str, str], *, golden_env: bool) -> dict[str, str]:
     """The probes' environment: this machine's, or with the golden's determinism variables exactly."""
-    env = dict(environ)
-    if golden_env:
-        for name, value in golden_environment_changes(env, golden.lockdown.environment)[0].items():
-            if value is None:
-                env.pop(name, None)
-            else:
-                env[name] = value
-    return env
+    if not golden_env:
+        return dict(environ)
+    return with_changes(environ, golden_environment_changes(dict(environ), golden.lockdown.environment)[0])
 
 
 def _select(golden: Golden, probe_names: list[str] | None) -> list[ProbeRecord]:

@@ -35,7 +35,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import envlock.capture
 from envlock import __version__
-from envlock.environ import is_allowed
+from envlock.environ import is_allowed, with_changes
 from envlock.fingerprint.cpu import parse_proc_cpuinfo
 from envlock.golden import Golden, OutputRecord, ProbeRecord, save_golden, seal
 from envlock.image.data import BaseImage
@@ -80,13 +80,7 @@ def require(available: bool, what: str) -> None:
 
 def env_with(**changes: str | None) -> dict[str, str]:
     """This process's environment with ``changes`` applied (``None`` removes a variable)."""
-    env = dict(os.environ)
-    for name, value in changes.items():
-        if value is None:
-            env.pop(name, None)
-        else:
-            env[name] = value
-    return env
+    return with_changes(os.environ, changes)
 
 
 def envlock_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600,

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
+from envlock.environ import with_changes
 from envlock.models import Manifest
 from envlock.protocol import ChildOptions
 from envlock.vocab import CandidateKind
@@ -64,13 +65,7 @@ class Launch:
     options: ChildOptions = field(default_factory=lambda: ChildOptions())
 
     def with_env(self, changes: Mapping[str, str | None]) -> Launch:
-        env = dict(self.env)
-        for name, value in changes.items():
-            if value is None:
-                env.pop(name, None)
-            else:
-                env[name] = value
-        return replace(self, env=env)
+        return replace(self, env=with_changes(self.env, changes))
 
 
 class Family:
